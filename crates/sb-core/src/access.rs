@@ -1,0 +1,86 @@
+//! Roles and what each may do. Every API route names one `Permission`.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    Agent,
+    Marketer,
+    StoreStaff,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Agent, Role::Marketer, Role::StoreStaff];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Agent => "agent",
+            Role::Marketer => "marketer",
+            Role::StoreStaff => "store_staff",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    pub fn allows(self, permission: Permission) -> bool {
+        use Permission::*;
+        match self {
+            Role::Admin => true,
+            Role::Agent => matches!(
+                permission,
+                ReadOwnAccount | ManageOwnTokens | ReadConversations | ReplyConversations | ReadCustomers
+                    | ReadOrders | ReadInventory
+            ),
+            Role::Marketer => matches!(
+                permission,
+                ReadOwnAccount | ManageOwnTokens | ReadCustomers | ManageCampaigns | ReadOrders
+            ),
+            Role::StoreStaff => matches!(
+                permission,
+                ReadOwnAccount | ManageOwnTokens | ReadCustomers | ReadOrders | ManageOrders | ReadInventory
+                    | ManageInventory
+            ),
+        }
+    }
+}
+
+/// What a route needs. Admin-only permissions are listed first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    ManageUsers,
+    ManageWorkspace,
+    ReadAuditLog,
+    ManageJobs,
+    ReadOwnAccount,
+    ManageOwnTokens,
+    ReadConversations,
+    ReplyConversations,
+    ReadCustomers,
+    ManageCampaigns,
+    ReadOrders,
+    ManageOrders,
+    ReadInventory,
+    ManageInventory,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_round_trip_and_only_admin_manages_users() {
+        for role in Role::ALL {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+            assert!(role.allows(Permission::ReadOwnAccount));
+            assert_eq!(role.allows(Permission::ManageUsers), role == Role::Admin);
+            assert_eq!(role.allows(Permission::ReadAuditLog), role == Role::Admin);
+        }
+        assert_eq!(Role::parse("root"), None);
+    }
+}

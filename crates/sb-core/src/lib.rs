@@ -1,0 +1,13 @@
+//! Switchboard's domain: types and rules with no IO and no async runtime.
+//!
+//! Everything here is plain data and pure functions so that it can be tested
+//! quickly and reused by the store, the engine and the web layer alike.
+
+pub mod access;
+pub mod clock;
+pub mod credentials;
+pub mod ids;
+
+pub use access::{Permission, Role};
+pub use clock::{Clock, SystemClock};
+pub use ids::new_id;

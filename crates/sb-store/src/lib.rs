@@ -1,0 +1,61 @@
+//! Every repository, written once over `sb-sql` and run on SQLite or PostgreSQL.
+//!
+//! Repository functions take `&mut dyn Conn` so callers compose them inside one
+//! transaction (a domain write and the job it enqueues commit together). Every query on
+//! tenant data filters on `workspace_id`.
+
+pub mod audit;
+pub mod jobs;
+pub mod migrations;
+pub mod objects;
+pub mod sessions;
+pub mod timers;
+pub mod tokens;
+pub mod users;
+pub mod workspaces;
+
+use std::sync::Arc;
+
+use sb_core::Clock;
+pub use sb_sql::{Backend, Conn, Db, SqlError, Stmt};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("invalid: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Sql(#[from] SqlError),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The database handle plus the clock every written time comes from.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub db: Db,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Store {
+    pub fn new(db: Db, clock: Arc<dyn Clock>) -> Self {
+        Store { db, clock }
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Applies pending migrations for this backend.
+    pub async fn migrate(&self) -> Result<Vec<i64>> {
+        Ok(sb_sql::migrate::run(&self.db, migrations::for_backend(self.db.backend()), self.now()).await?)
+    }
+}
+
+/// Opaque list cursors: the last id of the previous page.
+pub fn page_limit(requested: Option<i64>) -> i64 {
+    requested.unwrap_or(50).clamp(1, 200)
+}

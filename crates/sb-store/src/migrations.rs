@@ -1,0 +1,54 @@
+//! The two migration trees, embedded. Same versions and names in both (tested).
+
+use sb_sql::Backend;
+use sb_sql::migrate::Migration;
+
+macro_rules! tree {
+    ($dir:literal: $(($version:literal, $name:literal)),* $(,)?) => {
+        &[$(Migration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!("../migrations/", $dir, "/", $name, ".sql")),
+        }),*]
+    };
+}
+
+pub static SQLITE: &[Migration] = tree!("sqlite": (1, "0001_foundation"));
+pub static POSTGRES: &[Migration] = tree!("postgres": (1, "0001_foundation"));
+
+pub fn for_backend(backend: Backend) -> &'static [Migration] {
+    match backend {
+        Backend::Sqlite => SQLITE,
+        Backend::Postgres => POSTGRES,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_backends_have_the_same_migration_list() {
+        let list = |ms: &[Migration]| ms.iter().map(|m| (m.version, m.name)).collect::<Vec<_>>();
+        assert_eq!(list(SQLITE), list(POSTGRES));
+        let versions: Vec<i64> = SQLITE.iter().map(|m| m.version).collect();
+        let mut sorted = versions.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(versions, sorted, "versions strictly increase");
+    }
+
+    #[test]
+    fn migration_directories_hold_exactly_the_listed_files() {
+        for (dir, list) in [("sqlite", SQLITE), ("postgres", POSTGRES)] {
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/").to_owned() + dir;
+            let mut files: Vec<String> = std::fs::read_dir(&path)
+                .expect("migration directory exists")
+                .map(|e| e.expect("readable entry").file_name().to_string_lossy().into_owned())
+                .collect();
+            files.sort();
+            let listed: Vec<String> = list.iter().map(|m| format!("{}.sql", m.name)).collect();
+            assert_eq!(files, listed, "every file in migrations/{dir} is listed in migrations.rs");
+        }
+    }
+}
