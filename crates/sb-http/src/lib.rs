@@ -1,1 +1,132 @@
+//! The HTTP layer: axum routes for the agents' and admin API, health and metrics, auth
+//! (sessions and API tokens), error mapping and the OpenAPI document. Only this crate (and
+//! the UI crate) knows about HTTP.
 
+pub mod error;
+pub mod extract;
+mod limits;
+mod metrics_layer;
+mod routes;
+mod views;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request, StatusCode};
+use axum::response::IntoResponse;
+use metrics_exporter_prometheus::PrometheusHandle;
+use sb_bus::Bus;
+use sb_engine::Engine;
+use sb_store::Store;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+pub use error::{ApiError, ApiResult};
+pub use limits::LoginLimits;
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// A request that takes longer is answered 503 `request_timeout`.
+    pub request_timeout: Duration,
+    pub session_ttl: Duration,
+    /// Set `Secure` on cookies (when served over HTTPS).
+    pub secure_cookies: bool,
+    pub login_limits: LoginLimits,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_body_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            session_ttl: Duration::from_secs(12 * 3600),
+            secure_cookies: false,
+            login_limits: LoginLimits::default(),
+        }
+    }
+}
+
+/// Everything a handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub engine: Engine,
+    pub bus: Arc<dyn Bus>,
+    pub config: Arc<HttpConfig>,
+    pub metrics: PrometheusHandle,
+    limiter: Arc<limits::LoginLimiter>,
+}
+
+impl AppState {
+    pub fn new(store: Store, engine: Engine, bus: Arc<dyn Bus>, config: HttpConfig) -> Self {
+        let limiter = Arc::new(limits::LoginLimiter::new(&config.login_limits));
+        AppState { store, engine, bus, config: Arc::new(config), metrics: metrics_layer::handle(), limiter }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Switchboard API", description = "Omnichannel inbox, customer data and commerce. Errors are `{\"error\":{\"code\",\"message\"}}` with stable codes."),
+    components(schemas(error::ErrorBody)),
+    modifiers(&SecurityAddon)
+)]
+struct ApiDoc;
+
+struct SecurityAddon;
+impl utoipa::Modify for SecurityAddon {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme("session", SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(extract::SESSION_COOKIE))));
+    }
+}
+
+/// The API routes and their OpenAPI document.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(routes::router()).split_for_parts()
+}
+
+/// The whole HTTP application with its middleware.
+pub fn app(state: AppState) -> Router {
+    let (api, openapi) = api();
+    let openapi = Arc::new(openapi);
+    let x_request_id = HeaderName::from_static("x-request-id");
+    let timeout = state.config.request_timeout;
+    api.route(
+        "/api/openapi.json",
+        axum::routing::get(move || {
+            let doc = openapi.clone();
+            async move { axum::Json(doc.as_ref().clone()) }
+        }),
+    )
+    .fallback(|| async { ApiError::not_found("route_not_found", "no such route") })
+    .method_not_allowed_fallback(|| async {
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not accept that method")
+    })
+    .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+    .layer(axum::middleware::from_fn(move |req, next| metrics_layer::track(req, next, timeout)))
+    .layer(
+        TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }),
+    )
+    .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
+    .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+    .with_state(state)
+}
+
+/// Answers a request that took too long (used by the timeout middleware).
+pub(crate) fn timed_out() -> axum::response::Response {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "request_timeout", "the request took too long").into_response()
+}

@@ -1,1 +1,66 @@
-fn main() {}
+//! The `switchboard` binary: parses the command line and hands over to the library.
+
+use clap::Parser;
+use sb_server::config::{BenchCommand, Cli, Command, Config};
+
+fn main() {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => fail(&format!("cannot start the async runtime: {e}")),
+    };
+    let result = runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => {
+                let config = Config::resolve(&cli.global)?;
+                sb_server::serve(config, shutdown_signal()).await
+            }
+            Command::Migrate => {
+                let config = Config::resolve(&cli.global)?;
+                config.prepare_data_dir()?;
+                let store = sb_server::open_store(&config, &sb_engine::Time::System).await?;
+                println!("database is up to date ({})", config.database.describe());
+                store.db.close().await;
+                Ok(())
+            }
+            Command::Bench { what: BenchCommand::Store(args) } => {
+                let config = Config::resolve(&cli.global)?;
+                sb_server::bench::store(&config, &args).await
+            }
+        }
+    });
+    if let Err(e) = result {
+        fail(&e.0);
+    }
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("switchboard: {message}");
+    std::process::exit(2);
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("SWITCHBOARD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

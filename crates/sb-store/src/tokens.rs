@@ -45,11 +45,11 @@ pub fn create(c: &mut dyn Conn, user: &User, name: &str, secret_digest: &str, no
     Ok(token)
 }
 
-/// The token's owner, if the token exists, is not revoked and its user is enabled.
-pub fn authenticate(c: &mut dyn Conn, secret_digest: &str) -> Result<Option<(String, User)>> {
+/// `(token id, last used, owner)` if the token exists, is not revoked and its user is enabled.
+pub fn authenticate(c: &mut dyn Conn, secret_digest: &str) -> Result<Option<(String, Option<i64>, User)>> {
     let row = c.query_opt(
         &Stmt::new(
-            "SELECT t.id AS token_id, u.id, u.workspace_id, u.email, u.name, u.role, u.is_owner, u.disabled,
+            "SELECT t.id AS token_id, t.last_used_at AS token_last_used_at, u.id, u.workspace_id, u.email, u.name, u.role, u.is_owner, u.disabled,
                     u.created_at, u.updated_at
              FROM api_tokens t JOIN users u ON u.id = t.user_id AND u.workspace_id = t.workspace_id
              WHERE t.token_hash = :hash AND t.revoked_at IS NULL AND u.disabled = :no",
@@ -59,7 +59,11 @@ pub fn authenticate(c: &mut dyn Conn, secret_digest: &str) -> Result<Option<(Str
     )?;
     Ok(match row {
         None => None,
-        Some(r) => Some((r.get_in("api_tokens", "token_id")?, sb_sql::FromRow::from_row(&r)?)),
+        Some(r) => Some((
+            r.get_in("api_tokens", "token_id")?,
+            r.get_in("api_tokens", "token_last_used_at")?,
+            sb_sql::FromRow::from_row(&r)?,
+        )),
     })
 }
 

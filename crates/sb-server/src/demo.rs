@@ -1,0 +1,113 @@
+//! The demo workspace: created once on an empty database so that `cargo run --release`
+//! shows a working product. Credentials go to `<data dir>/demo-credentials.json`.
+
+use std::path::Path;
+
+use sb_core::{Role, credentials};
+use sb_store::users::{self, NewUser};
+use sb_store::{Store, StoreError, tokens, workspaces};
+use serde::{Deserialize, Serialize};
+
+pub const DEMO_WORKSPACE: &str = "Demo Shop";
+pub const CREDENTIALS_FILE: &str = "demo-credentials.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DemoUser {
+    pub email: String,
+    pub password: String,
+    pub role: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DemoCredentials {
+    pub base_url: String,
+    pub users: Vec<DemoUser>,
+    pub api_token: String,
+}
+
+impl DemoCredentials {
+    pub fn print(&self, data_dir: &Path) {
+        println!("Demo workspace \"{DEMO_WORKSPACE}\" (credentials in {}):", data_dir.join(CREDENTIALS_FILE).display());
+        for u in &self.users {
+            println!("  {:<12} {:<34} password {}", u.role, u.email, u.password);
+        }
+        println!("  sign in: curl -c cookies -H 'content-type: application/json' -d '{{\"email\":\"{}\",\"password\":\"…\"}}' {}/api/v1/auth/login", self.users[0].email, self.base_url);
+        println!("  API token (admin): {}", self.api_token);
+    }
+}
+
+const PEOPLE: [(&str, &str, Role); 5] = [
+    ("admin@demo.switchboard.local", "Ada Admin", Role::Admin),
+    ("agent1@demo.switchboard.local", "Alex Agent", Role::Agent),
+    ("agent2@demo.switchboard.local", "Sam Agent", Role::Agent),
+    ("marketer@demo.switchboard.local", "Mia Marketer", Role::Marketer),
+    ("store@demo.switchboard.local", "Stan Store", Role::StoreStaff),
+];
+
+/// Creates the demo workspace if the database has no workspace yet; otherwise returns the
+/// credentials written at that time (if the file is still there).
+pub async fn ensure(store: &Store, data_dir: &Path, base_url: &str) -> Result<Option<DemoCredentials>, StoreError> {
+    let path = data_dir.join(CREDENTIALS_FILE);
+    if store.db.read(workspaces::count).await? > 0 {
+        let existing = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str::<DemoCredentials>(&t).ok());
+        return Ok(existing.map(|mut c| {
+            c.base_url = base_url.to_owned();
+            c
+        }));
+    }
+    let people: Vec<(DemoUser, String, &str)> = tokio::task::spawn_blocking(|| {
+        PEOPLE
+            .iter()
+            .map(|(email, name, role)| {
+                let password = credentials::random_password();
+                let hash = credentials::hash_password(&password);
+                (DemoUser { email: (*email).into(), password, role: role.as_str().into() }, hash, *name)
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let api_token = credentials::new_api_token();
+    let digest = credentials::secret_digest(&api_token);
+    let now = store.now();
+    let rows = people.clone();
+    let created = store
+        .db
+        .write(move |c| {
+            // Re-check inside the write: two processes starting at once create one demo.
+            if workspaces::count(c)? > 0 {
+                return Ok(false);
+            }
+            let ws = workspaces::create(c, DEMO_WORKSPACE, now)?;
+            let mut admin = None;
+            for (i, (person, hash, name)) in rows.iter().enumerate() {
+                let role = Role::parse(&person.role).unwrap_or(Role::Agent);
+                let new = NewUser { workspace_id: &ws.id, email: &person.email, name, role, password_hash: hash, is_owner: i == 0 };
+                let user = users::create(c, &new, now)?;
+                admin.get_or_insert(user);
+            }
+            let admin = admin.ok_or(StoreError::Invalid("no demo users".into()))?;
+            tokens::create(c, &admin, "demo", &digest, now)?;
+            Ok::<_, StoreError>(true)
+        })
+        .await?;
+    if !created {
+        return Ok(None);
+    }
+    let creds = DemoCredentials {
+        base_url: base_url.to_owned(),
+        users: people.into_iter().map(|(u, _, _)| u).collect(),
+        api_token,
+    };
+    let json = serde_json::to_string_pretty(&creds).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    write_private(&data_dir.join(CREDENTIALS_FILE), &json).map_err(|e| StoreError::Invalid(format!("cannot write {CREDENTIALS_FILE}: {e}")))?;
+    Ok(Some(creds))
+}
+
+/// Writes a file readable only by its owner (it holds passwords).
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(contents.as_bytes())
+}

@@ -1,0 +1,143 @@
+//! Wiring: configuration → database → bus → engine → HTTP. The binary and the end-to-end
+//! tests start the product through [`start`], so they run the same code.
+
+pub mod bench;
+pub mod config;
+pub mod demo;
+mod maintenance;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use sb_bus::{Bus, InProcessBus, NatsBus};
+use sb_engine::{Engine, EngineConfig, Time};
+use sb_sql::Db;
+use sb_sql::postgres::{PgExecutor, PgOptions};
+use sb_sql::sqlite::{SqliteExecutor, SqliteOptions};
+use sb_store::Store;
+use tokio::net::TcpListener;
+
+pub use config::{Config, ConfigError, DatabaseConfig};
+
+/// Opens the configured database; a failure says what to fix.
+pub async fn open_database(database: &DatabaseConfig) -> Result<Db, ConfigError> {
+    let fix = "check --database-url / SWITCHBOARD_DATABASE_URL";
+    let executor: Arc<dyn sb_sql::Executor> = match database {
+        DatabaseConfig::Sqlite(path) => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                config::prepare_dir(parent)?;
+            }
+            Arc::new(
+                SqliteExecutor::open(&SqliteOptions::new(path))
+                    .map_err(|e| ConfigError(format!("cannot open the {}: {e} ({fix})", database.describe())))?,
+            )
+        }
+        DatabaseConfig::Postgres(url) => Arc::new(
+            PgExecutor::connect(&PgOptions::new(url))
+                .await
+                .map_err(|e| ConfigError(format!("cannot reach the {}: {e} ({fix})", database.describe())))?,
+        ),
+    };
+    Ok(Db::new(executor))
+}
+
+/// Opens the database and applies migrations; a changed migration stops here.
+pub async fn open_store(config: &Config, time: &Time) -> Result<Store, ConfigError> {
+    let db = open_database(&config.database).await?;
+    let store = Store::new(db, time.clock());
+    store.migrate().await.map_err(|e| ConfigError(format!("cannot migrate the {}: {e}", config.database.describe())))?;
+    Ok(store)
+}
+
+pub async fn open_bus(config: &Config) -> Result<Arc<dyn Bus>, ConfigError> {
+    Ok(match &config.nats_url {
+        None => Arc::new(InProcessBus::new()),
+        Some(url) => Arc::new(
+            NatsBus::connect(url)
+                .await
+                .map_err(|e| ConfigError(format!("cannot reach NATS: {e} (check --nats-url / SWITCHBOARD_NATS_URL)")))?,
+        ),
+    })
+}
+
+/// A started server.
+pub struct Server {
+    pub addr: std::net::SocketAddr,
+    pub base_url: String,
+    pub store: Store,
+    pub engine: Engine,
+    pub demo: Option<demo::DemoCredentials>,
+    task: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Server {
+    /// Drains: stops accepting, lets in-flight requests finish, stops the engine (running
+    /// jobs finish or are released), closes the database.
+    pub async fn shutdown(self) {
+        self.stop.send_replace(true);
+        let _ = self.task.await;
+    }
+
+    /// Resolves when the server stops by itself (it does not, unless it fails).
+    pub async fn wait(&mut self) {
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// Starts everything on `listener` and returns once the server accepts requests.
+pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<Server, ConfigError> {
+    config.prepare_data_dir()?;
+    let store = open_store(&config, &time).await?;
+    let bus = open_bus(&config).await?;
+    let addr = listener.local_addr().map_err(|e| ConfigError(format!("cannot read the listening address: {e}")))?;
+    let base_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+
+    let engine = Engine::new(store.clone(), time.clone(), EngineConfig::default());
+    maintenance::register(&engine);
+    engine.start();
+    maintenance::schedule(&engine).await.map_err(|e| ConfigError(format!("cannot schedule maintenance: {e}")))?;
+
+    let demo = if config.demo {
+        demo::ensure(&store, &config.data_dir, &base_url)
+            .await
+            .map_err(|e| ConfigError(format!("cannot create the demo workspace: {e}")))?
+    } else {
+        None
+    };
+
+    let state = sb_http::AppState::new(store.clone(), engine.clone(), bus, config.http.clone());
+    let app = sb_http::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let shutdown_signal = async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    let (task_engine, task_store) = (engine.clone(), store.clone());
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal).await {
+            tracing::error!(error = %e, "the HTTP server stopped");
+        }
+        task_engine.shutdown().await;
+        task_store.db.close().await;
+        tracing::info!("stopped");
+    });
+    Ok(Server { addr, base_url, store, engine, demo, task, stop })
+}
+
+/// Runs until `signal` resolves, then drains.
+pub async fn serve(config: Config, signal: impl Future<Output = ()>) -> Result<(), ConfigError> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| ConfigError(format!("cannot listen on {}: {e} (set --listen or SWITCHBOARD_LISTEN)", config.listen)))?;
+    let server = start(config.clone(), listener, Time::System).await?;
+    println!("Switchboard is listening on http://{}", server.addr);
+    println!("  database: {}", config.database.describe());
+    println!("  API: {}/api/v1 (OpenAPI document at {}/api/openapi.json)", server.base_url, server.base_url);
+    if let Some(demo) = &server.demo {
+        demo.print(&config.data_dir);
+    }
+    signal.await;
+    println!("Shutting down: finishing in-flight requests and running jobs");
+    server.shutdown().await;
+    Ok(())
+}
