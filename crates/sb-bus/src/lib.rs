@@ -261,11 +261,10 @@ impl NatsBus {
             .connect(url);
         // Outer bound also covers DNS resolution, which the client's own
         // connection timeout does not.
-        let client =
-            tokio::time::timeout(NATS_CONNECT_TIMEOUT + Duration::from_secs(1), connecting)
-                .await
-                .map_err(|_| unavailable("connect timed out".to_owned()))?
-                .map_err(|err| unavailable(err.to_string()))?;
+        let client = tokio::time::timeout(NATS_CONNECT_TIMEOUT + Duration::from_secs(1), connecting)
+            .await
+            .map_err(|_| unavailable("connect timed out".to_owned()))?
+            .map_err(|err| unavailable(err.to_string()))?;
         Ok(NatsBus { client })
     }
 

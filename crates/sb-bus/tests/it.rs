@@ -5,8 +5,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use sb_bus::{
-    Bus, BusError, Event, InProcessBus, NatsBus, Subscription, subject_matches, validate_filter,
-    validate_subject,
+    Bus, BusError, Event, InProcessBus, NatsBus, Subscription, subject_matches, validate_filter, validate_subject,
 };
 use tokio::time::timeout;
 
@@ -55,17 +54,11 @@ async fn behaves_like_a_bus(bus: &dyn Bus) {
     // Bad subjects and filters are rejected the same way by every backend.
     for bad in ["", "a..b", "a b", "a.*", "a.>", "a.b*"] {
         let err = bus.publish(bad, Bytes::new()).await.unwrap_err();
-        assert!(
-            matches!(err, BusError::InvalidSubject(_)),
-            "publish {bad:?}: {err}"
-        );
+        assert!(matches!(err, BusError::InvalidSubject(_)), "publish {bad:?}: {err}");
     }
     for bad in ["", "a.>.b", "a.b*", "a..b"] {
         let err = bus.subscribe(bad).await.unwrap_err();
-        assert!(
-            matches!(err, BusError::InvalidSubject(_)),
-            "subscribe {bad:?}: {err}"
-        );
+        assert!(matches!(err, BusError::InvalidSubject(_)), "subscribe {bad:?}: {err}");
     }
 
     let mut exact = bus.subscribe(&format!("{p}.conv.1.updated")).await.unwrap();
@@ -92,23 +85,14 @@ async fn behaves_like_a_bus(bus: &dyn Bus) {
     let u1 = format!("{p}.conv.1.updated=a");
     let u2 = format!("{p}.conv.2.updated=b");
     let typing = format!("{p}.conv.2.typing.u1=c");
-    assert_eq!(
-        payloads_until(&mut exact, "fence").await,
-        std::slice::from_ref(&u1)
-    );
+    assert_eq!(payloads_until(&mut exact, "fence").await, std::slice::from_ref(&u1));
     assert_eq!(
         payloads_until(&mut exact_twin, "fence").await,
         std::slice::from_ref(&u1)
     );
-    assert_eq!(
-        payloads_until(&mut one_token, "fence").await,
-        [u1.clone(), u2.clone()]
-    );
+    assert_eq!(payloads_until(&mut one_token, "fence").await, [u1.clone(), u2.clone()]);
     assert_eq!(payloads_until(&mut tail, "fence").await, [u1, u2, typing]);
-    assert_eq!(
-        payloads_until(&mut presence, "fence").await,
-        Vec::<String>::new()
-    );
+    assert_eq!(payloads_until(&mut presence, "fence").await, Vec::<String>::new());
 }
 
 #[test]
@@ -127,10 +111,7 @@ fn subject_wildcards_match_like_nats() {
         ("a.*.>", "a.b.c"),
     ];
     for (filter, subject) in matching {
-        assert!(
-            subject_matches(filter, subject),
-            "{filter} should match {subject}"
-        );
+        assert!(subject_matches(filter, subject), "{filter} should match {subject}");
     }
 
     let not_matching = [
@@ -154,10 +135,7 @@ fn subject_wildcards_match_like_nats() {
         ("", "a"),
     ];
     for (filter, subject) in not_matching {
-        assert!(
-            !subject_matches(filter, subject),
-            "{filter} should not match {subject}"
-        );
+        assert!(!subject_matches(filter, subject), "{filter} should not match {subject}");
     }
 
     for ok in ["a", "a.b", "conv.123.updated", "a-b_c.d"] {
@@ -168,9 +146,7 @@ fn subject_wildcards_match_like_nats() {
         assert!(validate_subject(wildcard).is_err(), "publish {wildcard}");
         assert!(validate_filter(wildcard).is_ok(), "subscribe {wildcard}");
     }
-    for bad in [
-        "", ".", "a.", ".a", "a..b", "a b", "a\tb", "a.b*", "a.>.b", "a.*b",
-    ] {
+    for bad in ["", ".", "a.", ".a", "a..b", "a b", "a\tb", "a.b*", "a.>.b", "a.*b"] {
         assert!(validate_subject(bad).is_err(), "publish {bad:?}");
         assert!(validate_filter(bad).is_err(), "subscribe {bad:?}");
     }
@@ -187,13 +163,9 @@ async fn in_process_bus_survives_a_lagging_subscriber() {
     let bus = InProcessBus::with_capacity(4);
     let mut sub = bus.subscribe("lag.>").await.unwrap();
     for i in 0..1_000 {
-        bus.publish("lag.burst", Bytes::from(i.to_string()))
-            .await
-            .unwrap();
+        bus.publish("lag.burst", Bytes::from(i.to_string())).await.unwrap();
     }
-    bus.publish("lag.end", Bytes::from_static(b"end"))
-        .await
-        .unwrap();
+    bus.publish("lag.end", Bytes::from_static(b"end")).await.unwrap();
     let skipped_some = payloads_until(&mut sub, "end").await.len() < 1_000;
     assert!(skipped_some, "expected the tiny buffer to drop events");
 }
@@ -213,9 +185,7 @@ async fn nats_bus_delivers_to_matching_subscribers_only() {
         println!("NATS half skipped: SWITCHBOARD_TEST_NATS_URL is not set");
         return;
     };
-    let bus = NatsBus::connect(&url)
-        .await
-        .expect("connect to test NATS server");
+    let bus = NatsBus::connect(&url).await.expect("connect to test NATS server");
     behaves_like_a_bus(&bus).await;
 }
 
@@ -230,10 +200,7 @@ async fn nats_connect_to_unreachable_server_fails_fast_with_unavailable() {
         panic!("connect to {url} unexpectedly succeeded");
     };
     assert!(matches!(err, BusError::Unavailable(_)), "{err}");
-    assert!(
-        err.to_string().contains(url),
-        "error should name the URL: {err}"
-    );
+    assert!(err.to_string().contains(url), "error should name the URL: {err}");
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "took {:?}",

@@ -33,8 +33,13 @@ impl Role {
             Role::Admin => true,
             Role::Agent => matches!(
                 permission,
-                ReadOwnAccount | ManageOwnTokens | ReadConversations | ReplyConversations | ReadCustomers
-                    | ReadOrders | ReadInventory
+                ReadOwnAccount
+                    | ManageOwnTokens
+                    | ReadConversations
+                    | ReplyConversations
+                    | ReadCustomers
+                    | ReadOrders
+                    | ReadInventory
             ),
             Role::Marketer => matches!(
                 permission,
@@ -42,7 +47,12 @@ impl Role {
             ),
             Role::StoreStaff => matches!(
                 permission,
-                ReadOwnAccount | ManageOwnTokens | ReadCustomers | ReadOrders | ManageOrders | ReadInventory
+                ReadOwnAccount
+                    | ManageOwnTokens
+                    | ReadCustomers
+                    | ReadOrders
+                    | ManageOrders
+                    | ReadInventory
                     | ManageInventory
             ),
         }

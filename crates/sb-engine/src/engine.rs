@@ -63,7 +63,10 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            queues: vec![QueueConfig { name: "default".into(), concurrency: 16 }],
+            queues: vec![QueueConfig {
+                name: "default".into(),
+                concurrency: 16,
+            }],
             lease_ms: 30_000,
             backoff_base_ms: 1_000,
             backoff_max_ms: 3_600_000,
@@ -133,7 +136,11 @@ impl Engine {
     }
 
     pub fn register(&self, kind: &str, handler: impl JobHandler) {
-        self.inner.handlers.write().expect("handlers lock").insert(kind.to_owned(), Arc::new(handler));
+        self.inner
+            .handlers
+            .write()
+            .expect("handlers lock")
+            .insert(kind.to_owned(), Arc::new(handler));
     }
 
     /// Starts the queue workers, the timer loop, lease renewal and (on PostgreSQL) the
@@ -169,7 +176,11 @@ impl Engine {
     /// Call after committing a transaction that scheduled a timer.
     pub fn timer_scheduled(&self, id: &str, due_at: i64) {
         if let Ok(uuid) = uuid::Uuid::parse_str(id) {
-            self.inner.timer_index.lock().expect("timer index lock").insert((due_at, uuid.as_u128()));
+            self.inner
+                .timer_index
+                .lock()
+                .expect("timer index lock")
+                .insert((due_at, uuid.as_u128()));
             self.inner.timer_wake.notify_waiters();
         }
     }
@@ -183,7 +194,12 @@ impl Engine {
 
     pub async fn schedule(&self, timer: NewTimer) -> Result<String, StoreError> {
         let now = self.inner.time.now_ms();
-        let (id, due) = self.inner.store.db.write(move |c| timers::schedule(c, &timer, now)).await?;
+        let (id, due) = self
+            .inner
+            .store
+            .db
+            .write(move |c| timers::schedule(c, &timer, now))
+            .await?;
         self.timer_scheduled(&id, due);
         Ok(id)
     }
@@ -214,7 +230,12 @@ impl Engine {
             let mut claimed = 0;
             if free > 0 {
                 let (q, owner, lease) = (queue.name.clone(), inner.owner.clone(), inner.config.lease_ms);
-                match inner.store.db.write(move |c| jobs::claim(c, &q, &owner, now, lease, free as i64)).await {
+                match inner
+                    .store
+                    .db
+                    .write(move |c| jobs::claim(c, &q, &owner, now, lease, free as i64))
+                    .await
+                {
                     Ok(batch) => {
                         claimed = batch.len();
                         for job in batch {
@@ -272,7 +293,12 @@ impl Engine {
         for id in handles.into_keys() {
             let owner = self.inner.owner.clone();
             let now = self.inner.time.now_ms();
-            let released = self.inner.store.db.write(move |c| jobs::release(c, &id, &owner, now)).await;
+            let released = self
+                .inner
+                .store
+                .db
+                .write(move |c| jobs::release(c, &id, &owner, now))
+                .await;
             tracing::info!(released = ?released.is_ok(), "released a running job at shutdown");
         }
     }
@@ -280,9 +306,16 @@ impl Engine {
     async fn run_job(&self, job: Job) -> String {
         let inner = &self.inner;
         let handler = inner.handlers.read().expect("handlers lock").get(&job.kind).cloned();
-        let ctx = JobContext { job, store: inner.store.clone(), engine: self.clone() };
+        let ctx = JobContext {
+            job,
+            store: inner.store.clone(),
+            engine: self.clone(),
+        };
         let outcome = match handler {
-            None => Err(JobError::Permanent(format!("no handler is registered for job kind `{}`", ctx.job.kind))),
+            None => Err(JobError::Permanent(format!(
+                "no handler is registered for job kind `{}`",
+                ctx.job.kind
+            ))),
             Some(h) => AssertUnwindSafe(h.run(&ctx))
                 .catch_unwind()
                 .await
@@ -299,12 +332,20 @@ impl Engine {
                 metrics::counter!("switchboard_jobs_retried_total", "kind" => job.kind.clone()).increment(1);
                 tracing::info!(job_id = %job.id, kind = %job.kind, attempt = job.attempts, error = %msg, "job failed; will retry");
                 let at = now + backoff_ms(job.attempts, inner.config.backoff_base_ms, inner.config.backoff_max_ms);
-                inner.store.db.write(move |c| jobs::fail(c, &id, &owner, &msg, Some(at), now)).await
+                inner
+                    .store
+                    .db
+                    .write(move |c| jobs::fail(c, &id, &owner, &msg, Some(at), now))
+                    .await
             }
             Err(JobError::Retry(msg) | JobError::Permanent(msg)) => {
                 metrics::counter!("switchboard_jobs_dead_total", "kind" => job.kind.clone()).increment(1);
                 tracing::warn!(job_id = %job.id, kind = %job.kind, attempts = job.attempts, error = %msg, "job is dead");
-                inner.store.db.write(move |c| jobs::fail(c, &id, &owner, &msg, None, now)).await
+                inner
+                    .store
+                    .db
+                    .write(move |c| jobs::fail(c, &id, &owner, &msg, None, now))
+                    .await
             }
         };
         if let Err(e) = result {
@@ -324,14 +365,21 @@ impl Engine {
                 _ = stop.changed() => break,
             }
             let (owner, until) = (inner.owner.clone(), inner.time.now_ms() + inner.config.lease_ms);
-            if let Err(e) = inner.store.db.write(move |c| jobs::extend_leases(c, &owner, until)).await {
+            if let Err(e) = inner
+                .store
+                .db
+                .write(move |c| jobs::extend_leases(c, &owner, until))
+                .await
+            {
                 tracing::warn!(error = %e, "renewing job leases failed");
             }
         }
     }
 
     async fn listen_loop(self) {
-        let Some(mut rx) = self.inner.store.db.listen(jobs::NOTIFY_CHANNEL).await else { return };
+        let Some(mut rx) = self.inner.store.db.listen(jobs::NOTIFY_CHANNEL).await else {
+            return;
+        };
         let mut stop = self.inner.stop.subscribe();
         loop {
             tokio::select! {
@@ -345,7 +393,12 @@ impl Engine {
     }
 
     async fn load_timer_index(&self, until: i64) -> Result<usize, StoreError> {
-        let entries = self.inner.store.db.read(move |c| timers::index_entries(c, until)).await?;
+        let entries = self
+            .inner
+            .store
+            .db
+            .read(move |c| timers::index_entries(c, until))
+            .await?;
         let n = entries.len();
         let mut index = self.inner.timer_index.lock().expect("timer index lock");
         for (due, id) in entries {
@@ -395,7 +448,10 @@ impl Engine {
                 due
             };
             if !due.is_empty() {
-                let ids: Vec<String> = due.iter().map(|(_, id)| uuid::Uuid::from_u128(*id).to_string()).collect();
+                let ids: Vec<String> = due
+                    .iter()
+                    .map(|(_, id)| uuid::Uuid::from_u128(*id).to_string())
+                    .collect();
                 match inner.store.db.write(move |c| timers::fire(c, &ids, now)).await {
                     Ok(fired) => {
                         if !fired.is_empty() {
@@ -418,7 +474,12 @@ impl Engine {
                 next_refresh = now + refresh;
                 continue;
             }
-            let first = inner.timer_index.lock().expect("timer index lock").first().map(|(at, _)| *at);
+            let first = inner
+                .timer_index
+                .lock()
+                .expect("timer index lock")
+                .first()
+                .map(|(at, _)| *at);
             let deadline = first.map_or(next_refresh, |at| at.min(next_refresh));
             tokio::select! {
                 _ = &mut notified => {}
@@ -438,7 +499,11 @@ mod tests {
         for attempt in 1..=40 {
             let d = backoff_ms(attempt, 1_000, 3_600_000);
             let full = (1_000i64 << (attempt - 1).min(30)).min(3_600_000);
-            assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d} not in [{}, {full}]", full / 2);
+            assert!(
+                d >= full / 2 && d <= full,
+                "attempt {attempt}: {d} not in [{}, {full}]",
+                full / 2
+            );
         }
     }
 }

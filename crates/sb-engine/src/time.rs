@@ -15,7 +15,10 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn new(start_ms: i64) -> Arc<Self> {
-        Arc::new(ManualClock { now: AtomicI64::new(start_ms), changed: watch::channel(start_ms).0 })
+        Arc::new(ManualClock {
+            now: AtomicI64::new(start_ms),
+            changed: watch::channel(start_ms).0,
+        })
     }
 
     pub fn advance(&self, ms: i64) {

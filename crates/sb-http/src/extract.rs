@@ -35,16 +35,20 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
-        JsonRejection::JsonSyntaxError(e) => ApiError::invalid("malformed_json", format!("the body is not valid JSON: {e}")),
+        JsonRejection::JsonSyntaxError(e) => {
+            ApiError::invalid("malformed_json", format!("the body is not valid JSON: {e}"))
+        }
         JsonRejection::JsonDataError(e) => ApiError::unprocessable("invalid_request", e.body_text()),
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "send the body as JSON with `Content-Type: application/json`",
         ),
-        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
-        }
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is too large",
+        ),
         other => ApiError::invalid("invalid_body", other.body_text()),
     }
 }
@@ -77,7 +81,10 @@ impl Principal {
             Err(ApiError::forbidden(format!(
                 "the {} role may not do this (needs `{}`)",
                 self.user.role,
-                serde_json::to_value(permission).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+                serde_json::to_value(permission)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
             )))
         }
     }
@@ -96,11 +103,18 @@ impl Principal {
 }
 
 pub fn client_ip(parts: &Parts) -> Option<String> {
-    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string())
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
 }
 
 pub fn request_id(parts: &Parts) -> Option<String> {
-    parts.headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned)
+    parts
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 impl FromRequestParts<AppState> for Principal {
@@ -120,14 +134,23 @@ impl FromRequestParts<AppState> for Principal {
             let digest = credentials::secret_digest(token);
             let found = state.store.db.read(move |c| tokens::authenticate(c, &digest)).await?;
             let Some((token_id, last_used, user)) = found else {
-                return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "the API token is unknown or revoked"));
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_token",
+                    "the API token is unknown or revoked",
+                ));
             };
             // Record use at most once a minute, so reads stay reads.
             if last_used.is_none_or(|t| t < now - 60_000) {
                 let (ws, id) = (user.workspace_id.clone(), token_id.clone());
                 state.store.db.write(move |c| tokens::touch(c, &ws, &id, now)).await?;
             }
-            return Ok(Principal { user, via: Via::Token(token_id), ip, request_id });
+            return Ok(Principal {
+                user,
+                via: Via::Token(token_id),
+                ip,
+                request_id,
+            });
         }
         let jar = CookieJar::from_headers(&parts.headers);
         let Some(cookie) = jar.get(SESSION_COOKIE) else {
@@ -135,13 +158,28 @@ impl FromRequestParts<AppState> for Principal {
         };
         // Cookies ride along on cross-site requests; a state-changing request must come from our own origin.
         if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) && !same_origin(parts) {
-            return Err(ApiError::forbidden("cross-origin request with a session cookie refused").with_code("csrf_rejected"));
+            return Err(
+                ApiError::forbidden("cross-origin request with a session cookie refused").with_code("csrf_rejected"),
+            );
         }
         let digest = credentials::secret_digest(cookie.value());
-        let user = state.store.db.read(move |c| sessions::user_for(c, &digest, now)).await?;
+        let user = state
+            .store
+            .db
+            .read(move |c| sessions::user_for(c, &digest, now))
+            .await?;
         match user {
-            Some(user) => Ok(Principal { user, via: Via::Session, ip, request_id }),
-            None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "session_expired", "the session has ended; sign in again")),
+            Some(user) => Ok(Principal {
+                user,
+                via: Via::Session,
+                ip,
+                request_id,
+            }),
+            None => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "session_expired",
+                "the session has ended; sign in again",
+            )),
         }
     }
 }
@@ -150,7 +188,11 @@ fn same_origin(parts: &Parts) -> bool {
     let Some(origin) = parts.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return true; // not a browser cross-site request (browsers send Origin on those)
     };
-    let host = parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     origin.split_once("://").map(|(_, rest)| rest) == Some(host)
 }
 

@@ -66,7 +66,14 @@ pub struct AppState {
 impl AppState {
     pub fn new(store: Store, engine: Engine, bus: Arc<dyn Bus>, config: HttpConfig) -> Self {
         let limiter = Arc::new(limits::LoginLimiter::new(&config.login_limits));
-        AppState { store, engine, bus, config: Arc::new(config), metrics: metrics_layer::handle(), limiter }
+        AppState {
+            store,
+            engine,
+            bus,
+            config: Arc::new(config),
+            metrics: metrics_layer::handle(),
+            limiter,
+        }
     }
 }
 
@@ -87,13 +94,18 @@ impl utoipa::Modify for SecurityAddon {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
-        components.add_security_scheme("session", SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(extract::SESSION_COOKIE))));
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(extract::SESSION_COOKIE))),
+        );
     }
 }
 
 /// The API routes and their OpenAPI document.
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(routes::router()).split_for_parts()
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(routes::router())
+        .split_for_parts()
 }
 
 /// The whole HTTP application with its middleware.
@@ -111,16 +123,24 @@ pub fn app(state: AppState) -> Router {
     )
     .fallback(|| async { ApiError::not_found("route_not_found", "no such route") })
     .method_not_allowed_fallback(|| async {
-        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not accept that method")
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this route does not accept that method",
+        )
     })
     .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-    .layer(axum::middleware::from_fn(move |req, next| metrics_layer::track(req, next, timeout)))
-    .layer(
-        TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
-        }),
-    )
+    .layer(axum::middleware::from_fn(move |req, next| {
+        metrics_layer::track(req, next, timeout)
+    }))
+    .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+        let id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+    }))
     .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
     .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
     .with_state(state)
@@ -128,5 +148,10 @@ pub fn app(state: AppState) -> Router {
 
 /// Answers a request that took too long (used by the timeout middleware).
 pub(crate) fn timed_out() -> axum::response::Response {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "request_timeout", "the request took too long").into_response()
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "request_timeout",
+        "the request took too long",
+    )
+    .into_response()
 }

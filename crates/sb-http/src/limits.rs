@@ -15,7 +15,10 @@ pub struct LoginLimits {
 
 impl Default for LoginLimits {
     fn default() -> Self {
-        LoginLimits { per_account_per_minute: 10, per_ip_per_minute: 30 }
+        LoginLimits {
+            per_account_per_minute: 10,
+            per_ip_per_minute: 30,
+        }
     }
 }
 
@@ -38,7 +41,8 @@ impl LoginLimiter {
 
     /// `Err(seconds to wait)` when either limit is exhausted.
     pub fn check(&self, account: &str, ip: Option<&str>) -> Result<(), u64> {
-        let wait = |not_until: governor::NotUntil<_>| not_until.wait_time_from(DefaultClock::default().now()).as_secs() + 1;
+        let wait =
+            |not_until: governor::NotUntil<_>| not_until.wait_time_from(DefaultClock::default().now()).as_secs() + 1;
         if let Some(ip) = ip {
             self.ip.check_key(&ip.to_owned()).map_err(wait)?;
         }

@@ -139,7 +139,11 @@ pub struct WorkspaceView {
 
 impl From<&sb_store::workspaces::Workspace> for WorkspaceView {
     fn from(w: &sb_store::workspaces::Workspace) -> Self {
-        WorkspaceView { id: w.id.clone(), name: w.name.clone(), created_at: rfc3339(w.created_at) }
+        WorkspaceView {
+            id: w.id.clone(),
+            name: w.name.clone(),
+            created_at: rfc3339(w.created_at),
+        }
     }
 }
 
@@ -189,5 +193,8 @@ where
     } else {
         None
     };
-    Page { items: rows.iter().map(V::from).collect(), next_cursor }
+    Page {
+        items: rows.iter().map(V::from).collect(),
+        next_cursor,
+    }
 }

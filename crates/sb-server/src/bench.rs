@@ -78,7 +78,9 @@ pub async fn store(config: &Config, args: &StoreBenchArgs) -> Result<(), ConfigE
     }
     if let Some(url) = &args.url {
         let DatabaseConfig::Postgres(url) = parse_database_url(url)? else {
-            return Err(ConfigError("--url takes a postgres:// URL (SQLite always runs unless --no-sqlite)".into()));
+            return Err(ConfigError(
+                "--url takes a postgres:// URL (SQLite always runs unless --no-sqlite)".into(),
+            ));
         };
         let admin = PgExecutor::connect(&PgOptions::new(url.clone()))
             .await
@@ -86,10 +88,16 @@ pub async fn store(config: &Config, args: &StoreBenchArgs) -> Result<(), ConfigE
         let admin = Db::new(Arc::new(admin));
         let schema = format!("sb_bench_{}", sb_core::new_id().replace('-', ""));
         let ddl = format!("CREATE SCHEMA {schema}");
-        admin.write(move |c| c.execute_script(&ddl)).await.map_err(|e: SqlError| ConfigError(e.to_string()))?;
-        let exec = PgExecutor::connect(&PgOptions { search_path: Some(schema.clone()), ..PgOptions::new(url.clone()) })
+        admin
+            .write(move |c| c.execute_script(&ddl))
             .await
-            .map_err(|e| ConfigError(format!("cannot reach PostgreSQL: {e}")))?;
+            .map_err(|e: SqlError| ConfigError(e.to_string()))?;
+        let exec = PgExecutor::connect(&PgOptions {
+            search_path: Some(schema.clone()),
+            ..PgOptions::new(url.clone())
+        })
+        .await
+        .map_err(|e| ConfigError(format!("cannot reach PostgreSQL: {e}")))?;
         let db = Db::new(Arc::new(exec));
         let figures = run(&db, args).await;
         db.close().await;
@@ -102,8 +110,15 @@ pub async fn store(config: &Config, args: &StoreBenchArgs) -> Result<(), ConfigE
         println!(
             "bench store [{}]: {} rows by {} writers in {:.2} s = {:.0} rows/s; commit latency p50 {:.2} ms, p99 {:.2} ms; \
              ceiling {:.0} rows/s (perf-limits.md) → ratio {:.2}",
-            f.backend, f.rows, f.writers, f.seconds, f.rows_per_sec, f.commit_p50_ms, f.commit_p99_ms,
-            f.ceiling_rows_per_sec, f.ratio_to_ceiling
+            f.backend,
+            f.rows,
+            f.writers,
+            f.seconds,
+            f.rows_per_sec,
+            f.commit_p50_ms,
+            f.commit_p99_ms,
+            f.ceiling_rows_per_sec,
+            f.ratio_to_ceiling
         );
     }
     if args.json {
@@ -153,8 +168,16 @@ pub async fn run(db: &Db, args: &StoreBenchArgs) -> Result<StoreFigures, SqlErro
         let hist = t.await.map_err(|e| SqlError::Other(e.to_string()))??;
         total.add(&hist).map_err(|e| SqlError::Other(e.to_string()))?;
     }
-    let seconds = started.elapsed().as_secs_f64().max(Duration::from_micros(1).as_secs_f64());
-    let count: i64 = db.read(|c| c.query_one(&Stmt::new("SELECT COUNT(*) AS n FROM bench_messages"))?.get("n")).await?;
+    let seconds = started
+        .elapsed()
+        .as_secs_f64()
+        .max(Duration::from_micros(1).as_secs_f64());
+    let count: i64 = db
+        .read(|c| {
+            c.query_one(&Stmt::new("SELECT COUNT(*) AS n FROM bench_messages"))?
+                .get("n")
+        })
+        .await?;
     if count as u64 != rows {
         return Err(SqlError::Other(format!("expected {rows} rows, found {count}")));
     }

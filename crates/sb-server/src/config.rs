@@ -10,7 +10,11 @@ use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
 #[derive(Debug, Parser)]
-#[command(name = "switchboard", version, about = "Omnichannel inbox, customer data and unified commerce in one binary")]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Omnichannel inbox, customer data and unified commerce in one binary"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -138,32 +142,53 @@ impl Config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .or_else(|e| err(format!("cannot read the configuration file {}: {e}", path.display())))?;
-                toml::from_str(&text)
-                    .or_else(|e| err(format!("the configuration file {} is invalid: {e}", path.display())))?
+                toml::from_str(&text).or_else(|e: toml::de::Error| {
+                    err(format!(
+                        "the configuration file {} is invalid: {}",
+                        path.display(),
+                        e.message().trim()
+                    ))
+                })?
             }
         };
-        let listen_text = args.listen.clone().or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen_text = args
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
         let listen: SocketAddr = listen_text.parse().or_else(|_| {
             err(format!(
                 "listen address `{listen_text}` is not an address like 127.0.0.1:8080 (set --listen or SWITCHBOARD_LISTEN)"
             ))
         })?;
-        let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("switchboard-data"));
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("switchboard-data"));
         let database = match args.database_url.clone().or(file.database_url) {
             None => DatabaseConfig::Sqlite(data_dir.join("switchboard.sqlite")),
             Some(url) => parse_database_url(&url)?,
         };
         let nats_url = args.nats_url.clone().or(file.nats_url).filter(|u| !u.is_empty());
-        if let Some(url) = &nats_url {
-            if !(url.starts_with("nats://") || url.starts_with("tls://")) {
-                return err(format!("NATS URL `{url}` must start with nats:// (set --nats-url or SWITCHBOARD_NATS_URL)"));
-            }
+        if let Some(url) = &nats_url
+            && !(url.starts_with("nats://") || url.starts_with("tls://"))
+        {
+            return err(format!(
+                "NATS URL `{url}` must start with nats:// (set --nats-url or SWITCHBOARD_NATS_URL)"
+            ));
         }
-        let public_url = args.public_url.clone().or(file.public_url).map(|u| u.trim_end_matches('/').to_owned());
-        if let Some(url) = &public_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return err(format!("public URL `{url}` must start with http:// or https:// (set --public-url or SWITCHBOARD_PUBLIC_URL)"));
-            }
+        let public_url = args
+            .public_url
+            .clone()
+            .or(file.public_url)
+            .map(|u| u.trim_end_matches('/').to_owned());
+        if let Some(url) = &public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return err(format!(
+                "public URL `{url}` must start with http:// or https:// (set --public-url or SWITCHBOARD_PUBLIC_URL)"
+            ));
         }
         let mut http = sb_http::HttpConfig::default();
         if let Some(n) = file.max_body_bytes {
@@ -180,7 +205,15 @@ impl Config {
         }
         http.secure_cookies = public_url.as_deref().is_some_and(|u| u.starts_with("https://"));
         let demo = !args.no_demo && file.demo.unwrap_or(true);
-        Ok(Config { listen, data_dir, database, nats_url, public_url, demo, http })
+        Ok(Config {
+            listen,
+            data_dir,
+            database,
+            nats_url,
+            public_url,
+            demo,
+            http,
+        })
     }
 
     /// Creates the data directory and proves it is writable.
@@ -191,11 +224,19 @@ impl Config {
 
 pub fn prepare_dir(dir: &Path) -> Result<(), ConfigError> {
     let fix = "set --data-dir or SWITCHBOARD_DATA_DIR to a writable directory";
-    std::fs::create_dir_all(dir)
-        .or_else(|e| err(format!("cannot create the data directory {}: {e} ({fix})", dir.display())))?;
+    std::fs::create_dir_all(dir).or_else(|e| {
+        err(format!(
+            "cannot create the data directory {}: {e} ({fix})",
+            dir.display()
+        ))
+    })?;
     let probe = dir.join(".write-probe");
-    std::fs::write(&probe, b"ok")
-        .or_else(|e| err(format!("the data directory {} is not writable: {e} ({fix})", dir.display())))?;
+    std::fs::write(&probe, b"ok").or_else(|e| {
+        err(format!(
+            "the data directory {} is not writable: {e} ({fix})",
+            dir.display()
+        ))
+    })?;
     let _ = std::fs::remove_file(probe);
     Ok(())
 }
@@ -234,11 +275,23 @@ mod tests {
 
     #[test]
     fn invalid_values_say_what_to_fix() {
-        let e = Config::resolve(&GlobalArgs { listen: Some("nowhere".into()), ..args() }).unwrap_err();
+        let e = Config::resolve(&GlobalArgs {
+            listen: Some("nowhere".into()),
+            ..args()
+        })
+        .unwrap_err();
         assert!(e.0.contains("SWITCHBOARD_LISTEN"), "{e}");
-        let e = Config::resolve(&GlobalArgs { database_url: Some("mysql://u:pw@h/db".into()), ..args() }).unwrap_err();
+        let e = Config::resolve(&GlobalArgs {
+            database_url: Some("mysql://u:pw@h/db".into()),
+            ..args()
+        })
+        .unwrap_err();
         assert!(e.0.contains("SWITCHBOARD_DATABASE_URL") && !e.0.contains("pw@"), "{e}");
-        let e = Config::resolve(&GlobalArgs { nats_url: Some("http://x".into()), ..args() }).unwrap_err();
+        let e = Config::resolve(&GlobalArgs {
+            nats_url: Some("http://x".into()),
+            ..args()
+        })
+        .unwrap_err();
         assert!(e.0.contains("SWITCHBOARD_NATS_URL"), "{e}");
     }
 
@@ -247,20 +300,35 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("switchboard.toml");
         std::fs::write(&file, "listen = \"127.0.0.1:9000\"\ndemo = false\n").expect("write");
-        let c = Config::resolve(&GlobalArgs { config: Some(file.clone()), ..args() }).expect("valid");
+        let c = Config::resolve(&GlobalArgs {
+            config: Some(file.clone()),
+            ..args()
+        })
+        .expect("valid");
         assert_eq!(c.listen.port(), 9000);
         assert!(!c.demo);
-        let c = Config::resolve(&GlobalArgs { config: Some(file.clone()), listen: Some("127.0.0.1:9100".into()), ..args() })
-            .expect("valid");
+        let c = Config::resolve(&GlobalArgs {
+            config: Some(file.clone()),
+            listen: Some("127.0.0.1:9100".into()),
+            ..args()
+        })
+        .expect("valid");
         assert_eq!(c.listen.port(), 9100);
         std::fs::write(&file, "lisen = \"127.0.0.1:9000\"\n").expect("write");
-        let e = Config::resolve(&GlobalArgs { config: Some(file), ..args() }).unwrap_err();
+        let e = Config::resolve(&GlobalArgs {
+            config: Some(file),
+            ..args()
+        })
+        .unwrap_err();
         assert!(e.0.contains("lisen"), "{e}");
     }
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(redact("postgres://app:s3cret@db:5432/x"), "postgres://app:***@db:5432/x");
+        assert_eq!(
+            redact("postgres://app:s3cret@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
         assert_eq!(redact("postgres://db/x"), "postgres://db/x");
     }
 }

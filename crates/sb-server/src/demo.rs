@@ -27,11 +27,17 @@ pub struct DemoCredentials {
 
 impl DemoCredentials {
     pub fn print(&self, data_dir: &Path) {
-        println!("Demo workspace \"{DEMO_WORKSPACE}\" (credentials in {}):", data_dir.join(CREDENTIALS_FILE).display());
+        println!(
+            "Demo workspace \"{DEMO_WORKSPACE}\" (credentials in {}):",
+            data_dir.join(CREDENTIALS_FILE).display()
+        );
         for u in &self.users {
             println!("  {:<12} {:<34} password {}", u.role, u.email, u.password);
         }
-        println!("  sign in: curl -c cookies -H 'content-type: application/json' -d '{{\"email\":\"{}\",\"password\":\"…\"}}' {}/api/v1/auth/login", self.users[0].email, self.base_url);
+        println!(
+            "  sign in: curl -c cookies -H 'content-type: application/json' -d '{{\"email\":\"{}\",\"password\":\"…\"}}' {}/api/v1/auth/login",
+            self.users[0].email, self.base_url
+        );
         println!("  API token (admin): {}", self.api_token);
     }
 }
@@ -49,7 +55,9 @@ const PEOPLE: [(&str, &str, Role); 5] = [
 pub async fn ensure(store: &Store, data_dir: &Path, base_url: &str) -> Result<Option<DemoCredentials>, StoreError> {
     let path = data_dir.join(CREDENTIALS_FILE);
     if store.db.read(workspaces::count).await? > 0 {
-        let existing = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str::<DemoCredentials>(&t).ok());
+        let existing = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<DemoCredentials>(&t).ok());
         return Ok(existing.map(|mut c| {
             c.base_url = base_url.to_owned();
             c
@@ -61,7 +69,15 @@ pub async fn ensure(store: &Store, data_dir: &Path, base_url: &str) -> Result<Op
             .map(|(email, name, role)| {
                 let password = credentials::random_password();
                 let hash = credentials::hash_password(&password);
-                (DemoUser { email: (*email).into(), password, role: role.as_str().into() }, hash, *name)
+                (
+                    DemoUser {
+                        email: (*email).into(),
+                        password,
+                        role: role.as_str().into(),
+                    },
+                    hash,
+                    *name,
+                )
             })
             .collect()
     })
@@ -82,7 +98,14 @@ pub async fn ensure(store: &Store, data_dir: &Path, base_url: &str) -> Result<Op
             let mut admin = None;
             for (i, (person, hash, name)) in rows.iter().enumerate() {
                 let role = Role::parse(&person.role).unwrap_or(Role::Agent);
-                let new = NewUser { workspace_id: &ws.id, email: &person.email, name, role, password_hash: hash, is_owner: i == 0 };
+                let new = NewUser {
+                    workspace_id: &ws.id,
+                    email: &person.email,
+                    name,
+                    role,
+                    password_hash: hash,
+                    is_owner: i == 0,
+                };
                 let user = users::create(c, &new, now)?;
                 admin.get_or_insert(user);
             }
@@ -100,7 +123,8 @@ pub async fn ensure(store: &Store, data_dir: &Path, base_url: &str) -> Result<Op
         api_token,
     };
     let json = serde_json::to_string_pretty(&creds).map_err(|e| StoreError::Invalid(e.to_string()))?;
-    write_private(&data_dir.join(CREDENTIALS_FILE), &json).map_err(|e| StoreError::Invalid(format!("cannot write {CREDENTIALS_FILE}: {e}")))?;
+    write_private(&data_dir.join(CREDENTIALS_FILE), &json)
+        .map_err(|e| StoreError::Invalid(format!("cannot write {CREDENTIALS_FILE}: {e}")))?;
     Ok(Some(creds))
 }
 
@@ -108,6 +132,11 @@ pub async fn ensure(store: &Store, data_dir: &Path, base_url: &str) -> Result<Op
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(contents.as_bytes())
 }

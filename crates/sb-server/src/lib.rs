@@ -45,18 +45,21 @@ pub async fn open_database(database: &DatabaseConfig) -> Result<Db, ConfigError>
 pub async fn open_store(config: &Config, time: &Time) -> Result<Store, ConfigError> {
     let db = open_database(&config.database).await?;
     let store = Store::new(db, time.clock());
-    store.migrate().await.map_err(|e| ConfigError(format!("cannot migrate the {}: {e}", config.database.describe())))?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| ConfigError(format!("cannot migrate the {}: {e}", config.database.describe())))?;
     Ok(store)
 }
 
 pub async fn open_bus(config: &Config) -> Result<Arc<dyn Bus>, ConfigError> {
     Ok(match &config.nats_url {
         None => Arc::new(InProcessBus::new()),
-        Some(url) => Arc::new(
-            NatsBus::connect(url)
-                .await
-                .map_err(|e| ConfigError(format!("cannot reach NATS: {e} (check --nats-url / SWITCHBOARD_NATS_URL)")))?,
-        ),
+        Some(url) => Arc::new(NatsBus::connect(url).await.map_err(|e| {
+            ConfigError(format!(
+                "cannot reach NATS: {e} (check --nats-url / SWITCHBOARD_NATS_URL)"
+            ))
+        })?),
     })
 }
 
@@ -90,13 +93,17 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
     config.prepare_data_dir()?;
     let store = open_store(&config, &time).await?;
     let bus = open_bus(&config).await?;
-    let addr = listener.local_addr().map_err(|e| ConfigError(format!("cannot read the listening address: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ConfigError(format!("cannot read the listening address: {e}")))?;
     let base_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
 
     let engine = Engine::new(store.clone(), time.clone(), EngineConfig::default());
     maintenance::register(&engine);
     engine.start();
-    maintenance::schedule(&engine).await.map_err(|e| ConfigError(format!("cannot schedule maintenance: {e}")))?;
+    maintenance::schedule(&engine)
+        .await
+        .map_err(|e| ConfigError(format!("cannot schedule maintenance: {e}")))?;
 
     let demo = if config.demo {
         demo::ensure(&store, &config.data_dir, &base_url)
@@ -121,18 +128,32 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
         task_store.db.close().await;
         tracing::info!("stopped");
     });
-    Ok(Server { addr, base_url, store, engine, demo, task, stop })
+    Ok(Server {
+        addr,
+        base_url,
+        store,
+        engine,
+        demo,
+        task,
+        stop,
+    })
 }
 
 /// Runs until `signal` resolves, then drains.
 pub async fn serve(config: Config, signal: impl Future<Output = ()>) -> Result<(), ConfigError> {
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| ConfigError(format!("cannot listen on {}: {e} (set --listen or SWITCHBOARD_LISTEN)", config.listen)))?;
+    let listener = TcpListener::bind(config.listen).await.map_err(|e| {
+        ConfigError(format!(
+            "cannot listen on {}: {e} (set --listen or SWITCHBOARD_LISTEN)",
+            config.listen
+        ))
+    })?;
     let server = start(config.clone(), listener, Time::System).await?;
     println!("Switchboard is listening on http://{}", server.addr);
     println!("  database: {}", config.database.describe());
-    println!("  API: {}/api/v1 (OpenAPI document at {}/api/openapi.json)", server.base_url, server.base_url);
+    println!(
+        "  API: {}/api/v1 (OpenAPI document at {}/api/openapi.json)",
+        server.base_url, server.base_url
+    );
     if let Some(demo) = &server.demo {
         demo.print(&config.data_dir);
     }

@@ -24,7 +24,9 @@ fn main() {
                 store.db.close().await;
                 Ok(())
             }
-            Command::Bench { what: BenchCommand::Store(args) } => {
+            Command::Bench {
+                what: BenchCommand::Store(args),
+            } => {
                 let config = Config::resolve(&cli.global)?;
                 sb_server::bench::store(&config, &args).await
             }
@@ -43,7 +45,10 @@ fn fail(message: &str) -> ! {
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("SWITCHBOARD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 /// Ctrl-C or SIGTERM.

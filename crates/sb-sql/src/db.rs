@@ -185,6 +185,8 @@ fn unbox<T: 'static, E: From<SqlError> + 'static>(r: Result<WorkOutput, WorkErro
 pub(crate) fn run_guarded(work: Work, conn: &mut dyn Conn) -> Result<WorkOutput, WorkError> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn))) {
         Ok(r) => r,
-        Err(_) => Err(WorkError::Sql(SqlError::Aborted("the transaction closure panicked".into()))),
+        Err(_) => Err(WorkError::Sql(SqlError::Aborted(
+            "the transaction closure panicked".into(),
+        ))),
     }
 }

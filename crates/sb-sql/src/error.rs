@@ -9,7 +9,11 @@ pub enum SqlError {
     #[error("foreign key constraint violated: {0}")]
     ForeignKeyViolation(String),
     #[error("could not decode column `{column}` of `{table}`: {reason}")]
-    Decode { table: String, column: String, reason: String },
+    Decode {
+        table: String,
+        column: String,
+        reason: String,
+    },
     #[error("statement needs parameter `:{0}` but it was not bound")]
     MissingParam(String),
     #[error("parameter `:{0}` was bound but the statement does not use it")]
@@ -18,15 +22,17 @@ pub enum SqlError {
     NoRows,
     #[error("migration {version} ({name}) was changed after it was applied: restore the original file")]
     MigrationChanged { version: i64, name: String },
-    #[error(
-        "the database has migration {version} which this binary does not know: run a newer switchboard"
-    )]
+    #[error("the database has migration {version} which this binary does not know: run a newer switchboard")]
     UnknownMigration { version: i64 },
     #[error("transaction aborted: {0}")]
     Aborted(String),
     #[error("database error: {0}")]
     Other(String),
 }
+
+/// Both backends end a unit of work at its first failed statement (PostgreSQL does so by
+/// itself; SQLite is made to match), so code behaves the same on either.
+pub(crate) const EARLIER_FAILURE: &str = "an earlier statement of this unit of work failed";
 
 impl SqlError {
     pub fn is_unique_violation(&self) -> bool {
@@ -49,7 +55,7 @@ impl From<rusqlite::Error> for SqlError {
                     _ => SqlError::Other(text),
                 };
             }
-            if matches!(f.code, ErrorCode::CannotOpen | ErrorCode::ReadOnly | ErrorCode::DiskFull) {
+            if matches!(f.code, ErrorCode::CannotOpen | ErrorCode::DiskFull) {
                 return SqlError::Unavailable(text);
             }
         }
@@ -63,6 +69,7 @@ impl From<tokio_postgres::Error> for SqlError {
         if let Some(db) = e.as_db_error() {
             let text = format!("{} ({})", db.message(), db.constraint().unwrap_or(""));
             return match *db.code() {
+                SqlState::IN_FAILED_SQL_TRANSACTION => SqlError::Aborted(EARLIER_FAILURE.into()),
                 SqlState::UNIQUE_VIOLATION => SqlError::UniqueViolation(text),
                 SqlState::FOREIGN_KEY_VIOLATION => SqlError::ForeignKeyViolation(text),
                 _ => SqlError::Other(db.message().to_string()),

@@ -19,7 +19,7 @@ impl Migration {
 }
 
 /// Both backends serialise migrators on this lock (PostgreSQL advisory lock key).
-const MIGRATION_LOCK: i64 = 0x5357_4244_4d49_47; // "SWBDMIG"
+const MIGRATION_LOCK: i64 = 0x0053_5742_444d_4947; // "SWBDMIG"
 
 fn prologue(c: &mut dyn Conn) -> Result<(), SqlError> {
     if c.backend() == Backend::Postgres {
@@ -36,10 +36,17 @@ fn prologue(c: &mut dyn Conn) -> Result<(), SqlError> {
 }
 
 fn applied(c: &mut dyn Conn) -> Result<Vec<(i64, String)>, SqlError> {
-    c.query(&Stmt::new("SELECT version, checksum FROM sb_migrations ORDER BY version"))?
-        .iter()
-        .map(|r| Ok((r.get_in("sb_migrations", "version")?, r.get_in("sb_migrations", "checksum")?)))
-        .collect()
+    c.query(&Stmt::new(
+        "SELECT version, checksum FROM sb_migrations ORDER BY version",
+    ))?
+    .iter()
+    .map(|r| {
+        Ok((
+            r.get_in("sb_migrations", "version")?,
+            r.get_in("sb_migrations", "checksum")?,
+        ))
+    })
+    .collect()
 }
 
 fn check(known: &[Migration], applied: &[(i64, String)]) -> Result<(), SqlError> {
@@ -47,7 +54,10 @@ fn check(known: &[Migration], applied: &[(i64, String)]) -> Result<(), SqlError>
         match known.iter().find(|m| m.version == *version) {
             None => return Err(SqlError::UnknownMigration { version: *version }),
             Some(m) if m.checksum() != *checksum => {
-                return Err(SqlError::MigrationChanged { version: m.version, name: m.name.to_owned() });
+                return Err(SqlError::MigrationChanged {
+                    version: m.version,
+                    name: m.name.to_owned(),
+                });
             }
             Some(_) => {}
         }

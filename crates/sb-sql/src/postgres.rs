@@ -25,7 +25,11 @@ pub struct PgOptions {
 
 impl PgOptions {
     pub fn new(url: impl Into<String>) -> Self {
-        PgOptions { url: url.into(), search_path: None, pool_size: 16 }
+        PgOptions {
+            url: url.into(),
+            search_path: None,
+            pool_size: 16,
+        }
     }
 }
 
@@ -54,7 +58,9 @@ impl PgExecutor {
         let manager = Manager::from_config(
             config.clone(),
             NoTls,
-            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
         );
         let pool = Pool::builder(manager)
             .max_size(options.pool_size.max(1))
@@ -66,7 +72,11 @@ impl PgExecutor {
             SqlError::Unavailable(format!("cannot connect to PostgreSQL: {e} {detail}"))
         })?;
         client.simple_query("SELECT 1").await?;
-        Ok(PgExecutor { pool, config, listeners: Mutex::new(Vec::new()) })
+        Ok(PgExecutor {
+            pool,
+            config,
+            listeners: Mutex::new(Vec::new()),
+        })
     }
 
     async fn run(&self, work: Work, read_only: bool) -> Result<WorkOutput, WorkError> {
@@ -80,7 +90,10 @@ impl PgExecutor {
                     .block_on(tx.batch_execute("SET TRANSACTION READ ONLY"))
                     .map_err(SqlError::from)?;
             }
-            let mut conn = PgConn { tx: &tx, handle: &handle };
+            let mut conn = PgConn {
+                tx: &tx,
+                handle: &handle,
+            };
             match run_guarded(work, &mut conn) {
                 Ok(v) => {
                     handle.block_on(tx.commit()).map_err(SqlError::from)?;
@@ -123,15 +136,18 @@ impl Executor for PgExecutor {
         tokio::spawn(async move {
             let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
             while let Some(Ok(message)) = messages.next().await {
-                if let AsyncMessage::Notification(n) = message {
-                    if tx.send(n.payload().to_owned()).is_err() {
-                        break;
-                    }
+                if let AsyncMessage::Notification(n) = message
+                    && tx.send(n.payload().to_owned()).is_err()
+                {
+                    break;
                 }
             }
         });
         // Channel names are ours (never user input); quote them anyway.
-        client.batch_execute(&format!("LISTEN \"{}\"", channel.replace('"', ""))).await.ok()?;
+        client
+            .batch_execute(&format!("LISTEN \"{}\"", channel.replace('"', "")))
+            .await
+            .ok()?;
         self.listeners.lock().expect("listeners lock").push(client);
         Some(rx)
     }
@@ -173,7 +189,9 @@ impl Conn for PgConn<'_, '_> {
         let columns: Arc<[String]> = st.columns().iter().map(|c| c.name().to_owned()).collect();
         rows.iter()
             .map(|r| {
-                let values = (0..columns.len()).map(|i| pg_value(r, i)).collect::<Result<Vec<_>, _>>()?;
+                let values = (0..columns.len())
+                    .map(|i| pg_value(r, i))
+                    .collect::<Result<Vec<_>, _>>()?;
                 Ok(Row::new(columns.clone(), values))
             })
             .collect()
@@ -193,16 +211,38 @@ fn pg_value(row: &tokio_postgres::Row, i: usize) -> Result<Value, SqlError> {
     };
     let ty = column.type_();
     Ok(match *ty {
-        Type::BOOL => row.try_get::<_, Option<bool>>(i).map_err(decode)?.map_or(Value::Null, Value::Bool),
-        Type::INT2 => row.try_get::<_, Option<i16>>(i).map_err(decode)?.map_or(Value::Null, |v| Value::I64(v.into())),
-        Type::INT4 => row.try_get::<_, Option<i32>>(i).map_err(decode)?.map_or(Value::Null, |v| Value::I64(v.into())),
-        Type::INT8 => row.try_get::<_, Option<i64>>(i).map_err(decode)?.map_or(Value::Null, Value::I64),
-        Type::FLOAT4 => row.try_get::<_, Option<f32>>(i).map_err(decode)?.map_or(Value::Null, |v| Value::F64(v.into())),
-        Type::FLOAT8 => row.try_get::<_, Option<f64>>(i).map_err(decode)?.map_or(Value::Null, Value::F64),
-        Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR | Type::UNKNOWN => {
-            row.try_get::<_, Option<String>>(i).map_err(decode)?.map_or(Value::Null, Value::Text)
-        }
-        Type::BYTEA => row.try_get::<_, Option<Vec<u8>>>(i).map_err(decode)?.map_or(Value::Null, Value::Bytes),
+        Type::BOOL => row
+            .try_get::<_, Option<bool>>(i)
+            .map_err(decode)?
+            .map_or(Value::Null, Value::Bool),
+        Type::INT2 => row
+            .try_get::<_, Option<i16>>(i)
+            .map_err(decode)?
+            .map_or(Value::Null, |v| Value::I64(v.into())),
+        Type::INT4 => row
+            .try_get::<_, Option<i32>>(i)
+            .map_err(decode)?
+            .map_or(Value::Null, |v| Value::I64(v.into())),
+        Type::INT8 => row
+            .try_get::<_, Option<i64>>(i)
+            .map_err(decode)?
+            .map_or(Value::Null, Value::I64),
+        Type::FLOAT4 => row
+            .try_get::<_, Option<f32>>(i)
+            .map_err(decode)?
+            .map_or(Value::Null, |v| Value::F64(v.into())),
+        Type::FLOAT8 => row
+            .try_get::<_, Option<f64>>(i)
+            .map_err(decode)?
+            .map_or(Value::Null, Value::F64),
+        Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR | Type::UNKNOWN => row
+            .try_get::<_, Option<String>>(i)
+            .map_err(decode)?
+            .map_or(Value::Null, Value::Text),
+        Type::BYTEA => row
+            .try_get::<_, Option<Vec<u8>>>(i)
+            .map_err(decode)?
+            .map_or(Value::Null, Value::Bytes),
         _ => {
             return Err(SqlError::Decode {
                 table: "(query)".into(),
@@ -215,21 +255,31 @@ fn pg_value(row: &tokio_postgres::Row, i: usize) -> Result<Value, SqlError> {
 
 type BoxError = Box<dyn StdError + Sync + Send>;
 
+/// Binds only to a column type that holds the value as it is; anything else is an error
+/// (never a reinterpretation of the bytes). Write `CAST(:x AS BIGINT)` where PostgreSQL
+/// cannot infer a parameter's type.
 impl ToSql for Value {
     fn to_sql(&self, ty: &Type, out: &mut bytes::BytesMut) -> Result<IsNull, BoxError> {
+        let mismatch =
+            || -> BoxError { format!("cannot bind a {} value to a parameter of type {ty}", self.kind()).into() };
         match self {
             Value::Null => Ok(IsNull::Yes),
-            Value::Bool(b) => b.to_sql(ty, out),
+            Value::Bool(b) if *ty == Type::BOOL => b.to_sql(ty, out),
             Value::I64(i) => match *ty {
-                Type::INT2 => i16::try_from(*i)?.to_sql(ty, out),
+                Type::INT8 => i.to_sql(ty, out),
                 Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(*i)?.to_sql(ty, out),
                 Type::FLOAT8 => (*i as f64).to_sql(ty, out),
-                Type::BOOL => (*i != 0).to_sql(ty, out),
-                _ => i.to_sql(ty, out),
+                _ => Err(mismatch()),
             },
-            Value::F64(f) => f.to_sql(ty, out),
-            Value::Text(s) => s.as_str().to_sql(ty, out),
-            Value::Bytes(b) => b.as_slice().to_sql(ty, out),
+            Value::F64(f) => match *ty {
+                Type::FLOAT8 => f.to_sql(ty, out),
+                Type::FLOAT4 => (*f as f32).to_sql(ty, out),
+                _ => Err(mismatch()),
+            },
+            Value::Text(s) if <&str as ToSql>::accepts(ty) => s.as_str().to_sql(ty, out),
+            Value::Bytes(b) if *ty == Type::BYTEA => b.as_slice().to_sql(ty, out),
+            _ => Err(mismatch()),
         }
     }
 
@@ -239,4 +289,3 @@ impl ToSql for Value {
 
     to_sql_checked!();
 }
-

@@ -25,7 +25,9 @@ impl Row {
             column: column.to_owned(),
             reason,
         };
-        let value = self.value(column).ok_or_else(|| decode_error("no such column in the result".into()))?;
+        let value = self
+            .value(column)
+            .ok_or_else(|| decode_error("no such column in the result".into()))?;
         T::from_value(value).map_err(decode_error)
     }
 
@@ -105,4 +107,3 @@ impl<T: FromValue> FromValue for Option<T> {
         }
     }
 }
-

@@ -61,7 +61,9 @@ fn sqlite_shape(c: &mut dyn Conn) -> Result<Vec<TableShape>, SqlError> {
     for n in names {
         let name: String = n.get("name")?;
         let columns = c
-            .query(&Stmt::new("SELECT name, type, \"notnull\" AS not_null FROM pragma_table_info(:t)").bind("t", &name))?
+            .query(
+                &Stmt::new("SELECT name, type, \"notnull\" AS not_null FROM pragma_table_info(:t)").bind("t", &name),
+            )?
             .iter()
             .map(|r| {
                 Ok(ColumnShape {
@@ -72,7 +74,9 @@ fn sqlite_shape(c: &mut dyn Conn) -> Result<Vec<TableShape>, SqlError> {
             })
             .collect::<Result<Vec<_>, SqlError>>()?;
         let mut unique_keys = Vec::new();
-        for idx in c.query(&Stmt::new("SELECT name FROM pragma_index_list(:t) WHERE \"unique\" = 1").bind("t", &name))? {
+        for idx in
+            c.query(&Stmt::new("SELECT name FROM pragma_index_list(:t) WHERE \"unique\" = 1").bind("t", &name))?
+        {
             let index: String = idx.get("name")?;
             let cols = c
                 .query(&Stmt::new("SELECT name FROM pragma_index_info(:i) ORDER BY seqno").bind("i", index))?
@@ -81,7 +85,11 @@ fn sqlite_shape(c: &mut dyn Conn) -> Result<Vec<TableShape>, SqlError> {
                 .collect::<Result<Vec<_>, _>>()?;
             unique_keys.push(cols);
         }
-        tables.push(TableShape { name, columns, unique_keys });
+        tables.push(TableShape {
+            name,
+            columns,
+            unique_keys,
+        });
     }
     Ok(finish(tables))
 }
@@ -135,7 +143,11 @@ fn postgres_shape(c: &mut dyn Conn) -> Result<Vec<TableShape>, SqlError> {
                 _ => unique_keys.push((index, vec![column])),
             }
         }
-        tables.push(TableShape { name, columns, unique_keys: unique_keys.into_iter().map(|(_, c)| c).collect() });
+        tables.push(TableShape {
+            name,
+            columns,
+            unique_keys: unique_keys.into_iter().map(|(_, c)| c).collect(),
+        });
     }
     Ok(finish(tables))
 }

@@ -27,7 +27,11 @@ pub struct SqliteOptions {
 
 impl SqliteOptions {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        SqliteOptions { path: path.into(), readers: 2, max_group: 512 }
+        SqliteOptions {
+            path: path.into(),
+            readers: 2,
+            max_group: 512,
+        }
     }
 }
 
@@ -60,9 +64,9 @@ impl SqliteExecutor {
     pub fn open(options: &SqliteOptions) -> Result<Self, SqlError> {
         let writer_conn = open_connection(&options.path, true)?;
         // Probe that the file is writable now rather than at the first request.
-        writer_conn
-            .execute_batch("BEGIN IMMEDIATE; COMMIT;")
-            .map_err(|e| SqlError::Unavailable(format!("SQLite file {} is not writable: {e}", options.path.display())))?;
+        writer_conn.execute_batch("BEGIN IMMEDIATE; COMMIT;").map_err(|e| {
+            SqlError::Unavailable(format!("SQLite file {} is not writable: {e}", options.path.display()))
+        })?;
         let mut threads = Vec::new();
 
         let (wtx, wrx) = mpsc::channel::<Job>();
@@ -97,7 +101,9 @@ impl SqliteExecutor {
         let (tx, rx) = oneshot::channel();
         {
             let guard = queue.lock().expect("sqlite queue lock poisoned");
-            let sender = guard.as_ref().ok_or_else(|| SqlError::Unavailable("the database is closed".into()))?;
+            let sender = guard
+                .as_ref()
+                .ok_or_else(|| SqlError::Unavailable("the database is closed".into()))?;
             sender
                 .send((work, tx))
                 .map_err(|_| SqlError::Unavailable("the database thread has stopped".into()))?;
@@ -135,9 +141,13 @@ fn run_group(conn: &rusqlite::Connection, group: Vec<Job>) {
         let result = match conn.execute_batch("SAVEPOINT unit") {
             Err(e) => Err(WorkError::Sql(e.into())),
             Ok(()) => {
-                let mut c = SqliteConn { conn };
+                let mut c = SqliteConn { conn, failed: false };
                 let r = run_guarded(work, &mut c);
-                let end = if r.is_ok() { "RELEASE unit" } else { "ROLLBACK TO unit; RELEASE unit" };
+                let end = if r.is_ok() {
+                    "RELEASE unit"
+                } else {
+                    "ROLLBACK TO unit; RELEASE unit"
+                };
                 match conn.execute_batch(end) {
                     Ok(()) => r,
                     Err(e) => Err(WorkError::Sql(e.into())),
@@ -176,7 +186,13 @@ fn reader_loop(conn: rusqlite::Connection, rx: Arc<Mutex<mpsc::Receiver<Job>>>) 
         let result = match conn.execute_batch("BEGIN") {
             Err(e) => Err(WorkError::Sql(e.into())),
             Ok(()) => {
-                let r = run_guarded(work, &mut SqliteConn { conn: &conn });
+                let r = run_guarded(
+                    work,
+                    &mut SqliteConn {
+                        conn: &conn,
+                        failed: false,
+                    },
+                );
                 let _ = conn.execute_batch("ROLLBACK");
                 r
             }
@@ -229,9 +245,20 @@ impl Executor for SqliteExecutor {
 
 struct SqliteConn<'a> {
     conn: &'a rusqlite::Connection,
+    /// Set by the first failed statement; later statements of the unit are refused.
+    failed: bool,
 }
 
 impl SqliteConn<'_> {
+    fn guard<T>(&mut self, f: impl FnOnce(&Self) -> Result<T, SqlError>) -> Result<T, SqlError> {
+        if self.failed {
+            return Err(SqlError::Aborted(crate::error::EARLIER_FAILURE.into()));
+        }
+        let r = f(self);
+        self.failed = r.is_err();
+        r
+    }
+
     fn bound(&self, stmt: &Stmt) -> Result<rusqlite::CachedStatement<'_>, SqlError> {
         let (rewritten, values) = stmt.prepare(Backend::Sqlite)?;
         let mut st = self.conn.prepare_cached(&rewritten.sql)?;
@@ -262,13 +289,25 @@ impl Conn for SqliteConn<'_> {
     }
 
     fn execute(&mut self, stmt: &Stmt) -> Result<u64, SqlError> {
-        let mut st = self.bound(stmt)?;
-        Ok(st.raw_execute()? as u64)
+        self.guard(|this| {
+            let mut st = this.bound(stmt)?;
+            Ok(st.raw_execute()? as u64)
+        })
     }
 
     fn query(&mut self, stmt: &Stmt) -> Result<Vec<Row>, SqlError> {
+        self.guard(|this| this.query_rows(stmt))
+    }
+
+    fn execute_script(&mut self, sql: &str) -> Result<(), SqlError> {
+        self.guard(|this| Ok(this.conn.execute_batch(sql)?))
+    }
+}
+
+impl SqliteConn<'_> {
+    fn query_rows(&self, stmt: &Stmt) -> Result<Vec<Row>, SqlError> {
         let mut st = self.bound(stmt)?;
-        let columns: Arc<[String]> = st.column_names().into_iter().map(str::to_owned).collect();
+        let columns: Arc<[String]> = st.column_names().map(str::to_owned).collect();
         let n = columns.len();
         let mut rows = st.raw_query();
         let mut out = Vec::new();
@@ -286,9 +325,5 @@ impl Conn for SqliteConn<'_> {
             out.push(Row::new(columns.clone(), values));
         }
         Ok(out)
-    }
-
-    fn execute_script(&mut self, sql: &str) -> Result<(), SqlError> {
-        Ok(self.conn.execute_batch(sql)?)
     }
 }

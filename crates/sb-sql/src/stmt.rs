@@ -15,7 +15,10 @@ pub struct Stmt {
 
 impl Stmt {
     pub fn new(sql: impl Into<Cow<'static, str>>) -> Self {
-        Stmt { sql: sql.into(), params: Vec::new() }
+        Stmt {
+            sql: sql.into(),
+            params: Vec::new(),
+        }
     }
 
     /// Binds `:name`. Binding a name twice keeps the last value.
@@ -45,7 +48,11 @@ impl Stmt {
                 .ok_or_else(|| SqlError::MissingParam(name.clone()))?;
             values.push(value);
         }
-        if let Some((unused, _)) = self.params.iter().find(|(n, _)| !rewritten.names.iter().any(|m| m == n)) {
+        if let Some((unused, _)) = self
+            .params
+            .iter()
+            .find(|(n, _)| !rewritten.names.iter().any(|m| m == n))
+        {
             return Err(SqlError::UnusedParam((*unused).to_string()));
         }
         Ok((rewritten, values))
@@ -68,7 +75,10 @@ fn cached_rewrite(sql: &str, backend: Backend) -> Arc<Rewritten> {
         return hit.clone();
     }
     let rewritten = Arc::new(rewrite(sql, backend));
-    cache.write().expect("rewrite cache lock poisoned").insert(key, rewritten.clone());
+    cache
+        .write()
+        .expect("rewrite cache lock poisoned")
+        .insert(key, rewritten.clone());
     rewritten
 }
 
@@ -167,7 +177,10 @@ mod tests {
             "SELECT :a, ':b', \"x:y\", :a::text, :c -- :d\n/* :e */ FROM t WHERE x = :c_2",
             Backend::Postgres,
         );
-        assert_eq!(r.sql, "SELECT $1, ':b', \"x:y\", $1::text, $2 -- :d\n/* :e */ FROM t WHERE x = $3");
+        assert_eq!(
+            r.sql,
+            "SELECT $1, ':b', \"x:y\", $1::text, $2 -- :d\n/* :e */ FROM t WHERE x = $3"
+        );
         assert_eq!(r.names, vec!["a", "c", "c_2"]);
         let s = rewrite("UPDATE t SET a = :a WHERE b = 'it''s :not' AND c = :a", Backend::Sqlite);
         assert_eq!(s.sql, "UPDATE t SET a = ?1 WHERE b = 'it''s :not' AND c = ?1");
@@ -175,10 +188,14 @@ mod tests {
 
     #[test]
     fn missing_and_unused_parameters_are_errors() {
-        let missing = Stmt::new("SELECT :a").prepare(Backend::Sqlite);
-        assert!(matches!(missing, Err(SqlError::MissingParam(n)) if n == "a"));
-        let unused = Stmt::new("SELECT :a").bind("a", 1).bind("b", 2).prepare(Backend::Sqlite);
-        assert!(matches!(unused, Err(SqlError::UnusedParam(n)) if n == "b"));
+        let missing = Stmt::new("SELECT :a").prepare(Backend::Sqlite).err();
+        assert!(matches!(missing, Some(SqlError::MissingParam(n)) if n == "a"));
+        let unused = Stmt::new("SELECT :a")
+            .bind("a", 1)
+            .bind("b", 2)
+            .prepare(Backend::Sqlite)
+            .err();
+        assert!(matches!(unused, Some(SqlError::UnusedParam(n)) if n == "b"));
     }
 
     proptest! {

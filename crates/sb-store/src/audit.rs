@@ -16,7 +16,10 @@ pub struct Actor {
 
 impl Actor {
     pub fn system() -> Self {
-        Actor { kind: "system", ..Default::default() }
+        Actor {
+            kind: "system",
+            ..Default::default()
+        }
     }
 }
 
@@ -72,7 +75,13 @@ pub fn record(c: &mut dyn Conn, workspace_id: &str, actor: &Actor, change: &Chan
 }
 
 /// Newest first; `before` is the last id of the previous page.
-pub fn list(c: &mut dyn Conn, workspace_id: &str, action: Option<&str>, before: Option<&str>, limit: i64) -> Result<Vec<AuditEntry>> {
+pub fn list(
+    c: &mut dyn Conn,
+    workspace_id: &str,
+    action: Option<&str>,
+    before: Option<&str>,
+    limit: i64,
+) -> Result<Vec<AuditEntry>> {
     Ok(c.fetch_all(
         &Stmt::new(
             "SELECT id, workspace_id, actor_kind, actor_id, action, object_kind, object_id, before_json, after_json,

@@ -3,7 +3,7 @@
 //! follow-up work commit together (the transactional outbox).
 //!
 //! A job is `ready` (running when it holds an unexpired lease) or `dead`. A finished job
-//! is deleted. A crashed worker's lease expires and the job is claimed again, so handlers
+//! is deleted, which frees its de-duplication key. A crashed worker's lease expires and the job is claimed again, so handlers
 //! must be idempotent.
 
 use sb_sql::{Backend, Conn, Stmt, from_row};
@@ -49,7 +49,8 @@ pub struct NewJob {
     pub payload: String,
     pub run_at: i64,
     pub max_attempts: i64,
-    /// At most one live job per key; enqueueing a duplicate does nothing.
+    /// At most one job per key exists, ready or dead: enqueueing a duplicate does nothing.
+    /// A dead job keeps its key because it is unresolved work awaiting a retry by hand.
     pub dedupe_key: Option<String>,
     /// At most one job per key runs at a time.
     pub concurrency_key: Option<String>,
@@ -86,8 +87,8 @@ impl NewJob {
     }
 }
 
-/// Enqueues inside the caller's transaction. Returns the new id, or `None` when a live job
-/// with the same de-duplication key exists.
+/// Enqueues inside the caller's transaction. Returns the new id, or `None` when a job with
+/// the same de-duplication key exists (ready or dead).
 pub fn enqueue(c: &mut dyn Conn, job: &NewJob, now: i64) -> Result<Option<String>> {
     let id = sb_core::new_id();
     let inserted = c.execute(
@@ -122,7 +123,11 @@ pub fn enqueue(c: &mut dyn Conn, job: &NewJob, now: i64) -> Result<Option<String
 fn notify(c: &mut dyn Conn, queue: &str) -> Result<()> {
     match c.backend() {
         Backend::Postgres => {
-            c.execute(&Stmt::new("SELECT pg_notify(:channel, :queue)").bind("channel", NOTIFY_CHANNEL).bind("queue", queue))?;
+            c.execute(
+                &Stmt::new("SELECT pg_notify(:channel, :queue)")
+                    .bind("channel", NOTIFY_CHANNEL)
+                    .bind("queue", queue),
+            )?;
         }
         Backend::Sqlite => {}
     }
@@ -133,6 +138,8 @@ fn notify(c: &mut dyn Conn, queue: &str) -> Result<()> {
 /// jobs whose concurrency key is held by a running job. Safe with several workers and
 /// several processes on one database.
 pub fn claim(c: &mut dyn Conn, queue: &str, owner: &str, now: i64, lease_ms: i64, limit: i64) -> Result<Vec<Job>> {
+    // Jobs whose concurrency key is held by a running job are filtered out in SQL, so they
+    // cannot crowd free jobs out of the scanned window.
     // Dialects side by side. PostgreSQL: rows locked by another claimer are skipped, and an
     // advisory lock per concurrency key closes the window between two claimers that each see
     // no running job with that key. SQLite: write transactions are serialised by the single
@@ -141,12 +148,18 @@ pub fn claim(c: &mut dyn Conn, queue: &str, owner: &str, now: i64, lease_ms: i64
         Backend::Postgres => {
             "SELECT id, concurrency_key FROM jobs
              WHERE queue = :queue AND state = 'ready' AND run_at <= :now AND (lease_until IS NULL OR lease_until < :now)
+               AND (concurrency_key IS NULL OR NOT EXISTS (
+                   SELECT 1 FROM jobs running WHERE running.concurrency_key = jobs.concurrency_key
+                     AND running.state = 'ready' AND running.lease_until >= :now))
              ORDER BY run_at, id LIMIT :scan
              FOR UPDATE SKIP LOCKED"
         }
         Backend::Sqlite => {
             "SELECT id, concurrency_key FROM jobs
              WHERE queue = :queue AND state = 'ready' AND run_at <= :now AND (lease_until IS NULL OR lease_until < :now)
+               AND (concurrency_key IS NULL OR NOT EXISTS (
+                   SELECT 1 FROM jobs running WHERE running.concurrency_key = jobs.concurrency_key
+                     AND running.state = 'ready' AND running.lease_until >= :now))
              ORDER BY run_at, id LIMIT :scan"
         }
     };
@@ -189,7 +202,9 @@ pub fn claim(c: &mut dyn Conn, queue: &str, owner: &str, now: i64, lease_ms: i64
 fn concurrency_key_free(c: &mut dyn Conn, key: &str, now: i64) -> Result<bool> {
     if c.backend() == Backend::Postgres {
         let got: bool = c
-            .query_one(&Stmt::new("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0)) AS got").bind("key", key))?
+            .query_one(
+                &Stmt::new("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0)) AS got").bind("key", key),
+            )?
             .get("got")?;
         if !got {
             return Ok(false);
@@ -207,7 +222,11 @@ fn concurrency_key_free(c: &mut dyn Conn, key: &str, now: i64) -> Result<bool> {
 
 /// Deletes a finished job, if `owner` still holds it.
 pub fn complete(c: &mut dyn Conn, id: &str, owner: &str) -> Result<bool> {
-    Ok(c.execute(&Stmt::new("DELETE FROM jobs WHERE id = :id AND lease_owner = :owner").bind("id", id).bind("owner", owner))? == 1)
+    Ok(c.execute(
+        &Stmt::new("DELETE FROM jobs WHERE id = :id AND lease_owner = :owner")
+            .bind("id", id)
+            .bind("owner", owner),
+    )? == 1)
 }
 
 /// Records a failed attempt: back to `ready` at `retry_at`, or `dead` when `retry_at` is `None`.
@@ -224,7 +243,13 @@ pub fn fail(c: &mut dyn Conn, id: &str, owner: &str, error: &str, retry_at: Opti
              WHERE id = :id AND lease_owner = :owner",
         ),
     };
-    Ok(c.execute(&stmt.bind("error", error).bind("now", now).bind("id", id).bind("owner", owner))? == 1)
+    Ok(c.execute(
+        &stmt
+            .bind("error", error)
+            .bind("now", now)
+            .bind("id", id)
+            .bind("owner", owner),
+    )? == 1)
 }
 
 /// Gives a claimed job back untouched (graceful shutdown): the attempt does not count.
@@ -251,26 +276,33 @@ pub fn extend_leases(c: &mut dyn Conn, owner: &str, until: i64) -> Result<u64> {
 
 /// When the next job of `queue` becomes due (`None` when the queue is empty).
 pub fn next_due(c: &mut dyn Conn, queue: &str) -> Result<Option<i64>> {
-    Ok(c
-        .query_one(
-            &Stmt::new(
-                "SELECT MIN(CASE WHEN lease_until IS NULL THEN run_at ELSE lease_until END) AS due
+    Ok(c.query_one(
+        &Stmt::new(
+            "SELECT MIN(CASE WHEN lease_until IS NULL THEN run_at ELSE lease_until END) AS due
                  FROM jobs WHERE queue = :queue AND state = 'ready'",
-            )
-            .bind("queue", queue),
-        )?
-        .get("due")?)
+        )
+        .bind("queue", queue),
+    )?
+    .get("due")?)
 }
 
 pub fn get(c: &mut dyn Conn, workspace_id: &str, id: &str) -> Result<Option<Job>> {
     Ok(c.fetch_opt(
-        &Stmt::new(format!("SELECT {COLUMNS} FROM jobs WHERE workspace_id = :ws AND id = :id"))
-            .bind("ws", workspace_id)
-            .bind("id", id),
+        &Stmt::new(format!(
+            "SELECT {COLUMNS} FROM jobs WHERE workspace_id = :ws AND id = :id"
+        ))
+        .bind("ws", workspace_id)
+        .bind("id", id),
     )?)
 }
 
-pub fn list_by_state(c: &mut dyn Conn, workspace_id: &str, state: &str, after: Option<&str>, limit: i64) -> Result<Vec<Job>> {
+pub fn list_by_state(
+    c: &mut dyn Conn,
+    workspace_id: &str,
+    state: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Job>> {
     Ok(c.fetch_all(
         &Stmt::new(format!(
             "SELECT {COLUMNS} FROM jobs WHERE workspace_id = :ws AND state = :state AND id > :after ORDER BY id LIMIT :limit"
@@ -301,5 +333,8 @@ pub fn retry_dead(c: &mut dyn Conn, workspace_id: &str, id: &str, now: i64) -> R
 }
 
 pub fn count_by_state(c: &mut dyn Conn, state: &str) -> Result<i64> {
-    Ok(c.query_one(&Stmt::new("SELECT COUNT(*) AS n FROM jobs WHERE state = :state").bind("state", state))?.get("n")?)
+    Ok(
+        c.query_one(&Stmt::new("SELECT COUNT(*) AS n FROM jobs WHERE state = :state").bind("state", state))?
+            .get("n")?,
+    )
 }

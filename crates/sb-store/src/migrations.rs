@@ -48,7 +48,10 @@ mod tests {
                 .collect();
             files.sort();
             let listed: Vec<String> = list.iter().map(|m| format!("{}.sql", m.name)).collect();
-            assert_eq!(files, listed, "every file in migrations/{dir} is listed in migrations.rs");
+            assert_eq!(
+                files, listed,
+                "every file in migrations/{dir} is listed in migrations.rs"
+            );
         }
     }
 }

@@ -33,8 +33,14 @@ pub struct NewTimer {
     pub due_at: i64,
 }
 
-/// Creates the timer, or moves an existing one with the same key. Returns `(id, due_at)`
-/// for the in-memory index.
+/// Keys are unique per workspace: the stored key carries the workspace id (or `-` for
+/// system timers), so two workspaces can never move each other's timers.
+fn scoped_key(workspace_id: Option<&str>, key: &str) -> String {
+    format!("{}:{key}", workspace_id.unwrap_or("-"))
+}
+
+/// Creates the timer, or moves an existing one with the same key in the same workspace.
+/// Returns `(id, due_at)` for the in-memory index.
 pub fn schedule(c: &mut dyn Conn, t: &NewTimer, now: i64) -> Result<(String, i64)> {
     let row = c.query_one(
         &Stmt::new(
@@ -46,7 +52,7 @@ pub fn schedule(c: &mut dyn Conn, t: &NewTimer, now: i64) -> Result<(String, i64
         )
         .bind("id", sb_core::new_id())
         .bind("ws", t.workspace_id.as_deref())
-        .bind("key", &t.timer_key)
+        .bind("key", scoped_key(t.workspace_id.as_deref(), &t.timer_key))
         .bind("queue", &t.queue)
         .bind("kind", &t.kind)
         .bind("payload", &t.payload)
@@ -56,17 +62,21 @@ pub fn schedule(c: &mut dyn Conn, t: &NewTimer, now: i64) -> Result<(String, i64
     Ok((row.get_in("timers", "id")?, row.get_in("timers", "due_at")?))
 }
 
-pub fn cancel(c: &mut dyn Conn, timer_key: &str) -> Result<bool> {
-    Ok(c.execute(&Stmt::new("DELETE FROM timers WHERE timer_key = :key").bind("key", timer_key))? == 1)
+pub fn cancel(c: &mut dyn Conn, workspace_id: Option<&str>, timer_key: &str) -> Result<bool> {
+    Ok(c.execute(
+        &Stmt::new("DELETE FROM timers WHERE timer_key = :key").bind("key", scoped_key(workspace_id, timer_key)),
+    )? == 1)
 }
 
 /// `(due_at, id)` of timers due at or before `until`, in due order, read from the covering
 /// index only.
 pub fn index_entries(c: &mut dyn Conn, until: i64) -> Result<Vec<(i64, String)>> {
-    c.query(&Stmt::new("SELECT due_at, id FROM timers WHERE due_at <= :until ORDER BY due_at, id").bind("until", until))?
-        .iter()
-        .map(|r| Ok((r.get_in("timers", "due_at")?, r.get_in("timers", "id")?)))
-        .collect()
+    c.query(
+        &Stmt::new("SELECT due_at, id FROM timers WHERE due_at <= :until ORDER BY due_at, id").bind("until", until),
+    )?
+    .iter()
+    .map(|r| Ok((r.get_in("timers", "due_at")?, r.get_in("timers", "id")?)))
+    .collect()
 }
 
 /// Fires the given timers if they are due: each due row is deleted and its job enqueued
@@ -75,11 +85,15 @@ pub fn fire(c: &mut dyn Conn, ids: &[String], now: i64) -> Result<Vec<Timer>> {
     let mut fired = Vec::with_capacity(ids.len());
     for id in ids {
         let timer = c.fetch_opt::<Timer>(
-            &Stmt::new(format!("DELETE FROM timers WHERE id = :id AND due_at <= :now RETURNING {COLUMNS}"))
-                .bind("id", id)
-                .bind("now", now),
+            &Stmt::new(format!(
+                "DELETE FROM timers WHERE id = :id AND due_at <= :now RETURNING {COLUMNS}"
+            ))
+            .bind("id", id)
+            .bind("now", now),
         )?;
-        if let Some(t) = timer {
+        if let Some(mut t) = timer {
+            let prefix_len = scoped_key(t.workspace_id.as_deref(), "").len();
+            t.timer_key = t.timer_key.get(prefix_len..).unwrap_or_default().to_owned();
             let mut job = NewJob::new(&t.queue, &t.kind, t.payload.clone(), now).dedupe(format!("timer:{}", t.id));
             job.workspace_id = t.workspace_id.clone();
             jobs::enqueue(c, &job, now)?;

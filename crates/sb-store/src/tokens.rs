@@ -79,13 +79,21 @@ pub fn touch(c: &mut dyn Conn, workspace_id: &str, id: &str, now: i64) -> Result
 
 pub fn get(c: &mut dyn Conn, workspace_id: &str, id: &str) -> Result<Option<ApiToken>> {
     Ok(c.fetch_opt(
-        &Stmt::new(format!("SELECT {COLUMNS} FROM api_tokens WHERE workspace_id = :ws AND id = :id"))
-            .bind("ws", workspace_id)
-            .bind("id", id),
+        &Stmt::new(format!(
+            "SELECT {COLUMNS} FROM api_tokens WHERE workspace_id = :ws AND id = :id"
+        ))
+        .bind("ws", workspace_id)
+        .bind("id", id),
     )?)
 }
 
-pub fn list(c: &mut dyn Conn, workspace_id: &str, user_id: Option<&str>, after: Option<&str>, limit: i64) -> Result<Vec<ApiToken>> {
+pub fn list(
+    c: &mut dyn Conn,
+    workspace_id: &str,
+    user_id: Option<&str>,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<ApiToken>> {
     Ok(c.fetch_all(
         &Stmt::new(format!(
             "SELECT {COLUMNS} FROM api_tokens

@@ -82,9 +82,11 @@ pub fn create(c: &mut dyn Conn, u: &NewUser<'_>, now: i64) -> Result<User> {
 
 pub fn get(c: &mut dyn Conn, workspace_id: &str, id: &str) -> Result<Option<User>> {
     Ok(c.fetch_opt(
-        &Stmt::new(format!("SELECT {COLUMNS} FROM users WHERE workspace_id = :ws AND id = :id"))
-            .bind("ws", workspace_id)
-            .bind("id", id),
+        &Stmt::new(format!(
+            "SELECT {COLUMNS} FROM users WHERE workspace_id = :ws AND id = :id"
+        ))
+        .bind("ws", workspace_id)
+        .bind("id", id),
     )?)
 }
 
@@ -102,8 +104,10 @@ pub fn list(c: &mut dyn Conn, workspace_id: &str, after: Option<&str>, limit: i6
 /// For sign-in only: users are looked up by e-mail across workspaces (e-mails are unique).
 pub fn credentials_by_email(c: &mut dyn Conn, email: &str) -> Result<Option<(User, String)>> {
     let row = c.query_opt(
-        &Stmt::new(format!("SELECT {COLUMNS}, password_hash FROM users WHERE email = :email"))
-            .bind("email", normalise_email(email)),
+        &Stmt::new(format!(
+            "SELECT {COLUMNS}, password_hash FROM users WHERE email = :email"
+        ))
+        .bind("email", normalise_email(email)),
     )?;
     Ok(match row {
         None => None,

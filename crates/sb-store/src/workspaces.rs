@@ -12,7 +12,11 @@ pub struct Workspace {
 from_row!(Workspace in "workspaces" { id, name, created_at });
 
 pub fn create(c: &mut dyn Conn, name: &str, now: i64) -> Result<Workspace> {
-    let ws = Workspace { id: sb_core::new_id(), name: name.to_owned(), created_at: now };
+    let ws = Workspace {
+        id: sb_core::new_id(),
+        name: name.to_owned(),
+        created_at: now,
+    };
     c.execute(
         &Stmt::new("INSERT INTO workspaces (id, name, created_at) VALUES (:id, :name, :at)")
             .bind("id", &ws.id)
@@ -27,7 +31,8 @@ pub fn get(c: &mut dyn Conn, id: &str) -> Result<Option<Workspace>> {
 }
 
 pub fn count(c: &mut dyn Conn) -> Result<i64> {
-    Ok(c.query_one(&Stmt::new("SELECT COUNT(*) AS n FROM workspaces"))?.get("n")?)
+    Ok(c.query_one(&Stmt::new("SELECT COUNT(*) AS n FROM workspaces"))?
+        .get("n")?)
 }
 
 pub fn first_by_name(c: &mut dyn Conn, name: &str) -> Result<Option<Workspace>> {

@@ -30,7 +30,9 @@ impl JobHandler for RecordEffect {
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
         let payload: serde_json::Value =
             serde_json::from_str(&ctx.job.payload).map_err(|e| JobError::Permanent(e.to_string()))?;
-        let n = payload["n"].as_i64().ok_or_else(|| JobError::Permanent("payload without n".into()))?;
+        let n = payload["n"]
+            .as_i64()
+            .ok_or_else(|| JobError::Permanent("payload without n".into()))?;
         let due = payload["due"].as_i64().unwrap_or(0);
         let ran_at = SystemClock.now_ms();
         if payload["slow"].as_bool() == Some(true) {
@@ -56,14 +58,19 @@ impl JobHandler for RecordEffect {
 
 #[tokio::test]
 async fn crash_child_worker() {
-    let Ok(db_path) = std::env::var("SB_CRASH_CHILD") else { return };
+    let Ok(db_path) = std::env::var("SB_CRASH_CHILD") else {
+        return;
+    };
     let time = Time::System;
     let store = open_store(std::path::Path::new(&db_path), &time).await;
     let engine = Engine::new(
         store,
         time,
         EngineConfig {
-            queues: vec![QueueConfig { name: "default".into(), concurrency: 32 }],
+            queues: vec![QueueConfig {
+                name: "default".into(),
+                concurrency: 32,
+            }],
             lease_ms: 1_500,
             idle_poll_ms: 100,
             ..EngineConfig::default()
@@ -77,7 +84,12 @@ async fn crash_child_worker() {
 
 fn spawn_child(db: &std::path::Path) -> Child {
     Command::new(std::env::current_exe().expect("test binary path"))
-        .args(["crash::crash_child_worker", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "crash::crash_child_worker",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("SB_CRASH_CHILD", db)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -86,7 +98,11 @@ fn spawn_child(db: &std::path::Path) -> Child {
 }
 
 async fn scalar(store: &sb_store::Store, sql: &'static str) -> i64 {
-    store.db.read(move |c| c.query_one(&Stmt::new(sql))?.get::<i64>("n")).await.expect("scalar")
+    store
+        .db
+        .read(move |c| c.query_one(&Stmt::new(sql))?.get::<i64>("n"))
+        .await
+        .expect("scalar")
 }
 
 async fn wait_for(store: &sb_store::Store, sql: &'static str, at_least: i64, limit: Duration) -> i64 {
@@ -111,7 +127,11 @@ async fn jobs_survive_sigkill_and_take_effect_exactly_once() {
     let path = dir.path().join("crash.sqlite");
     let time = Time::System;
     let store = open_store(&path, &time).await;
-    store.db.write(|c| c.execute_script(EFFECT_TABLES)).await.expect("effect tables");
+    store
+        .db
+        .write(|c| c.execute_script(EFFECT_TABLES))
+        .await
+        .expect("effect tables");
     let now = time.now_ms();
     store
         .db
@@ -126,7 +146,13 @@ async fn jobs_survive_sigkill_and_take_effect_exactly_once() {
         .expect("enqueue");
 
     let first = spawn_child(&path);
-    let seen = wait_for(&store, "SELECT COUNT(*) AS n FROM crash_effects", JOBS / 3, Duration::from_secs(60)).await;
+    let seen = wait_for(
+        &store,
+        "SELECT COUNT(*) AS n FROM crash_effects",
+        JOBS / 3,
+        Duration::from_secs(60),
+    )
+    .await;
     kill(first);
     assert!(seen < JOBS, "the child was killed mid-work ({seen} of {JOBS} done)");
     let leased = scalar(&store, "SELECT COUNT(*) AS n FROM jobs WHERE lease_owner IS NOT NULL").await;
@@ -144,7 +170,11 @@ async fn jobs_survive_sigkill_and_take_effect_exactly_once() {
     };
     kill(second);
     assert_eq!(left, 0, "every job finished after the restart");
-    assert_eq!(scalar(&store, "SELECT COUNT(*) AS n FROM crash_effects").await, JOBS, "every job took effect");
+    assert_eq!(
+        scalar(&store, "SELECT COUNT(*) AS n FROM crash_effects").await,
+        JOBS,
+        "every job took effect"
+    );
     let runs = scalar(&store, "SELECT COUNT(*) AS n FROM crash_runs").await;
     assert!(runs >= JOBS, "{runs} executions");
     println!("killed with {leased} jobs leased; {runs} executions for {JOBS} jobs, each effect exactly once");
@@ -156,7 +186,11 @@ async fn timers_survive_restart_all_fire_none_early() {
     let path = dir.path().join("timers.sqlite");
     let time = Time::System;
     let store = open_store(&path, &time).await;
-    store.db.write(|c| c.execute_script(EFFECT_TABLES)).await.expect("effect tables");
+    store
+        .db
+        .write(|c| c.execute_script(EFFECT_TABLES))
+        .await
+        .expect("effect tables");
     // Due between 4 and 8 seconds from now, in a shuffled order.
     let base = time.now_ms() + 4_000;
     for chunk in 0..(TIMERS / 5_000) {
@@ -182,17 +216,32 @@ async fn timers_survive_restart_all_fire_none_early() {
             .await
             .expect("schedule");
     }
-    assert_eq!(scalar(&store, "SELECT COUNT(*) AS n FROM timers").await, TIMERS, "all persisted");
+    assert_eq!(
+        scalar(&store, "SELECT COUNT(*) AS n FROM timers").await,
+        TIMERS,
+        "all persisted"
+    );
 
     // A process that loads the index and is killed before or while timers fire.
     let first = spawn_child(&path);
-    let fired_before_kill =
-        wait_for(&store, "SELECT COUNT(*) AS n FROM crash_effects", TIMERS / 5, Duration::from_secs(60)).await;
+    let fired_before_kill = wait_for(
+        &store,
+        "SELECT COUNT(*) AS n FROM crash_effects",
+        TIMERS / 5,
+        Duration::from_secs(60),
+    )
+    .await;
     kill(first);
 
     // A new process rebuilds its index from the database and fires the rest.
     let second = spawn_child(&path);
-    let fired = wait_for(&store, "SELECT COUNT(*) AS n FROM crash_effects", TIMERS, Duration::from_secs(180)).await;
+    let fired = wait_for(
+        &store,
+        "SELECT COUNT(*) AS n FROM crash_effects",
+        TIMERS,
+        Duration::from_secs(180),
+    )
+    .await;
     let jobs_left = wait_for_zero(&store).await;
     kill(second);
     assert_eq!(fired, TIMERS, "every timer fired");

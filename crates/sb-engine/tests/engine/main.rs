@@ -38,7 +38,11 @@ async fn eventually(clock: Option<&ManualClock>, step_ms: i64, mut f: impl Async
 }
 
 async fn count(store: &Store, sql: &'static str) -> i64 {
-    store.db.read(move |c| c.query_one(&Stmt::new(sql))?.get::<i64>("n")).await.expect("count")
+    store
+        .db
+        .read(move |c| c.query_one(&Stmt::new(sql))?.get::<i64>("n"))
+        .await
+        .expect("count")
 }
 
 struct Counting(Arc<AtomicUsize>);
@@ -59,7 +63,11 @@ impl JobHandler for AlwaysFails {
 }
 
 fn config() -> EngineConfig {
-    EngineConfig { idle_poll_ms: 50, timer_refresh_ms: 50, ..EngineConfig::default() }
+    EngineConfig {
+        idle_poll_ms: 50,
+        timer_refresh_ms: 50,
+        ..EngineConfig::default()
+    }
 }
 
 #[tokio::test]
@@ -72,8 +80,14 @@ async fn a_job_runs_once_and_is_deleted() {
     let runs = Arc::new(AtomicUsize::new(0));
     engine.register("count", Counting(runs.clone()));
     engine.start();
-    engine.enqueue(NewJob::new("default", "count", "{}", clock.now_ms())).await.expect("enqueue");
-    eventually(Some(&clock), 10, async || count(&store, "SELECT COUNT(*) AS n FROM jobs").await == 0).await;
+    engine
+        .enqueue(NewJob::new("default", "count", "{}", clock.now_ms()))
+        .await
+        .expect("enqueue");
+    eventually(Some(&clock), 10, async || {
+        count(&store, "SELECT COUNT(*) AS n FROM jobs").await == 0
+    })
+    .await;
     assert_eq!(runs.load(Ordering::SeqCst), 1);
     engine.shutdown().await;
 }
@@ -88,7 +102,10 @@ async fn a_future_job_waits_for_its_time() {
     let runs = Arc::new(AtomicUsize::new(0));
     engine.register("count", Counting(runs.clone()));
     engine.start();
-    engine.enqueue(NewJob::new("default", "count", "{}", clock.now_ms() + 60_000)).await.expect("enqueue");
+    engine
+        .enqueue(NewJob::new("default", "count", "{}", clock.now_ms() + 60_000))
+        .await
+        .expect("enqueue");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(runs.load(Ordering::SeqCst), 0, "not before its run_at");
     clock.advance(60_000);
@@ -111,7 +128,11 @@ async fn failing_job_backs_off_then_is_dead_and_can_be_retried() {
     engine.register("flaky", AlwaysFails);
     engine.start();
     let id = engine
-        .enqueue(NewJob::new("default", "flaky", "{}", clock.now_ms()).workspace(&ws.id).max_attempts(3))
+        .enqueue(
+            NewJob::new("default", "flaky", "{}", clock.now_ms())
+                .workspace(&ws.id)
+                .max_attempts(3),
+        )
         .await
         .expect("enqueue")
         .expect("new job");
@@ -119,31 +140,56 @@ async fn failing_job_backs_off_then_is_dead_and_can_be_retried() {
     eventually(None, 0, async || {
         let id = id.clone();
         let ws = ws.id.clone();
-        let job = store.db.read(move |c| jobs::get(c, &ws, &id)).await.expect("get").expect("exists");
+        let job = store
+            .db
+            .read(move |c| jobs::get(c, &ws, &id))
+            .await
+            .expect("get")
+            .expect("exists");
         job.attempts == 1 && job.lease_owner.is_none()
     })
     .await;
     let first = {
         let (id, ws) = (id.clone(), ws.id.clone());
-        store.db.read(move |c| jobs::get(c, &ws, &id)).await.expect("get").expect("exists")
+        store
+            .db
+            .read(move |c| jobs::get(c, &ws, &id))
+            .await
+            .expect("get")
+            .expect("exists")
     };
     assert!(first.run_at >= clock.now_ms() + 500, "retry scheduled with back-off");
     assert_eq!(first.last_error.as_deref(), Some("provider said 503"));
     // Move time until it dies after three attempts.
     eventually(Some(&clock), 5_000, async || {
         let (id, ws) = (id.clone(), ws.id.clone());
-        store.db.read(move |c| jobs::get(c, &ws, &id)).await.expect("get").expect("exists").state == "dead"
+        store
+            .db
+            .read(move |c| jobs::get(c, &ws, &id))
+            .await
+            .expect("get")
+            .expect("exists")
+            .state
+            == "dead"
     })
     .await;
     let dead = {
         let ws = ws.id.clone();
-        store.db.read(move |c| jobs::list_by_state(c, &ws, "dead", None, 10)).await.expect("list")
+        store
+            .db
+            .read(move |c| jobs::list_by_state(c, &ws, "dead", None, 10))
+            .await
+            .expect("list")
     };
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].attempts, 3);
     let now = clock.now_ms();
     let (rid, rws) = (id.clone(), ws.id.clone());
-    let retried = store.db.write(move |c| jobs::retry_dead(c, &rws, &rid, now)).await.expect("retry");
+    let retried = store
+        .db
+        .write(move |c| jobs::retry_dead(c, &rws, &rid, now))
+        .await
+        .expect("retry");
     assert!(retried.is_some_and(|j| j.state == "ready" && j.attempts == 0));
     engine.shutdown().await;
 }
@@ -165,19 +211,32 @@ async fn shutdown_releases_jobs_that_do_not_finish_in_time() {
     let engine = Engine::new(
         store.clone(),
         time.clone(),
-        EngineConfig { drain_timeout: Duration::from_millis(100), ..config() },
+        EngineConfig {
+            drain_timeout: Duration::from_millis(100),
+            ..config()
+        },
     );
     engine.register("slow", Slow);
     engine.start();
-    engine.enqueue(NewJob::new("default", "slow", "{}", time.now_ms())).await.expect("enqueue");
-    eventually(None, 0, async || count(&store, "SELECT COUNT(*) AS n FROM jobs WHERE lease_owner IS NOT NULL").await == 1).await;
+    engine
+        .enqueue(NewJob::new("default", "slow", "{}", time.now_ms()))
+        .await
+        .expect("enqueue");
+    eventually(None, 0, async || {
+        count(&store, "SELECT COUNT(*) AS n FROM jobs WHERE lease_owner IS NOT NULL").await == 1
+    })
+    .await;
     engine.shutdown().await;
     let row = store
         .db
         .read(|c| c.query_one(&Stmt::new("SELECT attempts, lease_owner FROM jobs")))
         .await
         .expect("job still there");
-    assert_eq!(row.get::<i64>("attempts").expect("attempts"), 0, "a released attempt does not count");
+    assert_eq!(
+        row.get::<i64>("attempts").expect("attempts"),
+        0,
+        "a released attempt does not count"
+    );
     assert_eq!(row.get::<Option<String>>("lease_owner").expect("owner"), None);
 }
 
@@ -206,10 +265,27 @@ async fn a_concurrency_key_runs_one_job_at_a_time() {
     let engine = Engine::new(
         store.clone(),
         time.clone(),
-        EngineConfig { queues: vec![QueueConfig { name: "default".into(), concurrency: 8 }], ..config() },
+        EngineConfig {
+            queues: vec![QueueConfig {
+                name: "default".into(),
+                concurrency: 8,
+            }],
+            ..config()
+        },
     );
-    let (running, max_seen, done) = (Arc::new(AtomicI64::new(0)), Arc::new(AtomicI64::new(0)), Arc::new(AtomicUsize::new(0)));
-    engine.register("serial", OnePerKey { running: running.clone(), max_seen: max_seen.clone(), done: done.clone() });
+    let (running, max_seen, done) = (
+        Arc::new(AtomicI64::new(0)),
+        Arc::new(AtomicI64::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    engine.register(
+        "serial",
+        OnePerKey {
+            running: running.clone(),
+            max_seen: max_seen.clone(),
+            done: done.clone(),
+        },
+    );
     for _ in 0..20 {
         engine
             .enqueue(NewJob::new("default", "serial", "{}", time.now_ms()).concurrency("conversation-1"))

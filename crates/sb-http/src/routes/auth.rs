@@ -17,7 +17,10 @@ use crate::extract::{ApiJson, Principal, SESSION_COOKIE, client_ip, request_id};
 use crate::views::{UserView, WorkspaceView};
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(login)).routes(routes!(logout)).routes(routes!(me))
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(logout))
+        .routes(routes!(me))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -44,14 +47,28 @@ fn dummy_hash() -> &'static str {
     (status = 401, description = "`invalid_credentials`", body = ErrorBody),
     (status = 429, description = "`rate_limited` (per account and per IP)", body = ErrorBody)
 ))]
-async fn login(State(state): State<AppState>, parts: Parts, jar: CookieJar, ApiJson(body): ApiJson<LoginRequest>) -> ApiResult<(CookieJar, axum::Json<Me>)> {
+async fn login(
+    State(state): State<AppState>,
+    parts: Parts,
+    jar: CookieJar,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> ApiResult<(CookieJar, axum::Json<Me>)> {
     let ip = client_ip(&parts);
     let email = users::normalise_email(&body.email);
-    state.limiter.check(&email, ip.as_deref()).map_err(ApiError::rate_limited)?;
+    state
+        .limiter
+        .check(&email, ip.as_deref())
+        .map_err(ApiError::rate_limited)?;
 
     let lookup = email.clone();
-    let found = state.store.db.read(move |c| users::credentials_by_email(c, &lookup)).await?;
-    let hash = found.as_ref().map_or_else(|| dummy_hash().to_owned(), |(_, h)| h.clone());
+    let found = state
+        .store
+        .db
+        .read(move |c| users::credentials_by_email(c, &lookup))
+        .await?;
+    let hash = found
+        .as_ref()
+        .map_or_else(|| dummy_hash().to_owned(), |(_, h)| h.clone());
     let password = body.password;
     let verified = tokio::task::spawn_blocking(move || credentials::verify_password(&password, &hash))
         .await
@@ -72,12 +89,22 @@ async fn login(State(state): State<AppState>, parts: Parts, jar: CookieJar, ApiJ
                     .store
                     .db
                     .write(move |c| {
-                        let change = Change { action: "auth.login_failed", object_kind: "user", object_id: actor.id.as_deref(), before: None, after: None };
+                        let change = Change {
+                            action: "auth.login_failed",
+                            object_kind: "user",
+                            object_id: actor.id.as_deref(),
+                            before: None,
+                            after: None,
+                        };
                         audit::record(c, &ws, &actor, &change, now)
                     })
                     .await?;
             }
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong e-mail or password"));
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "wrong e-mail or password",
+            ));
         }
     };
     let secret = credentials::random_secret();
@@ -89,7 +116,13 @@ async fn login(State(state): State<AppState>, parts: Parts, jar: CookieJar, ApiJ
         .db
         .write(move |c| {
             sessions::create(c, &digest, &u, now, ttl)?;
-            let change = Change { action: "auth.login", object_kind: "user", object_id: Some(&u.id), before: None, after: None };
+            let change = Change {
+                action: "auth.login",
+                object_kind: "user",
+                object_id: Some(&u.id),
+                before: None,
+                after: None,
+            };
             audit::record(c, &u.workspace_id, &a, &change, now)?;
             workspaces::get(c, &u.workspace_id)
         })
@@ -102,7 +135,13 @@ async fn login(State(state): State<AppState>, parts: Parts, jar: CookieJar, ApiJ
         .secure(state.config.secure_cookies)
         .path("/")
         .build();
-    Ok((jar.add(cookie), axum::Json(Me { user: UserView::from(&user), workspace: WorkspaceView::from(&workspace) })))
+    Ok((
+        jar.add(cookie),
+        axum::Json(Me {
+            user: UserView::from(&user),
+            workspace: WorkspaceView::from(&workspace),
+        }),
+    ))
 }
 
 /// Ends the session of the cookie sent.
@@ -112,7 +151,10 @@ async fn logout(State(state): State<AppState>, jar: CookieJar) -> ApiResult<(Coo
         let digest = credentials::secret_digest(cookie.value());
         state.store.db.write(move |c| sessions::delete(c, &digest)).await?;
     }
-    Ok((jar.remove(Cookie::build(SESSION_COOKIE).path("/")), StatusCode::NO_CONTENT))
+    Ok((
+        jar.remove(Cookie::build(SESSION_COOKIE).path("/")),
+        StatusCode::NO_CONTENT,
+    ))
 }
 
 /// The caller and their workspace.
@@ -129,5 +171,8 @@ async fn me(State(state): State<AppState>, principal: Principal) -> ApiResult<ax
         .read(move |c| workspaces::get(c, &ws))
         .await?
         .ok_or_else(|| ApiError::internal("user without workspace"))?;
-    Ok(axum::Json(Me { user: UserView::from(&principal.user), workspace: WorkspaceView::from(&workspace) }))
+    Ok(axum::Json(Me {
+        user: UserView::from(&principal.user),
+        workspace: WorkspaceView::from(&workspace),
+    }))
 }

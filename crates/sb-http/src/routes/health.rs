@@ -15,7 +15,10 @@ pub struct Health {
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(metrics))
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
 }
 
 /// The process is up.
@@ -32,12 +35,19 @@ async fn healthz() -> axum::Json<Health> {
 async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Health>, ApiError> {
     match tokio::time::timeout(std::time::Duration::from_secs(2), state.store.db.ping()).await {
         Ok(Ok(())) => Ok(axum::Json(Health { status: "ready" })),
-        _ => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the database is not reachable")),
+        _ => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "the database is not reachable",
+        )),
     }
 }
 
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
 }

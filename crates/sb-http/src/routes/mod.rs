@@ -34,8 +34,12 @@ pub(crate) async fn not_found(
     id: &str,
     code: &'static str,
 ) -> ApiError {
-    let (ws, id_owned, actor, now) =
-        (principal.workspace_id().to_owned(), id.to_owned(), principal.actor(), state.store.now());
+    let (ws, id_owned, actor, now) = (
+        principal.workspace_id().to_owned(),
+        id.to_owned(),
+        principal.actor(),
+        state.store.now(),
+    );
     let recorded = state
         .store
         .db
@@ -58,5 +62,8 @@ pub(crate) async fn not_found(
     if let Err(e) = recorded {
         tracing::error!(error = %e, "could not audit a denied access");
     }
-    ApiError::not_found(code, format!("no {} with id {id} in this workspace", kind.as_str().replace('_', " ")))
+    ApiError::not_found(
+        code,
+        format!("no {} with id {id} in this workspace", kind.as_str().replace('_', " ")),
+    )
 }

@@ -17,7 +17,9 @@ use crate::extract::{ApiJson, Principal};
 use crate::views::{AuditView, Page, PageQuery, UserView, WorkspaceView, page};
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(create_workspace)).routes(routes!(list_audit))
+    OpenApiRouter::new()
+        .routes(routes!(create_workspace))
+        .routes(routes!(list_audit))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -41,19 +43,32 @@ pub struct CreatedWorkspace {
     (status = 403, description = "`permission_denied` (not the instance owner)", body = ErrorBody),
     (status = 409, description = "`email_taken`", body = ErrorBody)
 ), security(("bearer" = []), ("session" = [])))]
-async fn create_workspace(State(state): State<AppState>, principal: Principal, ApiJson(body): ApiJson<CreateWorkspace>) -> ApiResult<(StatusCode, axum::Json<CreatedWorkspace>)> {
+async fn create_workspace(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<CreateWorkspace>,
+) -> ApiResult<(StatusCode, axum::Json<CreatedWorkspace>)> {
     principal.require(Permission::ManageWorkspace)?;
     if !principal.user.is_owner {
         return Err(ApiError::forbidden("only the instance owner creates workspaces"));
     }
     let name = body.name.trim().to_owned();
     if name.is_empty() || name.len() > 100 {
-        return Err(ApiError::unprocessable("invalid_request", "name must be 1–100 characters"));
+        return Err(ApiError::unprocessable(
+            "invalid_request",
+            "name must be 1–100 characters",
+        ));
     }
     super::users::check_password(&body.admin_password)?;
     let password = body.admin_password.clone();
-    let hash = tokio::task::spawn_blocking(move || credentials::hash_password(&password)).await.map_err(ApiError::internal)?;
-    let (actor, owner_ws, now) = (principal.actor(), principal.workspace_id().to_owned(), state.store.now());
+    let hash = tokio::task::spawn_blocking(move || credentials::hash_password(&password))
+        .await
+        .map_err(ApiError::internal)?;
+    let (actor, owner_ws, now) = (
+        principal.actor(),
+        principal.workspace_id().to_owned(),
+        state.store.now(),
+    );
     let (ws, admin) = state
         .store
         .db
@@ -70,17 +85,33 @@ async fn create_workspace(State(state): State<AppState>, principal: Principal, A
             let admin = users::create(c, &new, now)?;
             let after = serde_json::to_value(WorkspaceView::from(&ws)).unwrap_or_default();
             for audited in [&owner_ws, &ws.id] {
-                let change = Change { action: "workspace.created", object_kind: "workspace", object_id: Some(&ws.id), before: None, after: Some(after.clone()) };
+                let change = Change {
+                    action: "workspace.created",
+                    object_kind: "workspace",
+                    object_id: Some(&ws.id),
+                    before: None,
+                    after: Some(after.clone()),
+                };
                 audit::record(c, audited, &actor, &change, now)?;
             }
             Ok::<_, sb_store::StoreError>((ws, admin))
         })
         .await
         .map_err(|e| match e {
-            sb_store::StoreError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "email_taken", "a user with this e-mail already exists"),
+            sb_store::StoreError::Conflict(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                "email_taken",
+                "a user with this e-mail already exists",
+            ),
             other => other.into(),
         })?;
-    Ok((StatusCode::CREATED, axum::Json(CreatedWorkspace { workspace: WorkspaceView::from(&ws), admin: UserView::from(&admin) })))
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(CreatedWorkspace {
+            workspace: WorkspaceView::from(&ws),
+            admin: UserView::from(&admin),
+        }),
+    ))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -94,9 +125,18 @@ pub struct AuditFilter {
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditFilter, PageQuery), responses(
     (status = 200, body = inline(Page<AuditView>))
 ), security(("bearer" = []), ("session" = [])))]
-async fn list_audit(State(state): State<AppState>, principal: Principal, Query(filter): Query<AuditFilter>, Query(q): Query<PageQuery>) -> ApiResult<axum::Json<Page<AuditView>>> {
+async fn list_audit(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(filter): Query<AuditFilter>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<axum::Json<Page<AuditView>>> {
     principal.require(Permission::ReadAuditLog)?;
     let (ws, before, limit) = (principal.workspace_id().to_owned(), q.after()?, q.limit());
-    let rows = state.store.db.read(move |c| audit::list(c, &ws, filter.action.as_deref(), before.as_deref(), limit)).await?;
+    let rows = state
+        .store
+        .db
+        .read(move |c| audit::list(c, &ws, filter.action.as_deref(), before.as_deref(), limit))
+        .await?;
     Ok(axum::Json(page(&rows, limit, |a| &a.id)))
 }

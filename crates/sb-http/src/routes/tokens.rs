@@ -15,7 +15,9 @@ use crate::extract::{ApiJson, Principal};
 use crate::views::{Page, PageQuery, TokenView, page};
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_tokens, create_token)).routes(routes!(revoke_token))
+    OpenApiRouter::new()
+        .routes(routes!(list_tokens, create_token))
+        .routes(routes!(revoke_token))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -37,11 +39,18 @@ pub struct CreatedToken {
     (status = 201, body = CreatedToken),
     (status = 422, description = "`invalid_request`", body = ErrorBody)
 ), security(("bearer" = []), ("session" = [])))]
-async fn create_token(State(state): State<AppState>, principal: Principal, ApiJson(body): ApiJson<CreateToken>) -> ApiResult<(StatusCode, axum::Json<CreatedToken>)> {
+async fn create_token(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<CreateToken>,
+) -> ApiResult<(StatusCode, axum::Json<CreatedToken>)> {
     principal.require(Permission::ManageOwnTokens)?;
     let name = body.name.trim().to_owned();
     if name.is_empty() || name.len() > 100 {
-        return Err(ApiError::unprocessable("invalid_request", "name must be 1–100 characters"));
+        return Err(ApiError::unprocessable(
+            "invalid_request",
+            "name must be 1–100 characters",
+        ));
     }
     let secret = credentials::new_api_token();
     let digest = credentials::secret_digest(&secret);
@@ -62,18 +71,32 @@ async fn create_token(State(state): State<AppState>, principal: Principal, ApiJs
             Ok::<_, sb_store::StoreError>(token)
         })
         .await?;
-    Ok((StatusCode::CREATED, axum::Json(CreatedToken { token: TokenView::from(&token), secret })))
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(CreatedToken {
+            token: TokenView::from(&token),
+            secret,
+        }),
+    ))
 }
 
 /// The caller's tokens (an admin sees every token of the workspace). Secrets are never listed.
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", params(PageQuery), responses(
     (status = 200, body = inline(Page<TokenView>))
 ), security(("bearer" = []), ("session" = [])))]
-async fn list_tokens(State(state): State<AppState>, principal: Principal, Query(q): Query<PageQuery>) -> ApiResult<axum::Json<Page<TokenView>>> {
+async fn list_tokens(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<axum::Json<Page<TokenView>>> {
     principal.require(Permission::ManageOwnTokens)?;
     let only_user = (!principal.user.role().allows(Permission::ManageUsers)).then(|| principal.user.id.clone());
     let (ws, after, limit) = (principal.workspace_id().to_owned(), q.after()?, q.limit());
-    let rows = state.store.db.read(move |c| tokens::list(c, &ws, only_user.as_deref(), after.as_deref(), limit)).await?;
+    let rows = state
+        .store
+        .db
+        .read(move |c| tokens::list(c, &ws, only_user.as_deref(), after.as_deref(), limit))
+        .await?;
     Ok(axum::Json(page(&rows, limit, |t| &t.id)))
 }
 
@@ -82,16 +105,27 @@ async fn list_tokens(State(state): State<AppState>, principal: Principal, Query(
     (status = 204),
     (status = 404, description = "`token_not_found`", body = ErrorBody)
 ), security(("bearer" = []), ("session" = [])))]
-async fn revoke_token(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn revoke_token(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     principal.require(Permission::ManageOwnTokens)?;
     let is_admin = principal.user.role().allows(Permission::ManageUsers);
-    let (ws, tid, user_id, actor, now) =
-        (principal.workspace_id().to_owned(), id.clone(), principal.user.id.clone(), principal.actor(), state.store.now());
+    let (ws, tid, user_id, actor, now) = (
+        principal.workspace_id().to_owned(),
+        id.clone(),
+        principal.user.id.clone(),
+        principal.actor(),
+        state.store.now(),
+    );
     let revoked = state
         .store
         .db
         .write(move |c| {
-            let Some(token) = tokens::get(c, &ws, &tid)? else { return Ok(false) };
+            let Some(token) = tokens::get(c, &ws, &tid)? else {
+                return Ok(false);
+            };
             if token.user_id != user_id && !is_admin {
                 return Ok(false);
             }

@@ -15,7 +15,9 @@ use crate::extract::{ApiJson, Principal};
 use crate::views::{Page, PageQuery, UserView, page};
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_users, create_user)).routes(routes!(get_user, update_user))
+    OpenApiRouter::new()
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(get_user, update_user))
 }
 
 pub const MIN_PASSWORD_LEN: usize = 10;
@@ -32,7 +34,10 @@ pub fn check_password(password: &str) -> Result<(), ApiError> {
 
 pub fn parse_role(role: &str) -> Result<Role, ApiError> {
     Role::parse(role).ok_or_else(|| {
-        ApiError::unprocessable("invalid_role", "role must be one of admin, agent, marketer, store_staff")
+        ApiError::unprocessable(
+            "invalid_role",
+            "role must be one of admin, agent, marketer, store_staff",
+        )
     })
 }
 
@@ -57,10 +62,18 @@ pub struct UpdateUser {
     (status = 200, body = inline(Page<UserView>)),
     (status = 403, description = "`permission_denied`", body = ErrorBody)
 ), security(("bearer" = []), ("session" = [])))]
-async fn list_users(State(state): State<AppState>, principal: Principal, Query(q): Query<PageQuery>) -> ApiResult<axum::Json<Page<UserView>>> {
+async fn list_users(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<axum::Json<Page<UserView>>> {
     principal.require(Permission::ManageUsers)?;
     let (ws, after, limit) = (principal.workspace_id().to_owned(), q.after()?, q.limit());
-    let rows = state.store.db.read(move |c| users::list(c, &ws, after.as_deref(), limit)).await?;
+    let rows = state
+        .store
+        .db
+        .read(move |c| users::list(c, &ws, after.as_deref(), limit))
+        .await?;
     Ok(axum::Json(page(&rows, limit, |u| &u.id)))
 }
 
@@ -70,18 +83,35 @@ async fn list_users(State(state): State<AppState>, principal: Principal, Query(q
     (status = 409, description = "`email_taken`", body = ErrorBody),
     (status = 422, description = "`invalid_role`, `weak_password`, `invalid_request`", body = ErrorBody)
 ), security(("bearer" = []), ("session" = [])))]
-async fn create_user(State(state): State<AppState>, principal: Principal, ApiJson(body): ApiJson<CreateUser>) -> ApiResult<(StatusCode, axum::Json<UserView>)> {
+async fn create_user(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<CreateUser>,
+) -> ApiResult<(StatusCode, axum::Json<UserView>)> {
     principal.require(Permission::ManageUsers)?;
     let role = parse_role(&body.role)?;
     check_password(&body.password)?;
     let password = body.password.clone();
-    let hash = tokio::task::spawn_blocking(move || credentials::hash_password(&password)).await.map_err(ApiError::internal)?;
-    let (ws, actor, now) = (principal.workspace_id().to_owned(), principal.actor(), state.store.now());
+    let hash = tokio::task::spawn_blocking(move || credentials::hash_password(&password))
+        .await
+        .map_err(ApiError::internal)?;
+    let (ws, actor, now) = (
+        principal.workspace_id().to_owned(),
+        principal.actor(),
+        state.store.now(),
+    );
     let user = state
         .store
         .db
         .write(move |c| {
-            let new = NewUser { workspace_id: &ws, email: &body.email, name: &body.name, role, password_hash: &hash, is_owner: false };
+            let new = NewUser {
+                workspace_id: &ws,
+                email: &body.email,
+                name: &body.name,
+                role,
+                password_hash: &hash,
+                is_owner: false,
+            };
             let user = users::create(c, &new, now)?;
             let change = Change {
                 action: "user.created",
@@ -95,7 +125,11 @@ async fn create_user(State(state): State<AppState>, principal: Principal, ApiJso
         })
         .await
         .map_err(|e| match e {
-            sb_store::StoreError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "email_taken", "a user with this e-mail already exists"),
+            sb_store::StoreError::Conflict(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                "email_taken",
+                "a user with this e-mail already exists",
+            ),
             other => other.into(),
         })?;
     Ok((StatusCode::CREATED, axum::Json(UserView::from(&user))))
@@ -106,7 +140,11 @@ async fn create_user(State(state): State<AppState>, principal: Principal, ApiJso
     (status = 200, body = UserView),
     (status = 404, description = "`user_not_found` (also for another workspace's user)", body = ErrorBody)
 ), security(("bearer" = []), ("session" = [])))]
-async fn get_user(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<axum::Json<UserView>> {
+async fn get_user(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<UserView>> {
     if id != principal.user.id {
         principal.require(Permission::ManageUsers)?;
     }
@@ -123,18 +161,33 @@ async fn get_user(State(state): State<AppState>, principal: Principal, Path(id):
     (status = 404, description = "`user_not_found`", body = ErrorBody),
     (status = 422, description = "`invalid_role`, `cannot_change_own_account`", body = ErrorBody)
 ), security(("bearer" = []), ("session" = [])))]
-async fn update_user(State(state): State<AppState>, principal: Principal, Path(id): Path<String>, ApiJson(body): ApiJson<UpdateUser>) -> ApiResult<axum::Json<UserView>> {
+async fn update_user(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateUser>,
+) -> ApiResult<axum::Json<UserView>> {
     principal.require(Permission::ManageUsers)?;
     if id == principal.user.id {
-        return Err(ApiError::unprocessable("cannot_change_own_account", "ask another admin to change your own role or status"));
+        return Err(ApiError::unprocessable(
+            "cannot_change_own_account",
+            "ask another admin to change your own role or status",
+        ));
     }
     let role = body.role.as_deref().map(parse_role).transpose()?;
-    let (ws, uid, actor, now) = (principal.workspace_id().to_owned(), id.clone(), principal.actor(), state.store.now());
+    let (ws, uid, actor, now) = (
+        principal.workspace_id().to_owned(),
+        id.clone(),
+        principal.actor(),
+        state.store.now(),
+    );
     let updated = state
         .store
         .db
         .write(move |c| {
-            let Some(before) = users::get(c, &ws, &uid)? else { return Ok(None) };
+            let Some(before) = users::get(c, &ws, &uid)? else {
+                return Ok(None);
+            };
             if let Some(role) = role {
                 users::update_role(c, &ws, &uid, role, now)?;
             }

@@ -1,0 +1,6 @@
+//! End-to-end: a real server on 127.0.0.1 with a temporary data directory, spoken to over
+//! HTTP; and the real `switchboard` binary for start-up, configuration and shutdown.
+
+mod api;
+mod binary;
+mod harness;
