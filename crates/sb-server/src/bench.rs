@@ -31,6 +31,9 @@ pub struct StoreBenchArgs {
     /// Also (or only) run on this database; `postgres://…` runs in a scratch schema that is dropped afterwards.
     #[arg(long = "url")]
     pub url: Option<String>,
+    /// PostgreSQL connections in the pool.
+    #[arg(long, default_value_t = 16)]
+    pub pg_pool: usize,
     /// Skip the SQLite run (with --url postgres://…).
     #[arg(long)]
     pub no_sqlite: bool,
@@ -39,9 +42,20 @@ pub struct StoreBenchArgs {
     pub json: bool,
 }
 
+/// How each row is written.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteMode {
+    /// `Db::execute`: one statement committed on its own (what the ceilings measured).
+    Statement,
+    /// `Db::write(|tx| …)`: the general unit of work that domain code uses.
+    UnitOfWork,
+}
+
 #[derive(Debug, serde::Serialize)]
 pub struct StoreFigures {
     pub backend: &'static str,
+    pub mode: WriteMode,
     pub rows: u64,
     pub writers: usize,
     pub seconds: f64,
@@ -71,10 +85,12 @@ pub async fn store(config: &Config, args: &StoreBenchArgs) -> Result<(), ConfigE
         let exec = SqliteExecutor::open(&SqliteOptions::new(dir.join("bench.sqlite")))
             .map_err(|e| ConfigError(format!("cannot open the bench database: {e}")))?;
         let db = Db::new(Arc::new(exec));
-        let figures = run(&db, args).await;
+        for mode in [WriteMode::Statement, WriteMode::UnitOfWork] {
+            let figures = run(&db, args, mode).await;
+            results.push(figures.map_err(|e| ConfigError(format!("the SQLite run failed: {e}")))?);
+        }
         db.close().await;
         let _ = std::fs::remove_dir_all(&dir);
-        results.push(figures.map_err(|e| ConfigError(format!("the SQLite run failed: {e}")))?);
     }
     if let Some(url) = &args.url {
         let DatabaseConfig::Postgres(url) = parse_database_url(url)? else {
@@ -94,23 +110,30 @@ pub async fn store(config: &Config, args: &StoreBenchArgs) -> Result<(), ConfigE
             .map_err(|e: SqlError| ConfigError(e.to_string()))?;
         let exec = PgExecutor::connect(&PgOptions {
             search_path: Some(schema.clone()),
+            pool_size: args.pg_pool,
             ..PgOptions::new(url.clone())
         })
         .await
         .map_err(|e| ConfigError(format!("cannot reach PostgreSQL: {e}")))?;
         let db = Db::new(Arc::new(exec));
-        let figures = run(&db, args).await;
+        let mut figures = Vec::new();
+        for mode in [WriteMode::Statement, WriteMode::UnitOfWork] {
+            figures.push(run(&db, args, mode).await);
+        }
         db.close().await;
         let ddl = format!("DROP SCHEMA {schema} CASCADE");
         let _ = admin.write(move |c| c.execute_script(&ddl)).await;
         admin.close().await;
-        results.push(figures.map_err(|e| ConfigError(format!("the PostgreSQL run failed: {e}")))?);
+        for f in figures {
+            results.push(f.map_err(|e| ConfigError(format!("the PostgreSQL run failed: {e}")))?);
+        }
     }
     for f in &results {
         println!(
-            "bench store [{}]: {} rows by {} writers in {:.2} s = {:.0} rows/s; commit latency p50 {:.2} ms, p99 {:.2} ms; \
+            "bench store [{} {:?}]: {} rows by {} writers in {:.2} s = {:.0} rows/s; commit latency p50 {:.2} ms, p99 {:.2} ms; \
              ceiling {:.0} rows/s (perf-limits.md) → ratio {:.2}",
             f.backend,
+            f.mode,
             f.rows,
             f.writers,
             f.seconds,
@@ -128,7 +151,7 @@ pub async fn store(config: &Config, args: &StoreBenchArgs) -> Result<(), ConfigE
     Ok(())
 }
 
-pub async fn run(db: &Db, args: &StoreBenchArgs) -> Result<StoreFigures, SqlError> {
+pub async fn run(db: &Db, args: &StoreBenchArgs, mode: WriteMode) -> Result<StoreFigures, SqlError> {
     db.write(|c| c.execute_script(TABLE)).await?;
     let next = Arc::new(AtomicU64::new(0));
     let rows = args.rows.max(1);
@@ -157,7 +180,10 @@ pub async fn run(db: &Db, args: &StoreBenchArgs) -> Result<StoreFigures, SqlErro
                 .bind("at", n as i64)
                 .bind("pid", format!("wamid.{}", hex_string(&pid)));
                 let t = Instant::now();
-                db.write(move |c| c.execute(&stmt)).await?;
+                match mode {
+                    WriteMode::Statement => db.execute(stmt).await?,
+                    WriteMode::UnitOfWork => db.write(move |c| c.execute(&stmt)).await?,
+                };
                 hist.record(t.elapsed().as_micros().max(1) as u64).ok();
             }
             Ok::<_, SqlError>(hist)
@@ -181,6 +207,7 @@ pub async fn run(db: &Db, args: &StoreBenchArgs) -> Result<StoreFigures, SqlErro
     if count as u64 != rows {
         return Err(SqlError::Other(format!("expected {rows} rows, found {count}")));
     }
+    db.write(|c| c.execute_script("DROP TABLE bench_messages")).await?;
     let (backend, ceiling) = match db.backend() {
         Backend::Sqlite => ("sqlite", SQLITE_CEILING_ROWS_PER_SEC),
         Backend::Postgres => ("postgres", POSTGRES_CEILING_ROWS_PER_SEC),
@@ -188,6 +215,7 @@ pub async fn run(db: &Db, args: &StoreBenchArgs) -> Result<StoreFigures, SqlErro
     let rows_per_sec = rows as f64 / seconds;
     Ok(StoreFigures {
         backend,
+        mode,
         rows,
         writers: args.writers,
         seconds,

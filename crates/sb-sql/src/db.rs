@@ -77,6 +77,16 @@ pub trait Executor: Send + Sync + 'static {
     async fn write(&self, work: Work) -> Result<WorkOutput, WorkError>;
     /// Runs `work` on a read snapshot.
     async fn read(&self, work: Work) -> Result<WorkOutput, WorkError>;
+    /// Runs one statement as its own transaction. The default goes through `write`; a backend
+    /// may do it in fewer round trips (PostgreSQL: autocommit, no blocking thread).
+    async fn execute_one(&self, stmt: Stmt) -> Result<u64, SqlError> {
+        let work: Work = Box::new(move |c| Ok(Box::new(c.execute(&stmt)?) as WorkOutput));
+        match self.write(work).await {
+            Ok(v) => Ok(*v.downcast::<u64>().expect("execute returns u64")),
+            Err(WorkError::Sql(e)) => Err(e),
+            Err(WorkError::App(_)) => Err(SqlError::Other("statement failed".into())),
+        }
+    }
     /// A cheap round trip that proves the database answers (for `/readyz`).
     async fn ping(&self) -> Result<(), SqlError>;
     /// Wake-ups published with `notify` inside transactions, where the backend has them
@@ -131,8 +141,9 @@ impl Db {
         unbox(self.executor.read(boxed(f)).await)
     }
 
+    /// One statement, committed on its own (the cheapest durable write).
     pub async fn execute(&self, stmt: Stmt) -> Result<u64, SqlError> {
-        self.write(move |c| c.execute(&stmt)).await
+        self.executor.execute_one(stmt).await
     }
 
     pub async fn query(&self, stmt: Stmt) -> Result<Vec<Row>, SqlError> {

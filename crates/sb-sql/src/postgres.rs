@@ -80,30 +80,31 @@ impl PgExecutor {
     }
 
     async fn run(&self, work: Work, read_only: bool) -> Result<WorkOutput, WorkError> {
-        let pool = self.pool.clone();
+        // Wait for a connection here, asynchronously, so that only as many blocking threads
+        // run as there are connections.
+        let client = self.pool.get().await.map_err(unavailable)?;
         let handle = Handle::current();
         tokio::task::spawn_blocking(move || {
-            let mut client = handle.block_on(pool.get()).map_err(unavailable)?;
-            let tx = handle.block_on(client.transaction()).map_err(SqlError::from)?;
-            if read_only {
-                handle
-                    .block_on(tx.batch_execute("SET TRANSACTION READ ONLY"))
-                    .map_err(SqlError::from)?;
-            }
             let mut conn = PgConn {
-                tx: &tx,
+                client: &client,
                 handle: &handle,
+                begin: if read_only { "BEGIN READ ONLY" } else { "BEGIN" },
+                begun: false,
+                failed: false,
             };
-            match run_guarded(work, &mut conn) {
-                Ok(v) => {
-                    handle.block_on(tx.commit()).map_err(SqlError::from)?;
-                    Ok(v)
-                }
-                Err(e) => {
-                    let _ = handle.block_on(tx.rollback());
-                    Err(e)
-                }
+            let result = run_guarded(work, &mut conn);
+            let begun = conn.begun;
+            let end = match (&result, begun) {
+                (_, false) => Ok(()),
+                (Ok(_), true) => handle.block_on(client.batch_execute("COMMIT")),
+                (Err(_), true) => handle.block_on(client.batch_execute("ROLLBACK")),
+            };
+            if let Err(e) = end {
+                // The connection's transaction state is unknown: never hand it out again.
+                let _ = deadpool_postgres::Object::take(client);
+                return Err(WorkError::Sql(SqlError::from(e)));
             }
+            result
         })
         .await
         .map_err(|e| WorkError::Sql(SqlError::Aborted(format!("database task failed: {e}"))))?
@@ -122,6 +123,14 @@ impl Executor for PgExecutor {
 
     async fn read(&self, work: Work) -> Result<WorkOutput, WorkError> {
         self.run(work, true).await
+    }
+
+    async fn execute_one(&self, stmt: Stmt) -> Result<u64, SqlError> {
+        let (rewritten, values) = stmt.prepare(Backend::Postgres)?;
+        let client = self.pool.get().await.map_err(unavailable)?;
+        let st = client.prepare_cached(&rewritten.sql).await?;
+        let params: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| *v as &(dyn ToSql + Sync)).collect();
+        Ok(client.execute(&st, &params).await?)
     }
 
     async fn ping(&self) -> Result<(), SqlError> {
@@ -158,34 +167,73 @@ impl Executor for PgExecutor {
     }
 }
 
-struct PgConn<'a, 't> {
-    tx: &'a deadpool_postgres::Transaction<'t>,
+/// A unit of work on one pooled connection. `BEGIN` is sent together with the unit's first
+/// statement (one round trip instead of two), and a unit that runs no statement costs none.
+struct PgConn<'a> {
+    client: &'a deadpool_postgres::Client,
     handle: &'a Handle,
+    begin: &'static str,
+    begun: bool,
+    /// PostgreSQL refuses every statement after a failed one; we say so ourselves.
+    failed: bool,
 }
 
-impl PgConn<'_, '_> {
-    fn prepared(&self, stmt: &Stmt) -> Result<(tokio_postgres::Statement, Vec<Value>), SqlError> {
-        let (rewritten, values) = stmt.prepare(Backend::Postgres)?;
-        let st = self.handle.block_on(self.tx.prepare_cached(&rewritten.sql))?;
-        Ok((st, values.into_iter().cloned().collect()))
+impl PgConn<'_> {
+    fn prepared(&mut self, stmt: &Stmt) -> Result<(tokio_postgres::Statement, Vec<Value>), SqlError> {
+        if self.failed {
+            return Err(SqlError::Aborted(crate::error::EARLIER_FAILURE.into()));
+        }
+        let prepared = stmt.prepare(Backend::Postgres).and_then(|(rewritten, values)| {
+            let st = self.handle.block_on(self.client.prepare_cached(&rewritten.sql))?;
+            Ok((st, values.into_iter().cloned().collect()))
+        });
+        // A failed PREPARE ends the unit, as a failed statement does (and PostgreSQL would).
+        self.failed = prepared.is_err();
+        prepared
+    }
+
+    /// Runs `op` inside the transaction, opening it in the same round trip when needed.
+    fn run<T>(
+        &mut self,
+        op: impl AsyncFnOnce(&tokio_postgres::Client) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, SqlError> {
+        if self.failed {
+            return Err(SqlError::Aborted(crate::error::EARLIER_FAILURE.into()));
+        }
+        let client: &tokio_postgres::Client = self.client;
+        let result = if self.begun {
+            self.handle.block_on(op(client)).map_err(SqlError::from)
+        } else {
+            let (begin, r) = self
+                .handle
+                .block_on(async { tokio::join!(client.batch_execute(self.begin), op(client)) });
+            self.begun = true;
+            begin.map_err(SqlError::from).and(r.map_err(SqlError::from))
+        };
+        self.failed = result.is_err();
+        result
     }
 }
 
-impl Conn for PgConn<'_, '_> {
+impl Conn for PgConn<'_> {
     fn backend(&self) -> Backend {
         Backend::Postgres
     }
 
     fn execute(&mut self, stmt: &Stmt) -> Result<u64, SqlError> {
         let (st, values) = self.prepared(stmt)?;
-        let params: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-        Ok(self.handle.block_on(self.tx.execute(&st, &params))?)
+        self.run(async |c| {
+            let params: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+            c.execute(&st, &params).await
+        })
     }
 
     fn query(&mut self, stmt: &Stmt) -> Result<Vec<Row>, SqlError> {
         let (st, values) = self.prepared(stmt)?;
-        let params: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-        let rows = self.handle.block_on(self.tx.query(&st, &params))?;
+        let rows = self.run(async |c| {
+            let params: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+            c.query(&st, &params).await
+        })?;
         let columns: Arc<[String]> = st.columns().iter().map(|c| c.name().to_owned()).collect();
         rows.iter()
             .map(|r| {
@@ -198,7 +246,7 @@ impl Conn for PgConn<'_, '_> {
     }
 
     fn execute_script(&mut self, sql: &str) -> Result<(), SqlError> {
-        Ok(self.handle.block_on(self.tx.batch_execute(sql))?)
+        self.run(async |c| c.batch_execute(sql).await)
     }
 }
 

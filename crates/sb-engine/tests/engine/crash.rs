@@ -36,7 +36,7 @@ impl JobHandler for RecordEffect {
         let due = payload["due"].as_i64().unwrap_or(0);
         let ran_at = SystemClock.now_ms();
         if payload["slow"].as_bool() == Some(true) {
-            tokio::time::sleep(Duration::from_millis(3)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         ctx.store
             .db
@@ -232,6 +232,10 @@ async fn timers_survive_restart_all_fire_none_early() {
     )
     .await;
     kill(first);
+    assert!(
+        fired_before_kill < TIMERS,
+        "the first process was killed mid-way ({fired_before_kill} fired)"
+    );
 
     // A new process rebuilds its index from the database and fires the rest.
     let second = spawn_child(&path);
