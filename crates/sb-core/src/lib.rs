@@ -7,6 +7,7 @@ pub mod access;
 pub mod clock;
 pub mod credentials;
 pub mod ids;
+pub mod inbox;
 
 pub use access::{Permission, Role};
 pub use clock::{Clock, SystemClock};

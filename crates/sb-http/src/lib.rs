@@ -60,11 +60,21 @@ pub struct AppState {
     pub bus: Arc<dyn Bus>,
     pub config: Arc<HttpConfig>,
     pub metrics: PrometheusHandle,
+    pub channels: sb_inbox::Channels,
+    /// Where providers and people reach this server (webhook URLs are built from it).
+    pub base_url: Arc<str>,
     limiter: Arc<limits::LoginLimiter>,
 }
 
 impl AppState {
-    pub fn new(store: Store, engine: Engine, bus: Arc<dyn Bus>, config: HttpConfig) -> Self {
+    pub fn new(
+        store: Store,
+        engine: Engine,
+        bus: Arc<dyn Bus>,
+        channels: sb_inbox::Channels,
+        base_url: &str,
+        config: HttpConfig,
+    ) -> Self {
         let limiter = Arc::new(limits::LoginLimiter::new(&config.login_limits));
         AppState {
             store,
@@ -72,6 +82,8 @@ impl AppState {
             bus,
             config: Arc::new(config),
             metrics: metrics_layer::handle(),
+            channels,
+            base_url: base_url.into(),
             limiter,
         }
     }

@@ -198,3 +198,198 @@ where
         next_cursor,
     }
 }
+
+/// A cursor over `(time, id)`-ordered lists (conversations by activity, a thread by time).
+pub fn encode_time_cursor(at: i64, id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{at}:{id}"))
+}
+
+pub fn decode_time_cursor(cursor: Option<&str>) -> Result<Option<(i64, String)>, ApiError> {
+    let Some(c) = cursor else { return Ok(None) };
+    URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| {
+            let (at, id) = s.split_once(':')?;
+            Some((at.parse().ok()?, id.to_owned()))
+        })
+        .filter(|(_, id)| sb_core::ids::is_id(id))
+        .map(Some)
+        .ok_or_else(|| ApiError::invalid("invalid_cursor", "the cursor is not one this API returned"))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ChannelAccountView {
+    pub id: String,
+    /// `api` (more channels arrive with their issues).
+    pub channel: String,
+    pub name: String,
+    /// Non-secret settings, e.g. `webhook_url` for the API channel.
+    pub settings: serde_json::Value,
+    pub disabled: bool,
+    /// Where the provider (or your integration) posts inbound requests.
+    pub webhook_url: String,
+    pub created_at: String,
+}
+
+impl ChannelAccountView {
+    pub fn new(a: &sb_store::channel_accounts::ChannelAccount, base_url: &str) -> Self {
+        ChannelAccountView {
+            id: a.id.clone(),
+            channel: a.channel.clone(),
+            name: a.name.clone(),
+            settings: serde_json::from_str(&a.settings_json).unwrap_or_default(),
+            disabled: a.disabled,
+            webhook_url: format!("{base_url}/hooks/{}/{}", a.channel, a.id),
+            created_at: rfc3339(a.created_at),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct IdentityView {
+    /// `email`, `phone` (global) or a channel's own kind such as `api` (scoped).
+    pub kind: String,
+    /// Empty for global identifiers; the channel account id for scoped ones.
+    pub scope: String,
+    pub value: String,
+    pub verified: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CustomerView {
+    pub id: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub attributes: serde_json::Value,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&sb_store::customers::Customer> for CustomerView {
+    fn from(c: &sb_store::customers::Customer) -> Self {
+        CustomerView {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            email: c.email.clone(),
+            phone: c.phone.clone(),
+            attributes: serde_json::from_str(&c.attributes_json).unwrap_or_default(),
+            created_at: rfc3339(c.created_at),
+            updated_at: rfc3339(c.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ConversationView {
+    pub id: String,
+    pub customer_id: String,
+    /// `open`, `pending`, `snoozed` or `resolved`.
+    pub status: String,
+    pub snoozed_until: Option<String>,
+    pub assignee_id: Option<String>,
+    pub team: Option<String>,
+    pub unread_count: i64,
+    pub last_message_at: String,
+    pub last_inbound_at: Option<String>,
+    /// The channel account the customer last wrote on: replies default to it.
+    pub last_inbound_account_id: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&sb_store::conversations::Conversation> for ConversationView {
+    fn from(c: &sb_store::conversations::Conversation) -> Self {
+        ConversationView {
+            id: c.id.clone(),
+            customer_id: c.customer_id.clone(),
+            status: c.status.clone(),
+            snoozed_until: c.snoozed_until.map(rfc3339),
+            assignee_id: c.assignee_id.clone(),
+            team: c.team.clone(),
+            unread_count: c.unread_count,
+            last_message_at: rfc3339(c.last_message_at),
+            last_inbound_at: c.last_inbound_at.map(rfc3339),
+            last_inbound_account_id: c.last_inbound_account_id.clone(),
+            created_at: rfc3339(c.created_at),
+            updated_at: rfc3339(c.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MessageView {
+    pub id: String,
+    pub conversation_id: String,
+    /// `inbound`, `outbound` or `note`.
+    pub direction: String,
+    /// The channel it came or went on (`None` for notes).
+    pub channel: Option<String>,
+    pub channel_account_id: Option<String>,
+    /// `customer` or `user` (an agent).
+    pub author_kind: String,
+    pub author_id: Option<String>,
+    pub body: String,
+    /// Outbound: `queued`, `sent`, `delivered`, `read` or `failed`; inbound: `received`.
+    pub status: String,
+    /// The provider's error code and message when `failed`.
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub provider_message_id: Option<String>,
+    pub sent_at: String,
+    pub created_at: String,
+}
+
+impl From<&sb_store::messages::Message> for MessageView {
+    fn from(m: &sb_store::messages::Message) -> Self {
+        MessageView {
+            id: m.id.clone(),
+            conversation_id: m.conversation_id.clone(),
+            direction: m.direction.clone(),
+            channel: m.channel.clone(),
+            channel_account_id: m.channel_account_id.clone(),
+            author_kind: m.author_kind.clone(),
+            author_id: m.author_id.clone(),
+            body: m.body.clone(),
+            status: m.status.clone(),
+            error_code: m.error_code.clone(),
+            error_message: m.error_message.clone(),
+            provider_message_id: m.provider_message_id.clone(),
+            sent_at: rfc3339(m.sent_at),
+            created_at: rfc3339(m.created_at),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ReplyOptionView {
+    pub channel_account_id: String,
+    pub channel: String,
+    pub name: String,
+    /// The customer's address on that account.
+    pub address: Option<String>,
+    /// Whether a free-form reply may go out there now.
+    pub allowed: bool,
+    /// Why not: `no_address`, `reply_window_closed`, `channel_unavailable`.
+    pub reason: Option<String>,
+    pub reason_text: Option<String>,
+    /// The account the customer last wrote on (the default choice).
+    pub default: bool,
+}
+
+impl From<&sb_inbox::outbox::ReplyOption> for ReplyOptionView {
+    fn from(o: &sb_inbox::outbox::ReplyOption) -> Self {
+        ReplyOptionView {
+            channel_account_id: o.channel_account_id.clone(),
+            channel: o.channel.clone(),
+            name: o.name.clone(),
+            address: o.address.clone(),
+            allowed: o.allowed,
+            reason: o.reason.map(str::to_owned),
+            reason_text: o.reason_text.clone(),
+            default: o.default,
+        }
+    }
+}

@@ -99,7 +99,9 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
     let base_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
 
     let engine = Engine::new(store.clone(), time.clone(), EngineConfig::default());
+    let channels = sb_inbox::Channels::new(sb_channels::registry());
     maintenance::register(&engine);
+    sb_inbox::register(&engine, &channels);
     engine.start();
     maintenance::schedule(&engine)
         .await
@@ -113,7 +115,14 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
         None
     };
 
-    let state = sb_http::AppState::new(store.clone(), engine.clone(), bus, config.http.clone());
+    let state = sb_http::AppState::new(
+        store.clone(),
+        engine.clone(),
+        bus,
+        channels,
+        &base_url,
+        config.http.clone(),
+    );
     let app = sb_http::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let shutdown_signal = async move {

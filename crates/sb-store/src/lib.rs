@@ -5,7 +5,12 @@
 //! tenant data filters on `workspace_id`.
 
 pub mod audit;
+pub mod channel_accounts;
+pub mod conversations;
+pub mod customers;
+pub mod inbound;
 pub mod jobs;
+pub mod messages;
 pub mod migrations;
 pub mod objects;
 pub mod sessions;

@@ -13,8 +13,8 @@ macro_rules! tree {
     };
 }
 
-pub static SQLITE: &[Migration] = tree!("sqlite": (1, "0001_foundation"));
-pub static POSTGRES: &[Migration] = tree!("postgres": (1, "0001_foundation"));
+pub static SQLITE: &[Migration] = tree!("sqlite": (1, "0001_foundation"), (2, "0002_inbox"));
+pub static POSTGRES: &[Migration] = tree!("postgres": (1, "0001_foundation"), (2, "0002_inbox"));
 
 pub fn for_backend(backend: Backend) -> &'static [Migration] {
     match backend {

@@ -10,6 +10,10 @@ pub enum ObjectKind {
     User,
     ApiToken,
     Job,
+    ChannelAccount,
+    Customer,
+    Conversation,
+    Message,
 }
 
 impl ObjectKind {
@@ -18,6 +22,10 @@ impl ObjectKind {
             ObjectKind::User => "user",
             ObjectKind::ApiToken => "api_token",
             ObjectKind::Job => "job",
+            ObjectKind::ChannelAccount => "channel_account",
+            ObjectKind::Customer => "customer",
+            ObjectKind::Conversation => "conversation",
+            ObjectKind::Message => "message",
         }
     }
 }
@@ -27,6 +35,10 @@ pub fn owner_workspace(c: &mut dyn Conn, kind: ObjectKind, id: &str) -> Result<O
         ObjectKind::User => "SELECT workspace_id FROM users WHERE id = :id",
         ObjectKind::ApiToken => "SELECT workspace_id FROM api_tokens WHERE id = :id",
         ObjectKind::Job => "SELECT workspace_id FROM jobs WHERE id = :id",
+        ObjectKind::ChannelAccount => "SELECT workspace_id FROM channel_accounts WHERE id = :id",
+        ObjectKind::Customer => "SELECT workspace_id FROM customers WHERE id = :id",
+        ObjectKind::Conversation => "SELECT workspace_id FROM conversations WHERE id = :id",
+        ObjectKind::Message => "SELECT workspace_id FROM messages WHERE id = :id",
     };
     Ok(match c.query_opt(&Stmt::new(sql).bind("id", id))? {
         Some(r) => r.get::<Option<String>>("workspace_id")?,

@@ -1,11 +1,15 @@
 //! One module per resource. Every handler states the permission it needs.
 
 mod auth;
+mod channel_accounts;
+mod conversations;
+mod customers;
 mod health;
 mod jobs;
 mod system;
 mod tokens;
 mod users;
+mod webhooks;
 
 use sb_store::audit::{self, Change};
 use sb_store::objects::{self, ObjectKind};
@@ -23,6 +27,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(tokens::router())
         .merge(jobs::router())
         .merge(system::router())
+        .merge(channel_accounts::router())
+        .merge(conversations::router())
+        .merge(customers::router())
+        .merge(webhooks::router())
 }
 
 /// The answer for an id the caller's workspace does not have: always a plain 404, and when

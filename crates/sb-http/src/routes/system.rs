@@ -2,7 +2,7 @@
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use sb_core::{Permission, Role, credentials};
+use sb_core::{Permission, Role};
 use sb_store::audit::{self, Change};
 use sb_store::users::{self, NewUser};
 use sb_store::workspaces;
@@ -59,11 +59,7 @@ async fn create_workspace(
             "name must be 1–100 characters",
         ));
     }
-    super::users::check_password(&body.admin_password)?;
-    let password = body.admin_password.clone();
-    let hash = tokio::task::spawn_blocking(move || credentials::hash_password(&password))
-        .await
-        .map_err(ApiError::internal)?;
+    let hash = super::users::new_password_hash(&body.admin_password).await?;
     let (actor, owner_ws, now) = (
         principal.actor(),
         principal.workspace_id().to_owned(),
@@ -97,14 +93,7 @@ async fn create_workspace(
             Ok::<_, sb_store::StoreError>((ws, admin))
         })
         .await
-        .map_err(|e| match e {
-            sb_store::StoreError::Conflict(_) => ApiError::new(
-                StatusCode::CONFLICT,
-                "email_taken",
-                "a user with this e-mail already exists",
-            ),
-            other => other.into(),
-        })?;
+        .map_err(super::users::email_taken)?;
     Ok((
         StatusCode::CREATED,
         axum::Json(CreatedWorkspace {

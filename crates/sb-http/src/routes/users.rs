@@ -32,6 +32,27 @@ pub fn check_password(password: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Checks the password rule, then hashes it on a blocking thread (argon2 is slow on purpose).
+pub async fn new_password_hash(password: &str) -> Result<String, ApiError> {
+    check_password(password)?;
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || credentials::hash_password(&password))
+        .await
+        .map_err(ApiError::internal)
+}
+
+/// E-mail addresses are unique across the instance (they are the sign-in name).
+pub fn email_taken(e: sb_store::StoreError) -> ApiError {
+    match e {
+        sb_store::StoreError::Conflict(_) => ApiError::new(
+            StatusCode::CONFLICT,
+            "email_taken",
+            "a user with this e-mail already exists",
+        ),
+        other => other.into(),
+    }
+}
+
 pub fn parse_role(role: &str) -> Result<Role, ApiError> {
     Role::parse(role).ok_or_else(|| {
         ApiError::unprocessable(
@@ -90,11 +111,7 @@ async fn create_user(
 ) -> ApiResult<(StatusCode, axum::Json<UserView>)> {
     principal.require(Permission::ManageUsers)?;
     let role = parse_role(&body.role)?;
-    check_password(&body.password)?;
-    let password = body.password.clone();
-    let hash = tokio::task::spawn_blocking(move || credentials::hash_password(&password))
-        .await
-        .map_err(ApiError::internal)?;
+    let hash = new_password_hash(&body.password).await?;
     let (ws, actor, now) = (
         principal.workspace_id().to_owned(),
         principal.actor(),
@@ -124,14 +141,7 @@ async fn create_user(
             Ok::<_, sb_store::StoreError>(user)
         })
         .await
-        .map_err(|e| match e {
-            sb_store::StoreError::Conflict(_) => ApiError::new(
-                StatusCode::CONFLICT,
-                "email_taken",
-                "a user with this e-mail already exists",
-            ),
-            other => other.into(),
-        })?;
+        .map_err(email_taken)?;
     Ok((StatusCode::CREATED, axum::Json(UserView::from(&user))))
 }
 

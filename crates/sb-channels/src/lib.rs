@@ -1,0 +1,158 @@
+//! Channels: one [`Channel`] trait that every provider implements. Parsing and signature
+//! checks work on the raw request bytes (never on re-serialised JSON) and are pure; sending
+//! is the only IO.
+
+pub mod api;
+pub mod signing;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// A request as it arrived: raw body bytes and lower-cased header names.
+#[derive(Debug, Clone)]
+pub struct RawRequest<'a> {
+    pub headers: &'a [(String, String)],
+    pub body: &'a [u8],
+}
+
+impl RawRequest<'_> {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A channel account's configuration: settings the API shows, secrets it never returns.
+#[derive(Debug, Clone, Default)]
+pub struct Account {
+    pub id: String,
+    pub settings: serde_json::Value,
+    pub secrets: serde_json::Value,
+}
+
+impl Account {
+    pub fn secret(&self, name: &str) -> Option<&str> {
+        self.secrets.get(name).and_then(|v| v.as_str())
+    }
+    pub fn setting(&self, name: &str) -> Option<&str> {
+        self.settings.get(name).and_then(|v| v.as_str())
+    }
+}
+
+/// An identifier of the sender, as the channel knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityHint {
+    /// `email` and `phone` are global; other kinds are scoped to the channel account.
+    pub kind: String,
+    pub value: String,
+    /// Vouched for by the channel (a signed provider request), not typed in by a visitor.
+    pub verified: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Inbound {
+    Message(InboundMessage),
+    Status(StatusReport),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InboundMessage {
+    pub provider_message_id: String,
+    /// The first identity is the channel's own address for the sender.
+    pub identities: Vec<IdentityHint>,
+    pub sender_name: Option<String>,
+    pub text: String,
+    pub sent_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub provider_message_id: String,
+    pub status: sb_core::inbox::DeliveryStatus,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+}
+
+/// A verified request: the key that identifies it for de-duplication (provider ids, scoped
+/// by the account by the caller) and what it carries.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub dedupe_key: String,
+    pub events: Vec<Inbound>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ChannelError {
+    #[error("the request has no signature")]
+    MissingSignature,
+    #[error("the signature does not match")]
+    InvalidSignature,
+    #[error("the request timestamp is outside the allowed window")]
+    Expired,
+    #[error("the request is malformed: {0}")]
+    Malformed(String),
+    #[error("the channel account is not configured: {0}")]
+    Misconfigured(String),
+}
+
+impl ChannelError {
+    /// The stable API error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ChannelError::MissingSignature => "missing_signature",
+            ChannelError::InvalidSignature => "invalid_signature",
+            ChannelError::Expired => "expired_timestamp",
+            ChannelError::Malformed(_) => "malformed_payload",
+            ChannelError::Misconfigured(_) => "channel_misconfigured",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboundMessage {
+    pub message_id: String,
+    pub conversation_id: String,
+    /// The recipient's address on this channel (an identity value).
+    pub to: String,
+    pub text: String,
+    pub created_at_ms: i64,
+}
+
+/// Why a send failed, and whether trying again can help.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct SendError {
+    pub retryable: bool,
+    pub code: String,
+    pub message: String,
+}
+
+/// What the channel allows, so the API can say before sending.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Policy {
+    /// Free-form replies are allowed only this long after the customer's last message.
+    pub reply_window_ms: Option<i64>,
+    pub max_text_chars: usize,
+    pub supports_media: bool,
+}
+
+#[async_trait]
+pub trait Channel: Send + Sync + 'static {
+    fn kind(&self) -> &'static str;
+    fn policy(&self) -> Policy;
+    /// The identity kind that addresses a customer on this channel.
+    fn address_kind(&self) -> &'static str;
+    /// Checks the signature over the raw bytes and parses; nothing is stored on failure.
+    fn verify(&self, request: &RawRequest<'_>, account: &Account, now_ms: i64) -> Result<Verified, ChannelError>;
+    /// Parses a stored body again (processing runs after acknowledgement).
+    fn parse(&self, body: &[u8], received_at_ms: i64) -> Result<Vec<Inbound>, ChannelError>;
+    /// Sends and returns the provider's id for the message.
+    async fn send(&self, message: &OutboundMessage, account: &Account) -> Result<String, SendError>;
+}
+
+/// Every channel this build knows.
+pub fn registry() -> Vec<std::sync::Arc<dyn Channel>> {
+    vec![std::sync::Arc::new(api::ApiChannel::default())]
+}

@@ -1,0 +1,180 @@
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use sb_core::{Permission, credentials};
+use sb_store::audit::{self, Change};
+use sb_store::channel_accounts;
+use sb_store::objects::ObjectKind;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{ApiJson, Principal};
+use crate::views::{ChannelAccountView, Page};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_accounts, create_account))
+        .routes(routes!(get_account))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateChannelAccount {
+    /// `api`.
+    pub channel: String,
+    pub name: String,
+    /// Non-secret settings. API channel: `webhook_url`, where replies are delivered.
+    #[serde(default)]
+    pub settings: serde_json::Value,
+    /// Secrets; generated when omitted (API channel: `secret`).
+    pub secrets: Option<serde_json::Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedChannelAccount {
+    #[serde(flatten)]
+    pub account: ChannelAccountView,
+    /// Shown only in this response.
+    pub secrets: serde_json::Value,
+}
+
+fn validate(channel: &str, settings: &serde_json::Value) -> Result<(), ApiError> {
+    if !settings.is_object() && !settings.is_null() {
+        return Err(ApiError::unprocessable(
+            "invalid_settings",
+            "settings must be an object",
+        ));
+    }
+    if channel == sb_channels::api::KIND
+        && let Some(url) = settings.get("webhook_url")
+    {
+        let ok = url
+            .as_str()
+            .is_some_and(|u| u.starts_with("http://") || u.starts_with("https://"));
+        if !ok {
+            return Err(ApiError::unprocessable(
+                "invalid_settings",
+                "webhook_url must be an http(s) URL",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Connects a channel account (one number, one bot, one integration).
+#[utoipa::path(post, path = "/api/v1/channel-accounts", tag = "channels", request_body = CreateChannelAccount, responses(
+    (status = 201, body = CreatedChannelAccount),
+    (status = 422, description = "`unknown_channel`, `invalid_settings`", body = ErrorBody)
+), security(("bearer" = []), ("session" = [])))]
+async fn create_account(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<CreateChannelAccount>,
+) -> ApiResult<(StatusCode, axum::Json<CreatedChannelAccount>)> {
+    principal.require(Permission::ManageWorkspace)?;
+    if state.channels.get(&body.channel).is_none() {
+        return Err(ApiError::unprocessable(
+            "unknown_channel",
+            format!("channel must be one of: {}", state.channels.kinds().join(", ")),
+        ));
+    }
+    let name = body.name.trim().to_owned();
+    if name.is_empty() || name.len() > 100 {
+        return Err(ApiError::unprocessable(
+            "invalid_request",
+            "name must be 1–100 characters",
+        ));
+    }
+    let settings = if body.settings.is_null() {
+        serde_json::json!({})
+    } else {
+        body.settings
+    };
+    validate(&body.channel, &settings)?;
+    let secrets = body
+        .secrets
+        .unwrap_or_else(|| serde_json::json!({ "secret": credentials::random_secret() }));
+    let (ws, actor, now, channel) = (
+        principal.workspace_id().to_owned(),
+        principal.actor(),
+        state.store.now(),
+        body.channel,
+    );
+    let (settings_json, secrets_json) = (settings.to_string(), secrets.to_string());
+    let account = state
+        .store
+        .db
+        .write(move |c| {
+            let account = channel_accounts::create(c, &ws, &channel, &name, &settings_json, &secrets_json, now)?;
+            let change = Change {
+                action: "channel_account.created",
+                object_kind: "channel_account",
+                object_id: Some(&account.id),
+                before: None,
+                after: Some(
+                    serde_json::json!({ "channel": account.channel, "name": account.name, "settings": settings }),
+                ),
+            };
+            audit::record(c, &ws, &actor, &change, now)?;
+            Ok::<_, sb_store::StoreError>(account)
+        })
+        .await?;
+    let view = ChannelAccountView::new(&account, &state.base_url);
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(CreatedChannelAccount { account: view, secrets }),
+    ))
+}
+
+/// The workspace's channel accounts (secrets are never returned).
+#[utoipa::path(get, path = "/api/v1/channel-accounts", tag = "channels", responses(
+    (status = 200, body = inline(Page<ChannelAccountView>))
+), security(("bearer" = []), ("session" = [])))]
+async fn list_accounts(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> ApiResult<axum::Json<Page<ChannelAccountView>>> {
+    principal.require(Permission::ReadConversations)?;
+    let ws = principal.workspace_id().to_owned();
+    let rows = state.store.db.read(move |c| channel_accounts::list(c, &ws)).await?;
+    let items = rows
+        .iter()
+        .map(|a| ChannelAccountView::new(a, &state.base_url))
+        .collect();
+    Ok(axum::Json(Page {
+        items,
+        next_cursor: None,
+    }))
+}
+
+/// One channel account.
+#[utoipa::path(get, path = "/api/v1/channel-accounts/{id}", tag = "channels", params(("id" = String, Path)), responses(
+    (status = 200, body = ChannelAccountView),
+    (status = 404, description = "`channel_account_not_found`", body = ErrorBody)
+), security(("bearer" = []), ("session" = [])))]
+async fn get_account(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<ChannelAccountView>> {
+    principal.require(Permission::ReadConversations)?;
+    let (ws, aid) = (principal.workspace_id().to_owned(), id.clone());
+    match state
+        .store
+        .db
+        .read(move |c| channel_accounts::get(c, &ws, &aid))
+        .await?
+    {
+        Some(a) => Ok(axum::Json(ChannelAccountView::new(&a, &state.base_url))),
+        None => Err(super::not_found(
+            &state,
+            &principal,
+            ObjectKind::ChannelAccount,
+            &id,
+            "channel_account_not_found",
+        )
+        .await),
+    }
+}

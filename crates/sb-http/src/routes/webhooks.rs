@@ -1,0 +1,106 @@
+//! Provider webhooks: `/hooks/{channel}/{account_id}`. Authenticated by the channel's own
+//! signature over the raw bytes; stored before the 2xx.
+
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use bytes::Bytes;
+use sb_inbox::{IngestError, IngestOutcome};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(receive))
+}
+
+/// The raw body; an oversize one is `payload_too_large`.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state).await.map(RawBody).map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the request body is too large",
+                )
+            } else {
+                ApiError::invalid("invalid_body", e.body_text())
+            }
+        })
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WebhookAck {
+    /// `accepted` (stored now) or `duplicate` (already had it; nothing changed).
+    pub status: &'static str,
+}
+
+/// Receives a provider's request. Answered 200 only once the request is durably stored.
+#[utoipa::path(post, path = "/hooks/{channel}/{account_id}", tag = "webhooks",
+    params(("channel" = String, Path, description = "e.g. `api`"), ("account_id" = String, Path)),
+    request_body(content = String, description = "the provider's payload, verified over its raw bytes"),
+    responses(
+        (status = 200, body = WebhookAck),
+        (status = 400, description = "`malformed_payload`", body = ErrorBody),
+        (status = 401, description = "`missing_signature`, `invalid_signature`, `expired_timestamp`", body = ErrorBody),
+        (status = 403, description = "`channel_account_disabled`", body = ErrorBody),
+        (status = 404, description = "`channel_account_not_found`", body = ErrorBody),
+        (status = 409, description = "`request_replayed`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody)
+    ))]
+async fn receive(
+    State(state): State<AppState>,
+    Path((channel, account_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> ApiResult<axum::Json<WebhookAck>> {
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str().to_owned(), v.to_owned())))
+        .collect();
+    let outcome = sb_inbox::ingest(
+        &state.engine,
+        &state.channels,
+        &channel,
+        &account_id,
+        headers,
+        body.to_vec(),
+    )
+    .await;
+    match outcome {
+        Ok(IngestOutcome::Accepted) => Ok(axum::Json(WebhookAck { status: "accepted" })),
+        Ok(IngestOutcome::Duplicate) => Ok(axum::Json(WebhookAck { status: "duplicate" })),
+        Err(IngestError::UnknownAccount) => Err(ApiError::not_found(
+            "channel_account_not_found",
+            "no channel account of this kind with this id",
+        )),
+        Err(IngestError::Disabled) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "channel_account_disabled",
+            "this channel account is disabled",
+        )),
+        Err(IngestError::Replayed) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "request_replayed",
+            "this exact signed request was received before",
+        )),
+        Err(IngestError::Channel(e)) => {
+            let status = match e {
+                sb_channels::ChannelError::Malformed(_) => StatusCode::BAD_REQUEST,
+                sb_channels::ChannelError::Misconfigured(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => StatusCode::UNAUTHORIZED,
+            };
+            Err(ApiError::new(status, e.code(), e.to_string()))
+        }
+        Err(IngestError::Store(e)) => Err(e.into()),
+    }
+}

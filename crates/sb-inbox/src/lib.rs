@@ -1,0 +1,63 @@
+//! The unified inbox's use cases: ingest (stored before acknowledged), processing into one
+//! conversation per customer, replies through the durable outbox, and the sender.
+
+mod ingest;
+pub mod outbox;
+mod process;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sb_channels::Channel;
+use sb_engine::Engine;
+
+pub use ingest::{IngestError, IngestOutcome, ingest};
+pub use outbox::{ReplyError, ReplyRequest, reply, reply_options};
+
+pub const PROCESS_KIND: &str = "inbox.process_inbound";
+pub const SEND_KIND: &str = "inbox.send";
+pub const WAKE_KIND: &str = "inbox.wake_snoozed";
+pub const QUEUE: &str = "default";
+
+/// The channels this build speaks, by kind.
+#[derive(Clone)]
+pub struct Channels(Arc<HashMap<&'static str, Arc<dyn Channel>>>);
+
+impl Channels {
+    pub fn new(list: Vec<Arc<dyn Channel>>) -> Self {
+        Channels(Arc::new(list.into_iter().map(|c| (c.kind(), c)).collect()))
+    }
+
+    pub fn get(&self, kind: &str) -> Option<&Arc<dyn Channel>> {
+        self.0.get(kind)
+    }
+
+    pub fn kinds(&self) -> Vec<&'static str> {
+        let mut k: Vec<_> = self.0.keys().copied().collect();
+        k.sort();
+        k
+    }
+}
+
+/// Registers the inbox's job handlers on the engine.
+pub fn register(engine: &Engine, channels: &Channels) {
+    engine.register(
+        PROCESS_KIND,
+        process::ProcessInbound {
+            channels: channels.clone(),
+        },
+    );
+    engine.register(SEND_KIND, outbox::Send::new(channels.clone()));
+    engine.register(WAKE_KIND, process::WakeSnoozed);
+}
+
+pub(crate) fn account_of(
+    account: &sb_store::channel_accounts::ChannelAccount,
+    secrets_json: &str,
+) -> sb_channels::Account {
+    sb_channels::Account {
+        id: account.id.clone(),
+        settings: serde_json::from_str(&account.settings_json).unwrap_or_default(),
+        secrets: serde_json::from_str(secrets_json).unwrap_or_default(),
+    }
+}

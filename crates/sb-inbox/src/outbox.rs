@@ -1,0 +1,357 @@
+//! Replies go through a durable outbox: the message and its send job are written in one
+//! transaction, and the sender delivers it with retries, pacing per channel account, and
+//! the provider's reason on permanent failure.
+
+use std::num::NonZeroU32;
+
+use async_trait::async_trait;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use sb_engine::{Engine, JobContext, JobError, JobHandler};
+use sb_store::channel_accounts::{self, ChannelAccount};
+use sb_store::conversations::{self, Conversation};
+use sb_store::jobs::{self, NewJob};
+use sb_store::messages::{self, Message, NewMessage};
+use sb_store::{Conn, StoreError, customers};
+use serde::{Deserialize, Serialize};
+
+use crate::{Channels, QUEUE, SEND_KIND, account_of};
+
+#[derive(Debug, Clone)]
+pub struct ReplyRequest {
+    pub workspace_id: String,
+    pub conversation_id: String,
+    pub author_id: String,
+    pub text: String,
+    /// `None`: the channel account the customer last wrote on.
+    pub channel_account_id: Option<String>,
+    /// A private note for agents, never sent.
+    pub note: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplyError {
+    #[error("conversation not found")]
+    ConversationNotFound,
+    #[error("channel account not found")]
+    AccountNotFound,
+    #[error("the customer has not written on any channel yet: choose a channel account")]
+    NoChannel,
+    #[error("{0}")]
+    NotAllowed(String, &'static str),
+    #[error("the message is empty")]
+    Empty,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Whether a free-form reply may go out on one channel account now, and if not, why.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplyOption {
+    pub channel_account_id: String,
+    pub channel: String,
+    pub name: String,
+    /// The customer's address there.
+    pub address: Option<String>,
+    pub allowed: bool,
+    /// `no_address`, `reply_window_closed`, `channel_unavailable` when not allowed.
+    pub reason: Option<&'static str>,
+    pub reason_text: Option<String>,
+    /// The account the customer last wrote on: the default choice.
+    pub default: bool,
+}
+
+fn option_for(
+    c: &mut dyn Conn,
+    channels: &Channels,
+    conversation: &Conversation,
+    account: &ChannelAccount,
+    now: i64,
+) -> Result<ReplyOption, StoreError> {
+    let ws = &conversation.workspace_id;
+    let mut option = ReplyOption {
+        channel_account_id: account.id.clone(),
+        channel: account.channel.clone(),
+        name: account.name.clone(),
+        address: None,
+        allowed: false,
+        reason: None,
+        reason_text: None,
+        default: conversation.last_inbound_account_id.as_deref() == Some(&account.id),
+    };
+    let Some(channel) = channels.get(&account.channel).filter(|_| !account.disabled) else {
+        option.reason = Some("channel_unavailable");
+        option.reason_text = Some("this channel account is disabled or not supported by this build".into());
+        return Ok(option);
+    };
+    option.address = customers::address(c, ws, &conversation.customer_id, channel.address_kind(), &account.id)?;
+    if option.address.is_none() {
+        option.reason = Some("no_address");
+        option.reason_text = Some(format!(
+            "the customer has no {} address on this account",
+            channel.address_kind()
+        ));
+        return Ok(option);
+    }
+    if let Some(window) = channel.policy().reply_window_ms {
+        let last = messages::last_inbound_at(c, ws, &conversation.id, &account.id)?;
+        if last.is_none_or(|at| now - at > window) {
+            option.reason = Some("reply_window_closed");
+            option.reason_text = Some(format!(
+                "free-form replies are allowed within {} hours of the customer's last message on this channel",
+                window / 3_600_000
+            ));
+            return Ok(option);
+        }
+    }
+    option.allowed = true;
+    Ok(option)
+}
+
+/// The reply choice per channel account for a conversation.
+pub async fn reply_options(
+    engine: &Engine,
+    channels: &Channels,
+    ws: &str,
+    conversation_id: &str,
+) -> Result<Option<Vec<ReplyOption>>, StoreError> {
+    let (ws, id, channels, now) = (
+        ws.to_owned(),
+        conversation_id.to_owned(),
+        channels.clone(),
+        engine.store().now(),
+    );
+    engine
+        .store()
+        .db
+        .read(move |c| {
+            let Some(conversation) = conversations::get(c, &ws, &id)? else {
+                return Ok(None);
+            };
+            let accounts = channel_accounts::list(c, &ws)?;
+            let mut options = Vec::with_capacity(accounts.len());
+            for account in &accounts {
+                options.push(option_for(c, &channels, &conversation, account, now)?);
+            }
+            Ok(Some(options))
+        })
+        .await
+}
+
+/// Writes the reply (or note) and, for a reply, its send job, in one transaction.
+pub async fn reply(engine: &Engine, channels: &Channels, request: ReplyRequest) -> Result<Message, ReplyError> {
+    if request.text.trim().is_empty() {
+        return Err(ReplyError::Empty);
+    }
+    let (channels, now) = (channels.clone(), engine.store().now());
+    let message = engine
+        .store()
+        .db
+        .write(move |c| {
+            let ws = request.workspace_id.as_str();
+            let Some(conversation) = conversations::get(c, ws, &request.conversation_id)? else {
+                return Ok(Err(ReplyError::ConversationNotFound));
+            };
+            if request.note {
+                let note = NewMessage {
+                    workspace_id: ws,
+                    conversation_id: &conversation.id,
+                    customer_id: &conversation.customer_id,
+                    channel_account_id: None,
+                    channel: None,
+                    direction: "note",
+                    author_kind: "user",
+                    author_id: Some(&request.author_id),
+                    body: &request.text,
+                    provider_message_id: None,
+                    status: "note",
+                    sent_at: now,
+                };
+                let message = messages::insert(c, &note, now)?.ok_or(StoreError::Conflict("note".into()))?;
+                return Ok(Ok(message));
+            }
+            let Some(account_id) = request
+                .channel_account_id
+                .clone()
+                .or(conversation.last_inbound_account_id.clone())
+            else {
+                return Ok(Err(ReplyError::NoChannel));
+            };
+            let Some(account) = channel_accounts::get(c, ws, &account_id)? else {
+                return Ok(Err(ReplyError::AccountNotFound));
+            };
+            let option = option_for(c, &channels, &conversation, &account, now)?;
+            if !option.allowed {
+                let reason = option.reason.unwrap_or("not_allowed");
+                return Ok(Err(ReplyError::NotAllowed(
+                    option.reason_text.unwrap_or_default(),
+                    reason,
+                )));
+            }
+            let max = channels
+                .get(&account.channel)
+                .map_or(usize::MAX, |ch| ch.policy().max_text_chars);
+            if request.text.chars().count() > max {
+                return Ok(Err(ReplyError::NotAllowed(
+                    format!("this channel takes at most {max} characters"),
+                    "text_too_long",
+                )));
+            }
+            let new = NewMessage {
+                workspace_id: ws,
+                conversation_id: &conversation.id,
+                customer_id: &conversation.customer_id,
+                channel_account_id: Some(&account.id),
+                channel: Some(&account.channel),
+                direction: "outbound",
+                author_kind: "user",
+                author_id: Some(&request.author_id),
+                body: &request.text,
+                provider_message_id: None,
+                status: "queued",
+                sent_at: now,
+            };
+            let message = messages::insert(c, &new, now)?.ok_or(StoreError::Conflict("reply".into()))?;
+            enqueue_send(c, &message, now)?;
+            conversations::touch(c, ws, &conversation.id, now)?;
+            Ok::<_, StoreError>(Ok(message))
+        })
+        .await??;
+    engine.notify_jobs();
+    Ok(message)
+}
+
+/// The send job of an outbound message: one at a time per conversation, so replies keep
+/// their order.
+pub fn enqueue_send(c: &mut dyn Conn, message: &Message, now: i64) -> Result<(), StoreError> {
+    let payload = serde_json::json!({ "message_id": message.id }).to_string();
+    let job = NewJob::new(QUEUE, SEND_KIND, payload, now)
+        .workspace(&message.workspace_id)
+        .concurrency(format!("send:{}", message.conversation_id))
+        .dedupe(format!("send:{}", message.id))
+        .max_attempts(8);
+    jobs::enqueue(c, &job, now)?;
+    Ok(())
+}
+
+pub struct Send {
+    channels: Channels,
+    /// Pacing per channel account, in this process.
+    pace: DefaultKeyedRateLimiter<String>,
+}
+
+impl Send {
+    pub fn new(channels: Channels) -> Self {
+        let per_second = NonZeroU32::new(80).expect("non-zero");
+        Send {
+            channels,
+            pace: RateLimiter::keyed(Quota::per_second(per_second)),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct SendPayload {
+    message_id: String,
+}
+
+#[async_trait]
+impl JobHandler for Send {
+    async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
+        let payload: SendPayload =
+            serde_json::from_str(&ctx.job.payload).map_err(|e| JobError::Permanent(format!("bad payload: {e}")))?;
+        let ws = ctx
+            .job
+            .workspace_id
+            .clone()
+            .ok_or_else(|| JobError::Permanent("job without workspace".into()))?;
+        let (w, id) = (ws.clone(), payload.message_id.clone());
+        let loaded = ctx
+            .store
+            .db
+            .read(move |c| {
+                let Some(message) = messages::get(c, &w, &id)? else {
+                    return Ok(None);
+                };
+                let Some(account_id) = message.channel_account_id.clone() else {
+                    return Ok(None);
+                };
+                let Some((account, secrets)) = channel_accounts::for_webhook(c, &account_id)? else {
+                    return Ok(None);
+                };
+                let kind = message.channel.clone().unwrap_or_default();
+                Ok::<_, StoreError>(Some((message, account, secrets, kind)))
+            })
+            .await?;
+        let Some((message, account, secrets, kind)) = loaded else {
+            return Ok(());
+        };
+        if message.status != "queued" {
+            return Ok(()); // sent already (a rerun after a crash) or failed and not retried
+        }
+        let channel = self
+            .channels
+            .get(&kind)
+            .ok_or_else(|| JobError::Permanent(format!("no channel `{kind}`")))?
+            .clone();
+        let (w, customer, account_id, address_kind) = (
+            ws.clone(),
+            message.customer_id.clone(),
+            account.id.clone(),
+            channel.address_kind(),
+        );
+        let to = ctx
+            .store
+            .db
+            .read(move |c| customers::address(c, &w, &customer, address_kind, &account_id))
+            .await?;
+        let now = ctx.store.now();
+        let Some(to) = to else {
+            let (w, id) = (ws.clone(), message.id.clone());
+            ctx.store
+                .db
+                .write(move |c| {
+                    messages::mark_failed(
+                        c,
+                        &w,
+                        &id,
+                        "no_address",
+                        "the customer has no address on this channel",
+                        now,
+                    )
+                })
+                .await?;
+            return Ok(());
+        };
+        self.pace.until_key_ready(&account.id).await;
+        let outbound = sb_channels::OutboundMessage {
+            message_id: message.id.clone(),
+            conversation_id: message.conversation_id.clone(),
+            to,
+            text: message.body.clone(),
+            created_at_ms: message.created_at,
+        };
+        let result = channel.send(&outbound, &account_of(&account, &secrets)).await;
+        let now = ctx.store.now();
+        let (w, id) = (ws.clone(), message.id.clone());
+        match result {
+            Ok(provider_id) => {
+                ctx.store
+                    .db
+                    .write(move |c| messages::mark_sent(c, &w, &id, &provider_id, now))
+                    .await?;
+                metrics::counter!("switchboard_outbound_sent_total", "channel" => kind).increment(1);
+                Ok(())
+            }
+            Err(e) if e.retryable && ctx.job.attempts < ctx.job.max_attempts => Err(JobError::Retry(e.to_string())),
+            Err(e) => {
+                tracing::warn!(message_id = %message.id, code = %e.code, "outbound message failed");
+                ctx.store
+                    .db
+                    .write(move |c| messages::mark_failed(c, &w, &id, &e.code, &e.message, now))
+                    .await?;
+                metrics::counter!("switchboard_outbound_failed_total", "channel" => kind).increment(1);
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Processing a stored inbound request: resolve the customer, append to their one
+//! conversation, update unread counts and the last inbound channel, apply status reports.
+//! One transaction per request, marked processed in it, so a rerun changes nothing.
+
+use async_trait::async_trait;
+use sb_channels::Inbound;
+use sb_engine::{JobContext, JobError, JobHandler};
+use sb_store::customers::{self, Hint};
+use sb_store::messages::{self, NewMessage};
+use sb_store::{StoreError, channel_accounts, conversations, inbound};
+use serde::Deserialize;
+
+use crate::Channels;
+
+pub struct ProcessInbound {
+    pub channels: Channels,
+}
+
+#[derive(Deserialize)]
+struct Payload {
+    request_id: String,
+}
+
+#[async_trait]
+impl JobHandler for ProcessInbound {
+    async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
+        let payload: Payload =
+            serde_json::from_str(&ctx.job.payload).map_err(|e| JobError::Permanent(format!("bad payload: {e}")))?;
+        let ws = ctx
+            .job
+            .workspace_id
+            .clone()
+            .ok_or_else(|| JobError::Permanent("job without workspace".into()))?;
+        let channels = self.channels.clone();
+        let now = ctx.store.now();
+        ctx.store
+            .db
+            .write(move |c| {
+                let Some(request) = inbound::get(c, &ws, &payload.request_id)? else {
+                    return Ok(());
+                };
+                if request.processed_at.is_some() {
+                    return Ok(());
+                }
+                let account = channel_accounts::get(c, &ws, &request.channel_account_id)?
+                    .ok_or(StoreError::NotFound("channel account"))?;
+                let channel = channels
+                    .get(&account.channel)
+                    .ok_or_else(|| StoreError::Invalid(format!("no channel `{}` in this build", account.channel)))?;
+                let events = channel
+                    .parse(&request.body, request.received_at)
+                    .map_err(|e| StoreError::Invalid(format!("stored request no longer parses: {e}")))?;
+                for event in events {
+                    match event {
+                        Inbound::Message(m) => {
+                            let hints: Vec<Hint<'_>> = m
+                                .identities
+                                .iter()
+                                .map(|i| Hint {
+                                    kind: &i.kind,
+                                    value: &i.value,
+                                    verified: i.verified,
+                                })
+                                .collect();
+                            let customer =
+                                customers::resolve(c, &ws, &account.id, &hints, m.sender_name.as_deref(), now)?;
+                            let conversation = conversations::for_customer(c, &ws, &customer, now)?;
+                            let new = NewMessage {
+                                workspace_id: &ws,
+                                conversation_id: &conversation.id,
+                                customer_id: &customer,
+                                channel_account_id: Some(&account.id),
+                                channel: Some(&account.channel),
+                                direction: "inbound",
+                                author_kind: "customer",
+                                author_id: Some(&customer),
+                                body: &m.text,
+                                provider_message_id: Some(&m.provider_message_id),
+                                status: "received",
+                                sent_at: m.sent_at_ms,
+                            };
+                            if messages::insert(c, &new, now)?.is_some() {
+                                conversations::record_inbound(
+                                    c,
+                                    &ws,
+                                    &conversation.id,
+                                    &account.id,
+                                    m.sent_at_ms,
+                                    now,
+                                )?;
+                            }
+                        }
+                        Inbound::Status(s) => {
+                            let error = s
+                                .error_code
+                                .as_deref()
+                                .map(|code| (code, s.error_message.as_deref().unwrap_or("")));
+                            messages::apply_report(c, &account.id, &s.provider_message_id, s.status, error, now)?;
+                        }
+                    }
+                }
+                inbound::mark_processed(c, &request.id, now)?;
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .map_err(|e| match e {
+                StoreError::Invalid(m) => JobError::Permanent(m),
+                other => JobError::Retry(other.to_string()),
+            })?;
+        metrics::counter!("switchboard_inbound_processed_total").increment(1);
+        Ok(())
+    }
+}
+
+/// A snooze ends: the conversation opens again, unless an agent already changed it.
+pub struct WakeSnoozed;
+
+#[derive(Deserialize)]
+struct WakePayload {
+    conversation_id: String,
+}
+
+#[async_trait]
+impl JobHandler for WakeSnoozed {
+    async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
+        let payload: WakePayload =
+            serde_json::from_str(&ctx.job.payload).map_err(|e| JobError::Permanent(format!("bad payload: {e}")))?;
+        let ws = ctx
+            .job
+            .workspace_id
+            .clone()
+            .ok_or_else(|| JobError::Permanent("job without workspace".into()))?;
+        let now = ctx.store.now();
+        ctx.store
+            .db
+            .write(move |c| conversations::wake_if_snoozed(c, &ws, &payload.conversation_id, now))
+            .await?;
+        Ok(())
+    }
+}

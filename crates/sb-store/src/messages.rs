@@ -1,0 +1,245 @@
+//! Messages of every channel in one thread, and the delivery status of outbound ones.
+
+use sb_core::inbox::DeliveryStatus;
+use sb_sql::{Conn, Stmt, from_row};
+use serde::Serialize;
+
+use crate::Result;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Message {
+    pub id: String,
+    pub workspace_id: String,
+    pub conversation_id: String,
+    pub customer_id: String,
+    pub channel_account_id: Option<String>,
+    pub channel: Option<String>,
+    /// `inbound`, `outbound` or `note`.
+    pub direction: String,
+    /// `customer`, `user` (an agent) or `system`.
+    pub author_kind: String,
+    pub author_id: Option<String>,
+    pub body: String,
+    pub provider_message_id: Option<String>,
+    pub status: String,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub sent_at: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+from_row!(Message in "messages" {
+    id, workspace_id, conversation_id, customer_id, channel_account_id, channel, direction, author_kind, author_id, body,
+    provider_message_id, status, error_code, error_message, sent_at, created_at, updated_at
+});
+
+const COLUMNS: &str = "id, workspace_id, conversation_id, customer_id, channel_account_id, channel, direction, author_kind, \
+                       author_id, body, provider_message_id, status, error_code, error_message, sent_at, created_at, updated_at";
+
+#[derive(Debug, Clone)]
+pub struct NewMessage<'a> {
+    pub workspace_id: &'a str,
+    pub conversation_id: &'a str,
+    pub customer_id: &'a str,
+    pub channel_account_id: Option<&'a str>,
+    pub channel: Option<&'a str>,
+    pub direction: &'a str,
+    pub author_kind: &'a str,
+    pub author_id: Option<&'a str>,
+    pub body: &'a str,
+    pub provider_message_id: Option<&'a str>,
+    pub status: &'a str,
+    pub sent_at: i64,
+}
+
+/// Inserts a message. An inbound message the account already has (the same provider id) is
+/// not inserted again: `None`.
+pub fn insert(c: &mut dyn Conn, m: &NewMessage<'_>, now: i64) -> Result<Option<Message>> {
+    Ok(c.fetch_opt(
+        &Stmt::new(format!(
+            "INSERT INTO messages (id, workspace_id, conversation_id, customer_id, channel_account_id, channel, direction,
+                                   author_kind, author_id, body, provider_message_id, status, sent_at, created_at, updated_at)
+             VALUES (:id, :ws, :conversation, :customer, :account, :channel, :direction, :author_kind, :author_id, :body,
+                     :provider_id, :status, :sent_at, :now, :now)
+             ON CONFLICT (channel_account_id, provider_message_id) DO NOTHING
+             RETURNING {COLUMNS}"
+        ))
+        .bind("id", sb_core::new_id())
+        .bind("ws", m.workspace_id)
+        .bind("conversation", m.conversation_id)
+        .bind("customer", m.customer_id)
+        .bind("account", m.channel_account_id)
+        .bind("channel", m.channel)
+        .bind("direction", m.direction)
+        .bind("author_kind", m.author_kind)
+        .bind("author_id", m.author_id)
+        .bind("body", m.body)
+        .bind("provider_id", m.provider_message_id)
+        .bind("status", m.status)
+        .bind("sent_at", m.sent_at)
+        .bind("now", now),
+    )?)
+}
+
+pub fn get(c: &mut dyn Conn, ws: &str, id: &str) -> Result<Option<Message>> {
+    Ok(c.fetch_opt(
+        &Stmt::new(format!(
+            "SELECT {COLUMNS} FROM messages WHERE workspace_id = :ws AND id = :id"
+        ))
+        .bind("ws", ws)
+        .bind("id", id),
+    )?)
+}
+
+/// The thread in time order; `after` is `(sent_at, id)` of the previous page's last message.
+pub fn thread(
+    c: &mut dyn Conn,
+    ws: &str,
+    conversation_id: &str,
+    after: Option<(i64, String)>,
+    limit: i64,
+) -> Result<Vec<Message>> {
+    let (after_at, after_id) = after.unwrap_or((i64::MIN, String::new()));
+    Ok(c.fetch_all(
+        &Stmt::new(format!(
+            "SELECT {COLUMNS} FROM messages
+             WHERE workspace_id = :ws AND conversation_id = :conversation
+               AND (sent_at > :after_at OR (sent_at = :after_at AND id > :after_id))
+             ORDER BY sent_at, id LIMIT :limit"
+        ))
+        .bind("ws", ws)
+        .bind("conversation", conversation_id)
+        .bind("after_at", after_at)
+        .bind("after_id", after_id)
+        .bind("limit", limit),
+    )?)
+}
+
+pub fn mark_sent(c: &mut dyn Conn, ws: &str, id: &str, provider_message_id: &str, now: i64) -> Result<()> {
+    let status = current(c, ws, id)?;
+    let next = status.map_or(DeliveryStatus::Sent, |s| s.advance(DeliveryStatus::Sent));
+    c.execute(
+        &Stmt::new(
+            "UPDATE messages SET provider_message_id = :provider_id, status = :status, error_code = NULL, error_message = NULL,
+                    updated_at = :now
+             WHERE workspace_id = :ws AND id = :id",
+        )
+        .bind("provider_id", provider_message_id)
+        .bind("status", next.as_str())
+        .bind("now", now)
+        .bind("ws", ws)
+        .bind("id", id),
+    )?;
+    Ok(())
+}
+
+pub fn mark_failed(c: &mut dyn Conn, ws: &str, id: &str, code: &str, message: &str, now: i64) -> Result<()> {
+    c.execute(
+        &Stmt::new(
+            "UPDATE messages SET status = 'failed', error_code = :code, error_message = :message, updated_at = :now
+             WHERE workspace_id = :ws AND id = :id AND status IN ('queued', 'sent')",
+        )
+        .bind("code", code)
+        .bind("message", message)
+        .bind("now", now)
+        .bind("ws", ws)
+        .bind("id", id),
+    )?;
+    Ok(())
+}
+
+/// Puts a failed outbound message back in the queue (the agent pressed retry).
+pub fn requeue(c: &mut dyn Conn, ws: &str, id: &str, now: i64) -> Result<bool> {
+    Ok(c.execute(
+        &Stmt::new(
+            "UPDATE messages SET status = 'queued', error_code = NULL, error_message = NULL, updated_at = :now
+             WHERE workspace_id = :ws AND id = :id AND direction = 'outbound' AND status = 'failed'",
+        )
+        .bind("now", now)
+        .bind("ws", ws)
+        .bind("id", id),
+    )? == 1)
+}
+
+fn current(c: &mut dyn Conn, ws: &str, id: &str) -> Result<Option<DeliveryStatus>> {
+    Ok(
+        match c.query_opt(
+            &Stmt::new("SELECT status FROM messages WHERE workspace_id = :ws AND id = :id")
+                .bind("ws", ws)
+                .bind("id", id),
+        )? {
+            Some(r) => DeliveryStatus::parse(&r.get_in::<String>("messages", "status")?),
+            None => None,
+        },
+    )
+}
+
+/// Applies a provider's status report to the message it sent, only ever moving forward.
+/// Returns the message when its status changed.
+pub fn apply_report(
+    c: &mut dyn Conn,
+    account_id: &str,
+    provider_message_id: &str,
+    reported: DeliveryStatus,
+    error: Option<(&str, &str)>,
+    now: i64,
+) -> Result<Option<Message>> {
+    let Some(message) = c.fetch_opt::<Message>(
+        &Stmt::new(format!(
+            "SELECT {COLUMNS} FROM messages WHERE channel_account_id = :account AND provider_message_id = :provider_id"
+        ))
+        .bind("account", account_id)
+        .bind("provider_id", provider_message_id),
+    )?
+    else {
+        return Ok(None);
+    };
+    let Some(status) = DeliveryStatus::parse(&message.status) else {
+        return Ok(None);
+    };
+    let next = status.advance(reported);
+    if next == status {
+        return Ok(None);
+    }
+    let (code, text) = if next == DeliveryStatus::Failed {
+        error.map_or((None, None), |(c, m)| (Some(c), Some(m)))
+    } else {
+        (None, None)
+    };
+    // Guarded on the status read above, so two reports racing cannot move it backwards.
+    let changed = c.execute(
+        &Stmt::new(
+            "UPDATE messages SET status = :next, error_code = :code, error_message = :text, updated_at = :now
+             WHERE id = :id AND status = :prev",
+        )
+        .bind("next", next.as_str())
+        .bind("code", code)
+        .bind("text", text)
+        .bind("now", now)
+        .bind("id", &message.id)
+        .bind("prev", status.as_str()),
+    )?;
+    if changed == 0 {
+        return Ok(None);
+    }
+    Ok(Some(Message {
+        status: next.as_str().to_owned(),
+        updated_at: now,
+        ..message
+    }))
+}
+
+/// When the customer last wrote in this conversation through this account (reply windows).
+pub fn last_inbound_at(c: &mut dyn Conn, ws: &str, conversation_id: &str, account_id: &str) -> Result<Option<i64>> {
+    Ok(c.query_one(
+        &Stmt::new(
+            "SELECT MAX(sent_at) AS at FROM messages
+                 WHERE workspace_id = :ws AND conversation_id = :conversation AND channel_account_id = :account
+                   AND direction = 'inbound'",
+        )
+        .bind("ws", ws)
+        .bind("conversation", conversation_id)
+        .bind("account", account_id),
+    )?
+    .get("at")?)
+}
