@@ -128,3 +128,136 @@ pub fn session_cookie(resp: &reqwest::Response) -> Option<String> {
 pub fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<no error code>")
 }
+
+/// A channel account of the generic API channel: its id, signing secret and webhook URL.
+pub struct ApiAccount {
+    pub id: String,
+    pub secret: String,
+    pub hook: String,
+}
+
+impl TestServer {
+    pub async fn api_account(&self, name: &str, webhook_url: &str) -> ApiAccount {
+        let (status, body) = self
+            .post(
+                "/api/v1/channel-accounts",
+                &self.admin_token,
+                serde_json::json!({"channel": "api", "name": name, "settings": {"webhook_url": webhook_url}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        ApiAccount {
+            id: body["id"].as_str().expect("id").to_owned(),
+            secret: body["secrets"]["secret"].as_str().expect("secret").to_owned(),
+            hook: body["webhook_url"].as_str().expect("webhook url").to_owned(),
+        }
+    }
+
+    /// Posts `body` to the account's webhook, signed now.
+    pub async fn deliver(&self, account: &ApiAccount, body: &Value) -> (StatusCode, Value) {
+        let bytes = serde_json::to_vec(body).expect("json");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("time")
+            .as_secs() as i64;
+        let signature = sb_channels::signing::sign(&account.secret, now, &bytes);
+        self.raw_post(&account.hook, vec![(sb_channels::signing::HEADER, signature)], bytes)
+            .await
+    }
+
+    pub async fn raw_post(&self, url: &str, headers: Vec<(&str, String)>, body: Vec<u8>) -> (StatusCode, Value) {
+        let mut req = self
+            .client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body);
+        for (n, v) in headers {
+            req = req.header(n, v);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Polls `path` until `done` holds (bounded).
+    pub async fn until(&self, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..300 {
+            let (_, body) = self.get(path, &self.admin_token).await;
+            if done(&body) {
+                return body;
+            }
+            last = body;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{path} never reached the expected state; last: {last}");
+    }
+}
+
+/// What the receiver recorded: signature header and raw body, and the parsed body.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>;
+type ReceiverState = (Received, std::sync::Arc<std::sync::atomic::AtomicU16>);
+
+/// Stands in for a business's integration endpoint: records the signed webhooks we send and
+/// answers with the status it is told to.
+#[derive(Clone)]
+pub struct Receiver {
+    pub url: String,
+    pub got: Received,
+    pub status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        use axum::extract::State;
+        use axum::http::HeaderMap;
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let status = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(200));
+        let state = (got.clone(), status.clone());
+        let app = axum::Router::new()
+            .route(
+                "/inbound",
+                axum::routing::post(
+                    |State((got, status)): State<ReceiverState>,
+                     headers: HeaderMap,
+                     body: axum::body::Bytes| async move {
+                        let signature = headers
+                            .get(sb_channels::signing::HEADER)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_owned();
+                        let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                        let n = {
+                            let mut g = got.lock().expect("lock");
+                            g.push((format!("{signature}\n{}", String::from_utf8_lossy(&body)), json));
+                            g.len()
+                        };
+                        let code = status.load(std::sync::atomic::Ordering::SeqCst);
+                        let code = axum::http::StatusCode::from_u16(code).expect("status");
+                        let reply = if code.is_success() {
+                            serde_json::json!({"id": format!("prov-{n}")}).to_string()
+                        } else {
+                            "unknown recipient".to_owned()
+                        };
+                        (code, reply)
+                    },
+                ),
+            )
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Receiver {
+            url: format!("http://{addr}/inbound"),
+            got,
+            status,
+        }
+    }
+
+    pub fn received(&self) -> Vec<(String, Value)> {
+        self.got.lock().expect("lock").clone()
+    }
+}

@@ -4,4 +4,5 @@
 mod api;
 mod binary;
 mod harness;
+mod inbox;
 mod postgres;
