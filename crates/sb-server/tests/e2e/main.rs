@@ -5,4 +5,5 @@ mod api;
 mod binary;
 mod harness;
 mod inbox;
+mod nothing_lost;
 mod postgres;
