@@ -61,9 +61,12 @@ pub struct AppState {
     pub config: Arc<HttpConfig>,
     pub metrics: PrometheusHandle,
     pub channels: sb_inbox::Channels,
+    pub live: sb_inbox::live::Live,
     /// Where providers and people reach this server (webhook URLs are built from it).
     pub base_url: Arc<str>,
     limiter: Arc<limits::LoginLimiter>,
+    /// Flipped when the server starts draining: long-lived streams end so the drain can finish.
+    draining: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl AppState {
@@ -79,13 +82,24 @@ impl AppState {
         AppState {
             store,
             engine,
-            bus,
+            bus: bus.clone(),
             config: Arc::new(config),
             metrics: metrics_layer::handle(),
+            live: sb_inbox::live::Live::new(bus.clone()),
             channels,
             base_url: base_url.into(),
             limiter,
+            draining: Arc::new(tokio::sync::watch::channel(false).0),
         }
+    }
+
+    /// Ends every open event stream; call when the server starts draining.
+    pub fn begin_drain(&self) {
+        self.draining.send_replace(true);
+    }
+
+    pub(crate) fn draining(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.draining.subscribe()
     }
 }
 

@@ -2,6 +2,7 @@
 //! conversation per customer, replies through the durable outbox, and the sender.
 
 mod ingest;
+pub mod live;
 pub mod outbox;
 mod process;
 
@@ -40,15 +41,16 @@ impl Channels {
 }
 
 /// Registers the inbox's job handlers on the engine.
-pub fn register(engine: &Engine, channels: &Channels) {
+pub fn register(engine: &Engine, channels: &Channels, live: &live::Live) {
     engine.register(
         PROCESS_KIND,
         process::ProcessInbound {
             channels: channels.clone(),
+            live: live.clone(),
         },
     );
-    engine.register(SEND_KIND, outbox::Send::new(channels.clone()));
-    engine.register(WAKE_KIND, process::WakeSnoozed);
+    engine.register(SEND_KIND, outbox::Send::new(channels.clone(), live.clone()));
+    engine.register(WAKE_KIND, process::WakeSnoozed { live: live.clone() });
 }
 
 pub(crate) fn account_of(

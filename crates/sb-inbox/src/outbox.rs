@@ -14,6 +14,7 @@ use sb_store::messages::{self, Message, NewMessage};
 use sb_store::{Conn, StoreError, customers};
 use serde::{Deserialize, Serialize};
 
+use crate::live::{self, Live};
 use crate::{Channels, QUEUE, SEND_KIND, account_of};
 
 #[derive(Debug, Clone)]
@@ -138,7 +139,12 @@ pub async fn reply_options(
 }
 
 /// Writes the reply (or note) and, for a reply, its send job, in one transaction.
-pub async fn reply(engine: &Engine, channels: &Channels, request: ReplyRequest) -> Result<Message, ReplyError> {
+pub async fn reply(
+    engine: &Engine,
+    channels: &Channels,
+    live: &Live,
+    request: ReplyRequest,
+) -> Result<Message, ReplyError> {
     if request.text.trim().is_empty() {
         return Err(ReplyError::Empty);
     }
@@ -167,7 +173,8 @@ pub async fn reply(engine: &Engine, channels: &Channels, request: ReplyRequest) 
                     sent_at: now,
                 };
                 let message = messages::insert(c, &note, now)?.ok_or(StoreError::Conflict("note".into()))?;
-                return Ok(Ok(message));
+                let event = live::message_event(c, "message.created", &message, now)?;
+                return Ok(Ok((message, vec![event])));
             }
             let Some(account_id) = request
                 .channel_account_id
@@ -213,10 +220,13 @@ pub async fn reply(engine: &Engine, channels: &Channels, request: ReplyRequest) 
             let message = messages::insert(c, &new, now)?.ok_or(StoreError::Conflict("reply".into()))?;
             enqueue_send(c, &message, now)?;
             conversations::touch(c, ws, &conversation.id, now)?;
-            Ok::<_, StoreError>(Ok(message))
+            let event = live::message_event(c, "message.created", &message, now)?;
+            Ok::<_, StoreError>(Ok((message, vec![event])))
         })
         .await??;
     engine.notify_jobs();
+    let (message, events) = message;
+    live.publish(&events).await;
     Ok(message)
 }
 
@@ -235,15 +245,17 @@ pub fn enqueue_send(c: &mut dyn Conn, message: &Message, now: i64) -> Result<(),
 
 pub struct Send {
     channels: Channels,
+    live: Live,
     /// Pacing per channel account, in this process.
     pace: DefaultKeyedRateLimiter<String>,
 }
 
 impl Send {
-    pub fn new(channels: Channels) -> Self {
+    pub fn new(channels: Channels, live: Live) -> Self {
         let per_second = NonZeroU32::new(80).expect("non-zero");
         Send {
             channels,
+            live,
             pace: RateLimiter::keyed(Quota::per_second(per_second)),
         }
     }
@@ -306,20 +318,11 @@ impl JobHandler for Send {
             .await?;
         let now = ctx.store.now();
         let Some(to) = to else {
-            let (w, id) = (ws.clone(), message.id.clone());
-            ctx.store
-                .db
-                .write(move |c| {
-                    messages::mark_failed(
-                        c,
-                        &w,
-                        &id,
-                        "no_address",
-                        "the customer has no address on this channel",
-                        now,
-                    )
-                })
-                .await?;
+            let reason = "the customer has no address on this channel";
+            self.record(&ctx.store, &ws, &message.id, now, move |c, w, id| {
+                messages::mark_failed(c, w, id, "no_address", reason, now)
+            })
+            .await?;
             return Ok(());
         };
         self.pace.until_key_ready(&account.id).await;
@@ -332,26 +335,51 @@ impl JobHandler for Send {
         };
         let result = channel.send(&outbound, &account_of(&account, &secrets)).await;
         let now = ctx.store.now();
-        let (w, id) = (ws.clone(), message.id.clone());
         match result {
             Ok(provider_id) => {
-                ctx.store
-                    .db
-                    .write(move |c| messages::mark_sent(c, &w, &id, &provider_id, now))
-                    .await?;
+                self.record(&ctx.store, &ws, &message.id, now, move |c, w, id| {
+                    messages::mark_sent(c, w, id, &provider_id, now)
+                })
+                .await?;
                 metrics::counter!("switchboard_outbound_sent_total", "channel" => kind).increment(1);
                 Ok(())
             }
             Err(e) if e.retryable && ctx.job.attempts < ctx.job.max_attempts => Err(JobError::Retry(e.to_string())),
             Err(e) => {
                 tracing::warn!(message_id = %message.id, code = %e.code, "outbound message failed");
-                ctx.store
-                    .db
-                    .write(move |c| messages::mark_failed(c, &w, &id, &e.code, &e.message, now))
-                    .await?;
+                self.record(&ctx.store, &ws, &message.id, now, move |c, w, id| {
+                    messages::mark_failed(c, w, id, &e.code, &e.message, now)
+                })
+                .await?;
                 metrics::counter!("switchboard_outbound_failed_total", "channel" => kind).increment(1);
                 Ok(())
             }
         }
+    }
+}
+
+impl Send {
+    /// Applies a status change to a message and emits `message.updated`, in one transaction.
+    async fn record(
+        &self,
+        store: &sb_store::Store,
+        ws: &str,
+        id: &str,
+        now: i64,
+        change: impl FnOnce(&mut dyn Conn, &str, &str) -> Result<(), StoreError> + std::marker::Send + 'static,
+    ) -> Result<(), StoreError> {
+        let (ws, id) = (ws.to_owned(), id.to_owned());
+        let events = store
+            .db
+            .write(move |c| {
+                change(c, &ws, &id)?;
+                let Some(message) = messages::get(c, &ws, &id)? else {
+                    return Ok(Vec::new());
+                };
+                Ok::<_, StoreError>(vec![live::message_event(c, "message.updated", &message, now)?])
+            })
+            .await?;
+        self.live.publish(&events).await;
+        Ok(())
     }
 }

@@ -11,9 +11,11 @@ use sb_store::{StoreError, channel_accounts, conversations, inbound};
 use serde::Deserialize;
 
 use crate::Channels;
+use crate::live::{self, Live};
 
 pub struct ProcessInbound {
     pub channels: Channels,
+    pub live: Live,
 }
 
 #[derive(Deserialize)]
@@ -33,24 +35,26 @@ impl JobHandler for ProcessInbound {
             .ok_or_else(|| JobError::Permanent("job without workspace".into()))?;
         let channels = self.channels.clone();
         let now = ctx.store.now();
-        ctx.store
+        let events = ctx
+            .store
             .db
             .write(move |c| {
+                let mut events = Vec::new();
                 let Some(request) = inbound::get(c, &ws, &payload.request_id)? else {
-                    return Ok(());
+                    return Ok(events);
                 };
                 if request.processed_at.is_some() {
-                    return Ok(());
+                    return Ok(events);
                 }
                 let account = channel_accounts::get(c, &ws, &request.channel_account_id)?
                     .ok_or(StoreError::NotFound("channel account"))?;
                 let channel = channels
                     .get(&account.channel)
                     .ok_or_else(|| StoreError::Invalid(format!("no channel `{}` in this build", account.channel)))?;
-                let events = channel
+                let parsed = channel
                     .parse(&request.body, request.received_at)
                     .map_err(|e| StoreError::Invalid(format!("stored request no longer parses: {e}")))?;
-                for event in events {
+                for event in parsed {
                     match event {
                         Inbound::Message(m) => {
                             let hints: Vec<Hint<'_>> = m
@@ -79,7 +83,7 @@ impl JobHandler for ProcessInbound {
                                 status: "received",
                                 sent_at: m.sent_at_ms,
                             };
-                            if messages::insert(c, &new, now)?.is_some() {
+                            if let Some(message) = messages::insert(c, &new, now)? {
                                 conversations::record_inbound(
                                     c,
                                     &ws,
@@ -88,6 +92,10 @@ impl JobHandler for ProcessInbound {
                                     m.sent_at_ms,
                                     now,
                                 )?;
+                                events.push(live::message_event(c, "message.created", &message, now)?);
+                                if let Some(updated) = conversations::get(c, &ws, &conversation.id)? {
+                                    events.push(live::conversation_event(c, &updated, now)?);
+                                }
                             }
                         }
                         Inbound::Status(s) => {
@@ -95,25 +103,32 @@ impl JobHandler for ProcessInbound {
                                 .error_code
                                 .as_deref()
                                 .map(|code| (code, s.error_message.as_deref().unwrap_or("")));
-                            messages::apply_report(c, &account.id, &s.provider_message_id, s.status, error, now)?;
+                            if let Some(updated) =
+                                messages::apply_report(c, &account.id, &s.provider_message_id, s.status, error, now)?
+                            {
+                                events.push(live::message_event(c, "message.updated", &updated, now)?);
+                            }
                         }
                     }
                 }
                 inbound::mark_processed(c, &request.id, now)?;
-                Ok::<_, StoreError>(())
+                Ok::<_, StoreError>(events)
             })
             .await
             .map_err(|e| match e {
                 StoreError::Invalid(m) => JobError::Permanent(m),
                 other => JobError::Retry(other.to_string()),
             })?;
+        self.live.publish(&events).await;
         metrics::counter!("switchboard_inbound_processed_total").increment(1);
         Ok(())
     }
 }
 
 /// A snooze ends: the conversation opens again, unless an agent already changed it.
-pub struct WakeSnoozed;
+pub struct WakeSnoozed {
+    pub live: Live,
+}
 
 #[derive(Deserialize)]
 struct WakePayload {
@@ -131,10 +146,20 @@ impl JobHandler for WakeSnoozed {
             .clone()
             .ok_or_else(|| JobError::Permanent("job without workspace".into()))?;
         let now = ctx.store.now();
-        ctx.store
+        let events = ctx
+            .store
             .db
-            .write(move |c| conversations::wake_if_snoozed(c, &ws, &payload.conversation_id, now))
+            .write(move |c| {
+                if !conversations::wake_if_snoozed(c, &ws, &payload.conversation_id, now)? {
+                    return Ok(Vec::new());
+                }
+                let Some(conversation) = conversations::get(c, &ws, &payload.conversation_id)? else {
+                    return Ok(Vec::new());
+                };
+                Ok::<_, StoreError>(vec![live::conversation_event(c, &conversation, now)?])
+            })
             .await?;
+        self.live.publish(&events).await;
         Ok(())
     }
 }

@@ -63,6 +63,9 @@ pub async fn open_bus(config: &Config) -> Result<Arc<dyn Bus>, ConfigError> {
     })
 }
 
+/// How long a drain waits for in-flight requests before closing them.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// A started server.
 pub struct Server {
     pub addr: std::net::SocketAddr,
@@ -101,7 +104,7 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
     let engine = Engine::new(store.clone(), time.clone(), EngineConfig::default());
     let channels = sb_inbox::Channels::new(sb_channels::registry());
     maintenance::register(&engine);
-    sb_inbox::register(&engine, &channels);
+    sb_inbox::register(&engine, &channels, &sb_inbox::live::Live::new(bus.clone()));
     engine.start();
     maintenance::schedule(&engine)
         .await
@@ -123,15 +126,30 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
         &base_url,
         config.http.clone(),
     );
+    let drain_handle = state.clone();
     let app = sb_http::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut stop_signal = stopped.clone();
     let shutdown_signal = async move {
-        let _ = stopped.wait_for(|s| *s).await;
+        let _ = stop_signal.wait_for(|s| *s).await;
+        drain_handle.begin_drain();
     };
     let (task_engine, task_store) = (engine.clone(), store.clone());
+    let mut drain_deadline = stopped;
     let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal).await {
-            tracing::error!(error = %e, "the HTTP server stopped");
+        let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal);
+        // In-flight requests get a bounded time to finish once draining starts.
+        let limit = async move {
+            let _ = drain_deadline.wait_for(|s| *s).await;
+            tokio::time::sleep(DRAIN_LIMIT).await;
+        };
+        tokio::select! {
+            result = serve => {
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "the HTTP server stopped");
+                }
+            }
+            _ = limit => tracing::warn!("requests still running after the drain limit were cut off"),
         }
         task_engine.shutdown().await;
         task_store.db.close().await;

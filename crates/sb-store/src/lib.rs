@@ -10,6 +10,7 @@ pub mod conversations;
 pub mod customers;
 pub mod inbound;
 pub mod jobs;
+pub mod live_events;
 pub mod messages;
 pub mod migrations;
 pub mod objects;

@@ -13,8 +13,9 @@ macro_rules! tree {
     };
 }
 
-pub static SQLITE: &[Migration] = tree!("sqlite": (1, "0001_foundation"), (2, "0002_inbox"));
-pub static POSTGRES: &[Migration] = tree!("postgres": (1, "0001_foundation"), (2, "0002_inbox"));
+pub static SQLITE: &[Migration] = tree!("sqlite": (1, "0001_foundation"), (2, "0002_inbox"), (3, "0003_live_events"));
+pub static POSTGRES: &[Migration] =
+    tree!("postgres": (1, "0001_foundation"), (2, "0002_inbox"), (3, "0003_live_events"));
 
 pub fn for_backend(backend: Backend) -> &'static [Migration] {
     match backend {

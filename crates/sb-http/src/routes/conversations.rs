@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use sb_core::Permission;
 use sb_core::clock::parse_rfc3339;
 use sb_core::inbox::ConversationStatus;
+use sb_inbox::live;
 use sb_inbox::{ReplyError, ReplyRequest, WAKE_KIND};
 use sb_store::audit::{self, Change};
 use sb_store::conversations::{self, Conversation, Filter};
@@ -222,7 +223,7 @@ async fn post_message(
         channel_account_id: if note { None } else { body.channel_account_id },
         note,
     };
-    let message = sb_inbox::reply(&state.engine, &state.channels, request)
+    let message = sb_inbox::reply(&state.engine, &state.channels, &state.live, request)
         .await
         .map_err(reply_error)?;
     Ok((StatusCode::CREATED, axum::Json(MessageView::from(&message))))
@@ -324,7 +325,7 @@ async fn change_status(
     };
     let before = load(&state, &principal, &id).await?;
     let (ws, cid, actor) = (principal.workspace_id().to_owned(), id.clone(), principal.actor());
-    let (after, timer) = state
+    let (after, timer, event) = state
         .store
         .db
         .write(move |c| {
@@ -357,9 +358,11 @@ async fn change_status(
             };
             audit::record(c, &ws, &actor, &change, now)?;
             let after = conversations::get(c, &ws, &cid)?.ok_or(StoreError::NotFound("conversation"))?;
-            Ok::<_, StoreError>((after, timer))
+            let event = live::conversation_event(c, &after, now)?;
+            Ok::<_, StoreError>((after, timer, event))
         })
         .await?;
+    state.live.publish(&[event]).await;
     if let Some((timer_id, due)) = timer {
         state.engine.timer_scheduled(&timer_id, due);
     }
@@ -411,11 +414,18 @@ async fn assign(
                 after: Some(serde_json::json!({ "assignee_id": body.assignee_id, "team": body.team })),
             };
             audit::record(c, &ws, &actor, &change, now)?;
-            conversations::get(c, &ws, &cid)
+            let Some(after) = conversations::get(c, &ws, &cid)? else {
+                return Ok(None);
+            };
+            let event = live::conversation_event(c, &after, now)?;
+            Ok::<_, StoreError>(Some((after, event)))
         })
         .await?;
     match after {
-        Some(conversation) => Ok(axum::Json(ConversationView::from(&conversation))),
+        Some((conversation, event)) => {
+            state.live.publish(&[event]).await;
+            Ok(axum::Json(ConversationView::from(&conversation)))
+        }
         None => Err(ApiError::unprocessable(
             "unknown_assignee",
             "the assignee is not an active user of this workspace",
@@ -507,10 +517,16 @@ async fn mark_read(
         .db
         .write(move |c| {
             conversations::mark_read(c, &ws, &id, now)?;
-            conversations::get(c, &ws, &id)
+            let Some(after) = conversations::get(c, &ws, &id)? else {
+                return Ok(None);
+            };
+            let event = live::conversation_event(c, &after, now)?;
+            Ok::<_, StoreError>(Some((after, event)))
         })
         .await?
         .ok_or_else(|| ApiError::not_found("conversation_not_found", "no such conversation"))?;
+    let (conversation, event) = conversation;
+    state.live.publish(&[event]).await;
     Ok(axum::Json(ConversationView::from(&conversation)))
 }
 

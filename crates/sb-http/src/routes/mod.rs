@@ -4,6 +4,7 @@ mod auth;
 mod channel_accounts;
 mod conversations;
 mod customers;
+mod events;
 mod health;
 mod jobs;
 mod system;
@@ -31,6 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(conversations::router())
         .merge(customers::router())
         .merge(webhooks::router())
+        .merge(events::router())
 }
 
 /// The answer for an id the caller's workspace does not have: always a plain 404, and when

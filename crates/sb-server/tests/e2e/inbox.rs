@@ -595,3 +595,134 @@ async fn another_workspaces_conversation_is_404_and_audited() {
     assert!(r.received().is_empty(), "nothing was sent");
     s.server.shutdown().await;
 }
+
+/// Reads server-sent events from a streaming response.
+struct EventStream {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl EventStream {
+    async fn open(s: &TestServer, last_event_id: Option<&str>) -> EventStream {
+        let mut req = s
+            .client
+            .get(format!("{}/api/v1/events", s.base))
+            .bearer_auth(&s.admin_token);
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        let response = req.send().await.expect("events");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap_or("")
+                .starts_with("text/event-stream")
+        );
+        EventStream {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event as (id, kind, data), within a few seconds.
+    async fn next(&mut self) -> (i64, String, Value) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let frame: String = self.buffer.drain(..end + 2).collect();
+                let (mut id, mut kind, mut data) = (None, String::new(), String::new());
+                for line in frame.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        id = v.trim().parse().ok();
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        kind = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if let Some(id) = id {
+                    return (id, kind, serde_json::from_str(&data).expect("event data is JSON"));
+                }
+                continue; // a keep-alive comment
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .expect("an event in time");
+            let chunk = chunk.expect("stream readable").expect("stream open");
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
+
+#[tokio::test]
+async fn live_push_replays_what_was_missed_after_a_reconnect() {
+    let s = TestServer::start().await;
+    let r = Receiver::start().await;
+    let shop = s.api_account("shop app", &r.url).await;
+
+    let mut stream = EventStream::open(&s, None).await;
+    s.deliver(&shop, &message("m-1", json!({"id": "u1"}), "first")).await;
+    let (first_id, kind, data) = stream.next().await;
+    assert_eq!(
+        (kind.as_str(), data["data"]["body"].as_str()),
+        ("message.created", Some("first"))
+    );
+    let conversation = data["conversation_id"].as_str().expect("conversation").to_owned();
+    let (last_id, kind, data) = stream.next().await;
+    assert_eq!(
+        (kind.as_str(), data["data"]["unread_count"].as_i64()),
+        ("conversation.updated", Some(1))
+    );
+    assert_eq!(last_id, first_id + 1);
+    drop(stream); // the agent's connection drops
+
+    s.deliver(&shop, &message("m-2", json!({"id": "u1"}), "second")).await;
+    s.deliver(&shop, &message("m-3", json!({"id": "u1"}), "third")).await;
+    s.until(&format!("/api/v1/conversations/{conversation}"), |b| {
+        b["unread_count"] == 3
+    })
+    .await;
+    let (status, _) = s
+        .post(
+            &format!("/api/v1/conversations/{conversation}/notes"),
+            &s.admin_token,
+            json!({"text": "note"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let mut stream = EventStream::open(&s, Some(&last_id.to_string())).await;
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let (id, kind, data) = stream.next().await;
+        seen.push((id, kind, data["data"]["body"].as_str().map(str::to_owned)));
+    }
+    let ids: Vec<i64> = seen.iter().map(|(id, _, _)| *id).collect();
+    assert_eq!(
+        ids,
+        (last_id + 1..=last_id + 5).collect::<Vec<_>>(),
+        "every missed event once, in order"
+    );
+    let bodies: Vec<&str> = seen
+        .iter()
+        .filter_map(|(_, k, b)| (k == "message.created").then_some(b.as_deref().unwrap_or("")))
+        .collect();
+    assert_eq!(bodies, ["second", "third", "note"]);
+
+    // And it goes on live after the replay.
+    let (status, _) = s
+        .post(
+            &format!("/api/v1/conversations/{conversation}/status"),
+            &s.admin_token,
+            json!({"status": "pending"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (id, kind, data) = stream.next().await;
+    assert_eq!(
+        (id, kind.as_str(), data["data"]["status"].as_str()),
+        (last_id + 6, "conversation.updated", Some("pending"))
+    );
+    s.server.shutdown().await;
+}
