@@ -5,7 +5,7 @@ use std::path::Path;
 
 use sb_core::{Role, credentials};
 use sb_store::users::{self, NewUser};
-use sb_store::{Store, StoreError, tokens, workspaces};
+use sb_store::{Store, StoreError, channel_accounts, tokens, workspaces};
 use serde::{Deserialize, Serialize};
 
 pub const DEMO_WORKSPACE: &str = "Demo Shop";
@@ -23,6 +23,9 @@ pub struct DemoCredentials {
     pub base_url: String,
     pub users: Vec<DemoUser>,
     pub api_token: String,
+    /// Per channel: where to send inbound requests and the secret to sign them with.
+    #[serde(default)]
+    pub channels: serde_json::Value,
 }
 
 impl DemoCredentials {
@@ -39,6 +42,9 @@ impl DemoCredentials {
             self.users[0].email, self.base_url
         );
         println!("  API token (admin): {}", self.api_token);
+        if let Some(url) = self.channels["api"]["inbound_url"].as_str() {
+            println!("  API channel: POST signed messages to {url} (secret in the credentials file)");
+        }
     }
 }
 
@@ -59,7 +65,11 @@ pub async fn ensure(store: &Store, data_dir: &Path, base_url: &str) -> Result<Op
             .ok()
             .and_then(|t| serde_json::from_str::<DemoCredentials>(&t).ok());
         return Ok(existing.map(|mut c| {
+            // The address may differ from the first start's.
             c.base_url = base_url.to_owned();
+            if let Some(id) = c.channels["api"]["account_id"].as_str().map(str::to_owned) {
+                c.channels["api"]["inbound_url"] = serde_json::json!(format!("{base_url}/hooks/api/{id}"));
+            }
             c
         }));
     }
@@ -84,6 +94,8 @@ pub async fn ensure(store: &Store, data_dir: &Path, base_url: &str) -> Result<Op
     .await
     .map_err(|e| StoreError::Invalid(e.to_string()))?;
     let api_token = credentials::new_api_token();
+    let api_secret = credentials::random_secret();
+    let secrets_json = serde_json::json!({ "secret": api_secret }).to_string();
     let digest = credentials::secret_digest(&api_token);
     let now = store.now();
     let rows = people.clone();
@@ -92,7 +104,7 @@ pub async fn ensure(store: &Store, data_dir: &Path, base_url: &str) -> Result<Op
         .write(move |c| {
             // Re-check inside the write: two processes starting at once create one demo.
             if workspaces::count(c)? > 0 {
-                return Ok(false);
+                return Ok(None);
             }
             let ws = workspaces::create(c, DEMO_WORKSPACE, now)?;
             let mut admin = None;
@@ -111,16 +123,24 @@ pub async fn ensure(store: &Store, data_dir: &Path, base_url: &str) -> Result<Op
             }
             let admin = admin.ok_or(StoreError::Invalid("no demo users".into()))?;
             tokens::create(c, &admin, "demo", &digest, now)?;
-            Ok::<_, StoreError>(true)
+            let api = channel_accounts::create(c, &ws.id, "api", "Demo API integration", "{}", &secrets_json, now)?;
+            Ok::<_, StoreError>(Some(api.id))
         })
         .await?;
-    if !created {
+    let Some(api_account) = created else {
         return Ok(None);
-    }
+    };
     let creds = DemoCredentials {
         base_url: base_url.to_owned(),
         users: people.into_iter().map(|(u, _, _)| u).collect(),
         api_token,
+        channels: serde_json::json!({
+            "api": {
+                "account_id": api_account,
+                "inbound_url": format!("{base_url}/hooks/api/{api_account}"),
+                "secret": api_secret,
+            }
+        }),
     };
     let json = serde_json::to_string_pretty(&creds).map_err(|e| StoreError::Invalid(e.to_string()))?;
     write_private(&data_dir.join(CREDENTIALS_FILE), &json)

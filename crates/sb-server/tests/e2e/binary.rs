@@ -136,6 +136,14 @@ fn the_binary_serves_prints_the_demo_login_and_drains_on_sigterm() {
             .all(|u| u["email"].is_string() && u["password"].as_str().is_some_and(|p| p.len() >= 12))
     );
     assert!(creds["api_token"].as_str().is_some_and(|t| t.starts_with("sbt_")));
+    let api = &creds["channels"]["api"];
+    assert!(
+        api["inbound_url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with(&format!("http://{addr}/hooks/api/"))),
+        "{creds}"
+    );
+    assert!(api["secret"].as_str().is_some_and(|s| s.len() == 64));
 
     // SIGTERM: drains and exits 0.
     let pid = child.id() as libc::pid_t;
