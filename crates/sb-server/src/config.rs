@@ -64,6 +64,8 @@ pub enum Command {
 pub enum BenchCommand {
     /// Durable single-row inserts from many concurrent writers through the executor.
     Store(crate::bench::StoreBenchArgs),
+    /// Signed inbound messages over HTTP: acknowledged/s, ack latency, push latency to agents' streams, memory.
+    Ingest(crate::bench::IngestBenchArgs),
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -30,6 +30,12 @@ fn main() {
                 let config = Config::resolve(&cli.global)?;
                 sb_server::bench::store(&config, &args).await
             }
+            Command::Bench {
+                what: BenchCommand::Ingest(args),
+            } => {
+                let config = Config::resolve(&cli.global)?;
+                sb_server::bench::ingest(&config, &args).await
+            }
         }
     });
     if let Err(e) = result {

@@ -53,6 +53,7 @@ fn to_sse(e: &LiveEvent) -> Event {
         "kind": e.kind,
         "conversation_id": e.conversation_id,
         "occurred_at": rfc3339(e.at),
+        "occurred_at_ms": e.at,
         "data": payload,
     });
     Event::default()

@@ -1,0 +1,413 @@
+//! `switchboard bench ingest`: the real server in a child process (so its memory is its own),
+//! driven over HTTP on loopback:
+//! 1. signed API-channel messages from concurrent clients, as fast as they are acknowledged
+//!    (each acknowledgement means durably stored);
+//! 2. a paced phase at `--push-rate` messages/s while `--agents` event streams are open,
+//!    measuring the time from the message's commit to its arrival on every stream;
+//! 3. resident memory of the server idle and under load.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use hdrhistogram::Histogram;
+
+use crate::config::{Config, ConfigError};
+
+/// perf-limits.md §2: durable inserts with SQLite group commit (random-key indexes).
+pub const DURABLE_INGEST_CEILING: f64 = 27_400.0;
+/// Issue targets on this 2-core machine.
+pub const TARGET_ACKS_PER_SEC: f64 = 20_000.0;
+pub const TARGET_PUSH_P99_MS: f64 = 25.0;
+pub const TARGET_IDLE_RSS_MB: f64 = 30.0;
+
+#[derive(Debug, Args)]
+pub struct IngestBenchArgs {
+    /// Messages in the throughput phase.
+    #[arg(long, default_value_t = 20_000)]
+    pub messages: usize,
+    /// Concurrent HTTP clients in the throughput phase.
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    /// Agents' event streams open during the push phase.
+    #[arg(long, default_value_t = 50)]
+    pub agents: usize,
+    /// Messages per second in the push phase.
+    #[arg(long, default_value_t = 2_000)]
+    pub push_rate: u64,
+    /// Length of the push phase in seconds.
+    #[arg(long, default_value_t = 5)]
+    pub push_seconds: u64,
+    /// Print the figures as one JSON object on the last line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct IngestFigures {
+    pub messages: usize,
+    pub clients: usize,
+    pub acked_per_sec: f64,
+    pub ack_p50_ms: f64,
+    pub ack_p99_ms: f64,
+    pub failed_requests: u64,
+    pub ratio_to_durable_ceiling: f64,
+    pub ratio_to_target: f64,
+    pub push_messages: u64,
+    pub push_rate: u64,
+    pub agents: usize,
+    pub push_p50_ms: f64,
+    pub push_p99_ms: f64,
+    pub push_deliveries: u64,
+    pub idle_rss_mb: f64,
+    pub peak_rss_mb: f64,
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn now_ms() -> i64 {
+    sb_core::Clock::now_ms(&sb_core::SystemClock)
+}
+
+struct ServerProcess(Child);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+        let _ = self.0.wait();
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid histogram bounds")
+}
+
+fn fail(message: impl std::fmt::Display) -> ConfigError {
+    ConfigError(format!("bench ingest: {message}"))
+}
+
+pub async fn ingest(config: &Config, args: &IngestBenchArgs) -> Result<(), ConfigError> {
+    config.prepare_data_dir()?;
+    let dir = config.data_dir.join(format!("bench-ingest-{}", sb_core::new_id()));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(fail)?
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let exe = std::env::current_exe().map_err(fail)?;
+    let spawn = || {
+        Command::new(&exe)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(&dir)
+            .env_remove("SWITCHBOARD_DATABASE_URL")
+            .env_remove("SWITCHBOARD_NATS_URL")
+            .env_remove("SWITCHBOARD_CONFIG")
+            .env("SWITCHBOARD_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map(ServerProcess)
+            .map_err(fail)
+    };
+    // The first start creates the demo workspace (argon2 hashes allocate ~19 MiB each, which
+    // the allocator keeps); measure a server started on an existing data directory instead.
+    let seeding = spawn()?;
+    let client = reqwest::Client::new();
+    wait_ready(&client, &base).await?;
+    drop(seeding);
+    let server = spawn()?;
+    let result = run(&base, &dir, server.0.id(), args).await;
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+    let figures = result?;
+    print(&figures, args.json);
+    Ok(())
+}
+
+fn print(f: &IngestFigures, json: bool) {
+    println!(
+        "bench ingest: {} signed messages from {} clients: {:.0} acknowledged (durably stored) msgs/s; ack latency p50 {:.2} ms, p99 {:.2} ms; {} failed requests; \
+         ratio {:.2} to the durable-insert ceiling {:.0}/s (perf-limits.md §2), {:.2} to the target {:.0}/s",
+        f.messages,
+        f.clients,
+        f.acked_per_sec,
+        f.ack_p50_ms,
+        f.ack_p99_ms,
+        f.failed_requests,
+        f.ratio_to_durable_ceiling,
+        DURABLE_INGEST_CEILING,
+        f.ratio_to_target,
+        TARGET_ACKS_PER_SEC
+    );
+    println!(
+        "bench ingest: push: {} messages at {}/s to {} agent streams ({} deliveries): stored → on the stream p50 {:.2} ms, p99 {:.2} ms (target p99 ≤ {:.0} ms → ratio {:.2})",
+        f.push_messages,
+        f.push_rate,
+        f.agents,
+        f.push_deliveries,
+        f.push_p50_ms,
+        f.push_p99_ms,
+        TARGET_PUSH_P99_MS,
+        f.push_p99_ms / TARGET_PUSH_P99_MS
+    );
+    println!(
+        "bench ingest: server memory: idle {:.1} MB, peak under load {:.1} MB (target idle ≤ {:.0} MB → ratio {:.2})",
+        f.idle_rss_mb,
+        f.peak_rss_mb,
+        TARGET_IDLE_RSS_MB,
+        f.idle_rss_mb / TARGET_IDLE_RSS_MB
+    );
+    if json {
+        println!("{}", serde_json::json!({ "bench": "ingest", "results": f }));
+    }
+}
+
+struct Target {
+    client: reqwest::Client,
+    hook: String,
+    secret: String,
+}
+
+impl Target {
+    /// Posts one signed message; returns whether it was acknowledged.
+    async fn post(&self, n: u64) -> bool {
+        let body = serde_json::to_vec(&serde_json::json!({
+            "type": "message",
+            "id": format!("bench-{n}"),
+            "from": {"id": format!("customer-{}", n % 2_000)},
+            "text": format!("bench message {n}: hello, is the blue jacket in stock in size M?"),
+        }))
+        .expect("a JSON object serialises");
+        let signature = sb_channels::signing::sign(&self.secret, now_ms() / 1000, &body);
+        let sent = self
+            .client
+            .post(&self.hook)
+            .header("content-type", "application/json")
+            .header(sb_channels::signing::HEADER, signature)
+            .body(body)
+            .send()
+            .await;
+        matches!(sent, Ok(r) if r.status().is_success())
+    }
+}
+
+async fn wait_ready(client: &reqwest::Client, base: &str) -> Result<(), ConfigError> {
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            return Err(fail("the server did not become ready"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn run(
+    base: &str,
+    dir: &std::path::Path,
+    pid: u32,
+    args: &IngestBenchArgs,
+) -> Result<IngestFigures, ConfigError> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(fail)?;
+    wait_ready(&client, base).await?;
+    let creds: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(crate::demo::CREDENTIALS_FILE)).map_err(fail)?)
+            .map_err(fail)?;
+    let token = creds["api_token"]
+        .as_str()
+        .ok_or_else(|| fail("no api_token"))?
+        .to_owned();
+    let target = Arc::new(Target {
+        client: client.clone(),
+        hook: creds["channels"]["api"]["inbound_url"]
+            .as_str()
+            .ok_or_else(|| fail("no API channel"))?
+            .to_owned(),
+        secret: creds["channels"]["api"]["secret"]
+            .as_str()
+            .ok_or_else(|| fail("no API secret"))?
+            .to_owned(),
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_rss_mb = rss_mb(pid);
+    let peak = Arc::new(Mutex::new(idle_rss_mb));
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let (peak, sampling) = (peak.clone(), sampling.clone());
+        tokio::spawn(async move {
+            while sampling.load(Ordering::Relaxed) {
+                let now = rss_mb(pid);
+                {
+                    let mut p = peak.lock().expect("lock");
+                    *p = p.max(now);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+
+    // Phase 1: acknowledged throughput.
+    let next = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let total = args.messages as u64;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.clients.max(1) {
+        let (target, next, failed) = (target.clone(), next.clone(), failed.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut hist = histogram();
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= total {
+                    return hist;
+                }
+                let t = Instant::now();
+                if target.post(n).await {
+                    hist.record(t.elapsed().as_micros().max(1) as u64).ok();
+                } else {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    let mut acks = histogram();
+    for t in tasks {
+        acks.add(t.await.map_err(fail)?).map_err(fail)?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let acked_per_sec = acks.len() as f64 / seconds;
+
+    // Let processing of phase 1 finish before measuring push latency.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let body: serde_json::Value = client
+            .get(format!("{base}/api/v1/jobs?state=ready&limit=1"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .map_err(fail)?
+            .json()
+            .await
+            .map_err(fail)?;
+        if body["items"].as_array().is_some_and(Vec::is_empty) || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Phase 2: push latency at a paced rate to many open streams.
+    let latencies = Arc::new(Mutex::new(histogram()));
+    let deliveries = Arc::new(AtomicUsize::new(0));
+    let mut streams = Vec::new();
+    for _ in 0..args.agents {
+        let response = client
+            .get(format!("{base}/api/v1/events"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .map_err(fail)?;
+        let (latencies, deliveries) = (latencies.clone(), deliveries.clone());
+        streams.push(tokio::spawn(read_stream(response, latencies, deliveries)));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let push_total = args.push_rate * args.push_seconds;
+    let mut ticker = tokio::time::interval(Duration::from_millis(10));
+    let per_tick = (args.push_rate / 100).max(1);
+    let mut sent = 0;
+    let mut inflight = Vec::new();
+    while sent < push_total {
+        ticker.tick().await;
+        for _ in 0..per_tick.min(push_total - sent) {
+            let target = target.clone();
+            let n = total + sent;
+            inflight.push(tokio::spawn(async move { target.post(n).await }));
+            sent += 1;
+        }
+    }
+    for t in inflight {
+        if !t.await.unwrap_or(false) {
+            failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let expected = push_total as usize * args.agents;
+    let wait = Instant::now();
+    while deliveries.load(Ordering::Relaxed) < expected && wait.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for s in streams {
+        s.abort();
+    }
+    sampling.store(false, Ordering::Relaxed);
+    let _ = sampler.await;
+    let push = latencies.lock().expect("lock").clone();
+    let peak_rss_mb = *peak.lock().expect("lock");
+    Ok(IngestFigures {
+        messages: args.messages,
+        clients: args.clients,
+        acked_per_sec,
+        ack_p50_ms: acks.value_at_quantile(0.5) as f64 / 1000.0,
+        ack_p99_ms: acks.value_at_quantile(0.99) as f64 / 1000.0,
+        failed_requests: failed.load(Ordering::Relaxed),
+        ratio_to_durable_ceiling: acked_per_sec / DURABLE_INGEST_CEILING,
+        ratio_to_target: acked_per_sec / TARGET_ACKS_PER_SEC,
+        push_messages: push_total,
+        push_rate: args.push_rate,
+        agents: args.agents,
+        push_p50_ms: push.value_at_quantile(0.5) as f64 / 1000.0,
+        push_p99_ms: push.value_at_quantile(0.99) as f64 / 1000.0,
+        push_deliveries: push.len(),
+        idle_rss_mb,
+        peak_rss_mb,
+    })
+}
+
+/// Reads one agent's event stream and records, for each new message, the time from its
+/// commit (`occurred_at_ms`) to its arrival here.
+async fn read_stream(
+    mut response: reqwest::Response,
+    latencies: Arc<Mutex<Histogram<u64>>>,
+    deliveries: Arc<AtomicUsize>,
+) {
+    let mut buffer = String::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let arrived = now_ms();
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let frame: String = buffer.drain(..end + 2).collect();
+            if !frame.contains("event: message.created") {
+                continue;
+            }
+            let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data:")) else {
+                continue;
+            };
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(data.trim_start()) else {
+                continue;
+            };
+            if let Some(at) = event["occurred_at_ms"].as_i64() {
+                let micros = ((arrived - at).max(0) as u64 * 1000).max(1);
+                latencies.lock().expect("lock").record(micros).ok();
+                deliveries.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}

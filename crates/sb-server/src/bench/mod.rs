@@ -1,0 +1,9 @@
+//! `switchboard bench …`: each prints figures with units and the ratio to the ceilings
+//! measured on this machine kind (`shared/notes/perf-limits.md`); `--json` adds one JSON
+//! object on the last line.
+
+pub mod ingest;
+pub mod store;
+
+pub use ingest::{IngestBenchArgs, ingest};
+pub use store::{StoreBenchArgs, store};
