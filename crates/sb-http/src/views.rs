@@ -264,6 +264,8 @@ pub struct CustomerView {
     pub email: Option<String>,
     pub phone: Option<String>,
     pub attributes: serde_json::Value,
+    /// The customer this one was merged into (undo the merge to separate them again).
+    pub merged_into: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -276,6 +278,7 @@ impl From<&sb_store::customers::Customer> for CustomerView {
             email: c.email.clone(),
             phone: c.phone.clone(),
             attributes: serde_json::from_str(&c.attributes_json).unwrap_or_default(),
+            merged_into: c.merged_into.clone(),
             created_at: rfc3339(c.created_at),
             updated_at: rfc3339(c.updated_at),
         }
@@ -390,6 +393,34 @@ impl From<&sb_inbox::outbox::ReplyOption> for ReplyOptionView {
             reason: o.reason.map(str::to_owned),
             reason_text: o.reason_text.clone(),
             default: o.default,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MergeView {
+    pub id: String,
+    /// The customer that remains.
+    pub target_customer_id: String,
+    /// The customer merged into the target.
+    pub source_customer_id: String,
+    pub moved_identities: usize,
+    pub moved_messages: usize,
+    pub merged_at: String,
+    pub undone_at: Option<String>,
+}
+
+impl From<&sb_store::merges::Merge> for MergeView {
+    fn from(m: &sb_store::merges::Merge) -> Self {
+        let count = |json: &str| serde_json::from_str::<Vec<String>>(json).map_or(0, |v| v.len());
+        MergeView {
+            id: m.id.clone(),
+            target_customer_id: m.target_customer_id.clone(),
+            source_customer_id: m.source_customer_id.clone(),
+            moved_identities: count(&m.identity_ids_json),
+            moved_messages: count(&m.message_ids_json),
+            merged_at: rfc3339(m.merged_at),
+            undone_at: m.undone_at.map(rfc3339),
         }
     }
 }

@@ -123,7 +123,7 @@ pub fn list(
     Ok(c.fetch_all(
         &Stmt::new(format!(
             "SELECT {COLUMNS} FROM conversations cv
-             WHERE cv.workspace_id = :ws
+             WHERE cv.workspace_id = :ws AND cv.merged_into IS NULL
                AND (:status = '' OR cv.status = :status)
                AND (:assignee = '' OR cv.assignee_id = :assignee)
                AND (:unassigned = 0 OR cv.assignee_id IS NULL)
@@ -267,4 +267,25 @@ pub fn id_for_customer(c: &mut dyn Conn, ws: &str, customer_id: &str) -> Result<
             None => None,
         },
     )
+}
+
+/// Recomputes a conversation's activity (last message, last inbound and its account) from its
+/// messages, after messages moved in or out of it.
+pub fn recompute_activity(c: &mut dyn Conn, ws: &str, id: &str, now: i64) -> Result<()> {
+    c.execute(
+        &Stmt::new(
+            "UPDATE conversations SET
+                last_message_at = COALESCE((SELECT MAX(sent_at) FROM messages WHERE conversation_id = :id), created_at),
+                last_inbound_at = (SELECT MAX(sent_at) FROM messages WHERE conversation_id = :id AND direction = 'inbound'),
+                last_inbound_account_id = (SELECT channel_account_id FROM messages
+                                           WHERE conversation_id = :id AND direction = 'inbound'
+                                           ORDER BY sent_at DESC, id DESC LIMIT 1),
+                updated_at = :now
+             WHERE workspace_id = :ws AND id = :id",
+        )
+        .bind("id", id)
+        .bind("now", now)
+        .bind("ws", ws),
+    )?;
+    Ok(())
 }

@@ -16,10 +16,12 @@ pub struct Customer {
     pub email: Option<String>,
     pub phone: Option<String>,
     pub attributes_json: String,
+    /// Set while this customer is merged into another.
+    pub merged_into: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
-from_row!(Customer in "customers" { id, workspace_id, name, email, phone, attributes_json, created_at, updated_at });
+from_row!(Customer in "customers" { id, workspace_id, name, email, phone, attributes_json, merged_into, created_at, updated_at });
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Identity {
@@ -33,7 +35,7 @@ pub struct Identity {
 }
 from_row!(Identity in "identities" { id, customer_id, kind, scope, value, verified, created_at });
 
-const COLUMNS: &str = "id, workspace_id, name, email, phone, attributes_json, created_at, updated_at";
+const COLUMNS: &str = "id, workspace_id, name, email, phone, attributes_json, merged_into, created_at, updated_at";
 
 /// An identifier as a channel reports it.
 #[derive(Debug, Clone)]
@@ -89,6 +91,26 @@ pub fn attach(c: &mut dyn Conn, ws: &str, customer_id: &str, hint: &Hint<'_>, sc
 /// Finds the customer the identifiers belong to, or creates one, and attaches the
 /// identifiers nobody holds yet. The channel's own address (the first hint) decides when
 /// identifiers point at different customers; merging those is a separate, audited step.
+/// Dialects: on PostgreSQL two transactions could both miss each other's uncommitted
+/// identifiers and create two customers for one person; locking each identifier (in sorted
+/// order, so two resolutions cannot deadlock) makes them take turns. SQLite's single writer
+/// already runs them one after the other.
+fn lock_identifiers(c: &mut dyn Conn, ws: &str, account_id: &str, hints: &[Hint<'_>]) -> Result<()> {
+    if c.backend() != sb_sql::Backend::Postgres {
+        return Ok(());
+    }
+    let mut keys: Vec<String> = hints
+        .iter()
+        .map(|h| format!("{ws}|{}|{}|{}", h.kind, scope_of(h.kind, account_id), h.value))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    for key in keys {
+        c.execute(&Stmt::new("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))").bind("key", key))?;
+    }
+    Ok(())
+}
+
 pub fn resolve(
     c: &mut dyn Conn,
     ws: &str,
@@ -97,6 +119,7 @@ pub fn resolve(
     name: Option<&str>,
     now: i64,
 ) -> Result<String> {
+    lock_identifiers(c, ws, account_id, hints)?;
     let mut owner = None;
     for hint in hints {
         let scope = scope_of(hint.kind, account_id);
@@ -207,7 +230,7 @@ pub fn search(c: &mut dyn Conn, ws: &str, query: &str, after: Option<&str>, limi
     Ok(c.fetch_all(
         &Stmt::new(format!(
             "SELECT {COLUMNS} FROM customers cu
-             WHERE cu.workspace_id = :ws AND cu.id > :after AND (
+             WHERE cu.workspace_id = :ws AND cu.merged_into IS NULL AND cu.id > :after AND (
                  LOWER(COALESCE(cu.name, '')) LIKE :p OR LOWER(COALESCE(cu.email, '')) LIKE :p
                  OR COALESCE(cu.phone, '') LIKE :p
                  OR EXISTS (SELECT 1 FROM identities i WHERE i.customer_id = cu.id AND i.workspace_id = :ws

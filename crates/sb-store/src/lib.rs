@@ -11,6 +11,7 @@ pub mod customers;
 pub mod inbound;
 pub mod jobs;
 pub mod live_events;
+pub mod merges;
 pub mod messages;
 pub mod migrations;
 pub mod objects;

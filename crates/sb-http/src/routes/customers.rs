@@ -1,5 +1,8 @@
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use sb_core::Permission;
+use sb_store::audit::{self, Change};
+use sb_store::merges::{self, MergeError};
 use sb_store::objects::ObjectKind;
 use sb_store::{StoreError, conversations, customers};
 use serde::{Deserialize, Serialize};
@@ -8,14 +11,16 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::error::{ApiResult, ErrorBody};
-use crate::extract::Principal;
-use crate::views::{CustomerView, IdentityView, Page, PageQuery, page};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{ApiJson, Principal};
+use crate::views::{CustomerView, IdentityView, MergeView, Page, PageQuery, page};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(search_customers))
         .routes(routes!(get_customer))
+        .routes(routes!(merge_customers))
+        .routes(routes!(undo_merge))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -98,5 +103,162 @@ async fn get_customer(
             conversation_id,
         })),
         None => Err(super::not_found(&state, &principal, ObjectKind::Customer, &id, "customer_not_found").await),
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct MergeRequest {
+    /// The customer to fold into this one (its identities, messages and conversation).
+    pub source_customer_id: String,
+}
+
+fn merge_error(e: MergeError) -> ApiError {
+    match e {
+        MergeError::NotFound => ApiError::not_found("customer_not_found", "no such customer in this workspace"),
+        MergeError::SameCustomer => ApiError::unprocessable("cannot_merge_into_itself", e.to_string()),
+        MergeError::AlreadyMerged => ApiError::new(StatusCode::CONFLICT, "customer_already_merged", e.to_string()),
+        MergeError::AlreadyUndone => ApiError::new(StatusCode::CONFLICT, "merge_already_undone", e.to_string()),
+        MergeError::TargetMergedSince => ApiError::new(StatusCode::CONFLICT, "target_merged_since", e.to_string()),
+        MergeError::Store(e) => e.into(),
+    }
+}
+
+fn profile_json(c: &mut dyn sb_store::Conn, ws: &str, id: &str) -> Result<serde_json::Value, StoreError> {
+    let identities: Vec<String> = customers::identities(c, ws, id)?
+        .into_iter()
+        .map(|i| format!("{}:{}:{}", i.kind, i.scope, i.value))
+        .collect();
+    Ok(serde_json::json!({ "customer_id": id, "identities": identities }))
+}
+
+/// Merges another customer into this one: identities, messages and conversation move here.
+/// Audited; undo with `POST /api/v1/customer-merges/{id}/undo`.
+#[utoipa::path(post, path = "/api/v1/customers/{id}/merge", tag = "customers", params(("id" = String, Path)), request_body = MergeRequest, responses(
+    (status = 200, body = MergeView),
+    (status = 404, description = "`customer_not_found`", body = ErrorBody),
+    (status = 409, description = "`customer_already_merged`", body = ErrorBody),
+    (status = 422, description = "`cannot_merge_into_itself`", body = ErrorBody)
+), security(("bearer" = []), ("session" = [])))]
+async fn merge_customers(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<MergeRequest>,
+) -> ApiResult<axum::Json<MergeView>> {
+    principal.require(Permission::ReplyConversations)?;
+    let (ws, target, source, actor, now) = (
+        principal.workspace_id().to_owned(),
+        id.clone(),
+        body.source_customer_id.clone(),
+        principal.actor(),
+        state.store.now(),
+    );
+    let outcome = state
+        .store
+        .db
+        .write(move |c| {
+            let before = serde_json::json!([profile_json(c, &ws, &target)?, profile_json(c, &ws, &source)?]);
+            let merge = match merges::merge(c, &ws, &target, &source, actor.id.as_deref(), now) {
+                Ok(m) => m,
+                Err(MergeError::Store(e)) => return Err(e),
+                Err(other) => return Ok(Err(other)),
+            };
+            let change = Change {
+                action: "customer.merged",
+                object_kind: "customer",
+                object_id: Some(&target),
+                before: Some(before),
+                after: Some(serde_json::json!({ "merge_id": merge.id, "target": profile_json(c, &ws, &target)? })),
+            };
+            audit::record(c, &ws, &actor, &change, now)?;
+            let mut events = Vec::new();
+            if let Some(cid) = merge.target_conversation_id.as_deref()
+                && let Some(conversation) = conversations::get(c, &ws, cid)?
+            {
+                events.push(sb_inbox::live::conversation_event(c, &conversation, now)?);
+            }
+            Ok(Ok((merge, events)))
+        })
+        .await?;
+    match outcome {
+        Ok((merge, events)) => {
+            state.live.publish(&events).await;
+            Ok(axum::Json(MergeView::from(&merge)))
+        }
+        Err(MergeError::NotFound) => {
+            let (ws, target) = (principal.workspace_id().to_owned(), id.clone());
+            let target_exists = state
+                .store
+                .db
+                .read(move |c| customers::get(c, &ws, &target))
+                .await?
+                .is_some();
+            let missing = if target_exists { body.source_customer_id } else { id };
+            Err(super::not_found(&state, &principal, ObjectKind::Customer, &missing, "customer_not_found").await)
+        }
+        Err(other) => Err(merge_error(other)),
+    }
+}
+
+/// Undoes a merge: each customer gets back its identities, messages and conversation.
+#[utoipa::path(post, path = "/api/v1/customer-merges/{id}/undo", tag = "customers", params(("id" = String, Path)), responses(
+    (status = 200, body = MergeView),
+    (status = 404, description = "`merge_not_found`", body = ErrorBody),
+    (status = 409, description = "`merge_already_undone`, `target_merged_since`", body = ErrorBody)
+), security(("bearer" = []), ("session" = [])))]
+async fn undo_merge(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<MergeView>> {
+    principal.require(Permission::ReplyConversations)?;
+    let (ws, mid, actor, now) = (
+        principal.workspace_id().to_owned(),
+        id.clone(),
+        principal.actor(),
+        state.store.now(),
+    );
+    let outcome = state
+        .store
+        .db
+        .write(move |c| {
+            let merge = match merges::undo(c, &ws, &mid, now) {
+                Ok(m) => m,
+                Err(MergeError::Store(e)) => return Err(e),
+                Err(other) => return Ok(Err(other)),
+            };
+            let change = Change {
+                action: "customer.merge_undone",
+                object_kind: "customer",
+                object_id: Some(&merge.target_customer_id),
+                before: Some(serde_json::json!({ "merge_id": merge.id })),
+                after: Some(serde_json::json!([
+                    profile_json(c, &ws, &merge.target_customer_id)?,
+                    profile_json(c, &ws, &merge.source_customer_id)?
+                ])),
+            };
+            audit::record(c, &ws, &actor, &change, now)?;
+            let mut events = Vec::new();
+            for cid in [&merge.target_conversation_id, &merge.source_conversation_id]
+                .into_iter()
+                .flatten()
+            {
+                if let Some(conversation) = conversations::get(c, &ws, cid)? {
+                    events.push(sb_inbox::live::conversation_event(c, &conversation, now)?);
+                }
+            }
+            Ok(Ok((merge, events)))
+        })
+        .await?;
+    match outcome {
+        Ok((merge, events)) => {
+            state.live.publish(&events).await;
+            Ok(axum::Json(MergeView::from(&merge)))
+        }
+        Err(MergeError::NotFound) => Err(ApiError::not_found(
+            "merge_not_found",
+            "no such merge in this workspace",
+        )),
+        Err(other) => Err(merge_error(other)),
     }
 }

@@ -149,7 +149,19 @@ async fn scenario_02_one_thread() {
         .get(&format!("/api/v1/conversations/{conversation}"), &s.admin_token)
         .await;
     let options = detail["reply_options"].as_array().expect("options");
-    assert!(options.iter().all(|o| o["allowed"] == true), "{detail}");
+    for o in options {
+        let ours = o["channel_account_id"] == shop.id.as_str() || o["channel_account_id"] == loyalty.id.as_str();
+        if ours {
+            assert_eq!(o["allowed"], true, "{o}");
+        } else {
+            // The demo's own API account: the customer has no address there, and it says so.
+            assert_eq!(
+                (o["allowed"].as_bool(), o["reason"].as_str()),
+                (Some(false), Some("no_address")),
+                "{o}"
+            );
+        }
+    }
     let default: Vec<&str> = options
         .iter()
         .filter(|o| o["default"] == true)
@@ -723,6 +735,148 @@ async fn live_push_replays_what_was_missed_after_a_reconnect() {
     assert_eq!(
         (id, kind.as_str(), data["data"]["status"].as_str()),
         (last_id + 6, "conversation.updated", Some("pending"))
+    );
+    s.server.shutdown().await;
+}
+
+async fn customer_id(s: &TestServer, query: &str) -> String {
+    let (_, found) = s.get(&format!("/api/v1/customers?q={query}"), &s.admin_token).await;
+    let items = found["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "one customer for {query}: {found}");
+    items[0]["id"].as_str().expect("id").to_owned()
+}
+
+async fn thread_bodies(s: &TestServer, conversation: &str) -> Vec<String> {
+    let (_, thread) = s
+        .get(
+            &format!("/api/v1/conversations/{conversation}/messages"),
+            &s.admin_token,
+        )
+        .await;
+    thread["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|m| m["body"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_agent_merges_two_customers_and_undoing_restores_both() {
+    let s = TestServer::start().await;
+    let r = Receiver::start().await;
+    let shop = s.api_account("shop app", &r.url).await;
+    let loyalty = s.api_account("loyalty app", &r.url).await;
+    s.deliver(
+        &shop,
+        &message("a-1", json!({"id": "ana-shop", "name": "Ana"}), "from the shop"),
+    )
+    .await;
+    s.deliver(
+        &loyalty,
+        &message("b-1", json!({"id": "ana-loyalty", "name": "A. López"}), "from loyalty"),
+    )
+    .await;
+    conversations(&s, 2).await;
+    let target = customer_id(&s, "ana-shop").await;
+    let source = customer_id(&s, "ana-loyalty").await;
+    let (_, t) = s.get(&format!("/api/v1/customers/{target}"), &s.admin_token).await;
+    let target_conversation = t["conversation_id"].as_str().expect("conversation").to_owned();
+    let (_, so) = s.get(&format!("/api/v1/customers/{source}"), &s.admin_token).await;
+    let source_conversation = so["conversation_id"].as_str().expect("conversation").to_owned();
+
+    // Merge: one customer, one conversation with both threads.
+    let (status, merge) = s
+        .post(
+            &format!("/api/v1/customers/{target}/merge"),
+            &s.admin_token,
+            json!({"source_customer_id": source}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{merge}");
+    assert_eq!(
+        (merge["moved_identities"].as_i64(), merge["moved_messages"].as_i64()),
+        (Some(1), Some(1))
+    );
+    let merge_id = merge["id"].as_str().expect("merge id").to_owned();
+    let list = conversations(&s, 1).await;
+    assert_eq!(list["items"][0]["id"].as_str(), Some(target_conversation.as_str()));
+    assert_eq!(
+        thread_bodies(&s, &target_conversation).await,
+        ["from the shop", "from loyalty"]
+    );
+    assert_eq!(
+        customer_id(&s, "ana-loyalty").await,
+        target,
+        "the loyalty id now finds the merged customer"
+    );
+    let (_, merged) = s.get(&format!("/api/v1/customers/{source}"), &s.admin_token).await;
+    assert_eq!(merged["merged_into"].as_str(), Some(target.as_str()));
+    // New messages on the merged identity land in the one conversation.
+    s.deliver(
+        &loyalty,
+        &message("b-2", json!({"id": "ana-loyalty"}), "after the merge"),
+    )
+    .await;
+    s.until(&format!("/api/v1/conversations/{target_conversation}/messages"), |b| {
+        b["items"].as_array().is_some_and(|a| a.len() == 3)
+    })
+    .await;
+    let (status, body) = s
+        .post(
+            &format!("/api/v1/customers/{target}/merge"),
+            &s.admin_token,
+            json!({"source_customer_id": source}),
+        )
+        .await;
+    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "customer_already_merged"));
+
+    // Undo: each side gets back its identities, messages and conversation.
+    let (status, undone) = s
+        .post(
+            &format!("/api/v1/customer-merges/{merge_id}/undo"),
+            &s.admin_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{undone}");
+    assert!(undone["undone_at"].is_string());
+    conversations(&s, 2).await;
+    assert_eq!(thread_bodies(&s, &source_conversation).await, ["from loyalty"]);
+    assert_eq!(
+        thread_bodies(&s, &target_conversation).await,
+        ["from the shop", "after the merge"],
+        "what arrived after the merge stays where it was answered"
+    );
+    assert_eq!(customer_id(&s, "ana-loyalty").await, source, "the identity went back");
+    let (_, restored) = s.get(&format!("/api/v1/customers/{source}"), &s.admin_token).await;
+    assert!(restored["merged_into"].is_null());
+    let (status, body) = s
+        .post(
+            &format!("/api/v1/customer-merges/{merge_id}/undo"),
+            &s.admin_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "merge_already_undone"));
+
+    // Both steps are in the audit log with what changed.
+    let (_, audit) = s.get("/api/v1/audit?action=customer.merged", &s.admin_token).await;
+    assert_eq!(audit["items"][0]["after"]["merge_id"].as_str(), Some(merge_id.as_str()));
+    let (_, audit) = s
+        .get("/api/v1/audit?action=customer.merge_undone", &s.admin_token)
+        .await;
+    assert_eq!(audit["items"].as_array().map(Vec::len), Some(1));
+    let (status, body) = s
+        .post(
+            &format!("/api/v1/customers/{target}/merge"),
+            &s.admin_token,
+            json!({"source_customer_id": target}),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "cannot_merge_into_itself")
     );
     s.server.shutdown().await;
 }

@@ -79,6 +79,110 @@ async fn the_api_runs_on_postgres() {
         .await;
     assert_eq!(status, StatusCode::OK);
 
+    // The inbox on PostgreSQL: ingest, one conversation per customer, a reply through the
+    // outbox, a status report, a merge and its undo, the live log.
+    let r = crate::harness::Receiver::start().await;
+    let shop = s.api_account("shop app", &r.url).await;
+    let loyalty = s.api_account("loyalty app", &r.url).await;
+    let m = |id: &str, from: serde_json::Value| json!({"type": "message", "id": id, "from": from, "text": id});
+    assert_eq!(
+        s.deliver(&shop, &m("a-1", json!({"id": "u1", "email": "ana@example.com"})))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        s.deliver(&loyalty, &m("b-1", json!({"id": "v9", "email": "ana@example.com"})))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        s.deliver(&loyalty, &m("b-2", json!({"id": "w7"}))).await.0,
+        StatusCode::OK
+    );
+    let list = s
+        .until("/api/v1/conversations", |b| {
+            let items = b["items"].as_array();
+            let unread: i64 = items.map_or(0, |a| a.iter().filter_map(|c| c["unread_count"].as_i64()).sum());
+            items.is_some_and(|a| a.len() == 2) && unread == 3
+        })
+        .await;
+    let ana = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|c| c["unread_count"] == 2)
+        .expect("Ana's conversation");
+    let conversation = ana["id"].as_str().expect("id").to_owned();
+    let (status, reply) = s
+        .post(
+            &format!("/api/v1/conversations/{conversation}/messages"),
+            &s.admin_token,
+            json!({"text": "hi"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{reply}");
+    let reply_id = reply["id"].as_str().expect("id").to_owned();
+    let sent = s
+        .until(&format!("/api/v1/conversations/{conversation}/messages"), |b| {
+            b["items"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|m| m["id"] == reply_id.as_str() && m["status"] == "sent"))
+        })
+        .await;
+    let provider_id = sent["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|m| m["id"] == reply_id.as_str())
+        .expect("reply")["provider_message_id"]
+        .as_str()
+        .expect("provider id")
+        .to_owned();
+    assert_eq!(
+        r.received()[0].1["to"],
+        "v9",
+        "the reply went where the customer last wrote"
+    );
+    let report = json!({"type": "status", "id": "st-1", "message_id": provider_id, "status": "read"});
+    assert_eq!(s.deliver(&loyalty, &report).await.0, StatusCode::OK);
+    s.until(&format!("/api/v1/conversations/{conversation}/messages"), |b| {
+        b["items"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|m| m["id"] == reply_id.as_str() && m["status"] == "read"))
+    })
+    .await;
+    let (_, w7) = s.get("/api/v1/customers?q=w7", &s.admin_token).await;
+    let source = w7["items"][0]["id"].as_str().expect("id").to_owned();
+    let (_, ana_customer) = s.get("/api/v1/customers?q=ana@example", &s.admin_token).await;
+    let target = ana_customer["items"][0]["id"].as_str().expect("id").to_owned();
+    let (status, merge) = s
+        .post(
+            &format!("/api/v1/customers/{target}/merge"),
+            &s.admin_token,
+            json!({"source_customer_id": source}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{merge}");
+    s.until("/api/v1/conversations", |b| {
+        b["items"].as_array().is_some_and(|a| a.len() == 1)
+    })
+    .await;
+    let merge_id = merge["id"].as_str().expect("id");
+    let (status, _) = s
+        .post(
+            &format!("/api/v1/customer-merges/{merge_id}/undo"),
+            &s.admin_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    s.until("/api/v1/conversations", |b| {
+        b["items"].as_array().is_some_and(|a| a.len() == 2)
+    })
+    .await;
+
     s.server.shutdown().await;
     let ddl = format!("DROP SCHEMA {schema} CASCADE");
     admin

@@ -10,6 +10,7 @@ mod harness;
 
 mod access;
 mod audit;
+mod inbox;
 mod jobs;
 mod regressions;
 mod schema;
