@@ -69,6 +69,13 @@ impl JobHandler for ProcessInbound {
                             let customer =
                                 customers::resolve(c, &ws, &account.id, &hints, m.sender_name.as_deref(), now)?;
                             let conversation = conversations::for_customer(c, &ws, &customer, now)?;
+                            // A new conversation goes round-robin to an online agent with free capacity.
+                            if conversation.created_at == now
+                                && conversation.assignee_id.is_none()
+                                && let Some(agent) = sb_store::presence::pick_agent(c, &ws, now)?
+                            {
+                                conversations::assign(c, &ws, &conversation.id, Some(&agent), None, now)?;
+                            }
                             let new = NewMessage {
                                 workspace_id: &ws,
                                 conversation_id: &conversation.id,

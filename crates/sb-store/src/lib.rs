@@ -15,6 +15,7 @@ pub mod merges;
 pub mod messages;
 pub mod migrations;
 pub mod objects;
+pub mod presence;
 pub mod sessions;
 pub mod timers;
 pub mod tokens;

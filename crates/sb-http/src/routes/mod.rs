@@ -7,6 +7,7 @@ mod customers;
 mod events;
 mod health;
 mod jobs;
+mod presence;
 mod system;
 mod tokens;
 mod users;
@@ -33,6 +34,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(customers::router())
         .merge(webhooks::router())
         .merge(events::router())
+        .merge(presence::router())
 }
 
 /// The answer for an id the caller's workspace does not have: always a plain 404, and when

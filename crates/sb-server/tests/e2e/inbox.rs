@@ -880,3 +880,86 @@ async fn an_agent_merges_two_customers_and_undoing_restores_both() {
     );
     s.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn new_conversations_go_round_robin_to_online_agents_within_their_capacity() {
+    let s = TestServer::start().await;
+    let r = Receiver::start().await;
+    let shop = s.api_account("shop app", &r.url).await;
+    let mut agents = Vec::new();
+    for (n, capacity) in [(1, 2), (2, 1)] {
+        let (email, password) = (format!("agent{n}@demo.switchboard.local"), {
+            let demo = s.server.demo.as_ref().expect("demo");
+            demo.users
+                .iter()
+                .find(|u| u.email == format!("agent{n}@demo.switchboard.local"))
+                .expect("agent")
+                .password
+                .clone()
+        });
+        let token = s.token_for(&email, &password).await;
+        let (status, me) = s
+            .post(
+                "/api/v1/presence",
+                &token,
+                json!({"status": "online", "capacity": capacity}),
+            )
+            .await;
+        assert_eq!(
+            (status, me["status"].as_str()),
+            (StatusCode::OK, Some("online")),
+            "{me}"
+        );
+        agents.push((me["user_id"].as_str().expect("id").to_owned(), capacity, token));
+    }
+    let mut assignees = Vec::new();
+    for n in 0..4 {
+        s.deliver(
+            &shop,
+            &message(&format!("m-{n}"), json!({"id": format!("customer-{n}")}), "hello"),
+        )
+        .await;
+        let list = conversations(&s, n + 1).await;
+        let newest = &list["items"][0];
+        assignees.push(newest["assignee_id"].as_str().map(str::to_owned));
+    }
+    assert_ne!(
+        assignees[0], assignees[1],
+        "round robin: the second new conversation goes to the other agent"
+    );
+    for (id, capacity, _) in &agents {
+        let taken = assignees.iter().filter(|a| a.as_deref() == Some(id.as_str())).count();
+        assert_eq!(
+            taken as i64, *capacity,
+            "agent {id} takes up to its capacity: {assignees:?}"
+        );
+    }
+    assert_eq!(
+        assignees[3], None,
+        "nobody has capacity left: the fourth waits unassigned"
+    );
+    let (_, presence) = s.get("/api/v1/presence", &s.admin_token).await;
+    assert!(
+        presence["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .all(|p| p["open_assigned"] == p["capacity"]),
+        "{presence}"
+    );
+
+    // A busy agent gets nothing new, even with capacity.
+    let (_, token) = (&agents[0].0, &agents[0].2);
+    s.post("/api/v1/presence", token, json!({"status": "busy", "capacity": 10}))
+        .await;
+    s.deliver(&shop, &message("m-9", json!({"id": "customer-9"}), "hello"))
+        .await;
+    let list = conversations(&s, 5).await;
+    assert!(list["items"][0]["assignee_id"].is_null());
+    let (status, body) = s.post("/api/v1/presence", token, json!({"status": "away"})).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_status")
+    );
+    s.server.shutdown().await;
+}

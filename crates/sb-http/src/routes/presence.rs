@@ -1,0 +1,102 @@
+//! Agents' presence: a heartbeat sets online / busy / offline and the agent's capacity; new
+//! conversations are assigned round-robin among online agents under their capacity.
+
+use axum::extract::State;
+use sb_core::Permission;
+use sb_store::presence::{self, Presence};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{ApiJson, Principal};
+use crate::views::Page;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_presence, heartbeat))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct Heartbeat {
+    /// `online`, `busy` or `offline`. Send it at least every 60 s while online.
+    pub status: String,
+    /// Open conversations the agent takes at most (default 10).
+    pub capacity: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PresenceView {
+    pub user_id: String,
+    /// `online`, `busy` or `offline` (a missed heartbeat counts as offline).
+    pub status: String,
+    pub capacity: i64,
+    pub open_assigned: i64,
+    pub heartbeat_at: String,
+}
+
+fn view(p: &Presence, now: i64) -> PresenceView {
+    PresenceView {
+        user_id: p.user_id.clone(),
+        status: p.effective_status(now).to_owned(),
+        capacity: p.capacity,
+        open_assigned: p.open_assigned,
+        heartbeat_at: sb_core::clock::rfc3339(p.heartbeat_at),
+    }
+}
+
+/// The caller's heartbeat: sets their status and capacity.
+#[utoipa::path(post, path = "/api/v1/presence", tag = "inbox", request_body = Heartbeat, responses(
+    (status = 200, body = PresenceView),
+    (status = 422, description = "`invalid_status`, `invalid_capacity`", body = ErrorBody)
+), security(("bearer" = []), ("session" = [])))]
+async fn heartbeat(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<Heartbeat>,
+) -> ApiResult<axum::Json<PresenceView>> {
+    principal.require(Permission::ReadConversations)?;
+    if !matches!(body.status.as_str(), "online" | "busy" | "offline") {
+        return Err(ApiError::unprocessable(
+            "invalid_status",
+            "status must be online, busy or offline",
+        ));
+    }
+    let capacity = body.capacity.unwrap_or(10);
+    if !(0..=1000).contains(&capacity) {
+        return Err(ApiError::unprocessable("invalid_capacity", "capacity must be 0–1000"));
+    }
+    let (ws, user, now) = (
+        principal.workspace_id().to_owned(),
+        principal.user.id.clone(),
+        state.store.now(),
+    );
+    let mine = state
+        .store
+        .db
+        .write(move |c| {
+            presence::heartbeat(c, &ws, &user, &body.status, capacity, now)?;
+            Ok::<_, sb_store::StoreError>(presence::list(c, &ws)?.into_iter().find(|p| p.user_id == user))
+        })
+        .await?
+        .ok_or_else(|| ApiError::internal("presence row missing after heartbeat"))?;
+    Ok(axum::Json(view(&mine, now)))
+}
+
+/// Every agent's presence and load.
+#[utoipa::path(get, path = "/api/v1/presence", tag = "inbox", responses(
+    (status = 200, body = inline(Page<PresenceView>))
+), security(("bearer" = []), ("session" = [])))]
+async fn list_presence(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> ApiResult<axum::Json<Page<PresenceView>>> {
+    principal.require(Permission::ReadConversations)?;
+    let (ws, now) = (principal.workspace_id().to_owned(), state.store.now());
+    let rows = state.store.db.read(move |c| presence::list(c, &ws)).await?;
+    Ok(axum::Json(Page {
+        items: rows.iter().map(|p| view(p, now)).collect(),
+        next_cursor: None,
+    }))
+}
