@@ -34,6 +34,21 @@ pub struct JobContext {
     pub engine: Engine,
 }
 
+impl JobContext {
+    /// The job's JSON payload as `T`; a payload that does not parse will never run: permanent.
+    pub fn payload<T: serde::de::DeserializeOwned>(&self) -> Result<T, JobError> {
+        serde_json::from_str(&self.job.payload).map_err(|e| JobError::Permanent(format!("bad payload: {e}")))
+    }
+
+    /// The workspace of a job that must have one.
+    pub fn workspace_id(&self) -> Result<String, JobError> {
+        self.job
+            .workspace_id
+            .clone()
+            .ok_or_else(|| JobError::Permanent("job without workspace".into()))
+    }
+}
+
 #[async_trait]
 pub trait JobHandler: Send + Sync + 'static {
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError>;

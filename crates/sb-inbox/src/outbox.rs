@@ -269,13 +269,8 @@ struct SendPayload {
 #[async_trait]
 impl JobHandler for Send {
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
-        let payload: SendPayload =
-            serde_json::from_str(&ctx.job.payload).map_err(|e| JobError::Permanent(format!("bad payload: {e}")))?;
-        let ws = ctx
-            .job
-            .workspace_id
-            .clone()
-            .ok_or_else(|| JobError::Permanent("job without workspace".into()))?;
+        let payload: SendPayload = ctx.payload()?;
+        let ws = ctx.workspace_id()?;
         let (w, id) = (ws.clone(), payload.message_id.clone());
         let loaded = ctx
             .store

@@ -26,13 +26,8 @@ struct Payload {
 #[async_trait]
 impl JobHandler for ProcessInbound {
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
-        let payload: Payload =
-            serde_json::from_str(&ctx.job.payload).map_err(|e| JobError::Permanent(format!("bad payload: {e}")))?;
-        let ws = ctx
-            .job
-            .workspace_id
-            .clone()
-            .ok_or_else(|| JobError::Permanent("job without workspace".into()))?;
+        let payload: Payload = ctx.payload()?;
+        let ws = ctx.workspace_id()?;
         let channels = self.channels.clone();
         let now = ctx.store.now();
         let events = ctx
@@ -145,13 +140,8 @@ struct WakePayload {
 #[async_trait]
 impl JobHandler for WakeSnoozed {
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
-        let payload: WakePayload =
-            serde_json::from_str(&ctx.job.payload).map_err(|e| JobError::Permanent(format!("bad payload: {e}")))?;
-        let ws = ctx
-            .job
-            .workspace_id
-            .clone()
-            .ok_or_else(|| JobError::Permanent("job without workspace".into()))?;
+        let payload: WakePayload = ctx.payload()?;
+        let ws = ctx.workspace_id()?;
         let now = ctx.store.now();
         let events = ctx
             .store
