@@ -16,6 +16,19 @@ pub struct Live {
     bus: Arc<dyn Bus>,
 }
 
+/// What travels on a workspace's live subject: a logged event (with its sequence number,
+/// replayable) or an ephemeral one (typing, presence) that only matters to who is watching now.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BusMessage {
+    Logged(LiveEvent),
+    Ephemeral {
+        kind: String,
+        conversation_id: Option<String>,
+        data: serde_json::Value,
+    },
+}
+
 /// The bus subject of a workspace's live events.
 pub fn subject(workspace_id: &str) -> String {
     format!("ws.{workspace_id}.events")
@@ -33,11 +46,34 @@ impl Live {
     /// Call after the transaction that appended `events` committed.
     pub async fn publish(&self, events: &[LiveEvent]) {
         for event in events {
-            let Ok(bytes) = serde_json::to_vec(event) else { continue };
+            let Ok(bytes) = serde_json::to_vec(&BusMessage::Logged(event.clone())) else {
+                continue;
+            };
             if let Err(e) = self.bus.publish(&subject(&event.workspace_id), bytes.into()).await {
                 // Streams still catch up from the log on their next wake-up.
                 tracing::warn!(error = %e, "publishing a live event failed");
             }
+        }
+    }
+
+    /// Publishes an event that is not logged (typing, presence): gone if nobody listens.
+    pub async fn publish_ephemeral(
+        &self,
+        workspace_id: &str,
+        kind: &str,
+        conversation_id: Option<&str>,
+        data: serde_json::Value,
+    ) {
+        let message = BusMessage::Ephemeral {
+            kind: kind.to_owned(),
+            conversation_id: conversation_id.map(str::to_owned),
+            data,
+        };
+        let Ok(bytes) = serde_json::to_vec(&message) else {
+            return;
+        };
+        if let Err(e) = self.bus.publish(&subject(workspace_id), bytes.into()).await {
+            tracing::debug!(error = %e, "publishing an ephemeral event failed");
         }
     }
 }

@@ -36,6 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(change_labels))
         .routes(routes!(mark_read))
         .routes(routes!(retry_message))
+        .routes(routes!(typing))
 }
 
 async fn load(state: &AppState, principal: &Principal, id: &str) -> Result<Conversation, ApiError> {
@@ -570,4 +571,31 @@ async fn retry_message(
         )),
         None => Err(super::not_found(&state, &principal, ObjectKind::Message, &id, "message_not_found").await),
     }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct Typing {
+    /// `true` while the agent types, `false` when they stop.
+    pub on: bool,
+}
+
+/// Tells everyone watching the conversation that the agent is typing (not stored).
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/typing", tag = "inbox", params(("id" = String, Path)), request_body = Typing, responses(
+    (status = 204),
+    (status = 404, description = "`conversation_not_found`", body = ErrorBody)
+), security(("bearer" = []), ("session" = [])))]
+async fn typing(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Typing>,
+) -> ApiResult<StatusCode> {
+    principal.require(Permission::ReplyConversations)?;
+    load(&state, &principal, &id).await?;
+    let data = serde_json::json!({ "user_id": principal.user.id, "on": body.on });
+    state
+        .live
+        .publish_ephemeral(principal.workspace_id(), "typing", Some(&id), data)
+        .await;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -13,6 +13,7 @@ use futures_util::Stream;
 use sb_bus::Subscription;
 use sb_core::Permission;
 use sb_core::clock::rfc3339;
+use sb_inbox::live::BusMessage;
 use sb_store::live_events::{self, LiveEvent};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -40,6 +41,8 @@ struct Cursor {
     last: i64,
     subscription: Subscription,
     pending: VecDeque<LiveEvent>,
+    /// Typing and presence: sent as they come, without an id, never replayed.
+    ephemeral: VecDeque<Event>,
     /// Nothing newer than `last` is in the log that the bus has not announced.
     caught_up: bool,
     /// The server is draining: end the stream (the client reconnects elsewhere, with Last-Event-ID).
@@ -67,6 +70,9 @@ async fn next_event(mut c: Cursor) -> Option<(Result<Event, Infallible>, Cursor)
         if *c.draining.borrow() {
             return None;
         }
+        if let Some(e) = c.ephemeral.pop_front() {
+            return Some((Ok(e), c));
+        }
         if let Some(e) = c.pending.pop_front() {
             if e.seq <= c.last {
                 continue; // already sent (the log and the bus both carried it)
@@ -92,17 +98,27 @@ async fn next_event(mut c: Cursor) -> Option<(Result<Event, Infallible>, Cursor)
             message = c.subscription.next() => message?,
             _ = c.draining.wait_for(|d| *d) => return None,
         };
-        match serde_json::from_slice::<LiveEvent>(&message.payload) {
+        match serde_json::from_slice::<BusMessage>(&message.payload) {
             // The next one in order: no need to read the log.
-            Ok(e) if e.seq == c.last + 1 => c.pending.push_back(e),
-            Ok(e) if e.seq <= c.last => {}
+            Ok(BusMessage::Logged(e)) if e.seq == c.last + 1 => c.pending.push_back(e),
+            Ok(BusMessage::Logged(e)) if e.seq <= c.last => {}
+            Ok(BusMessage::Ephemeral {
+                kind,
+                conversation_id,
+                data,
+            }) => {
+                let body = serde_json::json!({ "kind": kind, "conversation_id": conversation_id, "data": data });
+                c.ephemeral
+                    .push_back(Event::default().event(kind).data(body.to_string()));
+            }
             // A gap (events published out of order) or an unreadable message: read the log.
             _ => c.caught_up = false,
         }
     }
 }
 
-/// The agent's live stream: `message.created`, `message.updated`, `conversation.updated`.
+/// The agent's live stream: `message.created`, `message.updated`, `conversation.updated` (with
+/// ids, replayed after a reconnect) and `typing`, `presence` (without ids, live only).
 #[utoipa::path(get, path = "/api/v1/events", tag = "inbox", params(EventsQuery,
     ("Last-Event-ID" = Option<String>, Header, description = "the id of the last event received; the stream replays what followed")),
     responses(
@@ -142,6 +158,7 @@ async fn events(
         last,
         subscription,
         pending: VecDeque::new(),
+        ephemeral: VecDeque::new(),
         caught_up: false,
         draining: state.draining(),
     };

@@ -81,7 +81,13 @@ async fn heartbeat(
         })
         .await?
         .ok_or_else(|| ApiError::internal("presence row missing after heartbeat"))?;
-    Ok(axum::Json(view(&mine, now)))
+    let view = view(&mine, now);
+    let data = serde_json::json!({ "user_id": view.user_id, "status": view.status, "capacity": view.capacity });
+    state
+        .live
+        .publish_ephemeral(principal.workspace_id(), "presence", None, data)
+        .await;
+    Ok(axum::Json(view))
 }
 
 /// Every agent's presence and load.

@@ -637,8 +637,17 @@ impl EventStream {
         }
     }
 
-    /// The next event as (id, kind, data), within a few seconds.
+    /// The next event that has an id, as (id, kind, data), within a few seconds.
     async fn next(&mut self) -> (i64, String, Value) {
+        loop {
+            if let (Some(id), kind, data) = self.next_frame().await {
+                return (id, kind, data);
+            }
+        }
+    }
+
+    /// The next event, with its id if it has one (ephemeral events have none).
+    async fn next_frame(&mut self) -> (Option<i64>, String, Value) {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
@@ -653,10 +662,10 @@ impl EventStream {
                         data.push_str(v.trim_start());
                     }
                 }
-                if let Some(id) = id {
-                    return (id, kind, serde_json::from_str(&data).expect("event data is JSON"));
+                if data.is_empty() {
+                    continue; // a keep-alive comment
                 }
-                continue; // a keep-alive comment
+                return (id, kind, serde_json::from_str(&data).expect("event data is JSON"));
             }
             let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
                 .await
@@ -961,5 +970,62 @@ async fn new_conversations_go_round_robin_to_online_agents_within_their_capacity
         (status, code(&body)),
         (StatusCode::UNPROCESSABLE_ENTITY, "invalid_status")
     );
+    s.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn typing_and_presence_reach_the_stream_live_without_taking_event_ids() {
+    let s = TestServer::start().await;
+    let r = Receiver::start().await;
+    let shop = s.api_account("shop app", &r.url).await;
+    s.deliver(&shop, &message("m-1", json!({"id": "u1"}), "hello")).await;
+    let list = conversations(&s, 1).await;
+    let conversation = list["items"][0]["id"].as_str().expect("id").to_owned();
+    let mut stream = EventStream::open(&s, None).await;
+
+    let (status, _) = s
+        .post(
+            &format!("/api/v1/conversations/{conversation}/typing"),
+            &s.admin_token,
+            json!({"on": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (id, kind, data) = stream.next_frame().await;
+    assert_eq!(
+        (
+            id,
+            kind.as_str(),
+            data["conversation_id"].as_str(),
+            data["data"]["on"].as_bool()
+        ),
+        (None, "typing", Some(conversation.as_str()), Some(true))
+    );
+    let (_, me) = s
+        .post("/api/v1/presence", &s.admin_token, json!({"status": "busy"}))
+        .await;
+    let (id, kind, data) = stream.next_frame().await;
+    assert_eq!(
+        (id, kind.as_str(), data["data"]["status"].as_str()),
+        (None, "presence", Some("busy"))
+    );
+    assert_eq!(data["data"]["user_id"], me["user_id"]);
+
+    // Ephemeral events take no sequence numbers and are not replayed.
+    s.deliver(&shop, &message("m-2", json!({"id": "u1"}), "again")).await;
+    let (created, kind, _) = stream.next().await;
+    assert_eq!(kind, "message.created");
+    drop(stream);
+    let mut replay = EventStream::open(&s, Some(&(created - 1).to_string())).await;
+    let (id, kind, _) = replay.next_frame().await;
+    assert_eq!((id, kind.as_str()), (Some(created), "message.created"));
+    let (status, body) = s
+        .post(
+            &format!("/api/v1/conversations/{}/typing", sb_core::new_id()),
+            &s.admin_token,
+            json!({"on": true}),
+        )
+        .await;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "conversation_not_found"));
     s.server.shutdown().await;
 }
