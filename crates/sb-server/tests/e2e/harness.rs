@@ -180,6 +180,24 @@ impl TestServer {
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
+    /// Polls the thread until the message has `status`; returns the message.
+    pub async fn until_message(&self, conversation: &str, message_id: &str, status: &str) -> Value {
+        let thread = self
+            .until(&format!("/api/v1/conversations/{conversation}/messages"), |b| {
+                b["items"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|m| m["id"] == message_id && m["status"] == status))
+            })
+            .await;
+        thread["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m["id"] == message_id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Polls `path` until `done` holds (bounded).
     pub async fn until(&self, path: &str, done: impl Fn(&Value) -> bool) -> Value {
         let mut last = Value::Null;

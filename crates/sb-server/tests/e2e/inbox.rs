@@ -187,19 +187,7 @@ async fn scenario_02_one_thread() {
         "{reply}"
     );
     let reply_id = reply["id"].as_str().expect("id").to_owned();
-    let sent = s
-        .until(&format!("/api/v1/conversations/{conversation}/messages"), |b| {
-            b["items"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|m| m["id"] == reply_id.as_str() && m["status"] == "sent"))
-        })
-        .await;
-    let provider_id = sent["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .find(|m| m["id"] == reply_id.as_str())
-        .expect("reply")["provider_message_id"]
+    let provider_id = s.until_message(&conversation, &reply_id, "sent").await["provider_message_id"]
         .as_str()
         .expect("provider id")
         .to_owned();
@@ -241,12 +229,7 @@ async fn scenario_02_one_thread() {
         let report = json!({"type": "status", "id": format!("st-{n}"), "message_id": provider_id, "status": status});
         assert_eq!(s.deliver(&loyalty, &report).await.0, StatusCode::OK);
     }
-    s.until(&format!("/api/v1/conversations/{conversation}/messages"), |b| {
-        b["items"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|m| m["id"] == reply_id.as_str() && m["status"] == "read"))
-    })
-    .await;
+    s.until_message(&conversation, &reply_id, "read").await;
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let (_, thread) = s
         .get(
@@ -426,20 +409,7 @@ async fn a_failed_send_shows_the_providers_reason_and_can_be_retried() {
         )
         .await;
     let id = reply["id"].as_str().expect("id").to_owned();
-    let thread = s
-        .until(&format!("/api/v1/conversations/{conversation}/messages"), |b| {
-            b["items"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|m| m["id"] == id.as_str() && m["status"] == "failed"))
-        })
-        .await;
-    let failed = thread["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .find(|m| m["id"] == id.as_str())
-        .cloned()
-        .expect("message");
+    let failed = s.until_message(&conversation, &id, "failed").await;
     assert_eq!(failed["error_code"], "http_400");
     assert_eq!(failed["error_message"], "unknown recipient");
     r.status.store(200, std::sync::atomic::Ordering::SeqCst);
@@ -447,12 +417,7 @@ async fn a_failed_send_shows_the_providers_reason_and_can_be_retried() {
         .post(&format!("/api/v1/messages/{id}/retry"), &s.admin_token, json!({}))
         .await;
     assert_eq!((status, retried["status"].as_str()), (StatusCode::OK, Some("queued")));
-    s.until(&format!("/api/v1/conversations/{conversation}/messages"), |b| {
-        b["items"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|m| m["id"] == id.as_str() && m["status"] == "sent"))
-    })
-    .await;
+    s.until_message(&conversation, &id, "sent").await;
     let (status, body) = s
         .post(&format!("/api/v1/messages/{id}/retry"), &s.admin_token, json!({}))
         .await;

@@ -124,19 +124,7 @@ async fn the_api_runs_on_postgres() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{reply}");
     let reply_id = reply["id"].as_str().expect("id").to_owned();
-    let sent = s
-        .until(&format!("/api/v1/conversations/{conversation}/messages"), |b| {
-            b["items"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|m| m["id"] == reply_id.as_str() && m["status"] == "sent"))
-        })
-        .await;
-    let provider_id = sent["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .find(|m| m["id"] == reply_id.as_str())
-        .expect("reply")["provider_message_id"]
+    let provider_id = s.until_message(&conversation, &reply_id, "sent").await["provider_message_id"]
         .as_str()
         .expect("provider id")
         .to_owned();
@@ -147,12 +135,7 @@ async fn the_api_runs_on_postgres() {
     );
     let report = json!({"type": "status", "id": "st-1", "message_id": provider_id, "status": "read"});
     assert_eq!(s.deliver(&loyalty, &report).await.0, StatusCode::OK);
-    s.until(&format!("/api/v1/conversations/{conversation}/messages"), |b| {
-        b["items"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|m| m["id"] == reply_id.as_str() && m["status"] == "read"))
-    })
-    .await;
+    s.until_message(&conversation, &reply_id, "read").await;
     let (_, w7) = s.get("/api/v1/customers?q=w7", &s.admin_token).await;
     let source = w7["items"][0]["id"].as_str().expect("id").to_owned();
     let (_, ana_customer) = s.get("/api/v1/customers?q=ana@example", &s.admin_token).await;
