@@ -17,7 +17,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request, StatusCode};
 use axum::response::IntoResponse;
 use metrics_exporter_prometheus::PrometheusHandle;
-use sb_bus::Bus;
 use sb_engine::Engine;
 use sb_store::Store;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -57,7 +56,6 @@ impl Default for HttpConfig {
 pub struct AppState {
     pub store: Store,
     pub engine: Engine,
-    pub bus: Arc<dyn Bus>,
     pub config: Arc<HttpConfig>,
     pub metrics: PrometheusHandle,
     pub channels: sb_inbox::Channels,
@@ -73,7 +71,7 @@ impl AppState {
     pub fn new(
         store: Store,
         engine: Engine,
-        bus: Arc<dyn Bus>,
+        live: sb_inbox::live::Live,
         channels: sb_inbox::Channels,
         base_url: &str,
         config: HttpConfig,
@@ -82,10 +80,9 @@ impl AppState {
         AppState {
             store,
             engine,
-            bus: bus.clone(),
             config: Arc::new(config),
             metrics: metrics_layer::handle(),
-            live: sb_inbox::live::Live::new(bus.clone()),
+            live,
             channels,
             base_url: base_url.into(),
             limiter,

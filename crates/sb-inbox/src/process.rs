@@ -86,7 +86,7 @@ impl JobHandler for ProcessInbound {
                                 sent_at: m.sent_at_ms,
                             };
                             if let Some(message) = messages::insert(c, &new, now)? {
-                                conversations::record_inbound(
+                                let updated = conversations::record_inbound(
                                     c,
                                     &ws,
                                     &conversation.id,
@@ -95,9 +95,7 @@ impl JobHandler for ProcessInbound {
                                     now,
                                 )?;
                                 events.push(live::message_event(c, "message.created", &message, now)?);
-                                if let Some(updated) = conversations::get(c, &ws, &conversation.id)? {
-                                    events.push(live::conversation_event(c, &updated, now)?);
-                                }
+                                events.push(live::conversation_event(c, &updated, now)?);
                             }
                         }
                         Inbound::Status(s) => {

@@ -104,7 +104,8 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
     let engine = Engine::new(store.clone(), time.clone(), EngineConfig::default());
     let channels = sb_inbox::Channels::new(sb_channels::registry());
     maintenance::register(&engine);
-    sb_inbox::register(&engine, &channels, &sb_inbox::live::Live::new(bus.clone()));
+    let live = sb_inbox::live::Live::new(bus);
+    sb_inbox::register(&engine, &channels, &live);
     engine.start();
     maintenance::schedule(&engine)
         .await
@@ -121,7 +122,7 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
     let state = sb_http::AppState::new(
         store.clone(),
         engine.clone(),
-        bus,
+        live,
         channels,
         &base_url,
         config.http.clone(),

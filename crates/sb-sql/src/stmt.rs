@@ -67,18 +67,22 @@ pub struct Rewritten {
 }
 
 fn cached_rewrite(sql: &str, backend: Backend) -> Arc<Rewritten> {
-    type Cache = RwLock<HashMap<(Backend, String), Arc<Rewritten>>>;
-    static CACHE: OnceLock<Cache> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    let key = (backend, sql.to_owned());
-    if let Some(hit) = cache.read().expect("rewrite cache lock poisoned").get(&key) {
+    // One map per backend, looked up by `&str`: a hit (every statement after the first)
+    // allocates nothing.
+    type Cache = RwLock<HashMap<String, Arc<Rewritten>>>;
+    static CACHES: OnceLock<[Cache; 2]> = OnceLock::new();
+    let cache = &CACHES.get_or_init(Default::default)[match backend {
+        Backend::Sqlite => 0,
+        Backend::Postgres => 1,
+    }];
+    if let Some(hit) = cache.read().expect("rewrite cache lock poisoned").get(sql) {
         return hit.clone();
     }
     let rewritten = Arc::new(rewrite(sql, backend));
     cache
         .write()
         .expect("rewrite cache lock poisoned")
-        .insert(key, rewritten.clone());
+        .insert(sql.to_owned(), rewritten.clone());
     rewritten
 }
 

@@ -53,10 +53,17 @@ pub fn for_customer(c: &mut dyn Conn, ws: &str, customer_id: &str, now: i64) -> 
 }
 
 /// A new inbound message: unread +1, the latest inbound time and account move forward only,
-/// and a pending, snoozed or resolved conversation opens again.
-pub fn record_inbound(c: &mut dyn Conn, ws: &str, id: &str, account_id: &str, at: i64, now: i64) -> Result<()> {
-    c.execute(
-        &Stmt::new(
+/// and a pending, snoozed or resolved conversation opens again. Returns the updated row.
+pub fn record_inbound(
+    c: &mut dyn Conn,
+    ws: &str,
+    id: &str,
+    account_id: &str,
+    at: i64,
+    now: i64,
+) -> Result<Conversation> {
+    c.fetch_opt(
+        &Stmt::new(format!(
             "UPDATE conversations SET
                 unread_count = unread_count + 1,
                 last_message_at = CASE WHEN :at > last_message_at THEN :at ELSE last_message_at END,
@@ -64,15 +71,16 @@ pub fn record_inbound(c: &mut dyn Conn, ws: &str, id: &str, account_id: &str, at
                                                THEN :account ELSE last_inbound_account_id END,
                 last_inbound_at = CASE WHEN last_inbound_at IS NULL OR :at > last_inbound_at THEN :at ELSE last_inbound_at END,
                 status = 'open', snoozed_until = NULL, updated_at = :now
-             WHERE workspace_id = :ws AND id = :id",
-        )
+             WHERE workspace_id = :ws AND id = :id
+             RETURNING {COLUMNS}"
+        ))
         .bind("at", at)
         .bind("account", account_id)
         .bind("now", now)
         .bind("ws", ws)
         .bind("id", id),
-    )?;
-    Ok(())
+    )?
+    .ok_or(crate::StoreError::NotFound("conversation"))
 }
 
 pub fn touch(c: &mut dyn Conn, ws: &str, id: &str, at: i64) -> Result<()> {
@@ -145,14 +153,7 @@ pub fn list(
         .bind("label", f.label.as_deref().unwrap_or(""))
         .bind("channel", f.channel.as_deref().unwrap_or(""))
         .bind("before_at", before_at)
-        .bind(
-            "before_id",
-            if before_id.is_empty() {
-                "\u{10FFFF}".to_owned()
-            } else {
-                before_id
-            },
-        )
+        .bind("before_id", before_id)
         .bind("limit", limit),
     )?)
 }

@@ -266,8 +266,3 @@ async fn wait_for_zero(store: &sb_store::Store) -> i64 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
-
-#[allow(dead_code)]
-fn _assert_engine_is_send(e: Engine) -> impl Send {
-    async move { e.shutdown().await }
-}
