@@ -191,7 +191,11 @@ impl Channel for ApiChannel {
             .secret("secret")
             .ok_or_else(|| permanent("channel_misconfigured", "the API channel has no secret".into()))?;
         let body = serde_json::to_vec(message).map_err(|e| permanent("encoding_failed", e.to_string()))?;
-        let signature = signing::sign(secret, message.created_at_ms.max(0) / 1000, &body);
+        // Signed at each attempt: a retry hours later must still fall inside the receiver's window.
+        let now_secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let signature = signing::sign(secret, now_secs, &body);
         let response = self
             .http
             .post(url)

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod signing;
+pub mod widget;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -148,11 +149,18 @@ pub trait Channel: Send + Sync + 'static {
     fn verify(&self, request: &RawRequest<'_>, account: &Account, now_ms: i64) -> Result<Verified, ChannelError>;
     /// Parses a stored body again (processing runs after acknowledgement).
     fn parse(&self, body: &[u8], received_at_ms: i64) -> Result<Vec<Inbound>, ChannelError>;
+    /// Secrets generated for a new account when the admin gives none.
+    fn new_secrets(&self) -> serde_json::Value {
+        serde_json::json!({ "secret": sb_core::credentials::random_secret() })
+    }
     /// Sends and returns the provider's id for the message.
     async fn send(&self, message: &OutboundMessage, account: &Account) -> Result<String, SendError>;
 }
 
 /// Every channel this build knows.
 pub fn registry() -> Vec<std::sync::Arc<dyn Channel>> {
-    vec![std::sync::Arc::new(api::ApiChannel::default())]
+    vec![
+        std::sync::Arc::new(api::ApiChannel::default()),
+        std::sync::Arc::new(widget::WidgetChannel),
+    ]
 }

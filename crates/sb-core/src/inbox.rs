@@ -84,7 +84,7 @@ impl ConversationStatus {
 /// Identifier kinds. Global ones (e-mail, phone) link a customer across channels on their
 /// own; the others are scoped to the channel account that issued them.
 pub fn is_global_identity(kind: &str) -> bool {
-    matches!(kind, "email" | "phone")
+    matches!(kind, "email" | "phone" | "user_id")
 }
 
 /// Lower-cased, trimmed; `None` when it is not an e-mail address.

@@ -63,6 +63,7 @@ pub struct AppState {
     /// Where providers and people reach this server (webhook URLs are built from it).
     pub base_url: Arc<str>,
     limiter: Arc<limits::LoginLimiter>,
+    visitor_limiter: Arc<routes::widget::VisitorLimiter>,
     /// Flipped when the server starts draining: long-lived streams end so the drain can finish.
     draining: Arc<tokio::sync::watch::Sender<bool>>,
 }
@@ -86,6 +87,7 @@ impl AppState {
             channels,
             base_url: base_url.into(),
             limiter,
+            visitor_limiter: Arc::default(),
             draining: Arc::new(tokio::sync::watch::channel(false).0),
         }
     }
@@ -116,6 +118,15 @@ impl utoipa::Modify for SecurityAddon {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "visitor",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("a website visitor's token from POST /widget/v1/sessions"))
+                    .build(),
+            ),
         );
         components.add_security_scheme(
             "session",

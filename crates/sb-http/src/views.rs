@@ -341,8 +341,19 @@ pub struct MessageView {
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub provider_message_id: Option<String>,
+    /// Files on the message; fetch each from `url`.
+    pub attachments: Vec<AttachmentView>,
     pub sent_at: String,
     pub created_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AttachmentView {
+    pub id: String,
+    pub filename: String,
+    pub content_type: String,
+    pub size: i64,
+    pub url: String,
 }
 
 impl From<&sb_store::messages::Message> for MessageView {
@@ -360,6 +371,17 @@ impl From<&sb_store::messages::Message> for MessageView {
             error_code: m.error_code.clone(),
             error_message: m.error_message.clone(),
             provider_message_id: m.provider_message_id.clone(),
+            attachments: serde_json::from_str::<Vec<sb_store::attachments::AttachmentMeta>>(&m.attachments_json)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|a| AttachmentView {
+                    url: format!("/api/v1/attachments/{}", a.id),
+                    id: a.id,
+                    filename: a.filename,
+                    content_type: a.content_type,
+                    size: a.size,
+                })
+                .collect(),
             sent_at: rfc3339(m.sent_at),
             created_at: rfc3339(m.created_at),
         }

@@ -5,6 +5,7 @@ mod ingest;
 pub mod live;
 pub mod outbox;
 mod process;
+pub mod widget;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -171,6 +171,7 @@ pub async fn reply(
                     provider_message_id: None,
                     status: "note",
                     sent_at: now,
+                    attachments_json: "[]",
                 };
                 let message = messages::insert(c, &note, now)?.ok_or(StoreError::Conflict("note".into()))?;
                 let event = live::message_event(c, "message.created", &message, now)?;
@@ -186,48 +187,79 @@ pub async fn reply(
             let Some(account) = channel_accounts::get(c, ws, &account_id)? else {
                 return Ok(Err(ReplyError::AccountNotFound));
             };
-            let option = option_for(c, &channels, &conversation, &account, now)?;
-            if !option.allowed {
-                let reason = option.reason.unwrap_or("not_allowed");
-                return Ok(Err(ReplyError::NotAllowed(
-                    option.reason_text.unwrap_or_default(),
-                    reason,
-                )));
-            }
-            let max = channels
-                .get(&account.channel)
-                .map_or(usize::MAX, |ch| ch.policy().max_text_chars);
-            if request.text.chars().count() > max {
-                return Ok(Err(ReplyError::NotAllowed(
-                    format!("this channel takes at most {max} characters"),
-                    "text_too_long",
-                )));
-            }
-            let new = NewMessage {
-                workspace_id: ws,
-                conversation_id: &conversation.id,
-                customer_id: &conversation.customer_id,
-                channel_account_id: Some(&account.id),
-                channel: Some(&account.channel),
-                direction: "outbound",
-                author_kind: "user",
-                author_id: Some(&request.author_id),
-                body: &request.text,
-                provider_message_id: None,
-                status: "queued",
-                sent_at: now,
-            };
-            let message = messages::insert(c, &new, now)?.ok_or(StoreError::Conflict("reply".into()))?;
-            enqueue_send(c, &message, now)?;
-            conversations::touch(c, ws, &conversation.id, now)?;
-            let event = live::message_event(c, "message.created", &message, now)?;
-            Ok::<_, StoreError>(Ok((message, vec![event])))
+            let author = Author::Agent(&request.author_id);
+            Ok::<_, StoreError>(
+                queue_reply(c, &channels, &conversation, &account, author, &request.text, now)?
+                    .map(|(message, event)| (message, vec![event])),
+            )
         })
         .await??;
     engine.notify_jobs();
     let (message, events) = message;
     live.publish(&events).await;
     Ok(message)
+}
+
+/// Who writes an outbound message.
+#[derive(Debug, Clone, Copy)]
+pub enum Author<'a> {
+    Agent(&'a str),
+    /// The product itself (a handoff's first message).
+    System,
+}
+
+/// Writes an outbound message on `account` with its send job, after checking that a
+/// free-form message may go there now. Runs inside the caller's transaction.
+pub(crate) fn queue_reply(
+    c: &mut dyn Conn,
+    channels: &Channels,
+    conversation: &Conversation,
+    account: &ChannelAccount,
+    author: Author<'_>,
+    text: &str,
+    now: i64,
+) -> Result<Result<(Message, sb_store::live_events::LiveEvent), ReplyError>, StoreError> {
+    let option = option_for(c, channels, conversation, account, now)?;
+    if !option.allowed {
+        let reason = option.reason.unwrap_or("not_allowed");
+        return Ok(Err(ReplyError::NotAllowed(
+            option.reason_text.unwrap_or_default(),
+            reason,
+        )));
+    }
+    let max = channels
+        .get(&account.channel)
+        .map_or(usize::MAX, |ch| ch.policy().max_text_chars);
+    if text.chars().count() > max {
+        return Ok(Err(ReplyError::NotAllowed(
+            format!("this channel takes at most {max} characters"),
+            "text_too_long",
+        )));
+    }
+    let (author_kind, author_id) = match author {
+        Author::Agent(id) => ("user", Some(id)),
+        Author::System => ("system", None),
+    };
+    let new = NewMessage {
+        workspace_id: &conversation.workspace_id,
+        conversation_id: &conversation.id,
+        customer_id: &conversation.customer_id,
+        channel_account_id: Some(&account.id),
+        channel: Some(&account.channel),
+        direction: "outbound",
+        author_kind,
+        author_id,
+        body: text,
+        provider_message_id: None,
+        status: "queued",
+        sent_at: now,
+        attachments_json: "[]",
+    };
+    let message = messages::insert(c, &new, now)?.ok_or(StoreError::Conflict("reply".into()))?;
+    enqueue_send(c, &message, now)?;
+    conversations::touch(c, &conversation.workspace_id, &conversation.id, now)?;
+    let event = live::message_event(c, "message.created", &message, now)?;
+    Ok(Ok((message, event)))
 }
 
 /// The send job of an outbound message: one at a time per conversation, so replies keep

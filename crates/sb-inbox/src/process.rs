@@ -3,11 +3,13 @@
 //! One transaction per request, marked processed in it, so a rerun changes nothing.
 
 use async_trait::async_trait;
-use sb_channels::Inbound;
+use sb_channels::{Inbound, InboundMessage};
 use sb_engine::{JobContext, JobError, JobHandler};
+use sb_store::channel_accounts::ChannelAccount;
 use sb_store::customers::{self, Hint};
-use sb_store::messages::{self, NewMessage};
-use sb_store::{StoreError, channel_accounts, conversations, inbound};
+use sb_store::live_events::LiveEvent;
+use sb_store::messages::{self, Message, NewMessage};
+use sb_store::{Conn, StoreError, channel_accounts, conversations, inbound};
 use serde::Deserialize;
 
 use crate::Channels;
@@ -52,51 +54,7 @@ impl JobHandler for ProcessInbound {
                 for event in parsed {
                     match event {
                         Inbound::Message(m) => {
-                            let hints: Vec<Hint<'_>> = m
-                                .identities
-                                .iter()
-                                .map(|i| Hint {
-                                    kind: &i.kind,
-                                    value: &i.value,
-                                    verified: i.verified,
-                                })
-                                .collect();
-                            let customer =
-                                customers::resolve(c, &ws, &account.id, &hints, m.sender_name.as_deref(), now)?;
-                            let conversation = conversations::for_customer(c, &ws, &customer, now)?;
-                            // A new conversation goes round-robin to an online agent with free capacity.
-                            if conversation.created_at == now
-                                && conversation.assignee_id.is_none()
-                                && let Some(agent) = sb_store::presence::pick_agent(c, &ws, now)?
-                            {
-                                conversations::assign(c, &ws, &conversation.id, Some(&agent), None, now)?;
-                            }
-                            let new = NewMessage {
-                                workspace_id: &ws,
-                                conversation_id: &conversation.id,
-                                customer_id: &customer,
-                                channel_account_id: Some(&account.id),
-                                channel: Some(&account.channel),
-                                direction: "inbound",
-                                author_kind: "customer",
-                                author_id: Some(&customer),
-                                body: &m.text,
-                                provider_message_id: Some(&m.provider_message_id),
-                                status: "received",
-                                sent_at: m.sent_at_ms,
-                            };
-                            if let Some(message) = messages::insert(c, &new, now)? {
-                                let updated = conversations::record_inbound(
-                                    c,
-                                    &ws,
-                                    &conversation.id,
-                                    &account.id,
-                                    m.sent_at_ms,
-                                    now,
-                                )?;
-                                events.push(live::message_event(c, "message.created", &message, now)?);
-                                events.push(live::conversation_event(c, &updated, now)?);
-                            }
+                            apply_message(c, &ws, &account, &m, "[]", now, &mut events)?;
                         }
                         Inbound::Status(s) => {
                             let error = s
@@ -123,6 +81,59 @@ impl JobHandler for ProcessInbound {
         metrics::counter!("switchboard_inbound_processed_total").increment(1);
         Ok(())
     }
+}
+
+/// Appends one inbound message to its customer's one conversation: resolve the customer,
+/// open (and round-robin assign) the conversation if new, store the message unless the account
+/// already has its provider id (then `None`), and update unread count and last inbound channel.
+pub(crate) fn apply_message(
+    c: &mut dyn Conn,
+    ws: &str,
+    account: &ChannelAccount,
+    m: &InboundMessage,
+    attachments_json: &str,
+    now: i64,
+    events: &mut Vec<LiveEvent>,
+) -> Result<Option<Message>, StoreError> {
+    let hints: Vec<Hint<'_>> = m
+        .identities
+        .iter()
+        .map(|i| Hint {
+            kind: &i.kind,
+            value: &i.value,
+            verified: i.verified,
+        })
+        .collect();
+    let customer = customers::resolve(c, ws, &account.id, &hints, m.sender_name.as_deref(), now)?;
+    let conversation = conversations::for_customer(c, ws, &customer, now)?;
+    if conversation.created_at == now
+        && conversation.assignee_id.is_none()
+        && let Some(agent) = sb_store::presence::pick_agent(c, ws, now)?
+    {
+        conversations::assign(c, ws, &conversation.id, Some(&agent), None, now)?;
+    }
+    let new = NewMessage {
+        workspace_id: ws,
+        conversation_id: &conversation.id,
+        customer_id: &customer,
+        channel_account_id: Some(&account.id),
+        channel: Some(&account.channel),
+        direction: "inbound",
+        author_kind: "customer",
+        author_id: Some(&customer),
+        body: &m.text,
+        provider_message_id: Some(&m.provider_message_id),
+        status: "received",
+        sent_at: m.sent_at_ms,
+        attachments_json,
+    };
+    let Some(message) = messages::insert(c, &new, now)? else {
+        return Ok(None);
+    };
+    let updated = conversations::record_inbound(c, ws, &conversation.id, &account.id, m.sent_at_ms, now)?;
+    events.push(live::message_event(c, "message.created", &message, now)?);
+    events.push(live::conversation_event(c, &updated, now)?);
+    Ok(Some(message))
 }
 
 /// A snooze ends: the conversation opens again, unless an agent already changed it.

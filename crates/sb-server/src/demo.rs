@@ -45,6 +45,9 @@ impl DemoCredentials {
         if let Some(url) = self.channels["api"]["inbound_url"].as_str() {
             println!("  API channel: POST signed messages to {url} (secret in the credentials file)");
         }
+        if let Some(url) = self.channels["widget"]["page_url"].as_str() {
+            println!("  website chat: open {url} and write; answer in the inbox");
+        }
     }
 }
 
@@ -69,6 +72,9 @@ pub async fn ensure(store: &Store, data_dir: &Path, base_url: &str) -> Result<Op
             c.base_url = base_url.to_owned();
             if let Some(id) = c.channels["api"]["account_id"].as_str().map(str::to_owned) {
                 c.channels["api"]["inbound_url"] = serde_json::json!(format!("{base_url}/hooks/api/{id}"));
+            }
+            if let Some(token) = c.channels["widget"]["website_token"].as_str().map(str::to_owned) {
+                c.channels["widget"]["page_url"] = serde_json::json!(format!("{base_url}/demo/widget/{token}"));
             }
             c
         }));
@@ -97,6 +103,13 @@ pub async fn ensure(store: &Store, data_dir: &Path, base_url: &str) -> Result<Op
     let api_secret = credentials::random_secret();
     let secrets_json = serde_json::json!({ "secret": api_secret }).to_string();
     let digest = credentials::secret_digest(&api_token);
+    let widget_secret = credentials::random_secret();
+    let widget_secrets = serde_json::json!({ "hmac_secret": widget_secret, "token_key": credentials::random_secret() });
+    let widget_settings = serde_json::json!({
+        "title": "Demo Shop",
+        "welcome": "Hi! Questions about an order or a product? We are here.",
+        "prechat": true,
+    });
     let now = store.now();
     let rows = people.clone();
     let created = store
@@ -124,10 +137,19 @@ pub async fn ensure(store: &Store, data_dir: &Path, base_url: &str) -> Result<Op
             let admin = admin.ok_or(StoreError::Invalid("no demo users".into()))?;
             tokens::create(c, &admin, "demo", &digest, now)?;
             let api = channel_accounts::create(c, &ws.id, "api", "Demo API integration", "{}", &secrets_json, now)?;
-            Ok::<_, StoreError>(Some(api.id))
+            let widget = channel_accounts::create(
+                c,
+                &ws.id,
+                "widget",
+                "Website chat",
+                &widget_settings.to_string(),
+                &widget_secrets.to_string(),
+                now,
+            )?;
+            Ok::<_, StoreError>(Some((api.id, widget.id)))
         })
         .await?;
-    let Some(api_account) = created else {
+    let Some((api_account, widget_account)) = created else {
         return Ok(None);
     };
     let creds = DemoCredentials {
@@ -139,6 +161,11 @@ pub async fn ensure(store: &Store, data_dir: &Path, base_url: &str) -> Result<Op
                 "account_id": api_account,
                 "inbound_url": format!("{base_url}/hooks/api/{api_account}"),
                 "secret": api_secret,
+            },
+            "widget": {
+                "page_url": format!("{base_url}/demo/widget/{widget_account}"),
+                "website_token": widget_account,
+                "hmac_secret": widget_secret,
             }
         }),
     };

@@ -54,7 +54,7 @@ pub fn scope_of(kind: &str, account_id: &str) -> String {
     }
 }
 
-fn find_identity_owner(c: &mut dyn Conn, ws: &str, kind: &str, scope: &str, value: &str) -> Result<Option<String>> {
+pub fn find_identity_owner(c: &mut dyn Conn, ws: &str, kind: &str, scope: &str, value: &str) -> Result<Option<String>> {
     Ok(match c.query_opt(
         &Stmt::new(
             "SELECT customer_id FROM identities WHERE workspace_id = :ws AND kind = :kind AND scope = :scope AND value = :value",
@@ -67,6 +67,61 @@ fn find_identity_owner(c: &mut dyn Conn, ws: &str, kind: &str, scope: &str, valu
         Some(r) => Some(r.get_in("identities", "customer_id")?),
         None => None,
     })
+}
+
+/// The customer holding a *verified* identifier (claims typed in by a visitor do not count).
+pub fn find_verified_owner(c: &mut dyn Conn, ws: &str, kind: &str, scope: &str, value: &str) -> Result<Option<String>> {
+    Ok(
+        match c.query_opt(
+            &Stmt::new(
+                "SELECT customer_id FROM identities
+             WHERE workspace_id = :ws AND kind = :kind AND scope = :scope AND value = :value AND verified = :yes",
+            )
+            .bind("ws", ws)
+            .bind("kind", kind)
+            .bind("scope", scope)
+            .bind("value", value)
+            .bind("yes", true),
+        )? {
+            Some(r) => Some(r.get_in("identities", "customer_id")?),
+            None => None,
+        },
+    )
+}
+
+/// Gives a verified identifier to a customer: an unverified claim on it (whoever made it)
+/// moves to this customer, or it is attached anew. Returns false when someone holds it verified.
+pub fn attach_verified(
+    c: &mut dyn Conn,
+    ws: &str,
+    customer_id: &str,
+    kind: &str,
+    scope: &str,
+    value: &str,
+    now: i64,
+) -> Result<bool> {
+    let moved = c.execute(
+        &Stmt::new(
+            "UPDATE identities SET customer_id = :customer, verified = :yes
+             WHERE workspace_id = :ws AND kind = :kind AND scope = :scope AND value = :value AND verified = :no",
+        )
+        .bind("customer", customer_id)
+        .bind("yes", true)
+        .bind("no", false)
+        .bind("ws", ws)
+        .bind("kind", kind)
+        .bind("scope", scope)
+        .bind("value", value),
+    )?;
+    if moved == 1 {
+        return Ok(true);
+    }
+    let hint = Hint {
+        kind,
+        value,
+        verified: true,
+    };
+    attach(c, ws, customer_id, &hint, scope, now)
 }
 
 /// Adds an identifier to a customer unless someone already holds it. Returns whether added.
@@ -156,7 +211,22 @@ pub fn resolve(
     for hint in hints {
         attach(c, ws, &customer_id, hint, &scope_of(hint.kind, account_id), now)?;
     }
-    // Fill in what the profile lacks; never overwrite what an agent or an earlier channel set.
+    let email = hints.iter().find(|h| h.kind == "email" && h.verified).map(|h| h.value);
+    let phone = hints.iter().find(|h| h.kind == "phone" && h.verified).map(|h| h.value);
+    fill_profile(c, ws, &customer_id, name, email, phone, now)?;
+    Ok(customer_id)
+}
+
+/// Fills in what the profile lacks; never overwrites what an agent or an earlier channel set.
+pub fn fill_profile(
+    c: &mut dyn Conn,
+    ws: &str,
+    id: &str,
+    name: Option<&str>,
+    email: Option<&str>,
+    phone: Option<&str>,
+    now: i64,
+) -> Result<()> {
     c.execute(
         &Stmt::new(
             "UPDATE customers SET
@@ -167,19 +237,13 @@ pub fn resolve(
              WHERE workspace_id = :ws AND id = :id",
         )
         .bind("name", name)
-        .bind(
-            "email",
-            hints.iter().find(|h| h.kind == "email" && h.verified).map(|h| h.value),
-        )
-        .bind(
-            "phone",
-            hints.iter().find(|h| h.kind == "phone" && h.verified).map(|h| h.value),
-        )
+        .bind("email", email)
+        .bind("phone", phone)
         .bind("now", now)
         .bind("ws", ws)
-        .bind("id", &customer_id),
+        .bind("id", id),
     )?;
-    Ok(customer_id)
+    Ok(())
 }
 
 pub fn get(c: &mut dyn Conn, ws: &str, id: &str) -> Result<Option<Customer>> {

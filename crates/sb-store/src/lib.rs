@@ -4,6 +4,7 @@
 //! transaction (a domain write and the job it enqueues commit together). Every query on
 //! tenant data filters on `workspace_id`.
 
+pub mod attachments;
 pub mod audit;
 pub mod channel_accounts;
 pub mod conversations;

@@ -24,17 +24,19 @@ pub struct Message {
     pub status: String,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
+    /// `[{"id","filename","content_type","size"}]`.
+    pub attachments_json: String,
     pub sent_at: i64,
     pub created_at: i64,
     pub updated_at: i64,
 }
 from_row!(Message in "messages" {
     id, workspace_id, conversation_id, customer_id, channel_account_id, channel, direction, author_kind, author_id, body,
-    provider_message_id, status, error_code, error_message, sent_at, created_at, updated_at
+    provider_message_id, status, error_code, error_message, attachments_json, sent_at, created_at, updated_at
 });
 
 const COLUMNS: &str = "id, workspace_id, conversation_id, customer_id, channel_account_id, channel, direction, author_kind, \
-                       author_id, body, provider_message_id, status, error_code, error_message, sent_at, created_at, updated_at";
+                       author_id, body, provider_message_id, status, error_code, error_message, attachments_json, sent_at, created_at, updated_at";
 
 #[derive(Debug, Clone)]
 pub struct NewMessage<'a> {
@@ -50,6 +52,8 @@ pub struct NewMessage<'a> {
     pub provider_message_id: Option<&'a str>,
     pub status: &'a str,
     pub sent_at: i64,
+    /// `[]` when there are none.
+    pub attachments_json: &'a str,
 }
 
 /// Inserts a message. An inbound message the account already has (the same provider id) is
@@ -58,9 +62,9 @@ pub fn insert(c: &mut dyn Conn, m: &NewMessage<'_>, now: i64) -> Result<Option<M
     Ok(c.fetch_opt(
         &Stmt::new(format!(
             "INSERT INTO messages (id, workspace_id, conversation_id, customer_id, channel_account_id, channel, direction,
-                                   author_kind, author_id, body, provider_message_id, status, sent_at, created_at, updated_at)
+                                   author_kind, author_id, body, provider_message_id, status, attachments_json, sent_at, created_at, updated_at)
              VALUES (:id, :ws, :conversation, :customer, :account, :channel, :direction, :author_kind, :author_id, :body,
-                     :provider_id, :status, :sent_at, :now, :now)
+                     :provider_id, :status, :attachments, :sent_at, :now, :now)
              ON CONFLICT (channel_account_id, provider_message_id) DO NOTHING
              RETURNING {COLUMNS}"
         ))
@@ -76,6 +80,7 @@ pub fn insert(c: &mut dyn Conn, m: &NewMessage<'_>, now: i64) -> Result<Option<M
         .bind("body", m.body)
         .bind("provider_id", m.provider_message_id)
         .bind("status", m.status)
+        .bind("attachments", m.attachments_json)
         .bind("sent_at", m.sent_at)
         .bind("now", now),
     )?)
@@ -242,4 +247,71 @@ pub fn last_inbound_at(c: &mut dyn Conn, ws: &str, conversation_id: &str, accoun
         .bind("account", account_id),
     )?
     .get("at")?)
+}
+
+/// The message an account stored under a provider id (the widget's echo id).
+pub fn by_provider_id(
+    c: &mut dyn Conn,
+    ws: &str,
+    account_id: &str,
+    provider_message_id: &str,
+) -> Result<Option<Message>> {
+    Ok(c.fetch_opt(
+        &Stmt::new(format!(
+            "SELECT {COLUMNS} FROM messages
+             WHERE workspace_id = :ws AND channel_account_id = :account AND provider_message_id = :provider_id"
+        ))
+        .bind("ws", ws)
+        .bind("account", account_id)
+        .bind("provider_id", provider_message_id),
+    )?)
+}
+
+/// The latest messages of a conversation on one channel account, oldest first (what a
+/// website visitor sees: their chat, not what the customer said elsewhere).
+pub fn latest_on_account(
+    c: &mut dyn Conn,
+    ws: &str,
+    conversation_id: &str,
+    account_id: &str,
+    limit: i64,
+) -> Result<Vec<Message>> {
+    let mut rows: Vec<Message> = c.fetch_all(
+        &Stmt::new(format!(
+            "SELECT {COLUMNS} FROM messages
+             WHERE workspace_id = :ws AND conversation_id = :conversation AND channel_account_id = :account
+             ORDER BY sent_at DESC, id DESC LIMIT :limit"
+        ))
+        .bind("ws", ws)
+        .bind("conversation", conversation_id)
+        .bind("account", account_id)
+        .bind("limit", limit),
+    )?;
+    rows.reverse();
+    Ok(rows)
+}
+
+/// The recipient has seen everything up to `at` on this account: outbound messages that are
+/// sent or delivered become read (status only moves forward). Returns the changed messages.
+pub fn mark_read_through(
+    c: &mut dyn Conn,
+    ws: &str,
+    conversation_id: &str,
+    account_id: &str,
+    at: i64,
+    now: i64,
+) -> Result<Vec<Message>> {
+    Ok(c.fetch_all(
+        &Stmt::new(format!(
+            "UPDATE messages SET status = 'read', updated_at = :now
+             WHERE workspace_id = :ws AND conversation_id = :conversation AND channel_account_id = :account
+               AND direction = 'outbound' AND status IN ('sent', 'delivered') AND sent_at <= :at
+             RETURNING {COLUMNS}"
+        ))
+        .bind("now", now)
+        .bind("ws", ws)
+        .bind("conversation", conversation_id)
+        .bind("account", account_id)
+        .bind("at", at),
+    )?)
 }

@@ -1,6 +1,6 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use sb_core::{Permission, credentials};
+use sb_core::Permission;
 use sb_store::audit::{self, Change};
 use sb_store::channel_accounts;
 use sb_store::objects::ObjectKind;
@@ -22,13 +22,16 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Deserialize, ToSchema)]
 pub struct CreateChannelAccount {
-    /// `api`.
+    /// `api` or `widget`.
     pub channel: String,
     pub name: String,
-    /// Non-secret settings. API channel: `webhook_url`, where replies are delivered.
+    /// Non-secret settings. API channel: `webhook_url`, where replies are delivered. Widget:
+    /// `allowed_origins` (list of `scheme://host[:port]`; empty = any), `hmac_mandatory`,
+    /// `prechat`, `title`, `welcome`, `max_upload_bytes`.
     #[serde(default)]
     pub settings: serde_json::Value,
-    /// Secrets; generated when omitted (API channel: `secret`).
+    /// Secrets; generated when omitted (API channel: `secret`; widget: `hmac_secret` for
+    /// `identifier_hash`, `token_key` for visitor tokens).
     pub secrets: Option<serde_json::Value>,
 }
 
@@ -57,6 +60,40 @@ fn validate(channel: &str, settings: &serde_json::Value) -> Result<(), ApiError>
             return Err(ApiError::unprocessable(
                 "invalid_settings",
                 "webhook_url must be an http(s) URL",
+            ));
+        }
+    }
+    if channel == sb_channels::widget::KIND {
+        let origins_ok = settings.get("allowed_origins").is_none_or(|o| {
+            o.as_array().is_some_and(|list| {
+                list.iter().all(|v| {
+                    v.as_str()
+                        .is_some_and(|u| (u.starts_with("http://") || u.starts_with("https://")) && !u.ends_with('/'))
+                })
+            })
+        });
+        if !origins_ok {
+            return Err(ApiError::unprocessable(
+                "invalid_settings",
+                "allowed_origins must be a list of origins like `https://shop.example` (no trailing slash)",
+            ));
+        }
+        for flag in ["hmac_mandatory", "prechat"] {
+            if settings.get(flag).is_some_and(|v| !v.is_boolean()) {
+                return Err(ApiError::unprocessable(
+                    "invalid_settings",
+                    format!("{flag} must be true or false"),
+                ));
+            }
+        }
+        let max = sb_channels::widget::DEFAULT_MAX_UPLOAD_BYTES as u64;
+        if settings
+            .get("max_upload_bytes")
+            .is_some_and(|v| v.as_u64().is_none_or(|n| n == 0 || n > max))
+        {
+            return Err(ApiError::unprocessable(
+                "invalid_settings",
+                format!("max_upload_bytes must be 1–{max}"),
             ));
         }
     }
@@ -93,9 +130,14 @@ async fn create_account(
         body.settings
     };
     validate(&body.channel, &settings)?;
-    let secrets = body
-        .secrets
-        .unwrap_or_else(|| serde_json::json!({ "secret": credentials::random_secret() }));
+    let secrets = match body.secrets {
+        Some(secrets) => secrets,
+        None => state
+            .channels
+            .get(&body.channel)
+            .map(|c| c.new_secrets())
+            .unwrap_or_default(),
+    };
     let (ws, actor, now, channel) = (
         principal.workspace_id().to_owned(),
         principal.actor(),

@@ -37,6 +37,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(mark_read))
         .routes(routes!(retry_message))
         .routes(routes!(typing))
+        .routes(routes!(handoff))
 }
 
 async fn load(state: &AppState, principal: &Principal, id: &str) -> Result<Conversation, ApiError> {
@@ -196,7 +197,7 @@ pub struct CreateMessage {
     pub channel_account_id: Option<String>,
 }
 
-fn reply_error(e: ReplyError) -> ApiError {
+pub(crate) fn reply_error(e: ReplyError) -> ApiError {
     match e {
         ReplyError::ConversationNotFound => ApiError::not_found("conversation_not_found", "no such conversation"),
         ReplyError::AccountNotFound => ApiError::unprocessable("channel_account_not_found", "no such channel account"),
@@ -598,4 +599,47 @@ async fn typing(
         .publish_ephemeral(principal.workspace_id(), "typing", Some(&id), data)
         .await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct HandoffRequest {
+    /// Where the conversation continues.
+    pub channel_account_id: String,
+    /// The customer's address there (phone, e-mail or the channel's id for them); omitted:
+    /// the address already known.
+    pub address: Option<String>,
+}
+
+/// Moves the conversation to another channel: links the customer's address there, sends a
+/// first message that refers to this conversation, and tells the website chat where it went.
+/// The customer's replies on the new channel continue this thread. Audited.
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/handoff", tag = "inbox", params(("id" = String, Path)), request_body = HandoffRequest, responses(
+    (status = 201, body = MessageView, description = "the first message on the new channel"),
+    (status = 404, description = "`conversation_not_found`", body = ErrorBody),
+    (status = 409, description = "`identity_conflict`: another customer has this address", body = ErrorBody),
+    (status = 422, description = "`invalid_address`, `no_address`, `handoff_unsupported`, `reply_window_closed`, `channel_account_not_found`", body = ErrorBody)
+), security(("bearer" = []), ("session" = [])))]
+async fn handoff(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<HandoffRequest>,
+) -> ApiResult<(StatusCode, axum::Json<MessageView>)> {
+    principal.require(Permission::ReplyConversations)?;
+    let conversation = load(&state, &principal, &id).await?;
+    if !sb_core::ids::is_id(&body.channel_account_id) {
+        return Err(ApiError::unprocessable(
+            "channel_account_not_found",
+            "no such channel account",
+        ));
+    }
+    let request = sb_inbox::widget::Handoff {
+        workspace_id: conversation.workspace_id.clone(),
+        customer_id: conversation.customer_id.clone(),
+        channel_account_id: body.channel_account_id,
+        address: body.address,
+    };
+    let by = sb_inbox::widget::HandoffBy::Agent(principal.actor());
+    let message = sb_inbox::widget::handoff(&state.engine, &state.channels, &state.live, request, by).await?;
+    Ok((StatusCode::CREATED, axum::Json(MessageView::from(&message))))
 }

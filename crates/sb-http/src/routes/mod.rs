@@ -1,5 +1,6 @@
 //! One module per resource. Every handler states the permission it needs.
 
+mod attachments;
 mod auth;
 mod channel_accounts;
 mod conversations;
@@ -12,6 +13,7 @@ mod system;
 mod tokens;
 mod users;
 mod webhooks;
+pub(crate) mod widget;
 
 use sb_store::audit::{self, Change};
 use sb_store::objects::{self, ObjectKind};
@@ -35,6 +37,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(webhooks::router())
         .merge(events::router())
         .merge(presence::router())
+        .merge(widget::router())
+        .merge(attachments::router())
 }
 
 /// The answer for an id the caller's workspace does not have: always a plain 404, and when

@@ -49,13 +49,14 @@ async fn health_readiness_metrics_and_openapi_document() {
 }
 
 /// Public routes; webhooks authenticate by the channel's signature instead (tested in `inbox`).
-const PUBLIC: [&str; 6] = [
+const PUBLIC: [&str; 7] = [
     "/healthz",
     "/readyz",
     "/metrics",
     "/api/v1/auth/login",
     "/api/v1/auth/logout",
     "/hooks/{channel}/{account_id}",
+    "/widget/v1/sessions",
 ];
 
 /// Walks the OpenAPI document: every route not meant to be public refuses an anonymous caller.

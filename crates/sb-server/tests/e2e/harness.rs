@@ -279,3 +279,82 @@ impl Receiver {
         self.got.lock().expect("lock").clone()
     }
 }
+
+/// Reads server-sent events from a streaming response.
+pub struct EventStream {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl EventStream {
+    /// The agents' stream, as the demo admin.
+    pub async fn open(s: &TestServer, last_event_id: Option<&str>) -> EventStream {
+        Self::open_url(
+            s,
+            &format!("{}/api/v1/events", s.base),
+            Some(&s.admin_token),
+            last_event_id,
+        )
+        .await
+    }
+
+    pub async fn open_url(s: &TestServer, url: &str, bearer: Option<&str>, last_event_id: Option<&str>) -> EventStream {
+        let mut req = s.client.get(url);
+        if let Some(token) = bearer {
+            req = req.bearer_auth(token);
+        }
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        let response = req.send().await.expect("events");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap_or("")
+                .starts_with("text/event-stream")
+        );
+        EventStream {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event that has an id, as (id, kind, data), within a few seconds.
+    pub async fn next(&mut self) -> (i64, String, Value) {
+        loop {
+            if let (Some(id), kind, data) = self.next_frame().await {
+                return (id, kind, data);
+            }
+        }
+    }
+
+    /// The next event, with its id if it has one (ephemeral events have none).
+    pub async fn next_frame(&mut self) -> (Option<i64>, String, Value) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let frame: String = self.buffer.drain(..end + 2).collect();
+                let (mut id, mut kind, mut data) = (None, String::new(), String::new());
+                for line in frame.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        id = v.trim().parse().ok();
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        kind = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                return (id, kind, serde_json::from_str(&data).expect("event data is JSON"));
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .expect("an event in time");
+            let chunk = chunk.expect("stream readable").expect("stream open");
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}

@@ -7,3 +7,5 @@ mod harness;
 mod inbox;
 mod nothing_lost;
 mod postgres;
+mod widget;
+mod widget_client;
