@@ -10,6 +10,7 @@ use sb_sql::{Db, SqlError};
 use serde_json::json;
 
 use crate::harness::{TestServer, code};
+use crate::widget_client::{Widget, demo_website_token};
 
 #[tokio::test]
 async fn the_api_runs_on_postgres() {
@@ -165,6 +166,48 @@ async fn the_api_runs_on_postgres() {
         b["items"].as_array().is_some_and(|a| a.len() == 2)
     })
     .await;
+
+    // The website widget on PostgreSQL: echo ids, the socket, a verified identify, an upload.
+    let w = Widget::start(&s, &demo_website_token(&s)).await;
+    let mut socket = w.connect(w.conversation().await["last_seq"].as_i64()).await;
+    let said = w.say("pg-1", "hello from the site").await;
+    assert_eq!(w.say("pg-1", "hello from the site").await["id"], said["id"]);
+    assert_eq!(socket.next_of("message.created").await["message"]["id"], said["id"]);
+    let secret = s.server.demo.as_ref().expect("demo").channels["widget"]["hmac_secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    let hash = sb_channels::widget::identifier_hash(&secret, "pg-user");
+    let (status, body) = w
+        .post(
+            "/widget/v1/identify",
+            json!({"identifier": "pg-user", "identifier_hash": hash}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["verified"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{body}"
+    );
+    let resp = s
+        .client
+        .post(format!("{}/widget/v1/attachments?filename=a.txt", s.base))
+        .bearer_auth(&w.token)
+        .header("content-type", "text/plain")
+        .body("a note")
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let file: serde_json::Value = resp.json().await.expect("json");
+    let (status, body) = w
+        .post(
+            "/widget/v1/messages",
+            json!({"echo_id": "pg-2", "attachment_ids": [file["id"]]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    socket.close().await;
 
     s.server.shutdown().await;
     let ddl = format!("DROP SCHEMA {schema} CASCADE");

@@ -68,3 +68,111 @@ async fn concurrent_resolutions_of_one_identifier_make_one_customer() {
     })
     .await;
 }
+
+/// The widget's store parts behave alike on both backends: an unverified claim never attaches
+/// what someone holds and is taken over by a verified holder; uploads are claimed once, by
+/// their uploader only; "seen" moves only sent and delivered messages to read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_uploads_and_seen_behave_alike_on_both_backends() {
+    use sb_store::attachments::{self, NewAttachment};
+    use sb_store::conversations;
+    use sb_store::messages::{self, NewMessage};
+    for_each_backend(|t: Ctx| async move {
+        let now = t.now();
+        let outcome = t
+            .write(move |c| {
+                let ws = workspaces::create(c, "w", now)?.id;
+                let widget = channel_accounts::create(c, &ws, "widget", "site", "{}", "{}", now)?.id;
+                let visitor = |c: &mut dyn sb_store::Conn, id: &str| {
+                    let hint = Hint {
+                        kind: "visitor",
+                        value: id,
+                        verified: true,
+                    };
+                    customers::resolve(c, &ws, &widget, &[hint], None, now)
+                };
+                let (claimer, real) = (visitor(c, "v-1")?, visitor(c, "v-2")?);
+                let claim = Hint {
+                    kind: "user_id",
+                    value: "cust-9",
+                    verified: false,
+                };
+                let claimed = customers::attach(c, &ws, &claimer, &claim, "", now)?;
+                let verified_before = customers::find_verified_owner(c, &ws, "user_id", "", "cust-9")?;
+                let taken = customers::attach_verified(c, &ws, &real, "user_id", "", "cust-9", now)?;
+                let owner_after = customers::find_verified_owner(c, &ws, "user_id", "", "cust-9")?;
+                let again = customers::attach_verified(c, &ws, &claimer, "user_id", "", "cust-9", now)?;
+
+                let file = NewAttachment {
+                    workspace_id: &ws,
+                    channel_account_id: Some(&widget),
+                    customer_id: Some(&real),
+                    filename: "a.txt",
+                    content_type: "text/plain",
+                    data: b"hello",
+                };
+                let meta = attachments::insert(c, &file, now)?;
+                let ids = vec![meta.id.clone()];
+                let not_theirs = attachments::unclaimed(c, &ws, &claimer, &ids)?;
+                let conversation = conversations::for_customer(c, &ws, &real, now)?;
+                let reply = |c: &mut dyn sb_store::Conn, status: &str, at: i64| {
+                    let new = NewMessage {
+                        workspace_id: &ws,
+                        conversation_id: &conversation.id,
+                        customer_id: &real,
+                        channel_account_id: Some(&widget),
+                        channel: Some("widget"),
+                        direction: "outbound",
+                        author_kind: "user",
+                        author_id: None,
+                        body: "hi",
+                        provider_message_id: None,
+                        status,
+                        sent_at: at,
+                        attachments_json: "[]",
+                    };
+                    Ok::<_, sb_store::StoreError>(messages::insert(c, &new, now)?.expect("inserted").id)
+                };
+                let sent = reply(c, "sent", now)?;
+                reply(c, "queued", now)?;
+                reply(c, "failed", now)?;
+                reply(c, "sent", now + 10_000)?;
+                let claimed_by = attachments::claim(c, &ws, &real, &ids, &sent)?.map(|m| m.len());
+                let twice = attachments::claim(c, &ws, &real, &ids, &sent)?;
+                let read = messages::mark_read_through(c, &ws, &conversation.id, &widget, now, now)?;
+                let bytes = attachments::get(c, &ws, &meta.id)?.map(|a| a.data);
+                Ok((
+                    claimed,
+                    verified_before,
+                    taken,
+                    owner_after == Some(real.clone()),
+                    again,
+                    not_theirs.is_none(),
+                    claimed_by,
+                    twice.is_none(),
+                    read.iter().map(|m| m.id.clone()).collect::<Vec<_>>() == vec![sent],
+                    bytes,
+                ))
+            })
+            .await
+            .expect("widget store parts");
+        assert_eq!(
+            outcome,
+            (
+                true,
+                None,
+                true,
+                true,
+                false,
+                true,
+                Some(1),
+                true,
+                true,
+                Some(b"hello".to_vec())
+            ),
+            "{}",
+            tag(&t, "claims, uploads, seen")
+        );
+    })
+    .await;
+}
