@@ -60,6 +60,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub channels: sb_inbox::Channels,
     pub live: sb_inbox::live::Live,
+    /// Wakes inbound processing when a webhook was stored.
+    pub intake: sb_inbox::Intake,
     /// Where providers and people reach this server (webhook URLs are built from it).
     pub base_url: Arc<str>,
     limiter: Arc<limits::LoginLimiter>,
@@ -74,6 +76,7 @@ impl AppState {
         engine: Engine,
         live: sb_inbox::live::Live,
         channels: sb_inbox::Channels,
+        intake: sb_inbox::Intake,
         base_url: &str,
         config: HttpConfig,
     ) -> Self {
@@ -85,6 +88,7 @@ impl AppState {
             metrics: metrics_layer::handle(),
             live,
             channels,
+            intake,
             base_url: base_url.into(),
             limiter,
             visitor_limiter: Arc::default(),

@@ -1,12 +1,21 @@
-//! Webhook ingest: verify over the raw bytes, refuse replays, store the request and enqueue
-//! its processing in one transaction, and only then let the caller answer 2xx.
+//! Webhook ingest: verify over the raw bytes, store the request (refusing replays) in one
+//! statement, and only then let the caller answer 2xx. Processing picks the request up in
+//! its next batch; [`Intake::notify`] wakes it at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use sb_core::credentials::secret_digest;
-use sb_engine::Engine;
-use sb_store::jobs::{self, NewJob};
-use sb_store::{StoreError, channel_accounts, inbound};
+use sb_store::channel_accounts::{self, ChannelAccount};
+use sb_store::inbound::{self, Stored};
+use sb_store::{Store, StoreError};
+use tokio::sync::Notify;
 
-use crate::{Channels, PROCESS_KIND, QUEUE, account_of};
+use crate::{Channels, account_of};
+
+/// A changed secret or a disabled account takes effect within this long.
+const ACCOUNT_CACHE_TTL: Duration = Duration::from_secs(5);
 
 #[derive(Debug)]
 pub enum IngestOutcome {
@@ -30,20 +39,58 @@ pub enum IngestError {
     Store(#[from] StoreError),
 }
 
+type CachedAccount = (Instant, Option<(ChannelAccount, String)>);
+
+/// What ingest shares with the processor: the wake-up, and channel accounts read recently
+/// (every webhook needs its account's secret; reading it each time costs a round trip).
+#[derive(Clone, Default)]
+pub struct Intake {
+    notify: Arc<Notify>,
+    accounts: Arc<Mutex<HashMap<String, CachedAccount>>>,
+}
+
+impl Intake {
+    /// Wakes the processor: something was stored.
+    pub fn notify(&self) {
+        self.notify.notify_one();
+    }
+
+    pub(crate) fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
+    }
+
+    async fn account(&self, store: &Store, id: &str) -> Result<Option<(ChannelAccount, String)>, StoreError> {
+        if let Some((at, found)) = self.accounts.lock().expect("account cache").get(id)
+            && at.elapsed() < ACCOUNT_CACHE_TTL
+        {
+            return Ok(found.clone());
+        }
+        let key = id.to_owned();
+        let found = store.db.read(move |c| channel_accounts::for_webhook(c, &key)).await?;
+        let mut cache = self.accounts.lock().expect("account cache");
+        if cache.len() > 10_000 {
+            cache.retain(|_, (at, _)| at.elapsed() < ACCOUNT_CACHE_TTL);
+        }
+        cache.insert(id.to_owned(), (Instant::now(), found.clone()));
+        Ok(found)
+    }
+}
+
 pub async fn ingest(
-    engine: &Engine,
+    store: &Store,
     channels: &Channels,
+    intake: &Intake,
     channel_kind: &str,
     account_id: &str,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
 ) -> Result<IngestOutcome, IngestError> {
-    let store = engine.store();
     let channel = channels.get(channel_kind).ok_or(IngestError::UnknownAccount)?.clone();
-    let id = account_id.to_owned();
-    let (account, secrets) = store
-        .db
-        .read(move |c| channel_accounts::for_webhook(c, &id))
+    if !sb_core::ids::is_id(account_id) {
+        return Err(IngestError::UnknownAccount);
+    }
+    let (account, secrets) = intake
+        .account(store, account_id)
         .await?
         .ok_or(IngestError::UnknownAccount)?;
     if account.channel != channel_kind {
@@ -78,12 +125,9 @@ pub async fn ingest(
     )
     .unwrap_or_else(|_| "[]".into());
     let (ws, account_id) = (account.workspace_id.clone(), account.id.clone());
-    let outcome = store
+    let stored = store
         .db
         .write(move |c| {
-            if inbound::signature_seen(c, &account_id, &signature)? {
-                return Ok(Err(IngestError::Replayed));
-            }
             let new = inbound::NewInbound {
                 workspace_id: &ws,
                 channel_account_id: &account_id,
@@ -92,20 +136,16 @@ pub async fn ingest(
                 headers_json: &headers_json,
                 body: &body,
             };
-            let Some(request_id) = inbound::store(c, &new, now)? else {
-                return Ok(Ok(IngestOutcome::Duplicate));
-            };
-            let payload = serde_json::json!({ "request_id": request_id }).to_string();
-            let job = NewJob::new(QUEUE, PROCESS_KIND, payload, now)
-                .workspace(&ws)
-                .dedupe(format!("inbound:{request_id}"));
-            jobs::enqueue(c, &job, now)?;
-            Ok::<_, StoreError>(Ok(IngestOutcome::Accepted))
+            inbound::store(c, &new, now)
         })
-        .await??;
-    if matches!(outcome, IngestOutcome::Accepted) {
-        engine.notify_jobs();
-        metrics::counter!("switchboard_inbound_accepted_total", "channel" => channel_kind.to_owned()).increment(1);
+        .await?;
+    match stored {
+        Stored::New(_) => {
+            intake.notify();
+            metrics::counter!("switchboard_inbound_accepted_total", "channel" => channel_kind.to_owned()).increment(1);
+            Ok(IngestOutcome::Accepted)
+        }
+        Stored::Duplicate => Ok(IngestOutcome::Duplicate),
+        Stored::Replayed => Err(IngestError::Replayed),
     }
-    Ok(outcome)
 }

@@ -4,7 +4,7 @@
 mod ingest;
 pub mod live;
 pub mod outbox;
-mod process;
+pub mod process;
 pub mod widget;
 
 use std::collections::HashMap;
@@ -13,9 +13,11 @@ use std::sync::Arc;
 use sb_channels::Channel;
 use sb_engine::Engine;
 
-pub use ingest::{IngestError, IngestOutcome, ingest};
+pub use ingest::{IngestError, IngestOutcome, Intake, ingest};
 pub use outbox::{ReplyError, ReplyRequest, reply, reply_options};
+pub use process::Processor;
 
+/// Jobs of this kind were how an earlier version queued inbound processing; still handled.
 pub const PROCESS_KIND: &str = "inbox.process_inbound";
 pub const SEND_KIND: &str = "inbox.send";
 pub const WAKE_KIND: &str = "inbox.wake_snoozed";

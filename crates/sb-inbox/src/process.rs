@@ -1,20 +1,184 @@
-//! Processing a stored inbound request: resolve the customer, append to their one
+//! Processing stored inbound requests: resolve the customer, append to their one
 //! conversation, update unread counts and the last inbound channel, apply status reports.
-//! One transaction per request, marked processed in it, so a rerun changes nothing.
+//! A request is marked processed in the transaction that applies it, so a rerun after a
+//! crash changes nothing.
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 use sb_channels::{Inbound, InboundMessage};
 use sb_engine::{JobContext, JobError, JobHandler};
 use sb_store::channel_accounts::ChannelAccount;
 use sb_store::customers::{self, Hint};
+use sb_store::inbound::{self, InboundRequest};
 use sb_store::live_events::LiveEvent;
 use sb_store::messages::{self, Message, NewMessage};
-use sb_store::{Conn, StoreError, channel_accounts, conversations, inbound};
+use sb_store::{Conn, Store, StoreError, channel_accounts, conversations};
 use serde::Deserialize;
 
-use crate::Channels;
 use crate::live::{self, Live};
+use crate::{Channels, Intake};
 
+/// How many stored requests one transaction processes.
+const BATCH: i64 = 256;
+/// A request whose processing fails this often is set aside (with its error kept).
+const MAX_ATTEMPTS: i64 = 5;
+
+/// Processes one stored request inside the caller's transaction and marks it processed.
+/// A request that no longer parses is set aside with its error; other failures are errors.
+fn process_request(
+    c: &mut dyn Conn,
+    channels: &Channels,
+    request: &InboundRequest,
+    now: i64,
+    events: &mut Vec<LiveEvent>,
+) -> Result<(), StoreError> {
+    let ws = request.workspace_id.as_str();
+    let Some(account) = channel_accounts::get(c, ws, &request.channel_account_id)? else {
+        return inbound::record_failure(c, &request.id, "the channel account is gone", true, now);
+    };
+    let Some(channel) = channels.get(&account.channel) else {
+        let error = format!("no channel `{}` in this build", account.channel);
+        return inbound::record_failure(c, &request.id, &error, true, now);
+    };
+    let parsed = match channel.parse(&request.body, request.received_at) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            let error = format!("the stored request no longer parses: {e}");
+            return inbound::record_failure(c, &request.id, &error, true, now);
+        }
+    };
+    for event in parsed {
+        match event {
+            Inbound::Message(m) => {
+                apply_message(c, ws, &account, &m, "[]", now, events)?;
+            }
+            Inbound::Status(s) => {
+                let error = s
+                    .error_code
+                    .as_deref()
+                    .map(|code| (code, s.error_message.as_deref().unwrap_or("")));
+                if let Some(updated) =
+                    messages::apply_report(c, &account.id, &s.provider_message_id, s.status, error, now)?
+                {
+                    events.push(live::message_event(c, "message.updated", &updated, now)?);
+                }
+            }
+        }
+    }
+    inbound::mark_processed(c, &request.id, now)
+}
+
+/// Drains stored inbound requests in batches: one transaction (one commit) for up to
+/// [`BATCH`] requests, woken by ingest and by a timer (for rows another node stored, or
+/// left over from before a crash). When a batch fails, its requests are retried one by one,
+/// so one bad request cannot hold the others back.
+pub struct Processor {
+    store: Store,
+    channels: Channels,
+    live: Live,
+    intake: Intake,
+}
+
+impl Processor {
+    pub fn new(store: Store, channels: Channels, live: Live, intake: Intake) -> Self {
+        Processor {
+            store,
+            channels,
+            live,
+            intake,
+        }
+    }
+
+    /// Runs until `stop` turns true (finishing the batch in hand).
+    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            loop {
+                match self.batch().await {
+                    Ok(n) if n as i64 == BATCH && !*stop.borrow() => continue,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "processing inbound requests failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = self.intake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    /// Processes one batch; returns how many requests it took.
+    pub async fn batch(&self) -> Result<usize, StoreError> {
+        let (channels, now) = (self.channels.clone(), self.store.now());
+        let result = self
+            .store
+            .db
+            .write(move |c| {
+                let requests = inbound::claim_batch(c, BATCH)?;
+                let mut events = Vec::new();
+                for request in &requests {
+                    process_request(c, &channels, request, now, &mut events)?;
+                }
+                Ok::<_, StoreError>((requests.len(), events))
+            })
+            .await;
+        match result {
+            Ok((n, events)) => {
+                self.live.publish(&events).await;
+                metrics::counter!("switchboard_inbound_processed_total").increment(n as u64);
+                Ok(n)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "an inbound batch failed; processing its requests one by one");
+                self.one_by_one().await
+            }
+        }
+    }
+
+    async fn one_by_one(&self) -> Result<usize, StoreError> {
+        let ids: Vec<String> = self
+            .store
+            .db
+            .write(|c| Ok::<_, StoreError>(inbound::claim_batch(c, BATCH)?.into_iter().map(|r| r.id).collect()))
+            .await?;
+        for id in &ids {
+            let (channels, now, key) = (self.channels.clone(), self.store.now(), id.clone());
+            let result = self
+                .store
+                .db
+                .write(move |c| {
+                    let mut events = Vec::new();
+                    if let Some(request) = inbound::claim_one(c, &key)? {
+                        process_request(c, &channels, &request, now, &mut events)?;
+                    }
+                    Ok::<_, StoreError>(events)
+                })
+                .await;
+            match result {
+                Ok(events) => self.live.publish(&events).await,
+                Err(e) => {
+                    let (key, error) = (id.clone(), e.to_string());
+                    tracing::warn!(request_id = %id, error = %error, "an inbound request failed");
+                    self.store
+                        .db
+                        .write(move |c| {
+                            let attempts = inbound::claim_one(c, &key)?.map_or(0, |r| r.attempts);
+                            inbound::record_failure(c, &key, &error, attempts + 1 >= MAX_ATTEMPTS, now)
+                        })
+                        .await?;
+                }
+            }
+        }
+        Ok(ids.len())
+    }
+}
+
+/// Requests queued as jobs by an earlier version are processed like the others.
 pub struct ProcessInbound {
     pub channels: Channels,
     pub live: Live,
@@ -29,56 +193,19 @@ struct Payload {
 impl JobHandler for ProcessInbound {
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
         let payload: Payload = ctx.payload()?;
-        let ws = ctx.workspace_id()?;
-        let channels = self.channels.clone();
-        let now = ctx.store.now();
+        let (channels, now) = (self.channels.clone(), ctx.store.now());
         let events = ctx
             .store
             .db
             .write(move |c| {
                 let mut events = Vec::new();
-                let Some(request) = inbound::get(c, &ws, &payload.request_id)? else {
-                    return Ok(events);
-                };
-                if request.processed_at.is_some() {
-                    return Ok(events);
+                if let Some(request) = inbound::claim_one(c, &payload.request_id)? {
+                    process_request(c, &channels, &request, now, &mut events)?;
                 }
-                let account = channel_accounts::get(c, &ws, &request.channel_account_id)?
-                    .ok_or(StoreError::NotFound("channel account"))?;
-                let channel = channels
-                    .get(&account.channel)
-                    .ok_or_else(|| StoreError::Invalid(format!("no channel `{}` in this build", account.channel)))?;
-                let parsed = channel
-                    .parse(&request.body, request.received_at)
-                    .map_err(|e| StoreError::Invalid(format!("stored request no longer parses: {e}")))?;
-                for event in parsed {
-                    match event {
-                        Inbound::Message(m) => {
-                            apply_message(c, &ws, &account, &m, "[]", now, &mut events)?;
-                        }
-                        Inbound::Status(s) => {
-                            let error = s
-                                .error_code
-                                .as_deref()
-                                .map(|code| (code, s.error_message.as_deref().unwrap_or("")));
-                            if let Some(updated) =
-                                messages::apply_report(c, &account.id, &s.provider_message_id, s.status, error, now)?
-                            {
-                                events.push(live::message_event(c, "message.updated", &updated, now)?);
-                            }
-                        }
-                    }
-                }
-                inbound::mark_processed(c, &request.id, now)?;
                 Ok::<_, StoreError>(events)
             })
-            .await
-            .map_err(|e| match e {
-                StoreError::Invalid(m) => JobError::Permanent(m),
-                other => JobError::Retry(other.to_string()),
-            })?;
+            .await?;
         self.live.publish(&events).await;
-        metrics::counter!("switchboard_inbound_processed_total").increment(1);
         Ok(())
     }
 }

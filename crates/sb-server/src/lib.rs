@@ -107,6 +107,10 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
     let live = sb_inbox::live::Live::new(bus);
     sb_inbox::register(&engine, &channels, &live);
     engine.start();
+    let intake = sb_inbox::Intake::default();
+    let (stop_processing, processing_stopped) = tokio::sync::watch::channel(false);
+    let processor = sb_inbox::Processor::new(store.clone(), channels.clone(), live.clone(), intake.clone());
+    let processing = tokio::spawn(processor.run(processing_stopped));
     maintenance::schedule(&engine)
         .await
         .map_err(|e| ConfigError(format!("cannot schedule maintenance: {e}")))?;
@@ -124,6 +128,7 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
         engine.clone(),
         live,
         channels,
+        intake,
         &base_url,
         config.http.clone(),
     );
@@ -152,6 +157,8 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
             }
             _ = limit => tracing::warn!("requests still running after the drain limit were cut off"),
         }
+        stop_processing.send_replace(true);
+        let _ = processing.await;
         task_engine.shutdown().await;
         task_store.db.close().await;
         tracing::info!("stopped");

@@ -1,5 +1,6 @@
 //! Raw inbound requests: stored (with their de-duplication key) before the provider gets its
-//! 2xx, processed afterwards by a durable job.
+//! 2xx, processed afterwards in batches. The table is the queue: a row without
+//! `processed_at` is still to do, and survives any crash.
 
 use sb_sql::{Conn, Stmt, from_row};
 
@@ -14,8 +15,22 @@ pub struct InboundRequest {
     pub body: Vec<u8>,
     pub received_at: i64,
     pub processed_at: Option<i64>,
+    pub attempts: i64,
 }
-from_row!(InboundRequest in "inbound_requests" { id, workspace_id, channel_account_id, dedupe_key, body, received_at, processed_at });
+from_row!(InboundRequest in "inbound_requests" { id, workspace_id, channel_account_id, dedupe_key, body, received_at, processed_at, attempts });
+
+const COLUMNS: &str = "id, workspace_id, channel_account_id, dedupe_key, body, received_at, processed_at, attempts";
+
+/// What storing a request found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// Stored now, with this id.
+    New(String),
+    /// The account already has a request with this key (a provider retry).
+    Duplicate,
+    /// Exactly these signed bytes were received before.
+    Replayed,
+}
 
 pub struct NewInbound<'a> {
     pub workspace_id: &'a str,
@@ -26,15 +41,15 @@ pub struct NewInbound<'a> {
     pub body: &'a [u8],
 }
 
-/// Stores the request; `None` when the account already has one with this key (a provider
-/// retry), which the caller answers 2xx without doing anything else.
-pub fn store(c: &mut dyn Conn, r: &NewInbound<'_>, now: i64) -> Result<Option<String>> {
+/// Stores the request in one statement; on a conflict, a second look tells a replay (the
+/// same signature) from a provider retry (the same key, signed anew).
+pub fn store(c: &mut dyn Conn, r: &NewInbound<'_>, now: i64) -> Result<Stored> {
     let id = sb_core::new_id();
     let inserted = c.execute(
         &Stmt::new(
             "INSERT INTO inbound_requests (id, workspace_id, channel_account_id, dedupe_key, signature_digest, headers_json, body, received_at)
              VALUES (:id, :ws, :account, :key, :signature, :headers, :body, :now)
-             ON CONFLICT (channel_account_id, dedupe_key) DO NOTHING",
+             ON CONFLICT DO NOTHING",
         )
         .bind("id", &id)
         .bind("ws", r.workspace_id)
@@ -45,27 +60,74 @@ pub fn store(c: &mut dyn Conn, r: &NewInbound<'_>, now: i64) -> Result<Option<St
         .bind("body", r.body.to_vec())
         .bind("now", now),
     )?;
-    Ok((inserted == 1).then_some(id))
+    if inserted == 1 {
+        return Ok(Stored::New(id));
+    }
+    let replayed = c
+        .query_opt(
+            &Stmt::new(
+                "SELECT id FROM inbound_requests WHERE channel_account_id = :account AND signature_digest = :signature",
+            )
+            .bind("account", r.channel_account_id)
+            .bind("signature", r.signature_digest),
+        )?
+        .is_some();
+    Ok(if replayed { Stored::Replayed } else { Stored::Duplicate })
 }
 
-/// Whether exactly this signed request was seen before (a replay).
-pub fn signature_seen(c: &mut dyn Conn, account_id: &str, signature_digest: &str) -> Result<bool> {
-    Ok(c.query_opt(
+/// The oldest unprocessed requests, for one batch. Dialects: on PostgreSQL the rows are
+/// locked with SKIP LOCKED so processors on several nodes take different rows; SQLite's
+/// single writer needs no lock.
+pub fn claim_batch(c: &mut dyn Conn, limit: i64) -> Result<Vec<InboundRequest>> {
+    let lock = match c.backend() {
+        sb_sql::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        sb_sql::Backend::Sqlite => "",
+    };
+    Ok(c.fetch_all(
+        &Stmt::new(format!(
+            "SELECT {COLUMNS} FROM inbound_requests WHERE processed_at IS NULL
+             ORDER BY received_at, id LIMIT :limit{lock}"
+        ))
+        .bind("limit", limit),
+    )?)
+}
+
+/// One unprocessed request, locked like [`claim_batch`] (for processing it on its own).
+pub fn claim_one(c: &mut dyn Conn, id: &str) -> Result<Option<InboundRequest>> {
+    let lock = match c.backend() {
+        sb_sql::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        sb_sql::Backend::Sqlite => "",
+    };
+    Ok(c.fetch_opt(
+        &Stmt::new(format!(
+            "SELECT {COLUMNS} FROM inbound_requests WHERE id = :id AND processed_at IS NULL{lock}"
+        ))
+        .bind("id", id),
+    )?)
+}
+
+/// A request that failed: counts the attempt and keeps the error; with `give_up` it is
+/// marked processed so it no longer blocks anything (the error stays for the operator).
+pub fn record_failure(c: &mut dyn Conn, id: &str, error: &str, give_up: bool, now: i64) -> Result<()> {
+    c.execute(
         &Stmt::new(
-            "SELECT id FROM inbound_requests WHERE channel_account_id = :account AND signature_digest = :signature",
+            "UPDATE inbound_requests SET attempts = attempts + 1, last_error = :error,
+                    processed_at = CASE WHEN :give_up THEN :now ELSE processed_at END
+             WHERE id = :id",
         )
-        .bind("account", account_id)
-        .bind("signature", signature_digest),
-    )?
-    .is_some())
+        .bind("error", error)
+        .bind("give_up", give_up)
+        .bind("now", now)
+        .bind("id", id),
+    )?;
+    Ok(())
 }
 
 pub fn get(c: &mut dyn Conn, ws: &str, id: &str) -> Result<Option<InboundRequest>> {
     Ok(c.fetch_opt(
-        &Stmt::new(
-            "SELECT id, workspace_id, channel_account_id, dedupe_key, body, received_at, processed_at
-             FROM inbound_requests WHERE workspace_id = :ws AND id = :id",
-        )
+        &Stmt::new(format!(
+            "SELECT {COLUMNS} FROM inbound_requests WHERE workspace_id = :ws AND id = :id"
+        ))
         .bind("ws", ws)
         .bind("id", id),
     )?)

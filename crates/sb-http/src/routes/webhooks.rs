@@ -68,8 +68,9 @@ async fn receive(
         .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str().to_owned(), v.to_owned())))
         .collect();
     let outcome = sb_inbox::ingest(
-        &state.engine,
+        &state.store,
         &state.channels,
+        &state.intake,
         &channel,
         &account_id,
         headers,

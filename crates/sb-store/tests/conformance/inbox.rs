@@ -176,3 +176,57 @@ async fn claims_uploads_and_seen_behave_alike_on_both_backends() {
     })
     .await;
 }
+
+/// The inbound queue: one statement stores a request and tells a provider retry from a replay;
+/// batches come oldest first; a request set aside after failures leaves the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_requests_queue_in_order_and_tell_retries_from_replays() {
+    use sb_store::inbound::{self, NewInbound, Stored};
+    for_each_backend(|t: Ctx| async move {
+        let now = t.now();
+        let outcome = t
+            .write(move |c| {
+                let ws = workspaces::create(c, "w", now)?.id;
+                let account = channel_accounts::create(c, &ws, "api", "a", "{}", "{}", now)?.id;
+                let mut store = |key: &str, signature: &str, at: i64| {
+                    let new = NewInbound {
+                        workspace_id: &ws,
+                        channel_account_id: &account,
+                        dedupe_key: key,
+                        signature_digest: signature,
+                        headers_json: "[]",
+                        body: b"{}",
+                    };
+                    inbound::store(c, &new, at)
+                };
+                let first = store("m-1", "sig-1", now + 2)?;
+                let retry = store("m-1", "sig-1b", now + 3)?;
+                let replay = store("m-1", "sig-1", now + 4)?;
+                let second = store("m-0", "sig-0", now + 1)?;
+                let batch: Vec<String> = inbound::claim_batch(c, 10)?.into_iter().map(|r| r.dedupe_key).collect();
+                let Stored::New(first_id) = first.clone() else {
+                    return Ok((first, retry, replay, batch, Vec::new()));
+                };
+                inbound::record_failure(c, &first_id, "boom", false, now)?;
+                inbound::record_failure(c, &first_id, "boom", true, now)?;
+                let left: Vec<String> = inbound::claim_batch(c, 10)?.into_iter().map(|r| r.dedupe_key).collect();
+                let _ = second;
+                Ok((first, retry, replay, batch, left))
+            })
+            .await
+            .expect("inbound queue");
+        assert!(matches!(outcome.0, Stored::New(_)), "{}", tag(&t, "stored"));
+        assert_eq!(
+            (outcome.1, outcome.2, outcome.3, outcome.4),
+            (
+                Stored::Duplicate,
+                Stored::Replayed,
+                vec!["m-0".to_owned(), "m-1".to_owned()],
+                vec!["m-0".to_owned()]
+            ),
+            "{}",
+            tag(&t, "retry, replay, order, set aside")
+        );
+    })
+    .await;
+}
