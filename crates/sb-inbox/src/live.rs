@@ -1,19 +1,84 @@
 //! Live events: appended to the workspace's event log inside the writing transaction, then
 //! published on the bus after commit so open streams pick them up at once. The log is the
 //! source of truth; the bus message is a shortcut.
+//!
+//! Fan-out: a process holds one bus subscription per workspace, decodes each message once
+//! (and renders the agents' SSE data once) and hands the same `Arc` to every open stream
+//! through a broadcast channel. A stream that falls behind sees `Lagged` and reads the log.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use sb_bus::Bus;
+use sb_bus::{Bus, BusError};
 use sb_core::clock::rfc3339;
 use sb_store::conversations::Conversation;
 use sb_store::live_events::{self, LiveEvent};
 use sb_store::messages::Message;
 use sb_store::{Conn, StoreError};
+use tokio::sync::broadcast;
+
+/// Deliveries buffered per workspace for slow streams before they lag.
+const HUB_CAPACITY: usize = 8192;
+
+type Hub = Arc<Mutex<HashMap<String, broadcast::Sender<Arc<Delivery>>>>>;
 
 #[derive(Clone)]
 pub struct Live {
     bus: Arc<dyn Bus>,
+    hub: Hub,
+}
+
+/// A bus message decoded once for every stream of the process.
+#[derive(Debug)]
+pub enum Delivery {
+    Logged {
+        event: LiveEvent,
+        payload: serde_json::Value,
+        /// The agents' SSE `data` for it.
+        sse_data: String,
+    },
+    Ephemeral {
+        kind: String,
+        conversation_id: Option<String>,
+        data: serde_json::Value,
+        sse_data: String,
+    },
+}
+
+/// The agents' SSE `data` of a logged event, built without re-parsing its payload.
+pub fn sse_data(e: &LiveEvent) -> String {
+    let quoted = |s: &str| serde_json::Value::from(s).to_string();
+    let conversation = e.conversation_id.as_deref().map_or_else(|| "null".to_owned(), quoted);
+    format!(
+        r#"{{"seq":{},"kind":{},"conversation_id":{},"occurred_at":{},"occurred_at_ms":{},"data":{}}}"#,
+        e.seq,
+        quoted(&e.kind),
+        conversation,
+        quoted(&rfc3339(e.at)),
+        e.at,
+        e.payload_json
+    )
+}
+
+fn decode(bytes: &[u8]) -> Option<Delivery> {
+    Some(match serde_json::from_slice::<BusMessage>(bytes).ok()? {
+        BusMessage::Logged(event) => Delivery::Logged {
+            payload: serde_json::from_str(&event.payload_json).unwrap_or_default(),
+            sse_data: sse_data(&event),
+            event,
+        },
+        BusMessage::Ephemeral {
+            kind,
+            conversation_id,
+            data,
+        } => Delivery::Ephemeral {
+            sse_data: serde_json::json!({ "kind": kind, "conversation_id": conversation_id, "data": data }).to_string(),
+            kind,
+            conversation_id,
+            data,
+        },
+    })
 }
 
 /// What travels on a workspace's live subject: a logged event (with its sequence number,
@@ -36,11 +101,31 @@ pub fn subject(workspace_id: &str) -> String {
 
 impl Live {
     pub fn new(bus: Arc<dyn Bus>) -> Self {
-        Live { bus }
+        Live {
+            bus,
+            hub: Arc::default(),
+        }
     }
 
     pub fn bus(&self) -> &Arc<dyn Bus> {
         &self.bus
+    }
+
+    /// The workspace's deliveries from now on. Subscribe before reading the log, so nothing
+    /// committed in between is missed.
+    pub async fn subscribe(&self, workspace_id: &str) -> Result<broadcast::Receiver<Arc<Delivery>>, BusError> {
+        if let Some(tx) = self.hub.lock().expect("hub").get(workspace_id) {
+            return Ok(tx.subscribe());
+        }
+        let subscription = self.bus.subscribe(&subject(workspace_id)).await?;
+        let mut hub = self.hub.lock().expect("hub");
+        if let Some(tx) = hub.get(workspace_id) {
+            return Ok(tx.subscribe()); // another stream started the pump meanwhile
+        }
+        let (tx, rx) = broadcast::channel(HUB_CAPACITY);
+        hub.insert(workspace_id.to_owned(), tx.clone());
+        tokio::spawn(pump(subscription, tx, self.hub.clone(), workspace_id.to_owned()));
+        Ok(rx)
     }
 
     /// Call after the transaction that appended `events` committed.
@@ -74,6 +159,33 @@ impl Live {
         };
         if let Err(e) = self.bus.publish(&subject(workspace_id), bytes.into()).await {
             tracing::debug!(error = %e, "publishing an ephemeral event failed");
+        }
+    }
+}
+
+/// Decodes a workspace's bus messages once and broadcasts them to its streams; ends (and
+/// unsubscribes) when no stream is left.
+async fn pump(mut subscription: sb_bus::Subscription, tx: broadcast::Sender<Arc<Delivery>>, hub: Hub, ws: String) {
+    let mut idle = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        let message = tokio::select! {
+            message = subscription.next() => message,
+            _ = idle.tick() => {
+                let mut hub = hub.lock().expect("hub");
+                if tx.receiver_count() == 0 {
+                    hub.remove(&ws);
+                    return;
+                }
+                continue;
+            }
+        };
+        let Some(message) = message else {
+            // The bus is gone: drop the entry so the next stream subscribes anew.
+            hub.lock().expect("hub").remove(&ws);
+            return;
+        };
+        if let Some(delivery) = decode(&message.payload) {
+            let _ = tx.send(Arc::new(delivery));
         }
     }
 }

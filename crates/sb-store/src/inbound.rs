@@ -141,3 +141,20 @@ pub fn mark_processed(c: &mut dyn Conn, id: &str, now: i64) -> Result<()> {
     )?;
     Ok(())
 }
+
+/// The workspace's queue: requests not processed yet, and requests set aside after failing.
+pub fn stats(c: &mut dyn Conn, ws: &str) -> Result<(i64, i64)> {
+    let row = c.query_one(
+        &Stmt::new(
+            "SELECT
+                (SELECT COUNT(*) FROM inbound_requests WHERE workspace_id = :ws AND processed_at IS NULL) AS unprocessed,
+                (SELECT COUNT(*) FROM inbound_requests WHERE workspace_id = :ws AND last_error IS NOT NULL
+                    AND processed_at IS NOT NULL) AS set_aside",
+        )
+        .bind("ws", ws),
+    )?;
+    Ok((
+        row.get_in("inbound_requests", "unprocessed")?,
+        row.get_in("inbound_requests", "set_aside")?,
+    ))
+}

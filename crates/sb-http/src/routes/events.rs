@@ -10,12 +10,13 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
-use sb_bus::Subscription;
+use std::sync::Arc;
+
 use sb_core::Permission;
-use sb_core::clock::rfc3339;
-use sb_inbox::live::BusMessage;
-use sb_store::live_events::{self, LiveEvent};
+use sb_inbox::live::{Delivery, sse_data};
+use sb_store::live_events;
 use serde::Deserialize;
+use tokio::sync::broadcast;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -39,30 +40,15 @@ struct Cursor {
     db: sb_sql::Db,
     ws: String,
     last: i64,
-    subscription: Subscription,
-    pending: VecDeque<LiveEvent>,
+    deliveries: broadcast::Receiver<Arc<Delivery>>,
+    /// Logged events in order: (seq, kind, data).
+    pending: VecDeque<(i64, String, String)>,
     /// Typing and presence: sent as they come, without an id, never replayed.
     ephemeral: VecDeque<Event>,
     /// Nothing newer than `last` is in the log that the bus has not announced.
     caught_up: bool,
     /// The server is draining: end the stream (the client reconnects elsewhere, with Last-Event-ID).
     draining: tokio::sync::watch::Receiver<bool>,
-}
-
-fn to_sse(e: &LiveEvent) -> Event {
-    let payload: serde_json::Value = serde_json::from_str(&e.payload_json).unwrap_or_default();
-    let data = serde_json::json!({
-        "seq": e.seq,
-        "kind": e.kind,
-        "conversation_id": e.conversation_id,
-        "occurred_at": rfc3339(e.at),
-        "occurred_at_ms": e.at,
-        "data": payload,
-    });
-    Event::default()
-        .id(e.seq.to_string())
-        .event(e.kind.clone())
-        .data(data.to_string())
 }
 
 async fn next_event(mut c: Cursor) -> Option<(Result<Event, Infallible>, Cursor)> {
@@ -73,19 +59,20 @@ async fn next_event(mut c: Cursor) -> Option<(Result<Event, Infallible>, Cursor)
         if let Some(e) = c.ephemeral.pop_front() {
             return Some((Ok(e), c));
         }
-        if let Some(e) = c.pending.pop_front() {
-            if e.seq <= c.last {
+        if let Some((seq, kind, data)) = c.pending.pop_front() {
+            if seq <= c.last {
                 continue; // already sent (the log and the bus both carried it)
             }
-            c.last = e.seq;
-            return Some((Ok(to_sse(&e)), c));
+            c.last = seq;
+            return Some((Ok(Event::default().id(seq.to_string()).event(kind).data(data)), c));
         }
         if !c.caught_up {
             let (ws, last) = (c.ws.clone(), c.last);
             match c.db.read(move |conn| live_events::after(conn, &ws, last, 200)).await {
                 Ok(events) => {
                     c.caught_up = events.len() < 200;
-                    c.pending.extend(events);
+                    c.pending
+                        .extend(events.iter().map(|e| (e.seq, e.kind.clone(), sse_data(e))));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "reading live events failed; retrying");
@@ -94,24 +81,22 @@ async fn next_event(mut c: Cursor) -> Option<(Result<Event, Infallible>, Cursor)
             }
             continue;
         }
-        let message = tokio::select! {
-            message = c.subscription.next() => message?,
+        let delivery = tokio::select! {
+            delivery = c.deliveries.recv() => delivery,
             _ = c.draining.wait_for(|d| *d) => return None,
         };
-        match serde_json::from_slice::<BusMessage>(&message.payload) {
+        match delivery.as_deref() {
             // The next one in order: no need to read the log.
-            Ok(BusMessage::Logged(e)) if e.seq == c.last + 1 => c.pending.push_back(e),
-            Ok(BusMessage::Logged(e)) if e.seq <= c.last => {}
-            Ok(BusMessage::Ephemeral {
-                kind,
-                conversation_id,
-                data,
-            }) => {
-                let body = serde_json::json!({ "kind": kind, "conversation_id": conversation_id, "data": data });
-                c.ephemeral
-                    .push_back(Event::default().event(kind).data(body.to_string()));
+            Ok(Delivery::Logged { event, sse_data, .. }) if event.seq == c.last + 1 => {
+                c.pending.push_back((event.seq, event.kind.clone(), sse_data.clone()));
             }
-            // A gap (events published out of order) or an unreadable message: read the log.
+            Ok(Delivery::Logged { event, .. }) if event.seq <= c.last => {}
+            Ok(Delivery::Ephemeral { kind, sse_data, .. }) => {
+                c.ephemeral
+                    .push_back(Event::default().event(kind.as_str()).data(sse_data.as_str()));
+            }
+            Err(broadcast::error::RecvError::Closed) => return None,
+            // A gap (published out of order) or this stream fell behind: read the log.
             _ => c.caught_up = false,
         }
     }
@@ -134,10 +119,9 @@ async fn events(
     principal.require(Permission::ReadConversations)?;
     let ws = principal.workspace_id().to_owned();
     // Subscribe before reading the log, so nothing committed in between is missed.
-    let subscription = state
+    let deliveries = state
         .live
-        .bus()
-        .subscribe(&sb_inbox::live::subject(&ws))
+        .subscribe(&ws)
         .await
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "bus_unavailable", e.to_string()))?;
     let resume = headers
@@ -156,7 +140,7 @@ async fn events(
         db: state.store.db.clone(),
         ws,
         last,
-        subscription,
+        deliveries,
         pending: VecDeque::new(),
         ephemeral: VecDeque::new(),
         caught_up: false,

@@ -12,9 +12,12 @@ use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::Principal;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(receive))
+    OpenApiRouter::new()
+        .routes(routes!(receive))
+        .routes(routes!(inbound_stats))
 }
 
 /// The raw body; an oversize one is `payload_too_large`.
@@ -104,4 +107,23 @@ async fn receive(
         }
         Err(IngestError::Store(e)) => Err(e.into()),
     }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InboundStats {
+    /// Stored and acknowledged, not processed yet.
+    pub unprocessed: i64,
+    /// Failed repeatedly and set aside; each keeps its last error.
+    pub set_aside: i64,
+}
+
+/// The workspace's inbound queue: what is still to process, and what was set aside.
+#[utoipa::path(get, path = "/api/v1/inbound-requests/stats", tag = "channels", responses(
+    (status = 200, body = InboundStats)
+), security(("bearer" = []), ("session" = [])))]
+async fn inbound_stats(State(state): State<AppState>, principal: Principal) -> ApiResult<axum::Json<InboundStats>> {
+    principal.require(sb_core::Permission::ManageJobs)?;
+    let ws = principal.workspace_id().to_owned();
+    let (unprocessed, set_aside) = state.store.db.read(move |c| sb_store::inbound::stats(c, &ws)).await?;
+    Ok(axum::Json(InboundStats { unprocessed, set_aside }))
 }

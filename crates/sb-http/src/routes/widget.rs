@@ -15,11 +15,13 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use futures_util::Stream;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use sb_bus::Subscription;
-use sb_inbox::live::BusMessage;
+use std::sync::Arc;
+
+use sb_inbox::live::Delivery;
 use sb_inbox::widget::{self, Visitor, WidgetError};
 use sb_store::live_events::LiveEvent;
 use serde::Deserialize;
+use tokio::sync::broadcast;
 use tokio::sync::mpsc;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -564,10 +566,9 @@ async fn start_feed(
     visitor: Visitor,
     after: Option<i64>,
 ) -> Result<mpsc::Receiver<serde_json::Value>, ApiError> {
-    let subscription = state
+    let deliveries = state
         .live
-        .bus()
-        .subscribe(&sb_inbox::live::subject(&visitor.workspace_id))
+        .subscribe(&visitor.workspace_id)
         .await
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "bus_unavailable", e.to_string()))?;
     let (ws, store) = (visitor.workspace_id.clone(), state.store.clone());
@@ -576,7 +577,7 @@ async fn start_feed(
     let feed = Feed {
         state: state.clone(),
         visitor,
-        subscription,
+        deliveries,
         last: after.unwrap_or(latest).clamp(0, latest),
         latest,
         conversation: None,
@@ -590,7 +591,7 @@ async fn start_feed(
 struct Feed {
     state: AppState,
     visitor: Visitor,
-    subscription: Subscription,
+    deliveries: broadcast::Receiver<Arc<Delivery>>,
     /// The last sequence number handled.
     last: i64,
     latest: i64,
@@ -629,21 +630,24 @@ impl Feed {
         }
         let tx = self.tx.clone();
         loop {
-            let message = tokio::select! {
-                message = self.subscription.next() => message,
+            let delivery = tokio::select! {
+                delivery = self.deliveries.recv() => delivery,
                 _ = draining.wait_for(|d| *d) => return,
                 _ = tx.closed() => return,
             };
-            let Some(message) = message else { return };
-            let ok = match serde_json::from_slice::<BusMessage>(&message.payload) {
-                Ok(BusMessage::Logged(e)) if e.seq == self.last + 1 => self.deliver(&e).await,
-                Ok(BusMessage::Logged(e)) if e.seq <= self.last => true,
-                Ok(BusMessage::Ephemeral {
+            let ok = match delivery.as_deref() {
+                Ok(Delivery::Logged { event, payload, .. }) if event.seq == self.last + 1 => {
+                    self.deliver(event, payload).await
+                }
+                Ok(Delivery::Logged { event, .. }) if event.seq <= self.last => true,
+                Ok(Delivery::Ephemeral {
                     kind,
                     conversation_id,
                     data,
-                }) => self.ephemeral(&kind, conversation_id.as_deref(), &data).await,
-                // A gap (published out of order) or unreadable: the log has it all.
+                    ..
+                }) => self.ephemeral(kind, conversation_id.as_deref(), data).await,
+                Err(broadcast::error::RecvError::Closed) => return,
+                // A gap (published out of order) or this feed fell behind: the log has it all.
                 _ => self.catch_up().await,
             };
             if !ok {
@@ -666,7 +670,8 @@ impl Feed {
             };
             let done = events.len() < 500;
             for e in &events {
-                if !self.deliver(e).await {
+                let payload: serde_json::Value = serde_json::from_str(&e.payload_json).unwrap_or_default();
+                if !self.deliver(e, &payload).await {
                     return false;
                 }
             }
@@ -676,15 +681,14 @@ impl Feed {
         }
     }
 
-    async fn deliver(&mut self, e: &LiveEvent) -> bool {
+    async fn deliver(&mut self, e: &LiveEvent, payload: &serde_json::Value) -> bool {
         self.last = e.seq;
-        let payload: serde_json::Value = serde_json::from_str(&e.payload_json).unwrap_or_default();
         let frame = match e.kind.as_str() {
-            "message.created" | "message.updated" if widget::visible_to(&self.visitor, &payload) => {
+            "message.created" | "message.updated" if widget::visible_to(&self.visitor, payload) => {
                 if self.conversation.is_none() {
                     self.conversation = e.conversation_id.clone();
                 }
-                serde_json::json!({ "type": e.kind, "seq": e.seq, "message": widget::visitor_message(&payload) })
+                serde_json::json!({ "type": e.kind, "seq": e.seq, "message": widget::visitor_message(payload) })
             }
             "conversation.updated" if payload["customer_id"].as_str() == Some(self.visitor.customer_id.as_str()) => {
                 self.conversation = e.conversation_id.clone();
