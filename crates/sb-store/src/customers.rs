@@ -176,7 +176,8 @@ pub fn resolve(
 ) -> Result<String> {
     lock_identifiers(c, ws, account_id, hints)?;
     let mut owner = None;
-    for hint in hints {
+    let mut matched = None;
+    for (i, hint) in hints.iter().enumerate() {
         let scope = scope_of(hint.kind, account_id);
         // An unverified global identifier is only a claim: it may not attach a message to someone else's history.
         if !hint.verified && is_global_identity(hint.kind) {
@@ -184,6 +185,7 @@ pub fn resolve(
         }
         if let Some(found) = find_identity_owner(c, ws, hint.kind, &scope, hint.value)? {
             owner = Some(found);
+            matched = Some(i);
             break;
         }
     }
@@ -208,8 +210,11 @@ pub fn resolve(
             id
         }
     };
-    for hint in hints {
-        attach(c, ws, &customer_id, hint, &scope_of(hint.kind, account_id), now)?;
+    for (i, hint) in hints.iter().enumerate() {
+        // The identifier that found the customer is theirs already.
+        if Some(i) != matched {
+            attach(c, ws, &customer_id, hint, &scope_of(hint.kind, account_id), now)?;
+        }
     }
     let email = hints.iter().find(|h| h.kind == "email" && h.verified).map(|h| h.value);
     let phone = hints.iter().find(|h| h.kind == "phone" && h.verified).map(|h| h.value);
@@ -227,6 +232,10 @@ pub fn fill_profile(
     phone: Option<&str>,
     now: i64,
 ) -> Result<()> {
+    // Nothing to fill: no statement (and no page written for an unchanged row).
+    if name.is_none() && email.is_none() && phone.is_none() {
+        return Ok(());
+    }
     c.execute(
         &Stmt::new(
             "UPDATE customers SET
@@ -234,7 +243,10 @@ pub fn fill_profile(
                 email = CASE WHEN email IS NULL THEN :email ELSE email END,
                 phone = CASE WHEN phone IS NULL THEN :phone ELSE phone END,
                 updated_at = :now
-             WHERE workspace_id = :ws AND id = :id",
+             WHERE workspace_id = :ws AND id = :id
+               AND ((name IS NULL AND CAST(:name AS TEXT) IS NOT NULL)
+                    OR (email IS NULL AND CAST(:email AS TEXT) IS NOT NULL)
+                    OR (phone IS NULL AND CAST(:phone AS TEXT) IS NOT NULL))",
         )
         .bind("name", name)
         .bind("email", email)
