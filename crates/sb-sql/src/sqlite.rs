@@ -37,6 +37,7 @@ impl SqliteOptions {
 
 pub struct SqliteExecutor {
     writer: Mutex<Option<mpsc::Sender<Job>>>,
+    stop_checkpoints: Mutex<Option<mpsc::Sender<()>>>,
     readers: Mutex<Option<mpsc::Sender<Job>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -59,6 +60,10 @@ fn open_connection(path: &Path, writer: bool) -> Result<rusqlite::Connection, Sq
     if writer {
         // The writer touches the hot pages of every table: keep up to 16 MiB of them.
         conn.pragma_update(None, "cache_size", -16_384)?;
+        // Checkpoints run on a thread of their own (see `checkpoint_loop`); the writer only
+        // steps in when the log grows past ~40 MB anyway.
+        conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     }
     if !writer {
         conn.pragma_update(None, "query_only", "ON")?;
@@ -84,6 +89,16 @@ impl SqliteExecutor {
                 .map_err(|e| SqlError::Other(e.to_string()))?,
         );
 
+        let checkpointer = open_connection(&options.path, false)?;
+        checkpointer.pragma_update(None, "query_only", "OFF")?;
+        let (stop_checkpoints, stopped) = mpsc::channel::<()>();
+        threads.push(
+            std::thread::Builder::new()
+                .name("sqlite-checkpoint".into())
+                .spawn(move || checkpoint_loop(checkpointer, stopped))
+                .map_err(|e| SqlError::Other(e.to_string()))?,
+        );
+
         let (rtx, rrx) = mpsc::channel::<Job>();
         let rrx = Arc::new(Mutex::new(rrx));
         for n in 0..options.readers.max(1) {
@@ -98,6 +113,7 @@ impl SqliteExecutor {
         }
         Ok(SqliteExecutor {
             writer: Mutex::new(Some(wtx)),
+            stop_checkpoints: Mutex::new(Some(stop_checkpoints)),
             readers: Mutex::new(Some(rtx)),
             threads: Mutex::new(threads),
         })
@@ -116,6 +132,16 @@ impl SqliteExecutor {
         }
         rx.await
             .map_err(|_| WorkError::Sql(SqlError::Unavailable("the database thread has stopped".into())))?
+    }
+}
+
+/// Copies the write-ahead log into the database file every quarter second, off the writer's
+/// thread, so commits do not pay for it (PASSIVE: never waits for readers or the writer).
+fn checkpoint_loop(conn: rusqlite::Connection, stop: mpsc::Receiver<()>) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(std::time::Duration::from_millis(250)) {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::debug!(error = %e, "a background checkpoint did not run");
+        }
     }
 }
 
@@ -243,6 +269,7 @@ impl Executor for SqliteExecutor {
     }
 
     async fn close(&self) {
+        self.stop_checkpoints.lock().expect("lock").take();
         self.writer.lock().expect("lock").take();
         self.readers.lock().expect("lock").take();
         let threads: Vec<_> = std::mem::take(&mut *self.threads.lock().expect("lock"));
