@@ -29,10 +29,7 @@ pub struct ApiChannel {
 impl Default for ApiChannel {
     fn default() -> Self {
         ApiChannel {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .expect("a client with a timeout builds"),
+            http: crate::http_client(Duration::from_secs(10)),
         }
     }
 }
@@ -135,6 +132,7 @@ fn parse_body(body: &[u8], received_at_ms: i64) -> Result<(String, Inbound), Cha
                 .ok_or_else(|| ChannelError::Malformed("`status` must be sent, delivered, read or failed".into()))?;
             let report = StatusReport {
                 provider_message_id: message_id,
+                our_message_id: None,
                 status,
                 error_code,
                 error_message,
@@ -204,11 +202,7 @@ impl Channel for ApiChannel {
             .body(body)
             .send()
             .await
-            .map_err(|e| SendError {
-                retryable: true,
-                code: "network_error".into(),
-                message: e.to_string(),
-            })?;
+            .map_err(SendError::network)?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         if status.is_success() {
@@ -332,6 +326,7 @@ mod tests {
             events,
             vec![Inbound::Status(StatusReport {
                 provider_message_id: "p-9".into(),
+                our_message_id: None,
                 status: DeliveryStatus::Read,
                 error_code: None,
                 error_message: None

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod signing;
+pub mod whatsapp;
 pub mod widget;
 
 use async_trait::async_trait;
@@ -71,6 +72,10 @@ pub struct InboundMessage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusReport {
     pub provider_message_id: String,
+    /// Our id for the message, where the provider echoes it (WhatsApp's
+    /// `biz_opaque_callback_data`): a status that arrives before we recorded the provider's
+    /// id still finds its message.
+    pub our_message_id: Option<String>,
     pub status: sb_core::inbox::DeliveryStatus,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
@@ -119,6 +124,26 @@ pub struct OutboundMessage {
     pub to: String,
     pub text: String,
     pub created_at_ms: i64,
+    /// A pre-approved template instead of free text (WhatsApp outside the 24-hour window).
+    pub template: Option<TemplateSend>,
+}
+
+/// A message template as the provider lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProviderTemplate {
+    pub name: String,
+    pub language: String,
+    pub category: String,
+    pub status: String,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateSend {
+    pub name: String,
+    pub language: String,
+    /// Positional body parameters, `{{1}}` first.
+    pub parameters: Vec<String>,
 }
 
 /// Why a send failed, and whether trying again can help.
@@ -128,6 +153,25 @@ pub struct SendError {
     pub retryable: bool,
     pub code: String,
     pub message: String,
+}
+
+impl SendError {
+    /// The provider could not be reached or did not answer: worth another try.
+    pub fn network(e: reqwest::Error) -> Self {
+        SendError {
+            retryable: true,
+            code: "network_error".into(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// A client for provider APIs, with a request timeout.
+pub(crate) fn http_client(timeout: std::time::Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .expect("a client with a timeout builds")
 }
 
 /// What the channel allows, so the API can say before sending.
@@ -145,6 +189,11 @@ pub trait Channel: Send + Sync + 'static {
     fn policy(&self) -> Policy;
     /// The identity kind that addresses a customer on this channel.
     fn address_kind(&self) -> &'static str;
+    /// Answers a provider's `GET` verification of the webhook URL (Meta's `hub.challenge`):
+    /// `None` when the channel has none.
+    fn handshake(&self, _query: &[(String, String)], _account: &Account) -> Option<Result<String, ChannelError>> {
+        None
+    }
     /// Checks the signature over the raw bytes and parses; nothing is stored on failure.
     fn verify(&self, request: &RawRequest<'_>, account: &Account, now_ms: i64) -> Result<Verified, ChannelError>;
     /// Parses a stored body again (processing runs after acknowledgement).
@@ -152,6 +201,11 @@ pub trait Channel: Send + Sync + 'static {
     /// Secrets generated for a new account when the admin gives none.
     fn new_secrets(&self) -> serde_json::Value {
         serde_json::json!({ "secret": sb_core::credentials::random_secret() })
+    }
+    /// The account's pre-approved templates as the provider lists them; `None` when the
+    /// channel has no templates.
+    async fn fetch_templates(&self, _account: &Account) -> Result<Option<Vec<ProviderTemplate>>, SendError> {
+        Ok(None)
     }
     /// Sends and returns the provider's id for the message.
     async fn send(&self, message: &OutboundMessage, account: &Account) -> Result<String, SendError>;
@@ -161,6 +215,7 @@ pub trait Channel: Send + Sync + 'static {
 pub fn registry() -> Vec<std::sync::Arc<dyn Channel>> {
     vec![
         std::sync::Arc::new(api::ApiChannel::default()),
+        std::sync::Arc::new(whatsapp::WhatsAppChannel::default()),
         std::sync::Arc::new(widget::WidgetChannel),
     ]
 }

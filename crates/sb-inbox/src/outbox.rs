@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::live::{self, Live};
 use crate::{Channels, QUEUE, SEND_KIND, account_of};
+use sb_channels::TemplateSend;
 
 #[derive(Debug, Clone)]
 pub struct ReplyRequest {
@@ -27,6 +28,8 @@ pub struct ReplyRequest {
     pub channel_account_id: Option<String>,
     /// A private note for agents, never sent.
     pub note: bool,
+    /// Send this pre-approved template instead of free text (allowed outside a reply window).
+    pub template: Option<TemplateSend>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -145,7 +148,7 @@ pub async fn reply(
     live: &Live,
     request: ReplyRequest,
 ) -> Result<Message, ReplyError> {
-    if request.text.trim().is_empty() {
+    if request.text.trim().is_empty() && request.template.is_none() {
         return Err(ReplyError::Empty);
     }
     let (channels, now) = (channels.clone(), engine.store().now());
@@ -172,6 +175,7 @@ pub async fn reply(
                     status: "note",
                     sent_at: now,
                     attachments_json: "[]",
+                    template_json: None,
                 };
                 let message = messages::insert(c, &note, now)?.ok_or(StoreError::Conflict("note".into()))?;
                 let event = live::message_event(c, "message.created", &message, now)?;
@@ -188,8 +192,12 @@ pub async fn reply(
                 return Ok(Err(ReplyError::AccountNotFound));
             };
             let author = Author::Agent(&request.author_id);
+            let content = match &request.template {
+                Some(t) => Content::Template(t),
+                None => Content::Text(&request.text),
+            };
             Ok::<_, StoreError>(
-                queue_reply(c, &channels, &conversation, &account, author, &request.text, now)?
+                queue_reply(c, &channels, &conversation, &account, author, content, now)?
                     .map(|(message, event)| (message, vec![event])),
             )
         })
@@ -208,34 +216,88 @@ pub enum Author<'a> {
     System,
 }
 
-/// Writes an outbound message on `account` with its send job, after checking that a
-/// free-form message may go there now. Runs inside the caller's transaction.
+/// What an outbound message says.
+#[derive(Debug, Clone, Copy)]
+pub enum Content<'a> {
+    Text(&'a str),
+    /// A pre-approved template of the account (validated here, before anything is sent).
+    Template(&'a TemplateSend),
+}
+
+/// Writes an outbound message on `account` with its send job, after checking that it may go
+/// there now: free text inside the channel's reply window, a template (known, approved,
+/// with its parameters) at any time. Runs inside the caller's transaction.
 pub(crate) fn queue_reply(
     c: &mut dyn Conn,
     channels: &Channels,
     conversation: &Conversation,
     account: &ChannelAccount,
     author: Author<'_>,
-    text: &str,
+    content: Content<'_>,
     now: i64,
 ) -> Result<Result<(Message, sb_store::live_events::LiveEvent), ReplyError>, StoreError> {
     let option = option_for(c, channels, conversation, account, now)?;
-    if !option.allowed {
-        let reason = option.reason.unwrap_or("not_allowed");
-        return Ok(Err(ReplyError::NotAllowed(
-            option.reason_text.unwrap_or_default(),
-            reason,
-        )));
-    }
-    let max = channels
-        .get(&account.channel)
-        .map_or(usize::MAX, |ch| ch.policy().max_text_chars);
-    if text.chars().count() > max {
-        return Ok(Err(ReplyError::NotAllowed(
-            format!("this channel takes at most {max} characters"),
-            "text_too_long",
-        )));
-    }
+    let window_only = option.reason == Some("reply_window_closed");
+    let (body, template_json) = match content {
+        Content::Text(text) => {
+            if !option.allowed {
+                let reason = option.reason.unwrap_or("not_allowed");
+                return Ok(Err(ReplyError::NotAllowed(
+                    option.reason_text.unwrap_or_default(),
+                    reason,
+                )));
+            }
+            let max = channels
+                .get(&account.channel)
+                .map_or(usize::MAX, |ch| ch.policy().max_text_chars);
+            if text.chars().count() > max {
+                return Ok(Err(ReplyError::NotAllowed(
+                    format!("this channel takes at most {max} characters"),
+                    "text_too_long",
+                )));
+            }
+            (text.to_owned(), None)
+        }
+        Content::Template(t) => {
+            // A template may go out when only the reply window is closed.
+            if !option.allowed && !window_only {
+                let reason = option.reason.unwrap_or("not_allowed");
+                return Ok(Err(ReplyError::NotAllowed(
+                    option.reason_text.unwrap_or_default(),
+                    reason,
+                )));
+            }
+            let ws = &conversation.workspace_id;
+            let Some(found) = sb_store::templates::find(c, ws, &account.id, &t.name, &t.language)? else {
+                return Ok(Err(ReplyError::NotAllowed(
+                    format!(
+                        "no template `{}` ({}) on this account: sync the templates from the provider",
+                        t.name, t.language
+                    ),
+                    "template_not_found",
+                )));
+            };
+            if !found.status.eq_ignore_ascii_case("APPROVED") {
+                return Ok(Err(ReplyError::NotAllowed(
+                    format!("template `{}` is {}, not approved", t.name, found.status),
+                    "template_not_approved",
+                )));
+            }
+            if t.parameters.len() as i64 != found.parameter_count {
+                return Ok(Err(ReplyError::NotAllowed(
+                    format!(
+                        "template `{}` takes {} parameters, {} given",
+                        t.name,
+                        found.parameter_count,
+                        t.parameters.len()
+                    ),
+                    "template_parameters_mismatch",
+                )));
+            }
+            let rendered = sb_channels::whatsapp::render_template(&found.body, &t.parameters);
+            (rendered, serde_json::to_string(t).ok())
+        }
+    };
     let (author_kind, author_id) = match author {
         Author::Agent(id) => ("user", Some(id)),
         Author::System => ("system", None),
@@ -249,11 +311,12 @@ pub(crate) fn queue_reply(
         direction: "outbound",
         author_kind,
         author_id,
-        body: text,
+        body: &body,
         provider_message_id: None,
         status: "queued",
         sent_at: now,
         attachments_json: "[]",
+        template_json: template_json.as_deref(),
     };
     let message = messages::insert(c, &new, now)?.ok_or(StoreError::Conflict("reply".into()))?;
     enqueue_send(c, &message, now)?;
@@ -359,6 +422,10 @@ impl JobHandler for Send {
             to,
             text: message.body.clone(),
             created_at_ms: message.created_at,
+            template: message
+                .template_json
+                .as_deref()
+                .and_then(|t| serde_json::from_str::<TemplateSend>(t).ok()),
         };
         let result = channel.send(&outbound, &account_of(&account, &secrets)).await;
         let now = ctx.store.now();

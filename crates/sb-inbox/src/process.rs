@@ -58,9 +58,15 @@ fn process_request(
                     .error_code
                     .as_deref()
                     .map(|code| (code, s.error_message.as_deref().unwrap_or("")));
-                if let Some(updated) =
-                    messages::apply_report(c, &account.id, &s.provider_message_id, s.status, error, now)?
-                {
+                if let Some(updated) = messages::apply_report(
+                    c,
+                    &account.id,
+                    &s.provider_message_id,
+                    s.our_message_id.as_deref(),
+                    s.status,
+                    error,
+                    now,
+                )? {
                     events.push(live::message_event(c, "message.updated", &updated, now)?);
                 }
             }
@@ -253,6 +259,7 @@ pub(crate) fn apply_message(
         status: "received",
         sent_at: m.sent_at_ms,
         attachments_json,
+        template_json: None,
     };
     let Some(message) = messages::insert(c, &new, now)? else {
         return Ok(None);

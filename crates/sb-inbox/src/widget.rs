@@ -793,6 +793,18 @@ fn normalise_address(kind: &str, raw: &str) -> Result<String, WidgetError> {
     }
 }
 
+/// The account's template for a handoff's first message where free text may not open a
+/// conversation: setting `handoff_template` = `{"name", "language"}`, a template whose body
+/// takes the customer's first name, the business name and the conversation reference.
+fn handoff_template(account: &ChannelAccount) -> Option<(String, String)> {
+    let settings = settings_of(account);
+    let t = settings.get("handoff_template")?;
+    Some((
+        t.get("name")?.as_str()?.to_owned(),
+        t.get("language").and_then(|l| l.as_str()).unwrap_or("en_US").to_owned(),
+    ))
+}
+
 /// Short reference to a conversation, quoted in the first message on the new channel.
 pub fn conversation_ref(conversation_id: &str) -> String {
     let tail: String = conversation_id.chars().filter(|c| c.is_ascii_hexdigit()).collect();
@@ -861,8 +873,29 @@ pub async fn handoff(
                 "{business}: we are continuing your website chat here (ref #{reference}). \
                  Reply to this message and we will pick up where we left off."
             );
+            let content = outbox::Content::Text(&text);
             let (message, event) =
-                outbox::queue_reply(c, &channels, &conversation, &target, Author::System, &text, now)??;
+                match outbox::queue_reply(c, &channels, &conversation, &target, Author::System, content, now)? {
+                    Ok(queued) => queued,
+                    // Free text may not open a conversation there (WhatsApp's 24-hour window):
+                    // the account's handoff template does, with name, business and reference.
+                    Err(ReplyError::NotAllowed(_, "reply_window_closed")) if handoff_template(&target).is_some() => {
+                        let (name, language) = handoff_template(&target).unwrap_or_default();
+                        let customer = customers::get(c, ws, &request.customer_id)?;
+                        let first_name = customer
+                            .and_then(|p| p.name)
+                            .and_then(|n| n.split_whitespace().next().map(str::to_owned))
+                            .unwrap_or_else(|| "there".to_owned());
+                        let template = sb_channels::TemplateSend {
+                            name,
+                            language,
+                            parameters: vec![first_name, business.clone(), reference.clone()],
+                        };
+                        let content = outbox::Content::Template(&template);
+                        outbox::queue_reply(c, &channels, &conversation, &target, Author::System, content, now)??
+                    }
+                    Err(e) => return Err(e.into()),
+                };
             let mut events = vec![event];
             // The chat the customer leaves says where the conversation went.
             let widget = match &by {
@@ -888,6 +921,7 @@ pub async fn handoff(
                     status: "sent",
                     sent_at: now,
                     attachments_json: "[]",
+                    template_json: None,
                 };
                 if let Some(m) = messages::insert(c, &new, now)? {
                     events.push(live::message_event(c, "message.created", &m, now)?);

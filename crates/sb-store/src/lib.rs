@@ -18,6 +18,7 @@ pub mod migrations;
 pub mod objects;
 pub mod presence;
 pub mod sessions;
+pub mod templates;
 pub mod timers;
 pub mod tokens;
 pub mod users;

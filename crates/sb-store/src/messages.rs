@@ -26,17 +26,19 @@ pub struct Message {
     pub error_message: Option<String>,
     /// `[{"id","filename","content_type","size"}]`.
     pub attachments_json: String,
+    /// The template call when sent as a template (`{"name","language","parameters"}`).
+    pub template_json: Option<String>,
     pub sent_at: i64,
     pub created_at: i64,
     pub updated_at: i64,
 }
 from_row!(Message in "messages" {
     id, workspace_id, conversation_id, customer_id, channel_account_id, channel, direction, author_kind, author_id, body,
-    provider_message_id, status, error_code, error_message, attachments_json, sent_at, created_at, updated_at
+    provider_message_id, status, error_code, error_message, attachments_json, template_json, sent_at, created_at, updated_at
 });
 
 const COLUMNS: &str = "id, workspace_id, conversation_id, customer_id, channel_account_id, channel, direction, author_kind, \
-                       author_id, body, provider_message_id, status, error_code, error_message, attachments_json, sent_at, created_at, updated_at";
+                       author_id, body, provider_message_id, status, error_code, error_message, attachments_json, template_json, sent_at, created_at, updated_at";
 
 #[derive(Debug, Clone)]
 pub struct NewMessage<'a> {
@@ -54,6 +56,7 @@ pub struct NewMessage<'a> {
     pub sent_at: i64,
     /// `[]` when there are none.
     pub attachments_json: &'a str,
+    pub template_json: Option<&'a str>,
 }
 
 /// Inserts a message. An inbound message the account already has (the same provider id) is
@@ -62,9 +65,9 @@ pub fn insert(c: &mut dyn Conn, m: &NewMessage<'_>, now: i64) -> Result<Option<M
     Ok(c.fetch_opt(
         &Stmt::new(format!(
             "INSERT INTO messages (id, workspace_id, conversation_id, customer_id, channel_account_id, channel, direction,
-                                   author_kind, author_id, body, provider_message_id, status, attachments_json, sent_at, created_at, updated_at)
+                                   author_kind, author_id, body, provider_message_id, status, attachments_json, template_json, sent_at, created_at, updated_at)
              VALUES (:id, :ws, :conversation, :customer, :account, :channel, :direction, :author_kind, :author_id, :body,
-                     :provider_id, :status, :attachments, :sent_at, :now, :now)
+                     :provider_id, :status, :attachments, :template, :sent_at, :now, :now)
              ON CONFLICT (channel_account_id, provider_message_id) DO NOTHING
              RETURNING {COLUMNS}"
         ))
@@ -81,6 +84,7 @@ pub fn insert(c: &mut dyn Conn, m: &NewMessage<'_>, now: i64) -> Result<Option<M
         .bind("provider_id", m.provider_message_id)
         .bind("status", m.status)
         .bind("attachments", m.attachments_json)
+        .bind("template", m.template_json)
         .bind("sent_at", m.sent_at)
         .bind("now", now),
     )?)
@@ -185,16 +189,20 @@ pub fn apply_report(
     c: &mut dyn Conn,
     account_id: &str,
     provider_message_id: &str,
+    our_message_id: Option<&str>,
     reported: DeliveryStatus,
     error: Option<(&str, &str)>,
     now: i64,
 ) -> Result<Option<Message>> {
     let Some(message) = c.fetch_opt::<Message>(
         &Stmt::new(format!(
-            "SELECT {COLUMNS} FROM messages WHERE channel_account_id = :account AND provider_message_id = :provider_id"
+            "SELECT {COLUMNS} FROM messages
+             WHERE channel_account_id = :account AND (provider_message_id = :provider_id OR id = :ours)
+             ORDER BY CASE WHEN provider_message_id = :provider_id THEN 0 ELSE 1 END LIMIT 1"
         ))
         .bind("account", account_id)
-        .bind("provider_id", provider_message_id),
+        .bind("provider_id", provider_message_id)
+        .bind("ours", our_message_id.unwrap_or("")),
     )?
     else {
         return Ok(None);

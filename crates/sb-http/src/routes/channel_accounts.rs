@@ -18,20 +18,24 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_accounts, create_account))
         .routes(routes!(get_account))
+        .routes(routes!(list_templates))
+        .routes(routes!(sync_templates))
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct CreateChannelAccount {
-    /// `api` or `widget`.
+    /// `api`, `whatsapp` or `widget`.
     pub channel: String,
     pub name: String,
     /// Non-secret settings. API channel: `webhook_url`, where replies are delivered. Widget:
     /// `allowed_origins` (list of `scheme://host[:port]`; empty = any), `hmac_mandatory`,
-    /// `prechat`, `title`, `welcome`, `max_upload_bytes`.
+    /// `prechat`, `title`, `welcome`, `max_upload_bytes`. WhatsApp: `phone_number_id`,
+    /// `waba_id`, `api_base_url`, `api_version`, `handoff_template` (`{"name","language"}`).
     #[serde(default)]
     pub settings: serde_json::Value,
     /// Secrets; generated when omitted (API channel: `secret`; widget: `hmac_secret` for
-    /// `identifier_hash`, `token_key` for visitor tokens).
+    /// `identifier_hash`, `token_key` for visitor tokens; WhatsApp: `app_secret`, `access_token`,
+    /// `verify_token`).
     pub secrets: Option<serde_json::Value>,
 }
 
@@ -60,6 +64,30 @@ fn validate(channel: &str, settings: &serde_json::Value) -> Result<(), ApiError>
             return Err(ApiError::unprocessable(
                 "invalid_settings",
                 "webhook_url must be an http(s) URL",
+            ));
+        }
+    }
+    if channel == sb_channels::whatsapp::KIND {
+        let text = |k: &str| settings.get(k).and_then(|v| v.as_str());
+        if text("phone_number_id").is_none_or(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
+            return Err(ApiError::unprocessable(
+                "invalid_settings",
+                "phone_number_id (digits, from the WhatsApp Manager) is required",
+            ));
+        }
+        if text("api_base_url").is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
+            return Err(ApiError::unprocessable(
+                "invalid_settings",
+                "api_base_url must be an http(s) URL",
+            ));
+        }
+        if settings
+            .get("handoff_template")
+            .is_some_and(|t| t.get("name").and_then(|n| n.as_str()).is_none())
+        {
+            return Err(ApiError::unprocessable(
+                "invalid_settings",
+                "handoff_template must be {\"name\": \"…\", \"language\": \"en_US\"}",
             ));
         }
     }
@@ -219,4 +247,127 @@ async fn get_account(
         )
         .await),
     }
+}
+
+async fn load_account(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+) -> Result<channel_accounts::ChannelAccount, ApiError> {
+    let (ws, aid) = (principal.workspace_id().to_owned(), id.to_owned());
+    match state
+        .store
+        .db
+        .read(move |c| channel_accounts::get(c, &ws, &aid))
+        .await?
+    {
+        Some(a) => Ok(a),
+        None => Err(super::not_found(
+            state,
+            principal,
+            ObjectKind::ChannelAccount,
+            id,
+            "channel_account_not_found",
+        )
+        .await),
+    }
+}
+
+/// The account's message templates, as last synced from the provider.
+#[utoipa::path(get, path = "/api/v1/channel-accounts/{id}/templates", tag = "channels", params(("id" = String, Path)), responses(
+    (status = 200, description = "`{items: [{name, language, category, status, body, parameter_count, synced_at}]}`"),
+    (status = 404, description = "`channel_account_not_found`", body = ErrorBody)
+), security(("bearer" = []), ("session" = [])))]
+async fn list_templates(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    principal.require(Permission::ReadConversations)?;
+    let account = load_account(&state, &principal, &id).await?;
+    let ws = principal.workspace_id().to_owned();
+    let items = state
+        .store
+        .db
+        .read(move |c| sb_store::templates::list(c, &ws, &account.id))
+        .await?;
+    Ok(axum::Json(serde_json::json!({ "items": items })))
+}
+
+/// Fetches the account's templates from the provider and replaces the stored list (audited).
+#[utoipa::path(post, path = "/api/v1/channel-accounts/{id}/templates/sync", tag = "channels", params(("id" = String, Path)), responses(
+    (status = 200, description = "`{items: [...]}` as stored now"),
+    (status = 404, description = "`channel_account_not_found`", body = ErrorBody),
+    (status = 422, description = "`templates_unsupported`: the channel has no templates", body = ErrorBody),
+    (status = 502, description = "`provider_error`, with the provider's code and message", body = ErrorBody)
+), security(("bearer" = []), ("session" = [])))]
+async fn sync_templates(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    principal.require(Permission::ManageWorkspace)?;
+    let account = load_account(&state, &principal, &id).await?;
+    let channel = state
+        .channels
+        .get(&account.channel)
+        .cloned()
+        .ok_or_else(|| ApiError::unprocessable("templates_unsupported", "this channel has no templates"))?;
+    let aid = account.id.clone();
+    let secrets = state
+        .store
+        .db
+        .read(move |c| channel_accounts::for_webhook(c, &aid))
+        .await?
+        .map(|(_, s)| s)
+        .unwrap_or_default();
+    let view = sb_channels::Account {
+        id: account.id.clone(),
+        settings: serde_json::from_str(&account.settings_json).unwrap_or_default(),
+        secrets: serde_json::from_str(&secrets).unwrap_or_default(),
+    };
+    let fetched = channel
+        .fetch_templates(&view)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "provider_error",
+                format!("{}: {}", e.code, e.message),
+            )
+        })?
+        .ok_or_else(|| ApiError::unprocessable("templates_unsupported", "this channel has no templates"))?;
+    let (ws, actor, now) = (
+        principal.workspace_id().to_owned(),
+        principal.actor(),
+        state.store.now(),
+    );
+    let items = state
+        .store
+        .db
+        .write(move |c| {
+            let list: Vec<sb_store::templates::SyncedTemplate<'_>> = fetched
+                .iter()
+                .map(|t| sb_store::templates::SyncedTemplate {
+                    name: &t.name,
+                    language: &t.language,
+                    category: &t.category,
+                    status: &t.status,
+                    body: &t.body,
+                    parameter_count: sb_channels::whatsapp::template_parameter_count(&t.body) as i64,
+                })
+                .collect();
+            sb_store::templates::replace_all(c, &ws, &account.id, &list, now)?;
+            let change = Change {
+                action: "channel_account.templates_synced",
+                object_kind: "channel_account",
+                object_id: Some(&account.id),
+                before: None,
+                after: Some(serde_json::json!({ "templates": fetched.len() })),
+            };
+            audit::record(c, &ws, &actor, &change, now)?;
+            sb_store::templates::list(c, &ws, &account.id)
+        })
+        .await?;
+    Ok(axum::Json(serde_json::json!({ "items": items })))
 }

@@ -192,9 +192,14 @@ async fn list_messages(
 
 #[derive(Deserialize, ToSchema)]
 pub struct CreateMessage {
+    #[serde(default)]
     pub text: String,
     /// Which channel account to reply on; default: the one the customer last wrote on.
     pub channel_account_id: Option<String>,
+    /// A pre-approved template instead of text (WhatsApp outside the 24-hour window):
+    /// `{"name", "language", "parameters": ["…"]}`; see `GET /api/v1/channel-accounts/{id}/templates`.
+    #[schema(value_type = Option<Object>)]
+    pub template: Option<sb_channels::TemplateSend>,
 }
 
 pub(crate) fn reply_error(e: ReplyError) -> ApiError {
@@ -224,6 +229,7 @@ async fn post_message(
         text: body.text,
         channel_account_id: if note { None } else { body.channel_account_id },
         note,
+        template: if note { None } else { body.template },
     };
     let message = sb_inbox::reply(&state.engine, &state.channels, &state.live, request)
         .await
@@ -236,7 +242,7 @@ async fn post_message(
 #[utoipa::path(post, path = "/api/v1/conversations/{id}/messages", tag = "inbox", params(("id" = String, Path)), request_body = CreateMessage, responses(
     (status = 201, body = MessageView),
     (status = 404, description = "`conversation_not_found`", body = ErrorBody),
-    (status = 422, description = "`no_channel`, `no_address`, `reply_window_closed`, `channel_unavailable`, `text_too_long`, `empty_message`, `channel_account_not_found`", body = ErrorBody)
+    (status = 422, description = "`no_channel`, `no_address`, `reply_window_closed`, `channel_unavailable`, `text_too_long`, `empty_message`, `channel_account_not_found`, `template_not_found`, `template_not_approved`, `template_parameters_mismatch`", body = ErrorBody)
 ), security(("bearer" = []), ("session" = [])))]
 async fn create_message(
     State(state): State<AppState>,
@@ -270,6 +276,7 @@ async fn create_note(
         CreateMessage {
             text: body.text,
             channel_account_id: None,
+            template: None,
         },
         true,
     )

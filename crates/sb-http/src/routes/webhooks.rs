@@ -16,7 +16,7 @@ use crate::extract::Principal;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(receive))
+        .routes(routes!(receive, handshake))
         .routes(routes!(inbound_stats))
 }
 
@@ -126,4 +126,53 @@ async fn inbound_stats(State(state): State<AppState>, principal: Principal) -> A
     let ws = principal.workspace_id().to_owned();
     let (unprocessed, set_aside) = state.store.db.read(move |c| sb_store::inbound::stats(c, &ws)).await?;
     Ok(axum::Json(InboundStats { unprocessed, set_aside }))
+}
+
+/// A provider verifying the webhook URL (Meta: `hub.mode=subscribe`, `hub.verify_token`,
+/// `hub.challenge`): the bare challenge when the account's verify token matches.
+#[utoipa::path(get, path = "/hooks/{channel}/{account_id}", tag = "channels",
+    params(("channel" = String, Path), ("account_id" = String, Path)),
+    responses(
+        (status = 200, content_type = "text/plain", body = String, description = "the challenge"),
+        (status = 403, description = "`verify_token_mismatch`", body = ErrorBody),
+        (status = 404, description = "`channel_account_not_found`", body = ErrorBody)
+    ))]
+async fn handshake(
+    State(state): State<AppState>,
+    Path((channel, account_id)): Path<(String, String)>,
+    axum::extract::Query(query): axum::extract::Query<Vec<(String, String)>>,
+) -> ApiResult<String> {
+    let not_found = || {
+        ApiError::not_found(
+            "channel_account_not_found",
+            "no channel account of this kind with this id",
+        )
+    };
+    let kind = state.channels.get(&channel).cloned().ok_or_else(not_found)?;
+    if !sb_core::ids::is_id(&account_id) {
+        return Err(not_found());
+    }
+    let found = state
+        .store
+        .db
+        .read(move |c| sb_store::channel_accounts::for_webhook(c, &account_id))
+        .await?
+        .filter(|(a, _)| a.channel == channel)
+        .ok_or_else(not_found)?;
+    let (account, secrets) = found;
+    let account = sb_channels::Account {
+        id: account.id.clone(),
+        settings: serde_json::from_str(&account.settings_json).unwrap_or_default(),
+        secrets: serde_json::from_str(&secrets).unwrap_or_default(),
+    };
+    match kind.handshake(&query, &account) {
+        Some(Ok(challenge)) => Ok(challenge),
+        Some(Err(sb_channels::ChannelError::Malformed(m))) => Err(ApiError::invalid("malformed_handshake", m)),
+        Some(Err(_)) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "verify_token_mismatch",
+            "hub.verify_token does not match this channel account",
+        )),
+        None => Err(not_found()),
+    }
 }

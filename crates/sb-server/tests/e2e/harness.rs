@@ -33,13 +33,16 @@ impl TestServer {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        Self::start_at(Time::System, adjust).await
+    }
+
+    /// A server on the given clock (`Time::Manual` to move time in a test).
+    pub async fn start_at(time: Time, adjust: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = config(dir.path());
         adjust(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let server = sb_server::start(config, listener, Time::System)
-            .await
-            .expect("server starts");
+        let server = sb_server::start(config, listener, time).await.expect("server starts");
         let demo = server.demo.clone().expect("demo workspace on first start");
         let client = Client::builder()
             .timeout(Duration::from_secs(30))

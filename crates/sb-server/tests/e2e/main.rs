@@ -7,5 +7,6 @@ mod harness;
 mod inbox;
 mod nothing_lost;
 mod postgres;
+mod whatsapp;
 mod widget;
 mod widget_client;

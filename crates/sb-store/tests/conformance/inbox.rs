@@ -130,6 +130,7 @@ async fn claims_uploads_and_seen_behave_alike_on_both_backends() {
                         status,
                         sent_at: at,
                         attachments_json: "[]",
+                        template_json: None,
                     };
                     Ok::<_, sb_store::StoreError>(messages::insert(c, &new, now)?.expect("inserted").id)
                 };

@@ -1,0 +1,451 @@
+//! WhatsApp end to end against the WhatsApp Cloud API simulator (`sb-sim`, written from the
+//! provider's documentation): the handshake, signatures, batched and duplicate deliveries,
+//! statuses overtaking our bookkeeping, the 24-hour window with templates, and scenario 3
+//! with WhatsApp as the channel the chat moves to.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use sb_engine::{ManualClock, Time};
+use sb_sim::clock::SimClock;
+use sb_sim::whatsapp::{WhatsAppConfig, WhatsAppSim};
+use serde_json::{Value, json};
+
+use crate::harness::{TestServer, code};
+use crate::widget_client::{Widget, demo_website_token};
+
+const HANDOFF_TEMPLATE: &str =
+    "Hi {{1}}, this is {{2}}: we are continuing your website chat here (ref #{{3}}). Reply to this message to go on.";
+
+struct Setup {
+    s: TestServer,
+    sim: WhatsAppSim,
+    account: String,
+    clock: Option<Arc<ManualClock>>,
+    sim_clock: SimClock,
+}
+
+async fn setup(manual: bool) -> Setup {
+    let clock = manual.then(|| ManualClock::new(sb_core::Clock::now_ms(&sb_core::SystemClock)));
+    let time = clock.clone().map_or(Time::System, Time::Manual);
+    let s = TestServer::start_at(time, |_| {}).await;
+    let sim_clock = SimClock::new();
+    if let Some(c) = &clock {
+        sim_clock.set(sb_core::Clock::now_ms(c.as_ref()));
+    }
+    let config = WhatsAppConfig {
+        app_secret: "demo-app-secret".into(),
+        verify_token: "verify-me".into(),
+        access_token: "wa-access-token".into(),
+        phone_number_id: "990000000000001".into(),
+        display_phone_number: "15550001111".into(),
+        waba_id: "880000000000001".into(),
+        webhook_url: None,
+    };
+    let sim = WhatsAppSim::start(config, sim_clock.clone())
+        .await
+        .expect("simulator starts");
+    let (status, created) = s
+        .post(
+            "/api/v1/channel-accounts",
+            &s.admin_token,
+            json!({
+                "channel": "whatsapp",
+                "name": "WhatsApp +1 555 000 1111",
+                "settings": {
+                    "phone_number_id": "990000000000001",
+                    "waba_id": "880000000000001",
+                    "api_base_url": sim.base_url(),
+                    "handoff_template": {"name": "handoff_follow_up", "language": "en_US"}
+                },
+                "secrets": {"app_secret": "demo-app-secret", "access_token": "wa-access-token", "verify_token": "verify-me"}
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let account = created["id"].as_str().expect("id").to_owned();
+    let hook = created["webhook_url"].as_str().expect("webhook url").to_owned();
+    control(&s, &sim, "/_sim/whatsapp/webhook", json!({ "url": hook })).await;
+    control(
+        &s,
+        &sim,
+        "/_sim/whatsapp/templates",
+        json!({"name": "handoff_follow_up", "language": "en_US", "category": "UTILITY", "body": HANDOFF_TEMPLATE}),
+    )
+    .await;
+    let (status, synced) = s
+        .post(
+            &format!("/api/v1/channel-accounts/{account}/templates/sync"),
+            &s.admin_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{synced}");
+    assert!(synced["items"].as_array().is_some_and(|t| t.len() >= 3), "{synced}");
+    Setup {
+        s,
+        sim,
+        account,
+        clock,
+        sim_clock,
+    }
+}
+
+async fn control(s: &TestServer, sim: &WhatsAppSim, path: &str, body: Value) -> Value {
+    let resp = s
+        .client
+        .post(format!("{}{path}", sim.control()))
+        .json(&body)
+        .send()
+        .await
+        .expect("simulator control");
+    assert!(resp.status().is_success(), "{path}: {}", resp.status());
+    resp.json().await.unwrap_or(Value::Null)
+}
+
+async fn sim_get(s: &TestServer, sim: &WhatsAppSim, path: &str) -> Value {
+    s.client
+        .get(format!("{}{path}", sim.control()))
+        .send()
+        .await
+        .expect("simulator control")
+        .json()
+        .await
+        .expect("json")
+}
+
+/// What our server sent to the provider, once `n` requests are there.
+async fn sent(s: &TestServer, sim: &WhatsAppSim, n: usize) -> Vec<Value> {
+    for _ in 0..300 {
+        let list = sim_get(s, sim, "/_sim/whatsapp/sent").await;
+        // Only sends (the simulator records every provider call, template listings too).
+        let sends: Vec<Value> = list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["method"] == "POST" && r["path"].as_str().is_some_and(|p| p.ends_with("/messages")))
+            .cloned()
+            .collect();
+        if sends.len() >= n {
+            return sends;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the provider never received {n} requests");
+}
+
+async fn whatsapp_conversations(s: &TestServer, n: usize) -> Vec<Value> {
+    let list = s
+        .until("/api/v1/conversations?channel=whatsapp", |b| {
+            b["items"].as_array().is_some_and(|a| a.len() == n)
+        })
+        .await;
+    list["items"].as_array().expect("items").clone()
+}
+
+async fn thread(s: &TestServer, conversation: &str, n: usize) -> Vec<Value> {
+    let body = s
+        .until(&format!("/api/v1/conversations/{conversation}/messages"), |b| {
+            b["items"].as_array().is_some_and(|a| a.len() == n)
+        })
+        .await;
+    body["items"].as_array().expect("items").clone()
+}
+
+#[tokio::test]
+async fn whatsapp_webhooks_are_verified_batched_deduplicated_and_statuses_apply_in_order() {
+    let t = setup(false).await;
+    let (s, sim) = (&t.s, &t.sim);
+
+    // The GET handshake echoes the challenge only for our verify token.
+    let ok = control(s, sim, "/_sim/whatsapp/verify-webhook", json!({})).await;
+    assert_eq!(
+        (ok["status"].as_u64(), ok["echoed"].as_bool()),
+        (Some(200), Some(true)),
+        "{ok}"
+    );
+    let wrong = control(
+        s,
+        sim,
+        "/_sim/whatsapp/verify-webhook",
+        json!({"verify_token": "wrong"}),
+    )
+    .await;
+    assert_eq!(
+        (wrong["status"].as_u64(), wrong["echoed"].as_bool()),
+        (Some(403), Some(false)),
+        "{wrong}"
+    );
+
+    // A customer writes (non-ASCII, sent escaped and signed over the escaped bytes).
+    let first = control(
+        s,
+        sim,
+        "/_sim/whatsapp/customer-message",
+        json!({"from": "34600111222", "name": "Ana López", "text": "Hola, ¿tienen la talla M? 👍"}),
+    )
+    .await;
+    assert_eq!(first["delivered_status"].as_u64(), Some(200), "{first}");
+    let conversation = whatsapp_conversations(s, 1).await[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let messages = thread(s, &conversation, 1).await;
+    assert_eq!(messages[0]["body"], "Hola, ¿tienen la talla M? 👍");
+    let (_, customer) = s.get("/api/v1/customers?q=34600111222", &s.admin_token).await;
+    assert_eq!(customer["items"][0]["name"], "Ana López");
+
+    // A bad signature is refused and stores nothing; duplicates are dropped.
+    control(s, sim, "/_sim/faults", json!({"bad_signature": true})).await;
+    let refused = control(
+        s,
+        sim,
+        "/_sim/whatsapp/customer-message",
+        json!({"from": "34600111222", "text": "forged"}),
+    )
+    .await;
+    assert_eq!(refused["delivered_status"].as_u64(), Some(401), "{refused}");
+    control(s, sim, "/_sim/faults", json!({"duplicate_webhooks": true})).await;
+    control(
+        s,
+        sim,
+        "/_sim/whatsapp/customer-message",
+        json!({"from": "34600111222", "text": "once"}),
+    )
+    .await;
+    control(s, sim, "/_sim/faults", json!({})).await;
+    // Several messages in one POST are all handled.
+    control(
+        s,
+        sim,
+        "/_sim/whatsapp/batch",
+        json!({"messages": [
+            {"from": "34600111222", "text": "batched one"},
+            {"from": "34600999888", "name": "Bea", "text": "batched two"}
+        ]}),
+    )
+    .await;
+    let bodies: Vec<String> = thread(s, &conversation, 3)
+        .await
+        .iter()
+        .map(|m| m["body"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(bodies[1..], ["once".to_owned(), "batched one".to_owned()]);
+    whatsapp_conversations(s, 2).await;
+
+    // The agent answers inside the window; the provider's statuses move it forward only.
+    let path = format!("/api/v1/conversations/{conversation}/messages");
+    let (status, reply) = s.post(&path, &s.admin_token, json!({"text": "Sí, en azul."})).await;
+    assert_eq!(
+        (status, reply["channel"].as_str()),
+        (StatusCode::CREATED, Some("whatsapp")),
+        "{reply}"
+    );
+    let reply_id = reply["id"].as_str().expect("id");
+    let request = &sent(s, sim, 1).await[0];
+    assert_eq!(request["body"]["to"], "34600111222");
+    assert_eq!(request["body"]["text"]["body"], "Sí, en azul.");
+    assert_eq!(request["body"]["biz_opaque_callback_data"], reply_id);
+    assert_eq!(request["headers"]["authorization"], "Bearer wa-access-token");
+    s.until_message(&conversation, reply_id, "delivered").await;
+    let wamid = request["wamid"].as_str().expect("wamid");
+    control(
+        s,
+        sim,
+        "/_sim/whatsapp/status",
+        json!({"message_id": wamid, "status": "read"}),
+    )
+    .await;
+    s.until_message(&conversation, reply_id, "read").await;
+    control(
+        s,
+        sim,
+        "/_sim/whatsapp/status",
+        json!({"message_id": wamid, "status": "delivered"}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.until_message(&conversation, reply_id, "read").await;
+
+    // A malformed body with a valid signature is refused with its code.
+    let account = &t.account;
+    let body = br#"{"object":"page","entry":[]}"#.to_vec();
+    let signature = {
+        use hmac::{Hmac, KeyInit, Mac};
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"demo-app-secret").expect("key");
+        mac.update(&body);
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    };
+    let (status, resp) = s
+        .raw_post(
+            &format!("{}/hooks/whatsapp/{account}", s.base),
+            vec![("x-hub-signature-256", signature)],
+            body,
+        )
+        .await;
+    assert_eq!((status, code(&resp)), (StatusCode::BAD_REQUEST, "malformed_payload"));
+    t.sim.shutdown().await;
+    t.s.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn outside_the_24_hour_window_free_text_is_refused_and_a_template_goes_through() {
+    let t = setup(true).await;
+    let (s, sim) = (&t.s, &t.sim);
+    control(
+        s,
+        sim,
+        "/_sim/whatsapp/customer-message",
+        json!({"from": "34600111222", "name": "Ana", "text": "¿Llegó mi pedido?"}),
+    )
+    .await;
+    let conversation = whatsapp_conversations(s, 1).await[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let path = format!("/api/v1/conversations/{conversation}/messages");
+    let (status, _) = s.post(&path, &s.admin_token, json!({"text": "Mañana."})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    sent(s, sim, 1).await;
+
+    // 25 hours later, on both clocks.
+    let day = 25 * 3_600_000;
+    t.clock.as_ref().expect("manual clock").advance(day);
+    t.sim_clock.advance(day);
+    let (_, view) = s
+        .get(&format!("/api/v1/conversations/{conversation}"), &s.admin_token)
+        .await;
+    let option = view["reply_options"]
+        .as_array()
+        .expect("options")
+        .iter()
+        .find(|o| o["channel_account_id"] == t.account.as_str())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (option["allowed"].as_bool(), option["reason"].as_str()),
+        (Some(false), Some("reply_window_closed"))
+    );
+    let (status, body) = s.post(&path, &s.admin_token, json!({"text": "¿Sigues ahí?"})).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "reply_window_closed")
+    );
+    for (template, expected) in [
+        (
+            json!({"name": "order_update", "language": "en_US", "parameters": ["Ana"]}),
+            "template_parameters_mismatch",
+        ),
+        (
+            json!({"name": "no_such", "language": "en_US", "parameters": []}),
+            "template_not_found",
+        ),
+    ] {
+        let (status, body) = s.post(&path, &s.admin_token, json!({"template": template})).await;
+        assert_eq!((status, code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, expected));
+    }
+    let (status, message) = s
+        .post(
+            &path,
+            &s.admin_token,
+            json!({"template": {"name": "order_update", "language": "en_US", "parameters": ["Ana", "1042"]}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{message}");
+    assert_eq!(message["body"], "Hi Ana, your order 1042 is on its way.");
+    let requests = sent(s, sim, 2).await;
+    assert_eq!(requests[1]["body"]["type"], "template");
+    assert_eq!(requests[1]["body"]["template"]["name"], "order_update");
+    s.until_message(&conversation, message["id"].as_str().expect("id"), "delivered")
+        .await;
+    // Only the customer's reply opens the window again.
+    control(
+        s,
+        sim,
+        "/_sim/whatsapp/customer-message",
+        json!({"from": "34600111222", "text": "¡Gracias!"}),
+    )
+    .await;
+    thread(s, &conversation, 4).await;
+    let (status, _) = s.post(&path, &s.admin_token, json!({"text": "De nada."})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    t.sim.shutdown().await;
+    t.s.server.shutdown().await;
+}
+
+/// Scenario 3 on WhatsApp: a website chat moves to WhatsApp when the customer leaves the
+/// desk; the customer continues from the phone and the agent keeps one thread.
+#[tokio::test]
+async fn scenario_03_handoff_whatsapp() {
+    let t = setup(false).await;
+    let (s, sim) = (&t.s, &t.sim);
+    let w = Widget::start(s, &demo_website_token(s)).await;
+    let target = w.settings["handoff"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .find(|h| h["channel"] == "whatsapp")
+        .cloned()
+        .expect("WhatsApp is offered");
+    assert_eq!(target["address_kind"], "phone");
+    w.post("/widget/v1/contact", json!({"name": "Grace Hopper"})).await;
+    w.say("g-1", "Do you have the rain jacket in M?").await;
+    let conversation = s
+        .until("/api/v1/conversations?channel=widget", |b| {
+            b["items"].as_array().is_some_and(|a| a.len() == 1)
+        })
+        .await["items"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let path = format!("/api/v1/conversations/{conversation}/messages");
+    s.post(&path, &s.admin_token, json!({"text": "Yes! Shall I reserve one?"}))
+        .await;
+
+    // She leaves the desk and continues on WhatsApp: the window there is closed, so the
+    // first message is the handoff template, quoting the conversation.
+    let (status, body) = w
+        .post(
+            "/widget/v1/handoff",
+            json!({"channel_account_id": t.account, "address": "+34 600 111 222"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let request = &sent(s, sim, 1).await[0];
+    assert_eq!(request["body"]["to"], "34600111222");
+    assert_eq!(request["body"]["template"]["name"], "handoff_follow_up");
+    let reference = sb_inbox::widget::conversation_ref(&conversation);
+    let parameters = &request["body"]["template"]["components"][0]["parameters"];
+    assert_eq!(
+        parameters,
+        &json!([{"type": "text", "text": "Grace"}, {"type": "text", "text": "Demo Shop"}, {"type": "text", "text": reference}])
+    );
+
+    // She answers from the phone: same conversation, full history; the agent's next reply
+    // goes to WhatsApp as free text (the window is open now).
+    control(
+        s,
+        sim,
+        "/_sim/whatsapp/customer-message",
+        json!({"from": "34600111222", "name": "Grace", "text": "Yes please, M."}),
+    )
+    .await;
+    let messages = thread(s, &conversation, 5).await;
+    let channels: Vec<&str> = messages.iter().map(|m| m["channel"].as_str().unwrap_or("")).collect();
+    assert_eq!(channels, ["widget", "widget", "whatsapp", "widget", "whatsapp"]);
+    assert_eq!(messages.last().expect("last")["body"], "Yes please, M.");
+    let (status, reply) = s
+        .post(&path, &s.admin_token, json!({"text": "Reserved, size M."}))
+        .await;
+    assert_eq!(
+        (status, reply["channel"].as_str()),
+        (StatusCode::CREATED, Some("whatsapp")),
+        "{reply}"
+    );
+    let requests = sent(s, sim, 2).await;
+    assert_eq!(requests[1]["body"]["text"]["body"], "Reserved, size M.");
+    assert_eq!(whatsapp_conversations(s, 1).await[0]["id"], conversation.as_str());
+    t.sim.shutdown().await;
+    t.s.server.shutdown().await;
+}
