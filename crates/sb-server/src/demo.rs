@@ -48,6 +48,12 @@ impl DemoCredentials {
         if let Some(url) = self.channels["widget"]["page_url"].as_str() {
             println!("  website chat: open {url} and write; answer in the inbox");
         }
+        if let Some(url) = self.channels["whatsapp"]["simulator_url"].as_str() {
+            println!(
+                "  WhatsApp (simulated): play the customer with POST {url}/_sim/whatsapp/customer-message \\
+                 {{\"from\":\"34600111222\",\"name\":\"Ana\",\"text\":\"Hola\"}}; see replies at GET {url}/_sim/whatsapp/sent"
+            );
+        }
     }
 }
 
@@ -169,10 +175,15 @@ pub async fn ensure(store: &Store, data_dir: &Path, base_url: &str) -> Result<Op
             }
         }),
     };
-    let json = serde_json::to_string_pretty(&creds).map_err(|e| StoreError::Invalid(e.to_string()))?;
-    write_private(&data_dir.join(CREDENTIALS_FILE), &json)
-        .map_err(|e| StoreError::Invalid(format!("cannot write {CREDENTIALS_FILE}: {e}")))?;
+    save(&creds, data_dir)?;
     Ok(Some(creds))
+}
+
+/// Writes the credentials file (readable by its owner only).
+pub fn save(creds: &DemoCredentials, data_dir: &Path) -> Result<(), StoreError> {
+    let json = serde_json::to_string_pretty(creds).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    write_private(&data_dir.join(CREDENTIALS_FILE), &json)
+        .map_err(|e| StoreError::Invalid(format!("cannot write {CREDENTIALS_FILE}: {e}")))
 }
 
 /// Writes a file readable only by its owner (it holds passwords).

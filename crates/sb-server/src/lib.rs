@@ -5,6 +5,7 @@ pub mod bench;
 pub mod config;
 pub mod demo;
 mod maintenance;
+pub mod simulators;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -115,12 +116,18 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
         .await
         .map_err(|e| ConfigError(format!("cannot schedule maintenance: {e}")))?;
 
-    let demo = if config.demo {
+    let mut demo = if config.demo {
         demo::ensure(&store, &config.data_dir, &base_url)
             .await
             .map_err(|e| ConfigError(format!("cannot create the demo workspace: {e}")))?
     } else {
         None
+    };
+    let simulators = match demo.as_mut() {
+        Some(creds) => simulators::start(&store, &channels, creds, &config.data_dir)
+            .await
+            .map_err(|e| ConfigError(format!("cannot start the demo's simulators: {e}")))?,
+        None => simulators::Simulators::default(),
     };
 
     let state = sb_http::AppState::new(
@@ -159,6 +166,7 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
         }
         stop_processing.send_replace(true);
         let _ = processing.await;
+        simulators.shutdown().await;
         task_engine.shutdown().await;
         task_store.db.close().await;
         tracing::info!("stopped");

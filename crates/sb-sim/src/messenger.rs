@@ -76,7 +76,11 @@ impl Default for MessengerConfig {
 impl MessengerConfig {
     /// Instagram demo values.
     pub fn instagram_default() -> Self {
-        Self { ig_account_id: Some("17841400999888777".into()), instagram: true, ..Self::default() }
+        Self {
+            ig_account_id: Some("17841400999888777".into()),
+            instagram: true,
+            ..Self::default()
+        }
     }
 }
 
@@ -217,7 +221,11 @@ impl Ms {
             options,
             seq: 0,
         };
-        Self { core, cfg, st: Mutex::new(st) }
+        Self {
+            core,
+            cfg,
+            st: Mutex::new(st),
+        }
     }
 
     fn st(&self) -> MutexGuard<'_, MsState> {
@@ -226,7 +234,11 @@ impl Ms {
 
     /// Our side of every event: the Page, or the Instagram account.
     fn own_id(&self) -> &str {
-        if self.cfg.instagram { self.cfg.ig_account_id.as_deref().unwrap_or(&self.cfg.page_id) } else { &self.cfg.page_id }
+        if self.cfg.instagram {
+            self.cfg.ig_account_id.as_deref().unwrap_or(&self.cfg.page_id)
+        } else {
+            &self.cfg.page_id
+        }
     }
 
     fn new_mid(&self, st: &mut MsState) -> String {
@@ -287,7 +299,10 @@ fn str_of<'a>(o: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
 
 /// A Send API body, from JSON or from a form whose fields hold JSON values.
 fn parse_send_body(headers: &HeaderMap, body: &Bytes) -> Option<Map<String, Value>> {
-    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if ctype.starts_with("application/x-www-form-urlencoded") {
         let form = parse_urlencoded(&String::from_utf8_lossy(body));
         let map = form
@@ -303,11 +318,20 @@ fn parse_send_body(headers: &HeaderMap, body: &Bytes) -> Option<Map<String, Valu
             .collect();
         return Some(map);
     }
-    serde_json::from_slice::<Value>(body).ok().and_then(|v| v.as_object().cloned())
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.as_object().cloned())
 }
 
 impl Ms {
-    fn record_call(&self, method: &str, path: &str, query: &Option<String>, headers: &HeaderMap, body: &Bytes) -> usize {
+    fn record_call(
+        &self,
+        method: &str,
+        path: &str,
+        query: &Option<String>,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> usize {
         let seq = self.core.st().requests.len() + 1;
         let raw = String::from_utf8_lossy(body).into_owned();
         let parsed = parse_send_body(headers, body).map(Value::Object);
@@ -335,13 +359,29 @@ impl Ms {
             Ok(b) => (200, b),
             Err(e) => (e.http, e.body(false, self.core.fbtrace())),
         };
-        self.core.complete_request(idx, &[("status", json!(status)), ("response", body.to_value()), ("mid", json!(mid))]);
+        self.core.complete_request(
+            idx,
+            &[
+                ("status", json!(status)),
+                ("response", body.to_value()),
+                ("mid", json!(mid)),
+            ],
+        );
         graph_json(status, &body)
     }
 
-    fn check_call(&self, version: &str, headers: &HeaderMap, query: &BTreeMap<String, String>) -> Result<(), GraphError> {
+    fn check_call(
+        &self,
+        version: &str,
+        headers: &HeaderMap,
+        query: &BTreeMap<String, String>,
+    ) -> Result<(), GraphError> {
         if !valid_version(version) {
-            return Err(GraphError::new(400, 2500, format!("Unknown path components: /{version}")));
+            return Err(GraphError::new(
+                400,
+                2500,
+                format!("Unknown path components: /{version}"),
+            ));
         }
         if self.core.faults().expired_token {
             return Err(GraphError::expired_token(self.core.clock.now_secs()));
@@ -353,12 +393,16 @@ impl Ms {
         let proof = query.get("appsecret_proof");
         let expected = hmac_hex(self.cfg.app_secret.as_bytes(), self.cfg.page_access_token.as_bytes());
         match proof {
-            Some(p) if *p != expected => {
-                Err(GraphError::new(400, 100, "Invalid appsecret_proof provided in the API argument"))
-            }
-            None if self.st().options.require_appsecret_proof => {
-                Err(GraphError::new(400, 100, "API calls from the server require an appsecret_proof argument"))
-            }
+            Some(p) if *p != expected => Err(GraphError::new(
+                400,
+                100,
+                "Invalid appsecret_proof provided in the API argument",
+            )),
+            None if self.st().options.require_appsecret_proof => Err(GraphError::new(
+                400,
+                100,
+                "API calls from the server require an appsecret_proof argument",
+            )),
             _ => Ok(()),
         }
     }
@@ -394,7 +438,10 @@ impl Ms {
             return Err(GraphError::from_fault(&f));
         }
         let b = body.ok_or_else(|| param_err("Invalid parameter"))?;
-        let recipient = b.get("recipient").and_then(Value::as_object).ok_or_else(|| param_err("The parameter recipient is required"))?;
+        let recipient = b
+            .get("recipient")
+            .and_then(Value::as_object)
+            .ok_or_else(|| param_err("The parameter recipient is required"))?;
         let (rid, by_ref) = match (str_of(recipient, "id"), str_of(recipient, "user_ref")) {
             (Some(id), _) => (id.to_string(), false),
             (None, Some(r)) => (r.to_string(), true),
@@ -407,28 +454,41 @@ impl Ms {
                 return Err(param_err("sender_action cannot be sent with message"));
             }
             if !matches!(action, "typing_on" | "typing_off" | "mark_seen" | "react" | "unreact") {
-                return Err(param_err(format!("Param sender_action must be one of {{typing_on, typing_off, mark_seen}} - got \"{action}\"")));
+                return Err(param_err(format!(
+                    "Param sender_action must be one of {{typing_on, typing_off, mark_seen}} - got \"{action}\""
+                )));
             }
             self.policy(&rid, by_ref, "RESPONSE", None)?;
             return Ok((jobj! { "recipient_id": rid.as_str() }, None));
         }
 
-        let message = b.get("message").and_then(Value::as_object).ok_or_else(|| param_err("The parameter message is required"))?;
+        let message = b
+            .get("message")
+            .and_then(Value::as_object)
+            .ok_or_else(|| param_err("The parameter message is required"))?;
         let kind = validate_message(message, self.cfg.instagram)?;
         let mtype = match str_of(&b, "messaging_type") {
             Some(t @ ("RESPONSE" | "UPDATE" | "MESSAGE_TAG")) => t.to_string(),
             Some(other) => {
-                return Err(param_err(format!("Param messaging_type must be one of {{RESPONSE, UPDATE, MESSAGE_TAG}} - got \"{other}\"")));
+                return Err(param_err(format!(
+                    "Param messaging_type must be one of {{RESPONSE, UPDATE, MESSAGE_TAG}} - got \"{other}\""
+                )));
             }
             None if self.cfg.instagram => "RESPONSE".to_string(),
             None => return Err(param_err("The parameter messaging_type is required")),
         };
         let tag = str_of(&b, "tag");
         match (mtype.as_str(), tag) {
-            ("MESSAGE_TAG", None) => return Err(param_err("The parameter tag is required when messaging_type is MESSAGE_TAG")),
+            ("MESSAGE_TAG", None) => {
+                return Err(param_err(
+                    "The parameter tag is required when messaging_type is MESSAGE_TAG",
+                ));
+            }
             ("MESSAGE_TAG", Some("HUMAN_AGENT")) => {}
             ("MESSAGE_TAG", Some(other)) => {
-                return Err(param_err(format!("Param tag must be one of {{HUMAN_AGENT}} - got \"{other}\"")));
+                return Err(param_err(format!(
+                    "Param tag must be one of {{HUMAN_AGENT}} - got \"{other}\""
+                )));
             }
             (_, Some(_)) => return Err(param_err("Param tag can only be used with messaging_type MESSAGE_TAG")),
             _ => {}
@@ -440,15 +500,30 @@ impl Ms {
             let mut st = self.st();
             let opts = st.options.clone();
             let ok = if kind == MsgKind::AudioVideo {
-                st.media_bucket.take(f64::from(opts.media_per_sec), f64::from(opts.media_per_sec) / 1000.0, now)
+                st.media_bucket.take(
+                    f64::from(opts.media_per_sec),
+                    f64::from(opts.media_per_sec) / 1000.0,
+                    now,
+                )
             } else {
-                st.text_bucket.take(f64::from(opts.text_per_sec), f64::from(opts.text_per_sec) / 1000.0, now)
+                st.text_bucket
+                    .take(f64::from(opts.text_per_sec), f64::from(opts.text_per_sec) / 1000.0, now)
             };
             if !ok {
-                return Err(GraphError::new(400, 613, "(#613) Calls to this API have exceeded the rate limit."));
+                return Err(GraphError::new(
+                    400,
+                    613,
+                    "(#613) Calls to this API have exceeded the rate limit.",
+                ));
             }
             let mid = self.new_mid(&mut st);
-            st.sent.insert(mid.clone(), SentMsg { recipient: rid.clone(), at_ms: now });
+            st.sent.insert(
+                mid.clone(),
+                SentMsg {
+                    recipient: rid.clone(),
+                    at_ms: now,
+                },
+            );
             (mid, opts)
         };
         let mut resp = Json::obj();
@@ -480,7 +555,10 @@ impl Ms {
         if st.blocked.contains(rid) {
             return Err(GraphError::new(400, 551, "(#551) This person isn't available right now.").subcode(1545041));
         }
-        let user = st.users.get(rid).ok_or_else(|| param_err("No matching user found").subcode(2018001))?;
+        let user = st
+            .users
+            .get(rid)
+            .ok_or_else(|| param_err("No matching user found").subcode(2018001))?;
         let now = self.core.clock.now_ms();
         let last = user.last_inbound_ms.unwrap_or(i64::MIN / 2);
         if now < last + user.window_ms.max(DAY_MS) && mtype != "MESSAGE_TAG" {
@@ -523,7 +601,10 @@ impl Ms {
                 if let Some(u) = url {
                     payload.set("url", Json::from(u));
                 }
-                m.set("attachments", vec![jobj! { "type": Json::from(atype), "payload": payload }]);
+                m.set(
+                    "attachments",
+                    vec![jobj! { "type": Json::from(atype), "payload": payload }],
+                );
             }
             if let Some(q) = message.get("quick_replies") {
                 m.set("quick_replies", Json::from(q));
@@ -559,55 +640,84 @@ fn validate_message(m: &Map<String, Value>, instagram: bool) -> Result<MsgKind, 
     let text = m.get("text");
     let attachment = m.get("attachment");
     let kind = match (text, attachment) {
-        (Some(_), Some(_)) => return Err(param_err("Only one of message[text] and message[attachment] may be set")),
+        (Some(_), Some(_)) => {
+            return Err(param_err(
+                "Only one of message[text] and message[attachment] may be set",
+            ));
+        }
         (None, None) => return Err(param_err("Must send either message[text] or message[attachment]")),
         (Some(t), None) => {
-            let t = t.as_str().ok_or_else(|| param_err("Param message[text] must be a string"))?;
+            let t = t
+                .as_str()
+                .ok_or_else(|| param_err("Param message[text] must be a string"))?;
             if t.is_empty() {
                 return Err(param_err("Param message[text] must be non-empty"));
             }
             if instagram && t.len() > 1000 {
-                return Err(param_err("Length of param message[text] must be less than or equal to 1000 bytes"));
+                return Err(param_err(
+                    "Length of param message[text] must be less than or equal to 1000 bytes",
+                ));
             }
             if !instagram && t.chars().count() > 2000 {
-                return Err(param_err("Length of param message[text] must be less than or equal to 2000"));
+                return Err(param_err(
+                    "Length of param message[text] must be less than or equal to 2000",
+                ));
             }
             MsgKind::Text
         }
         (None, Some(a)) => {
-            let atype = a.get("type").and_then(Value::as_str).ok_or_else(|| param_err("Param message[attachment][type] is required"))?;
-            let payload = a.get("payload").and_then(Value::as_object).ok_or_else(|| param_err("Param message[attachment][payload] is required"))?;
+            let atype = a
+                .get("type")
+                .and_then(Value::as_str)
+                .ok_or_else(|| param_err("Param message[attachment][type] is required"))?;
+            let payload = a
+                .get("payload")
+                .and_then(Value::as_object)
+                .ok_or_else(|| param_err("Param message[attachment][payload] is required"))?;
             match atype {
                 "image" | "audio" | "video" | "file" => {
                     if !payload.contains_key("url") && !payload.contains_key("attachment_id") {
-                        return Err(param_err("Param message[attachment][payload] must contain url or attachment_id"));
+                        return Err(param_err(
+                            "Param message[attachment][payload] must contain url or attachment_id",
+                        ));
                     }
                 }
                 "template" => {
                     if !payload.contains_key("template_type") {
-                        return Err(param_err("Param message[attachment][payload][template_type] is required"));
+                        return Err(param_err(
+                            "Param message[attachment][payload][template_type] is required",
+                        ));
                     }
                 }
                 "like_heart" if instagram => {}
                 other => {
                     return Err(param_err(format!(
-                        "Param message[attachment][type] must be one of {{image, audio, video, file, template}} - got \"{other}\""
+                        "Param message[attachment][type] must be one of {{image, audio, video, file, template}} - \
+                         got \"{other}\""
                     )));
                 }
             }
-            if matches!(atype, "audio" | "video") { MsgKind::AudioVideo } else { MsgKind::Other }
+            if matches!(atype, "audio" | "video") {
+                MsgKind::AudioVideo
+            } else {
+                MsgKind::Other
+            }
         }
     };
     if let Some(q) = m.get("quick_replies") {
         let n = q.as_array().map_or(usize::MAX, Vec::len);
         if n == 0 || n > 13 {
-            return Err(param_err("Param message[quick_replies] must be an array of 1 to 13 items"));
+            return Err(param_err(
+                "Param message[quick_replies] must be an array of 1 to 13 items",
+            ));
         }
     }
     if let Some(md) = m.get("metadata")
         && md.as_str().is_none_or(|s| s.len() > 1000)
     {
-        return Err(param_err("Param message[metadata] must be a string of at most 1000 characters"));
+        return Err(param_err(
+            "Param message[metadata] must be a string of at most 1000 characters",
+        ));
     }
     Ok(kind)
 }
@@ -621,7 +731,10 @@ async fn send_message(
 ) -> Response {
     let idx = ms.record_call("POST", &format!("/{version}/{node}/messages"), &q, &headers, &body);
     let query = parse_urlencoded(q.as_deref().unwrap_or(""));
-    match ms.send(&version, &node, &query, &headers, parse_send_body(&headers, &body)).await {
+    match ms
+        .send(&version, &node, &query, &headers, parse_send_body(&headers, &body))
+        .await
+    {
         Ok((resp, mid)) => ms.finish(idx, Ok(resp), mid),
         Err(e) => ms.finish(idx, Err(e), None),
     }
@@ -640,7 +753,10 @@ async fn profile(
         ms.check_call(&version, &headers, &query)?;
         let st = ms.st();
         let u = st.users.get(&node).ok_or_else(|| GraphError::no_object("get", &node))?;
-        let name = u.name.clone().unwrap_or_else(|| format!("User {}", &node[node.len().saturating_sub(4)..]));
+        let name = u
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("User {}", &node[node.len().saturating_sub(4)..]));
         let pic = format!("https://profile.example.test/{node}.jpg");
         Ok(if ms.cfg.instagram {
             let username = name.to_lowercase().replace(' ', ".");
@@ -747,7 +863,10 @@ impl Ms {
                     if let Some(t) = &req.text {
                         m.set("text", t.as_str());
                     }
-                    m.set("attachments", vec![jobj! { "type": kind.as_str(), "payload": jobj! { "url": url } }]);
+                    m.set(
+                        "attachments",
+                        vec![jobj! { "type": kind.as_str(), "payload": jobj! { "url": url } }],
+                    );
                 }
                 if let Some(r) = &req.reply_to_mid {
                     let mut rt = jobj! { "mid": r.as_str() };
@@ -756,8 +875,14 @@ impl Ms {
                     }
                     m.set("reply_to", rt);
                 } else if let Some(story) = &req.reply_to_story_id {
-                    let url = req.reply_to_story_url.clone().unwrap_or_else(|| format!("https://lookaside.example.test/story/{story}.jpg"));
-                    m.set("reply_to", jobj! { "story": jobj! { "id": story.as_str(), "url": url } });
+                    let url = req
+                        .reply_to_story_url
+                        .clone()
+                        .unwrap_or_else(|| format!("https://lookaside.example.test/story/{story}.jpg"));
+                    m.set(
+                        "reply_to",
+                        jobj! { "story": jobj! { "id": story.as_str(), "url": url } },
+                    );
                 }
                 if let Some(Value::Object(extra)) = &req.extra {
                     for (k, v) in extra {
@@ -767,17 +892,26 @@ impl Ms {
                 event.set("message", m);
             }
             "deleted" => {
-                let target = req.target_mid.clone().ok_or("`target_mid` is required for type deleted")?;
+                let target = req
+                    .target_mid
+                    .clone()
+                    .ok_or("`target_mid` is required for type deleted")?;
                 mid = Some(target.clone());
                 event.set("message", jobj! { "mid": target, "is_deleted": true });
             }
             "reaction" => {
-                let target = req.target_mid.clone().ok_or("`target_mid` is required for type reaction")?;
+                let target = req
+                    .target_mid
+                    .clone()
+                    .ok_or("`target_mid` is required for type reaction")?;
                 let action = req.action.clone().unwrap_or_else(|| "react".to_string());
                 let mut r = jobj! { "mid": target, "action": action.as_str() };
                 if action == "react" {
                     r.set("reaction", req.reaction.clone().unwrap_or_else(|| "love".to_string()));
-                    r.set("emoji", req.emoji.clone().unwrap_or_else(|| "\u{2764}\u{fe0f}".to_string()));
+                    r.set(
+                        "emoji",
+                        req.emoji.clone().unwrap_or_else(|| "\u{2764}\u{fe0f}".to_string()),
+                    );
                 }
                 event.set("reaction", r);
             }
@@ -801,7 +935,10 @@ impl Ms {
         if let Some(r) = &req.referral {
             event.set("referral", Json::from(r));
         }
-        let user = st.users.entry(req.psid.clone()).or_insert_with(|| User { id: req.psid.clone(), ..User::default() });
+        let user = st.users.entry(req.psid.clone()).or_insert_with(|| User {
+            id: req.psid.clone(),
+            ..User::default()
+        });
         if let Some(n) = &req.name {
             user.name = Some(n.clone());
         }
@@ -851,8 +988,11 @@ async fn batch(State(ms): State<Arc<Ms>>, body: Bytes) -> Response {
             Err(err) => return ctl_err(StatusCode::BAD_REQUEST, err),
         }
     }
-    let entries =
-        if req.same_entry { vec![ms.entry(events, false)] } else { events.into_iter().map(|e| ms.entry(vec![e], false)).collect() };
+    let entries = if req.same_entry {
+        vec![ms.entry(events, false)]
+    } else {
+        events.into_iter().map(|e| ms.entry(vec![e], false)).collect()
+    };
     let delivered = ms.deliver(ms.envelope(entries)).await;
     axum::Json(json!({ "mids": mids, "delivered_status": delivered })).into_response()
 }
@@ -908,7 +1048,12 @@ async fn status(State(ms): State<Arc<Ms>>, body: Bytes) -> Response {
             };
             ms.inbound_event(&psid, Some(now)).with("read", read)
         }
-        other => return ctl_err(StatusCode::BAD_REQUEST, format!("status must be delivery|read, got {other}")),
+        other => {
+            return ctl_err(
+                StatusCode::BAD_REQUEST,
+                format!("status must be delivery|read, got {other}"),
+            );
+        }
     };
     let delivered = ms.deliver(ms.envelope(vec![ms.entry(vec![event], false)])).await;
     axum::Json(json!({ "delivered_status": delivered })).into_response()

@@ -78,7 +78,13 @@ fn template(name: &str, params: &[&str]) -> Value {
                           "components": [ { "type": "body", "parameters": p } ] } })
 }
 
-const A1_BODY: &str = r#"{"object":"whatsapp_business_account","entry":[{"id":"880000000000001","changes":[{"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550001111","phone_number_id":"990000000000001"},"contacts":[{"profile":{"name":"Ana L\u00f3pez"},"wa_id":"34600111222"}],"messages":[{"from":"34600111222","id":"wamid.DEMO1","timestamp":"1767225600","type":"text","text":{"body":"Hola, \u00bftienen talla M?"}}]},"field":"messages"}]}]}"#;
+const A1_BODY: &str = concat!(
+    r#"{"object":"whatsapp_business_account","entry":[{"id":"880000000000001","changes":[{"value":{"messagi"#,
+    r#"ng_product":"whatsapp","metadata":{"display_phone_number":"15550001111","phone_number_id":"990000000"#,
+    r#"000001"},"contacts":[{"profile":{"name":"Ana L\u00f3pez"},"wa_id":"34600111222"}],"messages":[{"from"#,
+    r#"":"34600111222","id":"wamid.DEMO1","timestamp":"1767225600","type":"text","text":{"body":"Hola, \u00"#,
+    r#"bftienen talla M?"}}]},"field":"messages"}]}]}"#,
+);
 
 #[tokio::test]
 async fn appendix_a1_vector_byte_for_byte() {
@@ -97,7 +103,10 @@ async fn appendix_a1_vector_byte_for_byte() {
     // The simulator itself emits exactly those bytes.
     let env = Env::with_clock(SimClock::fixed(1_767_225_600_000)).await;
     let v = env
-        .customer(json!({ "from": "34600111222", "name": "Ana López", "text": "Hola, ¿tienen talla M?", "id": "wamid.DEMO1" }))
+        .customer(
+            json!({ "from": "34600111222", "name": "Ana López", "text": "Hola, ¿tienen talla M?",
+                          "id": "wamid.DEMO1" }),
+        )
         .await;
     assert_eq!(v["wamid"], "wamid.DEMO1");
     assert_eq!(v["delivered_status"], 200);
@@ -343,7 +352,10 @@ async fn auth_and_token_expiry() {
         .await;
     assert_eq!((s, v["error"]["code"].as_i64()), (400, Some(131008)));
     let (s, _) = env
-        .send(json!({ "messaging_product": "whatsapp", "to": "34600111222", "type": "image", "image": { "caption": "x" } }))
+        .send(
+            json!({ "messaging_product": "whatsapp", "to": "34600111222", "type": "image",
+                      "image": { "caption": "x" } }),
+        )
         .await;
     assert_eq!(s, 400);
     // Any version segment works; a wrong phone-number id does not.
@@ -642,4 +654,53 @@ impl Tap for Value {
         f(&mut self);
         self
     }
+}
+
+#[tokio::test]
+async fn media_upload_then_send_by_id_and_shutdown() {
+    let env = Env::new().await;
+    let body = b"--BOUND\r\nContent-Disposition: form-data; name=\"messaging_product\"\r\n\r\nwhatsapp\r\n\
+--BOUND\r\nContent-Disposition: form-data; name=\"type\"\r\n\r\napplication/pdf\r\n\
+--BOUND\r\nContent-Disposition: form-data; name=\"file\"; filename=\"invoice.pdf\"\r\n\
+Content-Type: application/pdf\r\n\r\n%PDF-1.4 demo\r\n--BOUND--\r\n";
+    let r = env
+        .http
+        .post(format!("{}/v21.0/990000000000001/media", env.sim.base_url()))
+        .bearer_auth(TOKEN)
+        .header("content-type", "multipart/form-data; boundary=BOUND")
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let meta: Value = env
+        .http
+        .get(format!("{}/v21.0/{id}", env.sim.base_url()))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["mime_type"], "application/pdf");
+    assert_eq!(meta["file_size"], 13);
+    let bytes = env
+        .http
+        .get(meta["url"].as_str().unwrap())
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await;
+    assert_eq!(&bytes.unwrap()[..], b"%PDF-1.4 demo");
+
+    let base = env.sim.base_url().to_string();
+    env.sim.shutdown().await;
+    assert!(
+        env.http.get(format!("{base}/_sim/clock")).send().await.is_err(),
+        "port closed after shutdown"
+    );
 }

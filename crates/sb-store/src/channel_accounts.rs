@@ -93,3 +93,16 @@ pub fn for_webhook(c: &mut dyn Conn, id: &str) -> Result<Option<(ChannelAccount,
         )),
     })
 }
+
+/// Replaces an account's settings (the secrets stay).
+pub fn update_settings(c: &mut dyn Conn, workspace_id: &str, id: &str, settings_json: &str, now: i64) -> Result<bool> {
+    Ok(c.execute(
+        &Stmt::new(
+            "UPDATE channel_accounts SET settings_json = :settings, updated_at = :now WHERE workspace_id = :ws AND id = :id",
+        )
+        .bind("settings", settings_json)
+        .bind("now", now)
+        .bind("ws", workspace_id)
+        .bind("id", id),
+    )? == 1)
+}

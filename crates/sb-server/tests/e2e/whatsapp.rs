@@ -449,3 +449,46 @@ async fn scenario_03_handoff_whatsapp() {
     t.sim.shutdown().await;
     t.s.server.shutdown().await;
 }
+
+/// The demo starts the simulator in-process and wires its WhatsApp account to it: a person
+/// plays the customer through the simulator and answers in the inbox.
+#[tokio::test]
+async fn the_demo_whatsapp_account_is_wired_to_its_simulator() {
+    let s = TestServer::start().await;
+    let demo = s.server.demo.as_ref().expect("demo").channels["whatsapp"].clone();
+    let sim = demo["simulator_url"].as_str().expect("simulator url");
+    let resp = s
+        .client
+        .post(format!("{sim}/_sim/whatsapp/customer-message"))
+        .json(&json!({"from": "447700900123", "name": "Demo Customer", "text": "Is this thing on?"}))
+        .send()
+        .await
+        .expect("simulator");
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["delivered_status"].as_u64(), Some(200), "{body}");
+    let conversation = whatsapp_conversations(&s, 1).await[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let path = format!("/api/v1/conversations/{conversation}/messages");
+    let (status, reply) = s.post(&path, &s.admin_token, json!({"text": "Loud and clear."})).await;
+    assert_eq!(status, StatusCode::CREATED, "{reply}");
+    s.until_message(&conversation, reply["id"].as_str().expect("id"), "delivered")
+        .await;
+    let (_, templates) = s
+        .get(
+            &format!(
+                "/api/v1/channel-accounts/{}/templates",
+                demo["account_id"].as_str().expect("id")
+            ),
+            &s.admin_token,
+        )
+        .await;
+    assert!(
+        templates["items"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t["name"] == "handoff_follow_up")),
+        "{templates}"
+    );
+    s.server.shutdown().await;
+}

@@ -530,11 +530,13 @@ pub(crate) fn error_text(code: i64) -> (&'static str, &'static str) {
         ),
         131048 => (
             "Spam rate limit hit",
-            "Message failed to send because there are restrictions on how many messages can be sent from this phone number.",
+            "Message failed to send because there are restrictions on how many messages can be sent from this phone \
+             number.",
         ),
         131056 => (
             "(Business Account, Consumer Account) pair rate limit hit",
-            "Message failed to send because there were too many messages sent from this phone number to the same phone number in a short period of time.",
+            "Message failed to send because there were too many messages sent from this phone number to the same \
+             phone number in a short period of time.",
         ),
         _ => (
             "Something went wrong",
