@@ -96,7 +96,7 @@ pub async fn start(
             if let Some(id) = known_id
                 && channel_accounts::update_settings(c, &ws.id, &id, &settings, now)?
             {
-                return Ok(channel_accounts::get(c, &ws.id, &id)?);
+                return channel_accounts::get(c, &ws.id, &id);
             }
             let name = "WhatsApp +1 555 000 1111 (simulated)";
             Ok::<_, StoreError>(Some(channel_accounts::create(
