@@ -239,11 +239,15 @@ impl Core {
         self.st().faults.clone()
     }
 
-    /// Appends a provider-request record and returns its index.
-    pub fn record_request(&self, rec: Value) -> usize {
+    /// Appends a provider-request record (numbering it in `seq`) and returns its index.
+    pub fn record_request(&self, mut rec: Value) -> usize {
         let mut st = self.st();
+        let idx = st.requests.len();
+        if let Value::Object(map) = &mut rec {
+            map.insert("seq".into(), Value::from(idx + 1));
+        }
         st.requests.push(rec);
-        st.requests.len() - 1
+        idx
     }
 
     /// Fills in fields of a request record after the response is known.

@@ -332,12 +332,11 @@ impl Ms {
         headers: &HeaderMap,
         body: &Bytes,
     ) -> usize {
-        let seq = self.core.st().requests.len() + 1;
         let raw = String::from_utf8_lossy(body).into_owned();
         let parsed = parse_send_body(headers, body).map(Value::Object);
         let p = parsed.clone().unwrap_or(Value::Null);
         self.core.record_request(json!({
-            "seq": seq,
+            "seq": null,
             "method": method,
             "path": path,
             "query": query,

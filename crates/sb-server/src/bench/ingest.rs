@@ -18,6 +18,8 @@ use crate::config::{Config, ConfigError};
 
 /// perf-limits.md §2: durable inserts with SQLite group commit (random-key indexes).
 pub const DURABLE_INGEST_CEILING: f64 = 27_400.0;
+/// perf-limits.md §1: a webhook endpoint that only parses a 1.5 KB body, 2 cores, generator co-located.
+pub const TYPED_WEBHOOK_CEILING: f64 = 50_000.0;
 /// Issue targets on this 2-core machine.
 pub const TARGET_ACKS_PER_SEC: f64 = 20_000.0;
 pub const TARGET_PUSH_P99_MS: f64 = 25.0;
@@ -43,10 +45,16 @@ pub struct IngestBenchArgs {
     /// Print the figures as one JSON object on the last line.
     #[arg(long)]
     pub json: bool,
+    /// Which webhook the throughput phase drives: `api` (one signed message per request) or
+    /// `whatsapp` (Cloud API envelopes with two messages each, signed X-Hub-Signature-256,
+    /// to the demo's WhatsApp account).
+    #[arg(long, default_value = "api", value_parser = ["api", "whatsapp"])]
+    pub channel: String,
 }
 
 #[derive(Debug, serde::Serialize)]
 pub struct IngestFigures {
+    pub channel: String,
     pub messages: usize,
     pub clients: usize,
     pub acked_per_sec: f64,
@@ -55,6 +63,9 @@ pub struct IngestFigures {
     pub failed_requests: u64,
     pub ratio_to_durable_ceiling: f64,
     pub ratio_to_target: f64,
+    pub requests_per_sec: f64,
+    /// Requests/s against a webhook endpoint that only parses its body (perf-limits.md §1).
+    pub ratio_requests_to_typed_http_ceiling: f64,
     /// Acknowledged and processed into conversations, from the first request to the last processed.
     pub processed_per_sec: f64,
     pub push_messages: u64,
@@ -154,6 +165,10 @@ fn print(f: &IngestFigures, json: bool) {
         TARGET_ACKS_PER_SEC
     );
     println!(
+        "bench ingest: channel {}: {:.0} webhook requests/s ({:.2} of the ~{:.0}/s typed-parse webhook ceiling, perf-limits.md §1)",
+        f.channel, f.requests_per_sec, f.ratio_requests_to_typed_http_ceiling, TYPED_WEBHOOK_CEILING
+    );
+    println!(
         "bench ingest: processed into conversations (customer, conversation, message, live events): {:.0} msgs/s over the same {} messages",
         f.processed_per_sec, f.messages
     );
@@ -184,9 +199,51 @@ struct Target {
     client: reqwest::Client,
     hook: String,
     secret: String,
+    whatsapp: Option<(String, String)>,
 }
 
 impl Target {
+    /// Posts a WhatsApp envelope with messages `2n` and `2n + 1`, signed like Meta does.
+    async fn post_whatsapp(&self, n: u64) -> bool {
+        use hmac::{KeyInit, Mac};
+        let Some((hook, app_secret)) = &self.whatsapp else {
+            return false;
+        };
+        let message = |k: u64| {
+            serde_json::json!({
+                "from": format!("3460{:07}", k % 2_000), "id": format!("wamid.BENCH{k}"),
+                "timestamp": (now_ms() / 1000).to_string(), "type": "text",
+                "text": {"body": format!("bench message {k}: hola, \u{bf}tienen la talla M?")}
+            })
+        };
+        let contacts: Vec<serde_json::Value> = [2 * n, 2 * n + 1]
+            .iter()
+            .map(|k| serde_json::json!({"profile": {"name": "Bench"}, "wa_id": format!("3460{:07}", k % 2_000)}))
+            .collect();
+        let body = serde_json::to_vec(&serde_json::json!({
+            "object": "whatsapp_business_account",
+            "entry": [{"id": "880000000000001", "changes": [{"field": "messages", "value": {
+                "messaging_product": "whatsapp",
+                "metadata": {"display_phone_number": "15550001111", "phone_number_id": "990000000000001"},
+                "contacts": contacts,
+                "messages": [message(2 * n), message(2 * n + 1)]
+            }}]}]
+        }))
+        .expect("a JSON object serialises");
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(app_secret.as_bytes()).expect("any key length");
+        mac.update(&body);
+        let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        let sent = self
+            .client
+            .post(hook)
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", signature)
+            .body(body)
+            .send()
+            .await;
+        matches!(sent, Ok(r) if r.status().is_success())
+    }
+
     /// Posts one signed message; returns whether it was acknowledged.
     async fn post(&self, n: u64) -> bool {
         let body = serde_json::to_vec(&serde_json::json!({
@@ -253,7 +310,17 @@ async fn run(
             .as_str()
             .ok_or_else(|| fail("no API secret"))?
             .to_owned(),
+        whatsapp: creds["channels"]["whatsapp"]["webhook_url"]
+            .as_str()
+            .zip(creds["channels"]["whatsapp"]["app_secret"].as_str())
+            .map(|(h, s)| (h.to_owned(), s.to_owned())),
     });
+    let whatsapp = args.channel == "whatsapp";
+    if whatsapp && target.whatsapp.is_none() {
+        return Err(fail("the demo has no WhatsApp account"));
+    }
+    // Messages per request in the throughput phase.
+    let per_request: u64 = if whatsapp { 2 } else { 1 };
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_rss_mb = rss_mb(pid);
     let peak = Arc::new(Mutex::new(idle_rss_mb));
@@ -275,7 +342,7 @@ async fn run(
     // Phase 1: acknowledged throughput.
     let next = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
-    let total = args.messages as u64;
+    let total = args.messages as u64 / per_request;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.clients.max(1) {
@@ -288,7 +355,12 @@ async fn run(
                     return hist;
                 }
                 let t = Instant::now();
-                if target.post(n).await {
+                let acked = if whatsapp {
+                    target.post_whatsapp(n).await
+                } else {
+                    target.post(n).await
+                };
+                if acked {
                     hist.record(t.elapsed().as_micros().max(1) as u64).ok();
                 } else {
                     failed.fetch_add(1, Ordering::Relaxed);
@@ -301,7 +373,9 @@ async fn run(
         acks.add(t.await.map_err(fail)?).map_err(fail)?;
     }
     let seconds = started.elapsed().as_secs_f64();
-    let acked_per_sec = acks.len() as f64 / seconds;
+    // Acknowledged messages (a WhatsApp request carries two).
+    let acked_per_sec = (acks.len() as u64 * per_request) as f64 / seconds;
+    let requests_per_sec = acks.len() as f64 / seconds;
     let processing_started = Instant::now();
 
     // Let processing of phase 1 finish before measuring push latency.
@@ -322,7 +396,7 @@ async fn run(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let processed_per_sec = args.messages as f64 / (seconds + processing_started.elapsed().as_secs_f64());
+    let processed_per_sec = (total * per_request) as f64 / (seconds + processing_started.elapsed().as_secs_f64());
 
     // Phase 2: push latency at a paced rate to many open streams.
     let latencies = Arc::new(Mutex::new(histogram()));
@@ -371,8 +445,11 @@ async fn run(
     let push = latencies.lock().expect("lock").clone();
     let peak_rss_mb = *peak.lock().expect("lock");
     Ok(IngestFigures {
-        messages: args.messages,
+        channel: args.channel.clone(),
+        messages: (total * per_request) as usize,
         clients: args.clients,
+        requests_per_sec,
+        ratio_requests_to_typed_http_ceiling: requests_per_sec / TYPED_WEBHOOK_CEILING,
         acked_per_sec,
         ack_p50_ms: acks.value_at_quantile(0.5) as f64 / 1000.0,
         ack_p99_ms: acks.value_at_quantile(0.99) as f64 / 1000.0,

@@ -76,7 +76,6 @@ impl Wa {
         body: Value,
         raw: String,
     ) -> usize {
-        let seq = self.core.st().requests.len() + 1;
         let (to, kind) = match &body {
             Value::Object(o) => (
                 o.get("to")
@@ -94,7 +93,7 @@ impl Wa {
             _ => (Value::Null, Value::Null),
         };
         self.core.record_request(json!({
-            "seq": seq,
+            "seq": null,
             "method": method,
             "path": path,
             "query": query,
