@@ -374,7 +374,7 @@ async fn run(
     }
     let seconds = started.elapsed().as_secs_f64();
     // Acknowledged messages (a WhatsApp request carries two).
-    let acked_per_sec = (acks.len() as u64 * per_request) as f64 / seconds;
+    let acked_per_sec = (acks.len() * per_request) as f64 / seconds;
     let requests_per_sec = acks.len() as f64 / seconds;
     let processing_started = Instant::now();
 
