@@ -3,6 +3,7 @@
 //! is the only IO.
 
 pub mod api;
+pub mod meta_messaging;
 pub mod signing;
 pub mod whatsapp;
 pub mod widget;
@@ -57,6 +58,26 @@ pub struct IdentityHint {
 pub enum Inbound {
     Message(InboundMessage),
     Status(StatusReport),
+    /// A copy of what the business sent (Meta's echoes): ours are dropped, one sent from the
+    /// provider's own app is recorded as an agent message.
+    Echo(Echo),
+    /// "Everything sent to this customer up to `watermark_ms` is delivered / read".
+    Receipt(Receipt),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Echo {
+    /// The recipient (the customer) is in `identities`; the id is the provider's.
+    pub message: InboundMessage,
+    /// Our message id, where we sent it along (`metadata`).
+    pub our_message_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub identities: Vec<IdentityHint>,
+    pub status: sb_core::inbox::DeliveryStatus,
+    pub watermark_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -126,6 +147,8 @@ pub struct OutboundMessage {
     pub created_at_ms: i64,
     /// A pre-approved template instead of free text (WhatsApp outside the 24-hour window).
     pub template: Option<TemplateSend>,
+    /// When the customer last wrote on this account (channels with tagged late replies).
+    pub last_inbound_at_ms: Option<i64>,
 }
 
 /// A message template as the provider lists it.
@@ -216,6 +239,8 @@ pub fn registry() -> Vec<std::sync::Arc<dyn Channel>> {
     vec![
         std::sync::Arc::new(api::ApiChannel::default()),
         std::sync::Arc::new(whatsapp::WhatsAppChannel::default()),
+        std::sync::Arc::new(meta_messaging::MetaMessagingChannel::messenger()),
+        std::sync::Arc::new(meta_messaging::MetaMessagingChannel::instagram()),
         std::sync::Arc::new(widget::WidgetChannel),
     ]
 }

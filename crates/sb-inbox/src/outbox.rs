@@ -401,10 +401,15 @@ impl JobHandler for Send {
             account.id.clone(),
             channel.address_kind(),
         );
-        let to = ctx
+        let conversation_id = message.conversation_id.clone();
+        let (to, last_inbound_at_ms) = ctx
             .store
             .db
-            .read(move |c| customers::address(c, &w, &customer, address_kind, &account_id))
+            .read(move |c| {
+                let to = customers::address(c, &w, &customer, address_kind, &account_id)?;
+                let last = messages::last_inbound_at(c, &w, &conversation_id, &account_id)?;
+                Ok::<_, StoreError>((to, last))
+            })
             .await?;
         let now = ctx.store.now();
         let Some(to) = to else {
@@ -426,6 +431,7 @@ impl JobHandler for Send {
                 .template_json
                 .as_deref()
                 .and_then(|t| serde_json::from_str::<TemplateSend>(t).ok()),
+            last_inbound_at_ms,
         };
         let result = channel.send(&outbound, &account_of(&account, &secrets)).await;
         let now = ctx.store.now();

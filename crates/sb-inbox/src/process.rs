@@ -53,6 +53,33 @@ fn process_request(
             Inbound::Message(m) => {
                 apply_message(c, ws, &account, &m, "[]", now, events)?;
             }
+            Inbound::Echo(echo) => {
+                apply_echo(c, ws, &account, &echo, now, events)?;
+            }
+            Inbound::Receipt(receipt) => {
+                let Some(first) = receipt.identities.first() else {
+                    continue;
+                };
+                let scope = customers::scope_of(&first.kind, &account.id);
+                let Some(customer) = customers::find_identity_owner(c, ws, &first.kind, &scope, &first.value)? else {
+                    continue;
+                };
+                let Some(conversation) = conversations::id_for_customer(c, ws, &customer)? else {
+                    continue;
+                };
+                let changed = messages::mark_through(
+                    c,
+                    ws,
+                    &conversation,
+                    &account.id,
+                    receipt.status,
+                    receipt.watermark_ms,
+                    now,
+                )?;
+                for m in &changed {
+                    events.push(live::message_event(c, "message.updated", m, now)?);
+                }
+            }
             Inbound::Status(s) => {
                 let error = s
                     .error_code
@@ -268,6 +295,59 @@ pub(crate) fn apply_message(
     events.push(live::message_event(c, "message.created", &message, now)?);
     events.push(live::conversation_event(c, &updated, now)?);
     Ok(Some(message))
+}
+
+/// A copy of what the business sent: one of ours (known by our id or the provider's) changes
+/// nothing; one sent from the provider's own app joins the thread as an agent's message.
+fn apply_echo(
+    c: &mut dyn Conn,
+    ws: &str,
+    account: &ChannelAccount,
+    echo: &sb_channels::Echo,
+    now: i64,
+    events: &mut Vec<LiveEvent>,
+) -> Result<(), StoreError> {
+    let m = &echo.message;
+    if let Some(ours) = echo.our_message_id.as_deref()
+        && messages::get(c, ws, ours)?.is_some_and(|found| found.channel_account_id.as_deref() == Some(&account.id))
+    {
+        return Ok(());
+    }
+    if messages::by_provider_id(c, ws, &account.id, &m.provider_message_id)?.is_some() {
+        return Ok(());
+    }
+    let hints: Vec<Hint<'_>> = m
+        .identities
+        .iter()
+        .map(|i| Hint {
+            kind: &i.kind,
+            value: &i.value,
+            verified: i.verified,
+        })
+        .collect();
+    let customer = customers::resolve(c, ws, &account.id, &hints, None, now)?;
+    let conversation = conversations::for_customer(c, ws, &customer, now)?;
+    let new = NewMessage {
+        workspace_id: ws,
+        conversation_id: &conversation.id,
+        customer_id: &customer,
+        channel_account_id: Some(&account.id),
+        channel: Some(&account.channel),
+        direction: "outbound",
+        author_kind: "user",
+        author_id: None,
+        body: &m.text,
+        provider_message_id: Some(&m.provider_message_id),
+        status: "sent",
+        sent_at: m.sent_at_ms,
+        attachments_json: "[]",
+        template_json: None,
+    };
+    if let Some(message) = messages::insert(c, &new, now)? {
+        conversations::touch(c, ws, &conversation.id, now)?;
+        events.push(live::message_event(c, "message.created", &message, now)?);
+    }
+    Ok(())
 }
 
 /// A snooze ends: the conversation opens again, unless an agent already changed it.

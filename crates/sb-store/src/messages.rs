@@ -309,13 +309,35 @@ pub fn mark_read_through(
     at: i64,
     now: i64,
 ) -> Result<Vec<Message>> {
+    mark_through(c, ws, conversation_id, account_id, DeliveryStatus::Read, at, now)
+}
+
+/// A watermark receipt: outbound messages on this account sent up to `at` move forward to
+/// `status` (delivered or read), never back. Returns the changed messages.
+pub fn mark_through(
+    c: &mut dyn Conn,
+    ws: &str,
+    conversation_id: &str,
+    account_id: &str,
+    status: DeliveryStatus,
+    at: i64,
+    now: i64,
+) -> Result<Vec<Message>> {
+    let from: &[&str] = match status {
+        DeliveryStatus::Read => &["sent", "delivered"],
+        DeliveryStatus::Delivered => &["sent"],
+        _ => return Ok(Vec::new()),
+    };
     Ok(c.fetch_all(
         &Stmt::new(format!(
-            "UPDATE messages SET status = 'read', updated_at = :now
+            "UPDATE messages SET status = :status, updated_at = :now
              WHERE workspace_id = :ws AND conversation_id = :conversation AND channel_account_id = :account
-               AND direction = 'outbound' AND status IN ('sent', 'delivered') AND sent_at <= :at
+               AND direction = 'outbound' AND status IN (:from_a, :from_b) AND sent_at <= :at
              RETURNING {COLUMNS}"
         ))
+        .bind("status", status.as_str())
+        .bind("from_a", from[0])
+        .bind("from_b", *from.last().unwrap_or(&from[0]))
         .bind("now", now)
         .bind("ws", ws)
         .bind("conversation", conversation_id)

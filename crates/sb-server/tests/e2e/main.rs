@@ -5,6 +5,7 @@ mod api;
 mod binary;
 mod harness;
 mod inbox;
+mod messenger;
 mod nothing_lost;
 mod postgres;
 mod whatsapp;

@@ -1,0 +1,232 @@
+//! Messenger and Instagram end to end against the Meta Messenger-platform simulator
+//! (`sb-sim`): page-scoped customers, our echoes recognised (one thread line per message),
+//! delivery and read receipts, and the 24-hour / 7-day (HUMAN_AGENT) windows.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use sb_engine::{ManualClock, Time};
+use sb_sim::clock::SimClock;
+use sb_sim::messenger::{MessengerConfig, MessengerSim};
+use serde_json::{Value, json};
+
+use crate::harness::{TestServer, code};
+
+struct Setup {
+    s: TestServer,
+    sim: MessengerSim,
+    clock: Arc<ManualClock>,
+    sim_clock: SimClock,
+}
+
+async fn setup(instagram: bool) -> Setup {
+    let clock = ManualClock::new(sb_core::Clock::now_ms(&sb_core::SystemClock));
+    let s = TestServer::start_at(Time::Manual(clock.clone()), |_| {}).await;
+    let sim_clock = SimClock::new();
+    sim_clock.set(sb_core::Clock::now_ms(clock.as_ref()));
+    let config = if instagram {
+        MessengerConfig::instagram_default()
+    } else {
+        MessengerConfig::default()
+    };
+    let sim = MessengerSim::start(config.clone(), sim_clock.clone())
+        .await
+        .expect("simulator");
+    let (channel, id_setting, id) = if instagram {
+        (
+            "instagram",
+            "ig_account_id",
+            config.ig_account_id.clone().unwrap_or_default(),
+        )
+    } else {
+        ("messenger", "page_id", config.page_id.clone())
+    };
+    let (status, created) = s
+        .post(
+            "/api/v1/channel-accounts",
+            &s.admin_token,
+            json!({
+                "channel": channel,
+                "name": format!("Demo {channel}"),
+                "settings": {id_setting: id, "api_base_url": sim.base_url()},
+                "secrets": {"app_secret": config.app_secret, "page_access_token": config.page_access_token,
+                            "verify_token": config.verify_token}
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let hook = created["webhook_url"].as_str().expect("hook").to_owned();
+    let verified = control(
+        &s,
+        &sim,
+        "/_sim/messenger/webhook",
+        json!({"url": hook, "verify": true}),
+    )
+    .await;
+    assert!(verified.to_string().contains("true"), "{verified}");
+    Setup {
+        s,
+        sim,
+        clock,
+        sim_clock,
+    }
+}
+
+async fn control(s: &TestServer, sim: &MessengerSim, path: &str, body: Value) -> Value {
+    let resp = s
+        .client
+        .post(format!("{}{path}", sim.control()))
+        .json(&body)
+        .send()
+        .await
+        .expect("simulator control");
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    assert!(status.is_success(), "{path}: {status} {body}");
+    body
+}
+
+async fn sends(s: &TestServer, sim: &MessengerSim, n: usize) -> Vec<Value> {
+    for _ in 0..300 {
+        let list: Value = s
+            .client
+            .get(format!("{}/_sim/messenger/sent", sim.control()))
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json");
+        let posts: Vec<Value> = list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["method"] == "POST" && r["path"].as_str().is_some_and(|p| p.ends_with("/messages")))
+            .cloned()
+            .collect();
+        if posts.len() >= n {
+            return posts;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the provider never received {n} sends");
+}
+
+async fn one_conversation(s: &TestServer, channel: &str) -> String {
+    let list = s
+        .until(&format!("/api/v1/conversations?channel={channel}"), |b| {
+            b["items"].as_array().is_some_and(|a| a.len() == 1)
+        })
+        .await;
+    list["items"][0]["id"].as_str().expect("id").to_owned()
+}
+
+#[tokio::test]
+async fn messenger_echoes_receipts_and_the_human_agent_window() {
+    let t = setup(false).await;
+    let (s, sim) = (&t.s, &t.sim);
+    let psid = "7012004455667788";
+    let sent = control(
+        s,
+        sim,
+        "/_sim/messenger/customer-message",
+        json!({"psid": psid, "text": "Is the blue one in stock? ¿Sí?"}),
+    )
+    .await;
+    assert_eq!(sent["delivered_status"].as_u64(), Some(200), "{sent}");
+    let conversation = one_conversation(s, "messenger").await;
+    let path = format!("/api/v1/conversations/{conversation}/messages");
+
+    // Our reply goes out as RESPONSE; its echo does not add a line; the receipt moves it on.
+    let (status, reply) = s.post(&path, &s.admin_token, json!({"text": "Yes, in M and L."})).await;
+    assert_eq!(
+        (status, reply["channel"].as_str()),
+        (StatusCode::CREATED, Some("messenger")),
+        "{reply}"
+    );
+    let request = &sends(s, sim, 1).await[0];
+    assert_eq!(request["body"]["recipient"]["id"], psid);
+    assert_eq!(request["body"]["messaging_type"], "RESPONSE");
+    let reply_id = reply["id"].as_str().expect("id");
+    s.until_message(&conversation, reply_id, "delivered").await;
+    control(
+        s,
+        sim,
+        "/_sim/messenger/status",
+        json!({"psid": psid, "status": "read"}),
+    )
+    .await;
+    s.until_message(&conversation, reply_id, "read").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, thread) = s.get(&path, &s.admin_token).await;
+    assert_eq!(
+        thread["items"].as_array().map(Vec::len),
+        Some(2),
+        "the echo added nothing: {thread}"
+    );
+
+    // Two days later only a person may answer, tagged HUMAN_AGENT; after 7 days nobody.
+    let day = 24 * 3_600_000;
+    t.clock.advance(2 * day);
+    t.sim_clock.advance(2 * day);
+    let (status, late) = s
+        .post(&path, &s.admin_token, json!({"text": "Still interested?"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{late}");
+    let request = &sends(s, sim, 2).await[1];
+    assert_eq!(
+        (
+            request["body"]["messaging_type"].as_str(),
+            request["body"]["tag"].as_str()
+        ),
+        (Some("MESSAGE_TAG"), Some("HUMAN_AGENT"))
+    );
+    s.until_message(&conversation, late["id"].as_str().expect("id"), "delivered")
+        .await;
+    t.clock.advance(6 * day);
+    t.sim_clock.advance(6 * day);
+    let (status, body) = s.post(&path, &s.admin_token, json!({"text": "Hello?"})).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "reply_window_closed")
+    );
+    t.sim.shutdown().await;
+    t.s.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn instagram_messages_and_reads_by_message_id() {
+    let t = setup(true).await;
+    let (s, sim) = (&t.s, &t.sim);
+    let igsid = "17841400555000111";
+    control(
+        s,
+        sim,
+        "/_sim/messenger/customer-message",
+        json!({"psid": igsid, "text": "do you ship to Porto?"}),
+    )
+    .await;
+    let conversation = one_conversation(s, "instagram").await;
+    let path = format!("/api/v1/conversations/{conversation}/messages");
+    let (status, reply) = s.post(&path, &s.admin_token, json!({"text": "We do!"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{reply}");
+    let reply_id = reply["id"].as_str().expect("id");
+    s.until_message(&conversation, reply_id, "sent").await;
+    let mid = sends(s, sim, 1).await[0]["mid"].as_str().expect("mid").to_owned();
+    control(
+        s,
+        sim,
+        "/_sim/messenger/status",
+        json!({"message_id": mid, "status": "read"}),
+    )
+    .await;
+    s.until_message(&conversation, reply_id, "read").await;
+    let (status, body) = s.post(&path, &s.admin_token, json!({"text": "x".repeat(1_001)})).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "text_too_long")
+    );
+    t.sim.shutdown().await;
+    t.s.server.shutdown().await;
+}
