@@ -54,6 +54,13 @@ impl DemoCredentials {
                  {{\"from\":\"34600111222\",\"name\":\"Ana\",\"text\":\"Hola\"}}; see replies at GET {url}/_sim/whatsapp/sent"
             );
         }
+        for channel in ["messenger", "instagram"] {
+            if let Some(url) = self.channels[channel]["simulator_url"].as_str() {
+                println!(
+                    "  {channel} (simulated): POST {url}/_sim/messenger/customer-message {{\"psid\":\"…\",\"text\":\"…\"}}"
+                );
+            }
+        }
     }
 }
 

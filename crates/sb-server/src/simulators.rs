@@ -1,14 +1,15 @@
 //! The demo's provider simulators, started in-process next to the server: WhatsApp's Cloud
-//! API (`sb-sim`) with a demo account wired to it, so a person can play the customer through
-//! the simulator's control API and watch the agent side. Each start rewires the account to
+//! API, Messenger and Instagram (`sb-sim`), each with a demo account wired to it, so a person
+//! can play the customer through the simulator's control API and watch the agent side. Each start rewires the account to
 //! the simulator's new address and records the details in `demo-credentials.json`.
 
 use std::path::Path;
 
 use sb_core::credentials;
 use sb_sim::clock::SimClock;
+use sb_sim::messenger::{MessengerConfig, MessengerSim};
 use sb_sim::whatsapp::{WhatsAppConfig, WhatsAppSim};
-use sb_store::{Store, StoreError, channel_accounts, templates, workspaces};
+use sb_store::{Store, StoreError, channel_accounts, templates};
 use serde_json::json;
 
 use crate::demo::{self, DemoCredentials};
@@ -24,6 +25,7 @@ const HANDOFF_TEMPLATE: &str =
 #[derive(Default)]
 pub struct Simulators {
     whatsapp: Option<WhatsAppSim>,
+    meta: Vec<MessengerSim>,
 }
 
 impl Simulators {
@@ -31,7 +33,107 @@ impl Simulators {
         if let Some(sim) = self.whatsapp {
             sim.shutdown().await;
         }
+        for sim in self.meta {
+            sim.shutdown().await;
+        }
     }
+}
+
+/// The demo workspace: the one of the demo's API channel account.
+async fn demo_workspace(store: &Store, creds: &DemoCredentials) -> Result<Option<String>, StoreError> {
+    let api_account = creds.channels["api"]["account_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    store
+        .db
+        .read(move |c| Ok(channel_accounts::for_webhook(c, &api_account)?.map(|(a, _)| a.workspace_id)))
+        .await
+}
+
+/// Creates the demo account of `channel`, or points the existing one at the simulator's new
+/// address. Returns its id.
+async fn wire_account(
+    store: &Store,
+    ws: &str,
+    known_id: Option<String>,
+    channel: &'static str,
+    name: &'static str,
+    settings: String,
+    secrets: String,
+) -> Result<String, StoreError> {
+    let (ws, now) = (ws.to_owned(), store.now());
+    store
+        .db
+        .write(move |c| {
+            if let Some(id) = known_id
+                && channel_accounts::update_settings(c, &ws, &id, &settings, now)?
+            {
+                return Ok(id);
+            }
+            Ok(channel_accounts::create(c, &ws, channel, name, &settings, &secrets, now)?.id)
+        })
+        .await
+}
+
+/// Messenger and Instagram simulators with their demo accounts.
+async fn start_meta(store: &Store, creds: &mut DemoCredentials, ws: &str) -> Result<Vec<MessengerSim>, StoreError> {
+    let mut sims = Vec::new();
+    for (channel, name, instagram) in [
+        ("messenger", "Facebook Page (simulated)", false),
+        ("instagram", "Instagram account (simulated)", true),
+    ] {
+        let known = creds.channels[channel].clone();
+        let secret = |k: &str| {
+            known[k]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(credentials::random_secret)
+        };
+        let base = if instagram {
+            MessengerConfig::instagram_default()
+        } else {
+            MessengerConfig::default()
+        };
+        let config = MessengerConfig {
+            app_secret: secret("app_secret"),
+            verify_token: secret("verify_token"),
+            page_access_token: secret("page_access_token"),
+            ..base
+        };
+        let sim = MessengerSim::start(config.clone(), SimClock::new())
+            .await
+            .map_err(fail)?;
+        let (id_setting, id) = if instagram {
+            ("ig_account_id", config.ig_account_id.clone().unwrap_or_default())
+        } else {
+            ("page_id", config.page_id.clone())
+        };
+        let settings = json!({ id_setting: id, "api_base_url": sim.base_url(), "simulated": true }).to_string();
+        let secrets = json!({
+            "app_secret": config.app_secret, "verify_token": config.verify_token,
+            "page_access_token": config.page_access_token,
+        })
+        .to_string();
+        let known_id = known["account_id"].as_str().map(str::to_owned);
+        let account = wire_account(store, ws, known_id, channel, name, settings, secrets).await?;
+        let webhook_url = format!("{}/hooks/{channel}/{account}", creds.base_url);
+        reqwest::Client::new()
+            .post(format!("{}/_sim/messenger/webhook", sim.control()))
+            .json(&json!({ "url": webhook_url }))
+            .send()
+            .await
+            .map_err(fail)?;
+        creds.channels[channel] = json!({
+            "account_id": account,
+            "webhook_url": webhook_url,
+            "app_secret": config.app_secret,
+            "verify_token": config.verify_token,
+            "simulator_url": sim.control(),
+        });
+        sims.push(sim);
+    }
+    Ok(sims)
 }
 
 fn fail(e: impl std::fmt::Display) -> StoreError {
@@ -79,35 +181,17 @@ pub async fn start(
     })
     .to_string();
     let (known_id, now) = (known["account_id"].as_str().map(str::to_owned), store.now());
-    // The demo workspace is the one of the demo's API channel account.
-    let api_account = creds.channels["api"]["account_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let account = store
-        .db
-        .write(move |c| {
-            let Some((api, _)) = channel_accounts::for_webhook(c, &api_account)? else {
-                return Ok(None);
-            };
-            let Some(ws) = workspaces::get(c, &api.workspace_id)? else {
-                return Ok(None);
-            };
-            if let Some(id) = known_id
-                && channel_accounts::update_settings(c, &ws.id, &id, &settings, now)?
-            {
-                return channel_accounts::get(c, &ws.id, &id);
-            }
-            let name = "WhatsApp +1 555 000 1111 (simulated)";
-            Ok::<_, StoreError>(Some(channel_accounts::create(
-                c, &ws.id, "whatsapp", name, &settings, &secrets, now,
-            )?))
-        })
-        .await?;
-    let Some(account) = account else {
+    let Some(ws) = demo_workspace(store, creds).await? else {
         sim.shutdown().await;
         return Ok(Simulators::default());
     };
+    let name = "WhatsApp +1 555 000 1111 (simulated)";
+    let id = wire_account(store, &ws, known_id, "whatsapp", name, settings, secrets).await?;
+    let account = store
+        .db
+        .read(move |c| channel_accounts::get(c, &ws, &id))
+        .await?
+        .ok_or(StoreError::NotFound("demo WhatsApp account"))?;
     let webhook_url = format!("{}/hooks/whatsapp/{}", creds.base_url, account.id);
     let http = reqwest::Client::new();
     for (path, body) in [
@@ -159,6 +243,10 @@ pub async fn start(
         "access_token": config.access_token,
         "simulator_url": sim.control(),
     });
+    let meta = start_meta(store, creds, &account.workspace_id).await?;
     demo::save(creds, data_dir)?;
-    Ok(Simulators { whatsapp: Some(sim) })
+    Ok(Simulators {
+        whatsapp: Some(sim),
+        meta,
+    })
 }

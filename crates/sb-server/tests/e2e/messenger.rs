@@ -230,3 +230,31 @@ async fn instagram_messages_and_reads_by_message_id() {
     t.sim.shutdown().await;
     t.s.server.shutdown().await;
 }
+
+/// The demo wires Messenger and Instagram accounts to simulators started in-process.
+#[tokio::test]
+async fn the_demo_messenger_and_instagram_accounts_are_wired_to_their_simulators() {
+    let s = TestServer::start().await;
+    for (channel, sender) in [("messenger", "7012004455667788"), ("instagram", "17841400555000111")] {
+        let demo = s.server.demo.as_ref().expect("demo").channels[channel].clone();
+        let sim = demo["simulator_url"].as_str().expect("simulator url");
+        let body: Value = s
+            .client
+            .post(format!("{sim}/_sim/messenger/customer-message"))
+            .json(&json!({"psid": sender, "text": format!("hello over {channel}")}))
+            .send()
+            .await
+            .expect("simulator")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(body["delivered_status"].as_u64(), Some(200), "{channel}: {body}");
+        let conversation = one_conversation(&s, channel).await;
+        let path = format!("/api/v1/conversations/{conversation}/messages");
+        let (status, reply) = s.post(&path, &s.admin_token, json!({"text": "hi!"})).await;
+        assert_eq!(status, StatusCode::CREATED, "{reply}");
+        s.until_message(&conversation, reply["id"].as_str().expect("id"), "sent")
+            .await;
+    }
+    s.server.shutdown().await;
+}
