@@ -115,6 +115,7 @@ fn parse_body(body: &[u8], received_at_ms: i64) -> Result<(String, Inbound), Cha
                 sender_name: from.name.filter(|n| !n.trim().is_empty()),
                 text,
                 sent_at_ms: sent_at_ms.unwrap_or(received_at_ms),
+                media: Vec::new(),
             };
             Ok((format!("message:{id}"), Inbound::Message(message)))
         }

@@ -88,6 +88,17 @@ pub struct InboundMessage {
     pub sender_name: Option<String>,
     pub text: String,
     pub sent_at_ms: i64,
+    /// Files the provider holds for us (fetched after the message is stored).
+    #[serde(default)]
+    pub media: Vec<MediaRef>,
+}
+
+/// A file on the provider's side, by its id there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaRef {
+    pub id: String,
+    pub mime_type: Option<String>,
+    pub filename: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -228,6 +239,11 @@ pub trait Channel: Send + Sync + 'static {
     /// The account's pre-approved templates as the provider lists them; `None` when the
     /// channel has no templates.
     async fn fetch_templates(&self, _account: &Account) -> Result<Option<Vec<ProviderTemplate>>, SendError> {
+        Ok(None)
+    }
+    /// Downloads a file the provider holds (`MediaRef::id`): its bytes and type. `None` when
+    /// the channel has no such files.
+    async fn fetch_media(&self, _account: &Account, _media_id: &str) -> Result<Option<(Vec<u8>, String)>, SendError> {
         Ok(None)
     }
     /// Sends and returns the provider's id for the message.

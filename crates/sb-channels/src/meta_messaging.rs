@@ -142,6 +142,7 @@ impl MetaMessagingChannel {
                             sender_name: None,
                             text: describe(message),
                             sent_at_ms: at,
+                            media: Vec::new(),
                         },
                         our_message_id: message["metadata"].as_str().map(str::to_owned),
                     }));
@@ -160,6 +161,7 @@ impl MetaMessagingChannel {
                     sender_name: None,
                     text: describe(message),
                     sent_at_ms: at,
+                    media: Vec::new(),
                 }));
             } else if let Some(edit) = event.get("message_edit").filter(|m| m.is_object()) {
                 let mid = edit["mid"].as_str().unwrap_or_default();
@@ -171,6 +173,7 @@ impl MetaMessagingChannel {
                     sender_name: None,
                     text: format!("(edited) {}", edit["text"].as_str().unwrap_or_default()),
                     sent_at_ms: at,
+                    media: Vec::new(),
                 }));
             } else if let Some(reaction) = event.get("reaction").filter(|r| r.is_object()) {
                 let mid = reaction["mid"].as_str().unwrap_or_default();
@@ -192,6 +195,7 @@ impl MetaMessagingChannel {
                     sender_name: None,
                     text,
                     sent_at_ms: at,
+                    media: Vec::new(),
                 }));
             } else if let Some(postback) = event.get("postback").filter(|p| p.is_object()) {
                 let id = postback["mid"]
@@ -204,6 +208,7 @@ impl MetaMessagingChannel {
                     sender_name: None,
                     text: postback["title"].as_str().unwrap_or("(button)").to_owned(),
                     sent_at_ms: at,
+                    media: Vec::new(),
                 }));
             } else if let Some(delivery) = event.get("delivery").filter(|d| d.is_object()) {
                 let mids: Vec<&str> = delivery["mids"]

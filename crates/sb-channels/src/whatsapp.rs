@@ -135,6 +135,24 @@ fn describe(message: &Value) -> String {
     }
 }
 
+/// The file a media message refers to (fetched later through the media API).
+fn media_of(message: &Value) -> Vec<crate::MediaRef> {
+    let kind = message["type"].as_str().unwrap_or_default();
+    if !matches!(kind, "image" | "video" | "audio" | "sticker" | "document") {
+        return Vec::new();
+    }
+    let object = &message[kind];
+    object["id"]
+        .as_str()
+        .map(|id| crate::MediaRef {
+            id: id.to_owned(),
+            mime_type: object["mime_type"].as_str().map(str::to_owned),
+            filename: object["filename"].as_str().map(str::to_owned),
+        })
+        .into_iter()
+        .collect()
+}
+
 /// The customer's identities from a change's `contacts` entry for `from`.
 fn identities(value: &Value, from: Option<&str>) -> (Vec<IdentityHint>, Option<String>) {
     let contact = value["contacts"]
@@ -215,6 +233,7 @@ fn parse_envelope(body: &[u8], received_at_ms: i64) -> Result<(Vec<Inbound>, Vec
                 sender_name: name,
                 text: describe(message),
                 sent_at_ms,
+                media: media_of(message),
             }));
         }
         for status in value["statuses"].as_array().into_iter().flatten() {
@@ -463,6 +482,47 @@ impl Channel for WhatsAppChannel {
 
     fn parse(&self, body: &[u8], received_at_ms: i64) -> Result<Vec<Inbound>, ChannelError> {
         Ok(parse_envelope(body, received_at_ms)?.0)
+    }
+
+    /// Two steps, both with the bearer token: the media object (a short-lived URL), then the bytes.
+    async fn fetch_media(&self, account: &Account, media_id: &str) -> Result<Option<(Vec<u8>, String)>, SendError> {
+        let token = account.secret("access_token").unwrap_or_default();
+        let (base, version) = api_base(account);
+        let response = self
+            .http
+            .get(format!("{base}/{version}/{media_id}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(SendError::network)?;
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        if !(200..300).contains(&status) {
+            return Err(classify(status, &text));
+        }
+        let meta: Value = serde_json::from_str(&text).unwrap_or_default();
+        let url = meta["url"].as_str().ok_or_else(|| SendError {
+            retryable: false,
+            code: "unexpected_response".into(),
+            message: format!("no url for media {media_id}"),
+        })?;
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(SendError::network)?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            return Err(classify(status, &response.text().await.unwrap_or_default()));
+        }
+        let mime = meta["mime_type"]
+            .as_str()
+            .unwrap_or("application/octet-stream")
+            .to_owned();
+        let bytes = response.bytes().await.map_err(SendError::network)?;
+        Ok(Some((bytes.to_vec(), mime)))
     }
 
     async fn fetch_templates(&self, account: &Account) -> Result<Option<Vec<ProviderTemplate>>, SendError> {

@@ -3,6 +3,7 @@
 
 mod ingest;
 pub mod live;
+mod media;
 pub mod outbox;
 pub mod process;
 pub mod widget;
@@ -21,6 +22,7 @@ pub use process::Processor;
 pub const PROCESS_KIND: &str = "inbox.process_inbound";
 pub const SEND_KIND: &str = "inbox.send";
 pub const WAKE_KIND: &str = "inbox.wake_snoozed";
+pub const MEDIA_KIND: &str = "inbox.fetch_media";
 pub const QUEUE: &str = "default";
 
 /// The channels this build speaks, by kind.
@@ -54,6 +56,13 @@ pub fn register(engine: &Engine, channels: &Channels, live: &live::Live) {
     );
     engine.register(SEND_KIND, outbox::Send::new(channels.clone(), live.clone()));
     engine.register(WAKE_KIND, process::WakeSnoozed { live: live.clone() });
+    engine.register(
+        MEDIA_KIND,
+        media::FetchMedia {
+            channels: channels.clone(),
+            live: live.clone(),
+        },
+    );
 }
 
 pub(crate) fn account_of(

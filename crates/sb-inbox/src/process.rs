@@ -291,6 +291,9 @@ pub(crate) fn apply_message(
     let Some(message) = messages::insert(c, &new, now)? else {
         return Ok(None);
     };
+    if !m.media.is_empty() {
+        crate::media::enqueue_fetch(c, &message, &m.media, now)?;
+    }
     let updated = conversations::record_inbound(c, ws, &conversation.id, &account.id, m.sent_at_ms, now)?;
     events.push(live::message_event(c, "message.created", &message, now)?);
     events.push(live::conversation_event(c, &updated, now)?);

@@ -671,6 +671,7 @@ pub async fn post_message(
                 sender_name: None,
                 text,
                 sent_at_ms: now,
+                media: Vec::new(),
             };
             let json = serde_json::to_string(&metas).unwrap_or_else(|_| "[]".into());
             let mut events = Vec::new();

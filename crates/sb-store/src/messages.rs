@@ -345,3 +345,23 @@ pub fn mark_through(
         .bind("at", at),
     )?)
 }
+
+/// Sets the files a message shows (media fetched after the message was stored).
+pub fn set_attachments(
+    c: &mut dyn Conn,
+    ws: &str,
+    id: &str,
+    attachments_json: &str,
+    now: i64,
+) -> Result<Option<Message>> {
+    Ok(c.fetch_opt(
+        &Stmt::new(format!(
+            "UPDATE messages SET attachments_json = :attachments, updated_at = :now
+             WHERE workspace_id = :ws AND id = :id RETURNING {COLUMNS}"
+        ))
+        .bind("attachments", attachments_json)
+        .bind("now", now)
+        .bind("ws", ws)
+        .bind("id", id),
+    )?)
+}

@@ -268,6 +268,45 @@ async fn whatsapp_webhooks_are_verified_batched_deduplicated_and_statuses_apply_
     tokio::time::sleep(Duration::from_millis(200)).await;
     s.until_message(&conversation, reply_id, "read").await;
 
+    // Media arrives as an id: fetched through the media API into the attachment store.
+    control(
+        s,
+        sim,
+        "/_sim/whatsapp/customer-message",
+        json!({"from": "34600111222", "type": "image", "caption": "este modelo", "mime_type": "image/png"}),
+    )
+    .await;
+    let messages = s
+        .until(&format!("/api/v1/conversations/{conversation}/messages"), |b| {
+            b["items"].as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|m| m["attachments"].as_array().is_some_and(|f| !f.is_empty()))
+            })
+        })
+        .await;
+    let with_file = messages["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|m| m["attachments"].as_array().is_some_and(|f| !f.is_empty()))
+        .cloned()
+        .expect("a message with its file");
+    assert_eq!(with_file["body"], "📷 Image: este modelo");
+    let url = format!(
+        "{}{}",
+        s.base,
+        with_file["attachments"][0]["url"].as_str().expect("url")
+    );
+    let file = s
+        .client
+        .get(&url)
+        .bearer_auth(&s.admin_token)
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(file.headers()["content-type"], "image/png");
+    assert!(file.bytes().await.expect("bytes").starts_with(b"\x89PNG"));
+
     // A malformed body with a valid signature is refused with its code.
     let account = &t.account;
     let body = br#"{"object":"page","entry":[]}"#.to_vec();
