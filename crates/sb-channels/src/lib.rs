@@ -63,6 +63,28 @@ pub enum Inbound {
     Echo(Echo),
     /// "Everything sent to this customer up to `watermark_ms` is delivered / read".
     Receipt(Receipt),
+    /// The customer stops or resumes a kind of message on this channel.
+    Consent(ConsentChange),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsentChange {
+    pub identities: Vec<IdentityHint>,
+    /// `marketing`.
+    pub purpose: String,
+    pub granted: bool,
+    /// `whatsapp_preferences`, `keyword`…
+    pub source: String,
+    pub at_ms: i64,
+}
+
+/// Opt-out and opt-in keywords in a message (the carriers' standard words).
+pub fn consent_keyword(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_uppercase().as_str() {
+        "STOP" | "STOPALL" | "UNSUBSCRIBE" | "CANCEL" | "END" | "QUIT" | "OPTOUT" | "STOP PROMOTIONS" => Some(false),
+        "START" | "UNSTOP" | "RESUME" | "YES" | "SUBSCRIBE" => Some(true),
+        _ => None,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -215,6 +237,9 @@ pub struct Policy {
     pub reply_window_ms: Option<i64>,
     pub max_text_chars: usize,
     pub supports_media: bool,
+    /// Sends to one recipient: a burst, then one per this many milliseconds (WhatsApp's pair
+    /// rate limit); `None` when only the account's pace applies.
+    pub recipient_pace: Option<(u32, u64)>,
 }
 
 #[async_trait]

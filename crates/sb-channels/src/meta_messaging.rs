@@ -311,6 +311,7 @@ impl Channel for MetaMessagingChannel {
             reply_window_ms: Some(HUMAN_AGENT_MS),
             max_text_chars: if self.kind == INSTAGRAM { 1_000 } else { 2_000 },
             supports_media: true,
+            recipient_pace: None,
         }
     }
 

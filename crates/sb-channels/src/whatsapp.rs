@@ -199,11 +199,36 @@ fn parse_envelope(body: &[u8], received_at_ms: i64) -> Result<(Vec<Inbound>, Vec
         .ok_or_else(|| ChannelError::Malformed("`entry` must be a list".into()))?;
     let (mut events, mut keys) = (Vec::new(), Vec::new());
     for change in entries.iter().filter_map(|e| e["changes"].as_array()).flatten() {
+        let value = &change["value"];
+        // A marketing stop or resume from WhatsApp's own controls.
+        if change["field"] == "user_preferences" {
+            for pref in value["user_preferences"].as_array().into_iter().flatten() {
+                let (Some(wa_id), Some(state)) = (pref["wa_id"].as_str(), pref["value"].as_str()) else {
+                    continue;
+                };
+                let Some(phone) = normalise_phone(&format!("+{wa_id}")) else {
+                    continue;
+                };
+                let at = pref["timestamp"].as_i64().map_or(received_at_ms, |s| s * 1000);
+                keys.push(format!("prefs:{wa_id}:{state}:{at}"));
+                events.push(Inbound::Consent(crate::ConsentChange {
+                    identities: vec![IdentityHint {
+                        kind: "phone".into(),
+                        value: phone,
+                        verified: true,
+                    }],
+                    purpose: "marketing".into(),
+                    granted: state != "stop",
+                    source: "whatsapp_preferences".into(),
+                    at_ms: at,
+                }));
+            }
+            continue;
+        }
         // Other fields (account updates, template reviews…) are acknowledged and not shown.
         if change["field"] != "messages" {
             continue;
         }
-        let value = &change["value"];
         for message in value["messages"].as_array().into_iter().flatten() {
             let Some(id) = message["id"].as_str().filter(|id| !id.is_empty()) else {
                 return Err(ChannelError::Malformed("a message without `id`".into()));
@@ -227,6 +252,15 @@ fn parse_envelope(body: &[u8], received_at_ms: i64) -> Result<(Vec<Inbound>, Vec
                     }
                 });
             keys.push(id.to_owned());
+            if let Some(granted) = message["text"]["body"].as_str().and_then(crate::consent_keyword) {
+                events.push(Inbound::Consent(crate::ConsentChange {
+                    identities: hints.clone(),
+                    purpose: "marketing".into(),
+                    granted,
+                    source: "keyword".into(),
+                    at_ms: sent_at_ms,
+                }));
+            }
             events.push(Inbound::Message(InboundMessage {
                 provider_message_id: id.to_owned(),
                 identities: hints,
@@ -429,6 +463,7 @@ impl Channel for WhatsAppChannel {
             reply_window_ms: Some(WINDOW_MS),
             max_text_chars: MAX_TEXT,
             supports_media: true,
+            recipient_pace: Some((45, 6_000)),
         }
     }
 

@@ -343,6 +343,9 @@ pub struct Send {
     live: Live,
     /// Pacing per channel account, in this process.
     pace: DefaultKeyedRateLimiter<String>,
+    /// Pacing per (account, recipient) where the channel has a pair limit, by its quota.
+    recipient_pace:
+        std::sync::Mutex<std::collections::HashMap<(u32, u64), std::sync::Arc<DefaultKeyedRateLimiter<String>>>>,
 }
 
 impl Send {
@@ -352,6 +355,7 @@ impl Send {
             channels,
             live,
             pace: RateLimiter::keyed(Quota::per_second(per_second)),
+            recipient_pace: Default::default(),
         }
     }
 }
@@ -421,6 +425,22 @@ impl JobHandler for Send {
             return Ok(());
         };
         self.pace.until_key_ready(&account.id).await;
+        if let Some((burst, period_ms)) = channel.policy().recipient_pace {
+            let limiter = self
+                .recipient_pace
+                .lock()
+                .expect("pace lock")
+                .entry((burst, period_ms))
+                .or_insert_with(|| {
+                    let period = std::time::Duration::from_millis(period_ms.max(1));
+                    let quota = Quota::with_period(period)
+                        .expect("a non-zero period")
+                        .allow_burst(NonZeroU32::new(burst.max(1)).expect("non-zero"));
+                    std::sync::Arc::new(RateLimiter::keyed(quota))
+                })
+                .clone();
+            limiter.until_key_ready(&format!("{}|{to}", account.id)).await;
+        }
         let outbound = sb_channels::OutboundMessage {
             message_id: message.id.clone(),
             conversation_id: message.conversation_id.clone(),

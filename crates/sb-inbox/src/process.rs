@@ -53,6 +53,28 @@ fn process_request(
             Inbound::Message(m) => {
                 apply_message(c, ws, &account, &m, "[]", now, events)?;
             }
+            Inbound::Consent(change) => {
+                let hints: Vec<Hint<'_>> = change
+                    .identities
+                    .iter()
+                    .map(|i| Hint {
+                        kind: &i.kind,
+                        value: &i.value,
+                        verified: i.verified,
+                    })
+                    .collect();
+                let customer = customers::resolve(c, ws, &account.id, &hints, None, now)?;
+                let record = sb_store::consents::Change {
+                    workspace_id: ws,
+                    customer_id: &customer,
+                    channel: &account.channel,
+                    purpose: &change.purpose,
+                    granted: change.granted,
+                    source: &change.source,
+                    at: change.at_ms,
+                };
+                sb_store::consents::record(c, &record)?;
+            }
             Inbound::Echo(echo) => {
                 apply_echo(c, ws, &account, &echo, now, events)?;
             }

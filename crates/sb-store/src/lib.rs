@@ -7,6 +7,7 @@
 pub mod attachments;
 pub mod audit;
 pub mod channel_accounts;
+pub mod consents;
 pub mod conversations;
 pub mod customers;
 pub mod inbound;

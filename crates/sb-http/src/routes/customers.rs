@@ -62,6 +62,9 @@ pub struct CustomerProfile {
     pub identities: Vec<IdentityView>,
     /// The customer's one conversation, if they have written.
     pub conversation_id: Option<String>,
+    /// Per channel and purpose: granted or withdrawn, where and when it was stated.
+    #[schema(value_type = Vec<Object>)]
+    pub consents: Vec<serde_json::Value>,
 }
 
 /// A customer with identities per channel and their conversation.
@@ -84,12 +87,22 @@ async fn get_customer(
                 return Ok(None);
             };
             let identities = customers::identities(c, &ws, &cid)?;
+            let consents = sb_store::consents::list(c, &ws, &cid)?;
             let conversation = conversations::id_for_customer(c, &ws, &cid)?;
-            Ok::<_, StoreError>(Some((customer, identities, conversation)))
+            Ok::<_, StoreError>(Some((customer, identities, conversation, consents)))
         })
         .await?;
     match found {
-        Some((customer, identities, conversation_id)) => Ok(axum::Json(CustomerProfile {
+        Some((customer, identities, conversation_id, consents)) => Ok(axum::Json(CustomerProfile {
+            consents: consents
+                .iter()
+                .map(|c| {
+                    serde_json::json!({
+                        "channel": c.channel, "purpose": c.purpose, "granted": c.granted,
+                        "source": c.source, "at": sb_core::clock::rfc3339(c.at),
+                    })
+                })
+                .collect(),
             customer: CustomerView::from(&customer),
             identities: identities
                 .into_iter()

@@ -307,6 +307,58 @@ async fn whatsapp_webhooks_are_verified_batched_deduplicated_and_statuses_apply_
     assert_eq!(file.headers()["content-type"], "image/png");
     assert!(file.bytes().await.expect("bytes").starts_with(b"\x89PNG"));
 
+    // Marketing stop and resume (WhatsApp's own control, and the STOP keyword) are recorded
+    // as the customer's marketing consent on WhatsApp.
+    let customer_id = customer["items"][0]["id"].as_str().expect("customer id").to_owned();
+    let consent = |profile: &Value| {
+        profile["consents"]
+            .as_array()
+            .and_then(|list| {
+                list.iter()
+                    .find(|c| c["channel"] == "whatsapp" && c["purpose"] == "marketing")
+                    .cloned()
+            })
+            .map(|c| (c["granted"].as_bool(), c["source"].as_str().map(str::to_owned)))
+    };
+    control(
+        s,
+        sim,
+        "/_sim/whatsapp/user-preferences",
+        json!({"wa_id": "34600111222", "value": "stop"}),
+    )
+    .await;
+    let profile = s
+        .until(&format!("/api/v1/customers/{customer_id}"), |p| consent(p).is_some())
+        .await;
+    assert_eq!(
+        consent(&profile),
+        Some((Some(false), Some("whatsapp_preferences".to_owned())))
+    );
+    control(
+        s,
+        sim,
+        "/_sim/whatsapp/user-preferences",
+        json!({"wa_id": "34600111222", "value": "resume"}),
+    )
+    .await;
+    s.until(&format!("/api/v1/customers/{customer_id}"), |p| {
+        consent(p).is_some_and(|c| c.0 == Some(true))
+    })
+    .await;
+    control(
+        s,
+        sim,
+        "/_sim/whatsapp/customer-message",
+        json!({"from": "34600111222", "text": " stop "}),
+    )
+    .await;
+    let profile = s
+        .until(&format!("/api/v1/customers/{customer_id}"), |p| {
+            consent(p).is_some_and(|c| c.0 == Some(false))
+        })
+        .await;
+    assert_eq!(consent(&profile), Some((Some(false), Some("keyword".to_owned()))));
+
     // A malformed body with a valid signature is refused with its code.
     let account = &t.account;
     let body = br#"{"object":"page","entry":[]}"#.to_vec();
