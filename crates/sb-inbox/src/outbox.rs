@@ -338,6 +338,9 @@ pub fn enqueue_send(c: &mut dyn Conn, message: &Message, now: i64) -> Result<(),
     Ok(())
 }
 
+/// One limiter per pair quota (burst, period), keyed by account and recipient.
+type RecipientLimiter = std::sync::Arc<DefaultKeyedRateLimiter<String>>;
+
 pub struct Send {
     channels: Channels,
     live: Live,
