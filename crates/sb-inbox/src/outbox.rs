@@ -347,8 +347,7 @@ pub struct Send {
     /// Pacing per channel account, in this process.
     pace: DefaultKeyedRateLimiter<String>,
     /// Pacing per (account, recipient) where the channel has a pair limit, by its quota.
-    recipient_pace:
-        std::sync::Mutex<std::collections::HashMap<(u32, u64), std::sync::Arc<DefaultKeyedRateLimiter<String>>>>,
+    recipient_pace: std::sync::Mutex<std::collections::HashMap<(u32, u64), RecipientLimiter>>,
 }
 
 impl Send {
