@@ -200,6 +200,8 @@ async fn instagram_messages_and_reads_by_message_id() {
     let t = setup(true).await;
     let (s, sim) = (&t.s, &t.sim);
     let igsid = "17841400555000111";
+    // Accounts connected both ways get every event twice: one message in the thread.
+    control(s, sim, "/_sim/messenger/options", json!({"emit_twice": true})).await;
     control(
         s,
         sim,
@@ -208,6 +210,15 @@ async fn instagram_messages_and_reads_by_message_id() {
     )
     .await;
     let conversation = one_conversation(s, "instagram").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, thread) = s
+        .get(
+            &format!("/api/v1/conversations/{conversation}/messages"),
+            &s.admin_token,
+        )
+        .await;
+    assert_eq!(thread["items"].as_array().map(Vec::len), Some(1), "{thread}");
+    control(s, sim, "/_sim/messenger/options", json!({"emit_twice": false})).await;
     let path = format!("/api/v1/conversations/{conversation}/messages");
     let (status, reply) = s.post(&path, &s.admin_token, json!({"text": "We do!"})).await;
     assert_eq!(status, StatusCode::CREATED, "{reply}");

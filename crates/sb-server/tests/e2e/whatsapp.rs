@@ -234,6 +234,8 @@ async fn whatsapp_webhooks_are_verified_batched_deduplicated_and_statuses_apply_
     assert_eq!(bodies[1..], ["once".to_owned(), "batched one".to_owned()]);
     whatsapp_conversations(s, 2).await;
 
+    // Statuses sent at once can overtake our own record of the send: they still apply.
+    control(s, sim, "/_sim/whatsapp/options", json!({"status_delay_ms": 0})).await;
     // The agent answers inside the window; the provider's statuses move it forward only.
     let path = format!("/api/v1/conversations/{conversation}/messages");
     let (status, reply) = s.post(&path, &s.admin_token, json!({"text": "Sí, en azul."})).await;
