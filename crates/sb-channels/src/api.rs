@@ -154,6 +154,7 @@ impl Channel for ApiChannel {
             reply_window_ms: None,
             max_text_chars: MAX_TEXT,
             supports_media: false,
+            max_files: 0,
             recipient_pace: None,
         }
     }

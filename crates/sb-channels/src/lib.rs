@@ -182,6 +182,15 @@ pub struct OutboundMessage {
     pub template: Option<TemplateSend>,
     /// When the customer last wrote on this account (channels with tagged late replies).
     pub last_inbound_at_ms: Option<i64>,
+    /// Files, each at a URL the provider can fetch (signed, short-lived).
+    pub files: Vec<OutboundFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutboundFile {
+    pub url: String,
+    pub filename: String,
+    pub content_type: String,
 }
 
 /// A message template as the provider lists it.
@@ -237,6 +246,8 @@ pub struct Policy {
     pub reply_window_ms: Option<i64>,
     pub max_text_chars: usize,
     pub supports_media: bool,
+    /// Files one message may carry.
+    pub max_files: usize,
     /// Sends to one recipient: a burst, then one per this many milliseconds (WhatsApp's pair
     /// rate limit); `None` when only the account's pace applies.
     pub recipient_pace: Option<(u32, u64)>,

@@ -282,7 +282,31 @@ fn classify(http_status: u16, body: &str) -> SendError {
     }
 }
 
-/// The Send API body: a reply inside the standard window, a human agent's tagged reply after.
+/// The Send API bodies of a message: its text, then its file (Messenger carries one or the
+/// other per call). Inside the standard window a reply; after it a human agent's tagged reply.
+pub fn send_bodies(message: &OutboundMessage) -> Vec<Value> {
+    let mut bodies = Vec::new();
+    if !message.text.is_empty() || message.files.is_empty() {
+        bodies.push(send_body(message));
+    }
+    for file in &message.files {
+        let kind = if file.content_type.starts_with("image/") {
+            "image"
+        } else {
+            "file"
+        };
+        let mut body = send_body(message);
+        body["message"] = serde_json::json!({
+            "attachment": { "type": kind, "payload": { "url": file.url, "is_reusable": true } },
+            "metadata": message.message_id,
+        });
+        bodies.push(body);
+    }
+    bodies
+}
+
+/// The Send API body of the text: a reply inside the standard window, a human agent's tagged
+/// reply after.
 pub fn send_body(message: &OutboundMessage) -> Value {
     let tagged = message
         .last_inbound_at_ms
@@ -311,6 +335,7 @@ impl Channel for MetaMessagingChannel {
             reply_window_ms: Some(HUMAN_AGENT_MS),
             max_text_chars: if self.kind == INSTAGRAM { 1_000 } else { 2_000 },
             supports_media: true,
+            max_files: 1,
             recipient_pace: None,
         }
     }
@@ -369,24 +394,25 @@ impl Channel for MetaMessagingChannel {
             .trim_end_matches('/')
             .to_owned();
         let version = account.setting("api_version").unwrap_or(DEFAULT_VERSION);
-        let response = self
-            .http
-            .post(format!("{base}/{version}/me/messages"))
-            .bearer_auth(token)
-            .json(&send_body(message))
-            .send()
-            .await
-            .map_err(SendError::network)?;
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap_or_default();
-        if !(200..300).contains(&status) {
-            return Err(classify(status, &text));
+        let mut last_id = None;
+        for body in send_bodies(message) {
+            let response = self
+                .http
+                .post(format!("{base}/{version}/me/messages"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .map_err(SendError::network)?;
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap_or_default();
+            if !(200..300).contains(&status) {
+                return Err(classify(status, &text));
+            }
+            let parsed: Value = serde_json::from_str(&text).unwrap_or_default();
+            last_id = parsed["message_id"].as_str().map(str::to_owned);
         }
-        let parsed: Value = serde_json::from_str(&text).unwrap_or_default();
-        parsed["message_id"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| permanent("unexpected_response", format!("no message_id in {text}")))
+        last_id.ok_or_else(|| permanent("unexpected_response", "no message_id in the answer".into()))
     }
 }
 
@@ -469,6 +495,7 @@ mod tests {
             created_at_ms: 10 * 3_600_000,
             template: None,
             last_inbound_at_ms: Some(0),
+            files: Vec::new(),
         };
         assert_eq!(send_body(&message)["messaging_type"], "RESPONSE");
         message.created_at_ms = 30 * 3_600_000;

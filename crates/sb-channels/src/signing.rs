@@ -51,6 +51,30 @@ pub fn verify(secret: &str, header: Option<&str>, body: &[u8], now_ms: i64) -> R
     Err(ChannelError::InvalidSignature)
 }
 
+/// The signature of a file URL handed to a provider (`/media/{account}/{attachment}?exp=…&sig=…`):
+/// hex HMAC-SHA256 over `account|attachment|exp` with a key derived from the account's secrets,
+/// so the URL works only for that file, until `exp`, and not after the secrets change.
+pub fn media_signature(key: &str, account_id: &str, attachment_id: &str, expires_ms: i64) -> String {
+    let mut mac = HmacSha256::new_from_slice(key.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(format!("{account_id}|{attachment_id}|{expires_ms}").as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Checks a file URL's signature (constant time) and expiry.
+pub fn media_signature_valid(
+    key: &str,
+    account_id: &str,
+    attachment_id: &str,
+    expires_ms: i64,
+    sig: &str,
+    now_ms: i64,
+) -> bool {
+    let Ok(tag) = hex::decode(sig) else { return false };
+    let mut mac = HmacSha256::new_from_slice(key.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(format!("{account_id}|{attachment_id}|{expires_ms}").as_bytes());
+    mac.verify_slice(&tag).is_ok() && now_ms < expires_ms
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

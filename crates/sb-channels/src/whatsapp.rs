@@ -353,10 +353,29 @@ pub fn send_body(message: &OutboundMessage) -> Value {
                 "components": [{ "type": "body", "parameters": parameters }],
             });
         }
-        None => {
-            body["type"] = "text".into();
-            body["text"] = serde_json::json!({ "body": message.text, "preview_url": false });
-        }
+        None => match message.files.first() {
+            // A file goes by link, the text as its caption.
+            Some(file) => {
+                let kind = if file.content_type.starts_with("image/") {
+                    "image"
+                } else {
+                    "document"
+                };
+                let mut object = serde_json::json!({ "link": file.url });
+                if !message.text.is_empty() {
+                    object["caption"] = message.text.clone().into();
+                }
+                if kind == "document" {
+                    object["filename"] = file.filename.clone().into();
+                }
+                body["type"] = kind.into();
+                body[kind] = object;
+            }
+            None => {
+                body["type"] = "text".into();
+                body["text"] = serde_json::json!({ "body": message.text, "preview_url": false });
+            }
+        },
     }
     body
 }
@@ -463,6 +482,7 @@ impl Channel for WhatsAppChannel {
             reply_window_ms: Some(WINDOW_MS),
             max_text_chars: MAX_TEXT,
             supports_media: true,
+            max_files: 1,
             recipient_pace: Some((45, 6_000)),
         }
     }

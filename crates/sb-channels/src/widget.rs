@@ -196,6 +196,7 @@ impl Channel for WidgetChannel {
             reply_window_ms: None,
             max_text_chars: MAX_TEXT,
             supports_media: true,
+            max_files: 10,
             recipient_pace: None,
         }
     }

@@ -46,7 +46,8 @@ impl Channels {
 }
 
 /// Registers the inbox's job handlers on the engine.
-pub fn register(engine: &Engine, channels: &Channels, live: &live::Live) {
+/// `public_url` is where providers reach this server (files handed to them are served there).
+pub fn register(engine: &Engine, channels: &Channels, live: &live::Live, public_url: &str) {
     engine.register(
         PROCESS_KIND,
         process::ProcessInbound {
@@ -54,7 +55,7 @@ pub fn register(engine: &Engine, channels: &Channels, live: &live::Live) {
             live: live.clone(),
         },
     );
-    engine.register(SEND_KIND, outbox::Send::new(channels.clone(), live.clone()));
+    engine.register(SEND_KIND, outbox::Send::new(channels.clone(), live.clone(), public_url));
     engine.register(WAKE_KIND, process::WakeSnoozed { live: live.clone() });
     engine.register(
         MEDIA_KIND,

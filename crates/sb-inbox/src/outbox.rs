@@ -11,7 +11,7 @@ use sb_store::channel_accounts::{self, ChannelAccount};
 use sb_store::conversations::{self, Conversation};
 use sb_store::jobs::{self, NewJob};
 use sb_store::messages::{self, Message, NewMessage};
-use sb_store::{Conn, StoreError, customers};
+use sb_store::{Conn, StoreError, attachments, customers};
 use serde::{Deserialize, Serialize};
 
 use crate::live::{self, Live};
@@ -30,6 +30,8 @@ pub struct ReplyRequest {
     pub note: bool,
     /// Send this pre-approved template instead of free text (allowed outside a reply window).
     pub template: Option<TemplateSend>,
+    /// Files uploaded by an agent (`POST /api/v1/attachments`) to send with the text.
+    pub attachment_ids: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -148,7 +150,7 @@ pub async fn reply(
     live: &Live,
     request: ReplyRequest,
 ) -> Result<Message, ReplyError> {
-    if request.text.trim().is_empty() && request.template.is_none() {
+    if request.text.trim().is_empty() && request.template.is_none() && request.attachment_ids.is_empty() {
         return Err(ReplyError::Empty);
     }
     let (channels, now) = (channels.clone(), engine.store().now());
@@ -194,7 +196,8 @@ pub async fn reply(
             let author = Author::Agent(&request.author_id);
             let content = match &request.template {
                 Some(t) => Content::Template(t),
-                None => Content::Text(&request.text),
+                None if request.attachment_ids.is_empty() => Content::Text(&request.text),
+                None => Content::Files(&request.text, &request.attachment_ids),
             };
             Ok::<_, StoreError>(
                 queue_reply(c, &channels, &conversation, &account, author, content, now)?
@@ -220,6 +223,8 @@ pub enum Author<'a> {
 #[derive(Debug, Clone, Copy)]
 pub enum Content<'a> {
     Text(&'a str),
+    /// Text (may be empty) with files an agent uploaded.
+    Files(&'a str, &'a [String]),
     /// A pre-approved template of the account (validated here, before anything is sent).
     Template(&'a TemplateSend),
 }
@@ -238,8 +243,12 @@ pub(crate) fn queue_reply(
 ) -> Result<Result<(Message, sb_store::live_events::LiveEvent), ReplyError>, StoreError> {
     let option = option_for(c, channels, conversation, account, now)?;
     let window_only = option.reason == Some("reply_window_closed");
+    let files: &[String] = match content {
+        Content::Files(_, ids) => ids,
+        _ => &[],
+    };
     let (body, template_json) = match content {
-        Content::Text(text) => {
+        Content::Text(text) | Content::Files(text, _) => {
             if !option.allowed {
                 let reason = option.reason.unwrap_or("not_allowed");
                 return Ok(Err(ReplyError::NotAllowed(
@@ -254,6 +263,16 @@ pub(crate) fn queue_reply(
                 return Ok(Err(ReplyError::NotAllowed(
                     format!("this channel takes at most {max} characters"),
                     "text_too_long",
+                )));
+            }
+            let policy = channels.get(&account.channel).map(|ch| ch.policy());
+            if files.len() > policy.map_or(0, |p| p.max_files) {
+                return Ok(Err(ReplyError::NotAllowed(
+                    format!(
+                        "this channel takes at most {} file(s) per message",
+                        policy.map_or(0, |p| p.max_files)
+                    ),
+                    "too_many_attachments",
                 )));
             }
             (text.to_owned(), None)
@@ -298,6 +317,16 @@ pub(crate) fn queue_reply(
             (rendered, serde_json::to_string(t).ok())
         }
     };
+    let metas = match attachments::unowned(c, &conversation.workspace_id, files)? {
+        Some(metas) => metas,
+        None => {
+            return Ok(Err(ReplyError::NotAllowed(
+                "one of attachment_ids is unknown or attached already".into(),
+                "attachment_not_found",
+            )));
+        }
+    };
+    let attachments_json = serde_json::to_string(&metas).unwrap_or_else(|_| "[]".into());
     let (author_kind, author_id) = match author {
         Author::Agent(id) => ("user", Some(id)),
         Author::System => ("system", None),
@@ -315,10 +344,11 @@ pub(crate) fn queue_reply(
         provider_message_id: None,
         status: "queued",
         sent_at: now,
-        attachments_json: "[]",
+        attachments_json: &attachments_json,
         template_json: template_json.as_deref(),
     };
     let message = messages::insert(c, &new, now)?.ok_or(StoreError::Conflict("reply".into()))?;
+    attachments::claim_unowned(c, &conversation.workspace_id, files, &message.id)?;
     enqueue_send(c, &message, now)?;
     conversations::touch(c, &conversation.workspace_id, &conversation.id, now)?;
     let event = live::message_event(c, "message.created", &message, now)?;
@@ -348,16 +378,21 @@ pub struct Send {
     pace: DefaultKeyedRateLimiter<String>,
     /// Pacing per (account, recipient) where the channel has a pair limit, by its quota.
     recipient_pace: std::sync::Mutex<std::collections::HashMap<(u32, u64), RecipientLimiter>>,
+    public_url: std::sync::Arc<str>,
 }
 
+/// How long a file URL handed to a provider stays valid (they fetch at once, and on retries).
+const MEDIA_URL_TTL_MS: i64 = 24 * 3_600_000;
+
 impl Send {
-    pub fn new(channels: Channels, live: Live) -> Self {
+    pub fn new(channels: Channels, live: Live, public_url: &str) -> Self {
         let per_second = NonZeroU32::new(80).expect("non-zero");
         Send {
             channels,
             live,
             pace: RateLimiter::keyed(Quota::per_second(per_second)),
             recipient_pace: Default::default(),
+            public_url: public_url.trim_end_matches('/').into(),
         }
     }
 }
@@ -454,6 +489,7 @@ impl JobHandler for Send {
                 .as_deref()
                 .and_then(|t| serde_json::from_str::<TemplateSend>(t).ok()),
             last_inbound_at_ms,
+            files: self.file_urls(&message, &account.id, &secrets, now),
         };
         let result = channel.send(&outbound, &account_of(&account, &secrets)).await;
         let now = ctx.store.now();
@@ -481,6 +517,34 @@ impl JobHandler for Send {
 }
 
 impl Send {
+    /// Signed, expiring URLs of the message's files, for the provider to fetch.
+    fn file_urls(
+        &self,
+        message: &Message,
+        account_id: &str,
+        secrets_json: &str,
+        now: i64,
+    ) -> Vec<sb_channels::OutboundFile> {
+        let metas: Vec<sb_store::attachments::AttachmentMeta> =
+            serde_json::from_str(&message.attachments_json).unwrap_or_default();
+        let key = sb_core::credentials::secret_digest(secrets_json);
+        let expires = now + MEDIA_URL_TTL_MS;
+        metas
+            .into_iter()
+            .map(|m| {
+                let sig = sb_channels::signing::media_signature(&key, account_id, &m.id, expires);
+                sb_channels::OutboundFile {
+                    url: format!(
+                        "{}/media/{account_id}/{}?exp={expires}&sig={sig}",
+                        self.public_url, m.id
+                    ),
+                    filename: m.filename,
+                    content_type: m.content_type,
+                }
+            })
+            .collect()
+    }
+
     /// Applies a status change to a message and emits `message.updated`, in one transaction.
     async fn record(
         &self,

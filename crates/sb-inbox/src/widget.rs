@@ -717,8 +717,26 @@ pub async fn upload(
 /// A file the visitor uploaded (`None` for anyone else's).
 pub async fn download(store: &Store, visitor: &Visitor, id: &str) -> Result<Option<Attachment>, WidgetError> {
     let (ws, id, customer) = (visitor.workspace_id.clone(), id.to_owned(), visitor.customer_id.clone());
-    let found = store.db.read(move |c| attachments::get(c, &ws, &id)).await?;
-    Ok(found.filter(|a| a.customer_id.as_deref() == Some(customer.as_str())))
+    let account = visitor.account.id.clone();
+    Ok(store
+        .db
+        .read(move |c| {
+            let Some(file) = attachments::get(c, &ws, &id)? else {
+                return Ok(None);
+            };
+            if file.customer_id.as_deref() == Some(customer.as_str()) {
+                return Ok(Some(file));
+            }
+            // A file an agent sent in this visitor's chat.
+            let theirs = match file.message_id.as_deref() {
+                Some(message) => messages::get(c, &ws, message)?.is_some_and(|m| {
+                    m.customer_id == customer && m.channel_account_id.as_deref() == Some(account.as_str())
+                }),
+                None => false,
+            };
+            Ok::<_, StoreError>(theirs.then_some(file))
+        })
+        .await?)
 }
 
 /// The visitor types (or stops): agents watching the conversation see it; nothing is stored.

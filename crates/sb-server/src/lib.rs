@@ -106,7 +106,7 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
     let channels = sb_inbox::Channels::new(sb_channels::registry());
     maintenance::register(&engine);
     let live = sb_inbox::live::Live::new(bus);
-    sb_inbox::register(&engine, &channels, &live);
+    sb_inbox::register(&engine, &channels, &live, &base_url);
     engine.start();
     let intake = sb_inbox::Intake::default();
     let (stop_processing, processing_stopped) = tokio::sync::watch::channel(false);

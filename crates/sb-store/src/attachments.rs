@@ -126,3 +126,40 @@ pub fn get(c: &mut dyn Conn, ws: &str, id: &str) -> Result<Option<Attachment>> {
         .bind("id", id),
     )?)
 }
+
+/// Agents' uploads (no customer) not attached yet, in the order asked; `None` when any id is
+/// unknown in this workspace, a customer's, or attached already.
+pub fn unowned(c: &mut dyn Conn, ws: &str, ids: &[String]) -> Result<Option<Vec<AttachmentMeta>>> {
+    let mut found = Vec::with_capacity(ids.len());
+    for id in ids {
+        let row: Option<AttachmentMeta> = c.fetch_opt(
+            &Stmt::new(
+                "SELECT id, filename, content_type, size FROM attachments
+                 WHERE workspace_id = :ws AND id = :id AND customer_id IS NULL AND message_id IS NULL",
+            )
+            .bind("ws", ws)
+            .bind("id", id),
+        )?;
+        match row {
+            Some(meta) if !found.contains(&meta) => found.push(meta),
+            _ => return Ok(None),
+        }
+    }
+    Ok(Some(found))
+}
+
+/// Binds agents' uploads to a message (checked with [`unowned`] in the same transaction).
+pub fn claim_unowned(c: &mut dyn Conn, ws: &str, ids: &[String], message_id: &str) -> Result<()> {
+    for id in ids {
+        c.execute(
+            &Stmt::new(
+                "UPDATE attachments SET message_id = :message
+                 WHERE workspace_id = :ws AND id = :id AND customer_id IS NULL AND message_id IS NULL",
+            )
+            .bind("message", message_id)
+            .bind("ws", ws)
+            .bind("id", id),
+        )?;
+    }
+    Ok(())
+}

@@ -200,6 +200,9 @@ pub struct CreateMessage {
     /// `{"name", "language", "parameters": ["…"]}`; see `GET /api/v1/channel-accounts/{id}/templates`.
     #[schema(value_type = Option<Object>)]
     pub template: Option<sb_channels::TemplateSend>,
+    /// Files uploaded with `POST /api/v1/attachments`, sent with the text (or alone).
+    #[serde(default)]
+    pub attachment_ids: Vec<String>,
 }
 
 pub(crate) fn reply_error(e: ReplyError) -> ApiError {
@@ -230,6 +233,7 @@ async fn post_message(
         channel_account_id: if note { None } else { body.channel_account_id },
         note,
         template: if note { None } else { body.template },
+        attachment_ids: if note { Vec::new() } else { body.attachment_ids },
     };
     let message = sb_inbox::reply(&state.engine, &state.channels, &state.live, request)
         .await
@@ -277,6 +281,7 @@ async fn create_note(
             text: body.text,
             channel_account_id: None,
             template: None,
+            attachment_ids: Vec::new(),
         },
         true,
     )

@@ -309,6 +309,57 @@ async fn whatsapp_webhooks_are_verified_batched_deduplicated_and_statuses_apply_
     assert_eq!(file.headers()["content-type"], "image/png");
     assert!(file.bytes().await.expect("bytes").starts_with(b"\x89PNG"));
 
+    // An agent sends a file: the provider gets a signed, expiring link to it.
+    let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89".to_vec();
+    let upload: Value = s
+        .client
+        .post(format!("{}/api/v1/attachments?filename=navy.png", s.base))
+        .bearer_auth(&s.admin_token)
+        .header("content-type", "image/png")
+        .body(png.clone())
+        .send()
+        .await
+        .expect("upload")
+        .json()
+        .await
+        .expect("json");
+    let (status, with_photo) = s
+        .post(
+            &path,
+            &s.admin_token,
+            json!({"text": "This one?", "attachment_ids": [upload["id"]]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{with_photo}");
+    let request = sent(s, sim, 2).await[1].clone();
+    assert_eq!(
+        (
+            request["body"]["type"].as_str(),
+            request["body"]["image"]["caption"].as_str()
+        ),
+        (Some("image"), Some("This one?"))
+    );
+    let link = request["body"]["image"]["link"].as_str().expect("link").to_owned();
+    let fetched = s.client.get(&link).send().await.expect("fetch");
+    assert_eq!(fetched.status(), StatusCode::OK);
+    assert_eq!(fetched.bytes().await.expect("bytes").to_vec(), png);
+    let tampered = link.replace("sig=", "sig=00");
+    assert_eq!(
+        s.client.get(&tampered).send().await.expect("fetch").status(),
+        StatusCode::NOT_FOUND
+    );
+    let (status, body) = s
+        .post(
+            &path,
+            &s.admin_token,
+            json!({"text": "again", "attachment_ids": [upload["id"]]}),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "attachment_not_found")
+    );
+
     // Marketing stop and resume (WhatsApp's own control, and the STOP keyword) are recorded
     // as the customer's marketing consent on WhatsApp.
     let customer_id = customer["items"][0]["id"].as_str().expect("customer id").to_owned();
