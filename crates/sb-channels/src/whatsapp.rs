@@ -234,7 +234,20 @@ fn parse_envelope(body: &[u8], received_at_ms: i64) -> Result<(Vec<Inbound>, Vec
                 return Err(ChannelError::Malformed("a message without `id`".into()));
             };
             let from = message["from"].as_str().or(message["from_user_id"].as_str());
-            let (hints, name) = identities(value, from);
+            let (mut hints, name) = identities(value, from);
+            // The customer's new number: linked to the same customer, and the address from now on.
+            if message["type"] == "system"
+                && message["system"]["type"] == "user_changed_number"
+                && let Some(new) = message["system"]["wa_id"]
+                    .as_str()
+                    .and_then(|n| normalise_phone(&format!("+{n}")))
+            {
+                hints.push(IdentityHint {
+                    kind: "phone".into(),
+                    value: new,
+                    verified: true,
+                });
+            }
             if hints.is_empty() {
                 return Err(ChannelError::Malformed(format!("message {id} names no sender")));
             }

@@ -514,6 +514,21 @@ async fn outside_the_24_hour_window_free_text_is_refused_and_a_template_goes_thr
     thread(s, &conversation, 4).await;
     let (status, _) = s.post(&path, &s.admin_token, json!({"text": "De nada."})).await;
     assert_eq!(status, StatusCode::CREATED);
+    // She changes her number: the same customer, and replies go to the new one.
+    control(
+        s,
+        sim,
+        "/_sim/whatsapp/customer-message",
+        json!({"from": "34600111222", "type": "system", "new_wa_id": "34600999000"}),
+    )
+    .await;
+    thread(s, &conversation, 6).await;
+    let (status, _) = s
+        .post(&path, &s.admin_token, json!({"text": "Noted your new number."}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let requests = sent(s, sim, 4).await;
+    assert_eq!(requests[3]["body"]["to"], "34600999000");
     t.sim.shutdown().await;
     t.s.server.shutdown().await;
 }
