@@ -21,7 +21,7 @@ use sb_core::inbox::DeliveryStatus;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::whatsapp::{SIGNATURE_HEADER, verify_signature};
+use crate::whatsapp::{SIGNATURE_HEADER, graph_call, verify_signature};
 use crate::{
     Account, Channel, ChannelError, IdentityHint, Inbound, InboundMessage, OutboundMessage, Policy, RawRequest,
     SendError, StatusReport, Verified,
@@ -260,28 +260,6 @@ fn status(mid: &str, status: DeliveryStatus) -> Inbound {
     })
 }
 
-/// Graph errors of the Send API: rate limits and temporary errors retry; the window, a
-/// person who is unavailable, a wrong id or a bad token are permanent.
-fn classify(http_status: u16, body: &str) -> SendError {
-    let parsed: Value = serde_json::from_str(body).unwrap_or_default();
-    let error = &parsed["error"];
-    let code = error["code"].as_i64();
-    let subcode = error["error_subcode"].as_i64();
-    SendError {
-        retryable: match code {
-            Some(2 | 4 | 613 | 1) => true,
-            Some(_) => error["is_transient"].as_bool().unwrap_or(false),
-            None => http_status >= 500 || http_status == 429,
-        },
-        code: match (code, subcode) {
-            (Some(c), Some(s)) => format!("{c}/{s}"),
-            (Some(c), None) => c.to_string(),
-            (None, _) => format!("http_{http_status}"),
-        },
-        message: error["message"].as_str().unwrap_or(body).chars().take(500).collect(),
-    }
-}
-
 /// The Send API bodies of a message: its text, then its file (Messenger carries one or the
 /// other per call). Inside the standard window a reply; after it a human agent's tagged reply.
 pub fn send_bodies(message: &OutboundMessage) -> Vec<Value> {
@@ -396,20 +374,12 @@ impl Channel for MetaMessagingChannel {
         let version = account.setting("api_version").unwrap_or(DEFAULT_VERSION);
         let mut last_id = None;
         for body in send_bodies(message) {
-            let response = self
+            let request = self
                 .http
                 .post(format!("{base}/{version}/me/messages"))
                 .bearer_auth(token)
-                .json(&body)
-                .send()
-                .await
-                .map_err(SendError::network)?;
-            let status = response.status().as_u16();
-            let text = response.text().await.unwrap_or_default();
-            if !(200..300).contains(&status) {
-                return Err(classify(status, &text));
-            }
-            let parsed: Value = serde_json::from_str(&text).unwrap_or_default();
+                .json(&body);
+            let parsed = graph_call(request).await?;
             last_id = parsed["message_id"].as_str().map(str::to_owned);
         }
         last_id.ok_or_else(|| permanent("unexpected_response", "no message_id in the answer".into()))
@@ -419,6 +389,7 @@ impl Channel for MetaMessagingChannel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::whatsapp::classify;
 
     fn parse(ch: &MetaMessagingChannel, body: Value) -> Vec<Inbound> {
         ch.parse_envelope(body.to_string().as_bytes(), 0).expect("parses").0

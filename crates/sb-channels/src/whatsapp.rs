@@ -314,7 +314,7 @@ fn parse_envelope(body: &[u8], received_at_ms: i64) -> Result<(Vec<Inbound>, Vec
 
 /// The Graph API error, classified: rate limits and transient failures are retried; policy
 /// and request errors are permanent and shown to the agent with Meta's code.
-fn classify(http_status: u16, body: &str) -> SendError {
+pub(crate) fn classify(http_status: u16, body: &str) -> SendError {
     let parsed: Value = serde_json::from_str(body).unwrap_or_default();
     let error = &parsed["error"];
     let code = error["code"].as_i64();
@@ -327,8 +327,8 @@ fn classify(http_status: u16, body: &str) -> SendError {
         .take(500)
         .collect::<String>();
     let retryable = match code {
-        // Throughput, pair rate, app/account call limits, temporary errors.
-        Some(130429 | 131056 | 4 | 80007 | 1 | 2 | 131000) => true,
+        // Throughput, pair rate, app/account/page call limits, temporary errors.
+        Some(130429 | 131056 | 4 | 80007 | 613 | 1 | 2 | 131000) => true,
         Some(_) => error["is_transient"].as_bool().unwrap_or(false),
         None => http_status >= 500 || http_status == 429 || http_status == 408,
     };
@@ -341,6 +341,17 @@ fn classify(http_status: u16, body: &str) -> SendError {
         },
         message: details,
     }
+}
+
+/// Makes a Graph API call: the JSON answer, or the error classified by Meta's code.
+pub(crate) async fn graph_call(request: reqwest::RequestBuilder) -> Result<Value, SendError> {
+    let response = request.send().await.map_err(SendError::network)?;
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    if !(200..300).contains(&status) {
+        return Err(classify(status, &text));
+    }
+    Ok(serde_json::from_str(&text).unwrap_or_default())
 }
 
 /// The request body of a send: a template when one is given, else text.
@@ -422,19 +433,7 @@ impl WhatsAppChannel {
         let mut url = format!("{base}/{version}/{waba}/message_templates?limit=100");
         let mut out = Vec::new();
         for _ in 0..50 {
-            let response = self
-                .http
-                .get(&url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .map_err(SendError::network)?;
-            let status = response.status().as_u16();
-            let text = response.text().await.unwrap_or_default();
-            if !(200..300).contains(&status) {
-                return Err(classify(status, &text));
-            }
-            let page: Value = serde_json::from_str(&text).unwrap_or_default();
+            let page = graph_call(self.http.get(&url).bearer_auth(token)).await?;
             for t in page["data"].as_array().into_iter().flatten() {
                 let body = t["components"]
                     .as_array()
@@ -556,19 +555,7 @@ impl Channel for WhatsAppChannel {
     async fn fetch_media(&self, account: &Account, media_id: &str) -> Result<Option<(Vec<u8>, String)>, SendError> {
         let token = account.secret("access_token").unwrap_or_default();
         let (base, version) = api_base(account);
-        let response = self
-            .http
-            .get(format!("{base}/{version}/{media_id}"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .map_err(SendError::network)?;
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap_or_default();
-        if !(200..300).contains(&status) {
-            return Err(classify(status, &text));
-        }
-        let meta: Value = serde_json::from_str(&text).unwrap_or_default();
+        let meta = graph_call(self.http.get(format!("{base}/{version}/{media_id}")).bearer_auth(token)).await?;
         let url = meta["url"].as_str().ok_or_else(|| SendError {
             retryable: false,
             code: "unexpected_response".into(),
@@ -611,24 +598,16 @@ impl Channel for WhatsAppChannel {
             .filter(|t| !t.is_empty())
             .ok_or_else(|| permanent("channel_misconfigured", "no `access_token` secret".into()))?;
         let (base, version) = api_base(account);
-        let response = self
+        let request = self
             .http
             .post(format!("{base}/{version}/{phone_id}/messages"))
             .bearer_auth(token)
-            .json(&send_body(message))
-            .send()
-            .await
-            .map_err(SendError::network)?;
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap_or_default();
-        if !(200..300).contains(&status) {
-            return Err(classify(status, &text));
-        }
-        let parsed: Value = serde_json::from_str(&text).unwrap_or_default();
+            .json(&send_body(message));
+        let parsed = graph_call(request).await?;
         parsed["messages"][0]["id"]
             .as_str()
             .map(str::to_owned)
-            .ok_or_else(|| permanent("unexpected_response", format!("no message id in {text}")))
+            .ok_or_else(|| permanent("unexpected_response", format!("no message id in {parsed}")))
     }
 }
 

@@ -76,3 +76,26 @@ pub(crate) fn account_of(
         secrets: serde_json::from_str(secrets_json).unwrap_or_default(),
     }
 }
+
+/// Replaces an account's stored templates with what its provider listed (inside the caller's
+/// transaction).
+pub fn store_templates(
+    c: &mut dyn sb_store::Conn,
+    ws: &str,
+    account_id: &str,
+    list: &[sb_channels::ProviderTemplate],
+    now: i64,
+) -> Result<(), sb_store::StoreError> {
+    let synced: Vec<sb_store::templates::SyncedTemplate<'_>> = list
+        .iter()
+        .map(|t| sb_store::templates::SyncedTemplate {
+            name: &t.name,
+            language: &t.language,
+            category: &t.category,
+            status: &t.status,
+            body: &t.body,
+            parameter_count: sb_channels::whatsapp::template_parameter_count(&t.body) as i64,
+        })
+        .collect();
+    sb_store::templates::replace_all(c, ws, account_id, &synced, now)
+}

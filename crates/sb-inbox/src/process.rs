@@ -54,15 +54,7 @@ fn process_request(
                 apply_message(c, ws, &account, &m, "[]", now, events)?;
             }
             Inbound::Consent(change) => {
-                let hints: Vec<Hint<'_>> = change
-                    .identities
-                    .iter()
-                    .map(|i| Hint {
-                        kind: &i.kind,
-                        value: &i.value,
-                        verified: i.verified,
-                    })
-                    .collect();
+                let hints = hints_of(&change.identities);
                 let customer = customers::resolve(c, ws, &account.id, &hints, None, now)?;
                 let record = sb_store::consents::Change {
                     workspace_id: ws,
@@ -265,6 +257,18 @@ impl JobHandler for ProcessInbound {
     }
 }
 
+/// A channel's identity hints as the customer resolver takes them.
+fn hints_of(identities: &[sb_channels::IdentityHint]) -> Vec<Hint<'_>> {
+    identities
+        .iter()
+        .map(|i| Hint {
+            kind: &i.kind,
+            value: &i.value,
+            verified: i.verified,
+        })
+        .collect()
+}
+
 /// Appends one inbound message to its customer's one conversation: resolve the customer,
 /// open (and round-robin assign) the conversation if new, store the message unless the account
 /// already has its provider id (then `None`), and update unread count and last inbound channel.
@@ -277,15 +281,7 @@ pub(crate) fn apply_message(
     now: i64,
     events: &mut Vec<LiveEvent>,
 ) -> Result<Option<Message>, StoreError> {
-    let hints: Vec<Hint<'_>> = m
-        .identities
-        .iter()
-        .map(|i| Hint {
-            kind: &i.kind,
-            value: &i.value,
-            verified: i.verified,
-        })
-        .collect();
+    let hints = hints_of(&m.identities);
     let customer = customers::resolve(c, ws, &account.id, &hints, m.sender_name.as_deref(), now)?;
     let conversation = conversations::for_customer(c, ws, &customer, now)?;
     if conversation.created_at == now
@@ -341,15 +337,7 @@ fn apply_echo(
     if messages::by_provider_id(c, ws, &account.id, &m.provider_message_id)?.is_some() {
         return Ok(());
     }
-    let hints: Vec<Hint<'_>> = m
-        .identities
-        .iter()
-        .map(|i| Hint {
-            kind: &i.kind,
-            value: &i.value,
-            verified: i.verified,
-        })
-        .collect();
+    let hints = hints_of(&m.identities);
     let customer = customers::resolve(c, ws, &account.id, &hints, None, now)?;
     let conversation = conversations::for_customer(c, ws, &customer, now)?;
     let new = NewMessage {

@@ -9,7 +9,7 @@ use sb_core::credentials;
 use sb_sim::clock::SimClock;
 use sb_sim::messenger::{MessengerConfig, MessengerSim};
 use sb_sim::whatsapp::{WhatsAppConfig, WhatsAppSim};
-use sb_store::{Store, StoreError, channel_accounts, templates};
+use sb_store::{Store, StoreError, channel_accounts};
 use serde_json::json;
 
 use crate::demo::{self, DemoCredentials};
@@ -218,20 +218,7 @@ pub async fn start(
             let (ws, id) = (account.workspace_id.clone(), account.id.clone());
             store
                 .db
-                .write(move |c| {
-                    let synced: Vec<templates::SyncedTemplate<'_>> = list
-                        .iter()
-                        .map(|t| templates::SyncedTemplate {
-                            name: &t.name,
-                            language: &t.language,
-                            category: &t.category,
-                            status: &t.status,
-                            body: &t.body,
-                            parameter_count: sb_channels::whatsapp::template_parameter_count(&t.body) as i64,
-                        })
-                        .collect();
-                    templates::replace_all(c, &ws, &id, &synced, now)
-                })
+                .write(move |c| sb_inbox::store_templates(c, &ws, &id, &list, now))
                 .await?;
         }
     }

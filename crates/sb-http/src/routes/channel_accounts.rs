@@ -346,18 +346,7 @@ async fn sync_templates(
         .store
         .db
         .write(move |c| {
-            let list: Vec<sb_store::templates::SyncedTemplate<'_>> = fetched
-                .iter()
-                .map(|t| sb_store::templates::SyncedTemplate {
-                    name: &t.name,
-                    language: &t.language,
-                    category: &t.category,
-                    status: &t.status,
-                    body: &t.body,
-                    parameter_count: sb_channels::whatsapp::template_parameter_count(&t.body) as i64,
-                })
-                .collect();
-            sb_store::templates::replace_all(c, &ws, &account.id, &list, now)?;
+            sb_inbox::store_templates(c, &ws, &account.id, &fetched, now)?;
             let change = Change {
                 action: "channel_account.templates_synced",
                 object_kind: "channel_account",
