@@ -69,6 +69,32 @@ impl MetaMessagingChannel {
     }
 }
 
+/// The files of a message, by their (expiring) CDN links.
+fn media_of(message: &Value) -> Vec<crate::MediaRef> {
+    message["attachments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| matches!(a["type"].as_str(), Some("image" | "video" | "audio" | "file")))
+        .filter_map(|a| a["payload"]["url"].as_str())
+        .filter(|url| url.starts_with("https://") || url.starts_with("http://"))
+        .map(|url| {
+            let name = url
+                .split('?')
+                .next()
+                .unwrap_or(url)
+                .rsplit('/')
+                .next()
+                .unwrap_or("file");
+            crate::MediaRef {
+                id: url.to_owned(),
+                mime_type: None,
+                filename: Some(name.to_owned()),
+            }
+        })
+        .collect()
+}
+
 fn describe(message: &Value) -> String {
     if message["is_deleted"].as_bool() == Some(true) {
         return "(the customer deleted a message)".into();
@@ -161,7 +187,7 @@ impl MetaMessagingChannel {
                     sender_name: None,
                     text: describe(message),
                     sent_at_ms: at,
-                    media: Vec::new(),
+                    media: media_of(message),
                 }));
             } else if let Some(edit) = event.get("message_edit").filter(|m| m.is_object()) {
                 let mid = edit["mid"].as_str().unwrap_or_default();
@@ -354,6 +380,31 @@ impl Channel for MetaMessagingChannel {
 
     fn parse(&self, body: &[u8], received_at_ms: i64) -> Result<Vec<Inbound>, ChannelError> {
         Ok(self.parse_envelope(body, received_at_ms)?.0)
+    }
+
+    /// Meta's attachments are expiring CDN links (the media "id" here is the link).
+    async fn fetch_media(&self, _account: &Account, url: &str) -> Result<Option<(Vec<u8>, String)>, SendError> {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Ok(None);
+        }
+        let response = self.http.get(url).send().await.map_err(SendError::network)?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(SendError {
+                // An expired link does not come back.
+                retryable: status.is_server_error(),
+                code: format!("http_{}", status.as_u16()),
+                message: format!("the attachment could not be fetched: {status}"),
+            });
+        }
+        let mime = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/octet-stream")
+            .to_owned();
+        let bytes = response.bytes().await.map_err(SendError::network)?;
+        Ok(Some((bytes.to_vec(), mime)))
     }
 
     async fn send(&self, message: &OutboundMessage, account: &Account) -> Result<String, SendError> {

@@ -121,6 +121,7 @@ fn process_request(
 /// left over from before a crash). When a batch fails, its requests are retried one by one,
 /// so one bad request cannot hold the others back.
 pub struct Processor {
+    engine: sb_engine::Engine,
     store: Store,
     channels: Channels,
     live: Live,
@@ -128,9 +129,10 @@ pub struct Processor {
 }
 
 impl Processor {
-    pub fn new(store: Store, channels: Channels, live: Live, intake: Intake) -> Self {
+    pub fn new(engine: sb_engine::Engine, channels: Channels, live: Live, intake: Intake) -> Self {
         Processor {
-            store,
+            store: engine.store().clone(),
+            engine,
             channels,
             live,
             intake,
@@ -176,6 +178,10 @@ impl Processor {
             .await;
         match result {
             Ok((n, events)) => {
+                // Processing may have queued jobs (media to fetch).
+                if n > 0 {
+                    self.engine.notify_jobs();
+                }
                 self.live.publish(&events).await;
                 metrics::counter!("switchboard_inbound_processed_total").increment(n as u64);
                 Ok(n)
@@ -207,7 +213,10 @@ impl Processor {
                 })
                 .await;
             match result {
-                Ok(events) => self.live.publish(&events).await,
+                Ok(events) => {
+                    self.engine.notify_jobs();
+                    self.live.publish(&events).await;
+                }
                 Err(e) => {
                     let (key, error) = (id.clone(), e.to_string());
                     tracing::warn!(request_id = %id, error = %error, "an inbound request failed");

@@ -110,7 +110,7 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
     engine.start();
     let intake = sb_inbox::Intake::default();
     let (stop_processing, processing_stopped) = tokio::sync::watch::channel(false);
-    let processor = sb_inbox::Processor::new(store.clone(), channels.clone(), live.clone(), intake.clone());
+    let processor = sb_inbox::Processor::new(engine.clone(), channels.clone(), live.clone(), intake.clone());
     let processing = tokio::spawn(processor.run(processing_stopped));
     maintenance::schedule(&engine)
         .await

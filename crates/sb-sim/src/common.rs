@@ -719,6 +719,20 @@ impl Bucket {
     }
 }
 
+/// A 1×1 transparent PNG used when an inbound image carries no bytes.
+pub(crate) const TINY_PNG: &[u8] = &[
+    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4, 0x89, 0x00, 0x00, 0x00, 0x0A, 0x49,
+    0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0x00, 0x01, 0x00, 0x00, 0x05, 0x00, 0x01, 0x0D, 0x0A, 0x2D, 0xB4, 0x00, 0x00,
+    0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
+];
+
+/// A one-page, valid `%PDF-1.4` document used when an inbound file carries no bytes.
+pub(crate) const TINY_PDF: &[u8] = b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n2 0 obj\n\
+<< /Type /Pages /Kids [3 0 R] /Count 1 >>\nendobj\n3 0 obj\n<< /Type /Page /Parent 2 0 R /MediaBox [0 0 72 72] >>\n\
+endobj\nxref\n0 4\n0000000000 65535 f \n0000000009 00000 n \n0000000058 00000 n \n0000000115 00000 n \n\
+trailer\n<< /Size 4 /Root 1 0 R >>\nstartxref\n184\n%%EOF\n";
+
 // ---------------------------------------------------------------------------
 // Server
 // ---------------------------------------------------------------------------
@@ -972,6 +986,15 @@ mod tests {
         assert_eq!(&parts[0].data[..], b"whatsapp");
         assert_eq!(parts[1].content_type.as_deref(), Some("image/png"));
         assert_eq!(&parts[1].data[..], b"\x89PNG");
+    }
+
+    #[test]
+    fn tiny_pdf_xref_offsets_are_right() {
+        let at = |off: usize, what: &[u8]| TINY_PDF[off..].starts_with(what);
+        assert!(at(0, b"%PDF-1.4\n"));
+        assert!(at(9, b"1 0 obj") && at(58, b"2 0 obj") && at(115, b"3 0 obj") && at(184, b"xref"));
+        assert!(TINY_PDF.ends_with(b"%%EOF\n"));
+        assert!(TINY_PNG.starts_with(b"\x89PNG\r\n\x1a\n"));
     }
 
     #[test]

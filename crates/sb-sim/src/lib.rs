@@ -11,11 +11,14 @@
 //! - [`messenger`]: Messenger Platform — Facebook Messenger (§2) and Instagram
 //!   Messaging (§3), which share its shape.
 //! - [`clock`]: the controllable clock every time-based rule reads.
+//!
+//! `GET /` on each simulator serves a small page to play the customer by hand.
 
 pub mod clock;
 mod common;
 pub mod json;
 pub mod messenger;
+mod page;
 pub mod whatsapp;
 
 pub use clock::SimClock;

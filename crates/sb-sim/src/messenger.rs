@@ -12,7 +12,12 @@
 //!   `MESSAGE_TAG` + `HUMAN_AGENT` accepted up to 7 days; blocked users `551/1545041`;
 //!   PSIDs never seen `100/2018001`; Messenger text ≤ 2,000 characters, Instagram
 //!   ≤ 1,000 bytes; 300 text / 10 audio-video sends per second → `613`.
-//! - Control API under `/_sim/messenger/...` (both platforms), plus `/_sim/faults`, `/_sim/clock`.
+//! - Attachment CDN: customer media with no `attachment_url` is served by the simulator at
+//!   `GET /cdn/{kind}/{id}?oh=<hash>&oe=<expiry, hex Unix seconds>` — public (no token) but
+//!   expiring after 1 h on the SimClock, like Meta's lookaside/scontent links (403 when expired
+//!   or when `oh`/`oe` do not match).
+//! - Control API under `/_sim/messenger/...` (both platforms), plus `/_sim/faults`, `/_sim/clock`;
+//!   `GET /` is a small page to play the customer by hand.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,7 +26,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
@@ -30,14 +35,16 @@ use serde_json::{Map, Value, json};
 
 use crate::clock::SimClock;
 use crate::common::{
-    self, Bucket, Core, GraphError, Server, ctl_err, graph_json, headers_json, hmac_hex, lock, parse_body,
-    parse_urlencoded, request_token, valid_version,
+    self, Bucket, Core, GraphError, Server, TINY_PDF, TINY_PNG, ctl_err, graph_json, headers_json, hmac_hex, lock,
+    parse_body, parse_urlencoded, request_token, valid_version,
 };
 use crate::jobj;
 use crate::json::Json;
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 const WEEK_MS: i64 = 7 * DAY_MS;
+/// Lifetime of attachment CDN links (Meta's `oe` expiry).
+const CDN_TTL_MS: i64 = 60 * 60 * 1000;
 
 /// How the simulator is set up.
 #[derive(Clone, Debug)]
@@ -101,8 +108,22 @@ impl MessengerSim {
             config.verify_token.clone(),
             config.webhook_url.clone(),
         );
-        let ms = Arc::new(Ms::new(config, Arc::clone(&core)));
+        let (title, id_label) = if config.instagram {
+            ("Instagram", "IGSID")
+        } else {
+            ("Messenger", "PSID")
+        };
+        let page = crate::page::router(crate::page::PageSpec {
+            provider: title,
+            control_prefix: "/_sim/messenger",
+            id_field: "psid",
+            id_label,
+            recipient_field: "recipient",
+            id_record_field: "mid",
+        });
+        let ms = Arc::new(Ms::new(config, Arc::clone(&core), base_url.clone()));
         let router = Router::new()
+            .merge(page)
             .merge(common::control_router(Arc::clone(&core)))
             .merge(control_router(Arc::clone(&ms)))
             .merge(api_router(ms));
@@ -186,6 +207,16 @@ struct User {
     window_ms: i64,
 }
 
+/// Bytes served on the simulated attachment CDN.
+#[derive(Clone, Debug)]
+struct CdnObject {
+    bytes: Bytes,
+    mime_type: String,
+    /// The `oh` query parameter the link must carry.
+    oh: String,
+    expires_ms: i64,
+}
+
 #[derive(Clone, Debug)]
 struct SentMsg {
     recipient: String,
@@ -196,6 +227,9 @@ struct MsState {
     users: BTreeMap<String, User>,
     blocked: BTreeSet<String>,
     sent: HashMap<String, SentMsg>,
+    /// Keyed by `{kind}/{id}`.
+    cdn: HashMap<String, CdnObject>,
+    cdn_seq: u64,
     options: MsOptions,
     text_bucket: Bucket,
     media_bucket: Bucket,
@@ -205,17 +239,20 @@ struct MsState {
 struct Ms {
     core: Arc<Core>,
     cfg: MessengerConfig,
+    base_url: String,
     st: Mutex<MsState>,
 }
 
 impl Ms {
-    fn new(cfg: MessengerConfig, core: Arc<Core>) -> Self {
+    fn new(cfg: MessengerConfig, core: Arc<Core>, base_url: String) -> Self {
         let now = core.clock.now_ms();
         let options = MsOptions::default();
         let st = MsState {
             users: BTreeMap::new(),
             blocked: BTreeSet::new(),
             sent: HashMap::new(),
+            cdn: HashMap::new(),
+            cdn_seq: 0,
             text_bucket: Bucket::new(f64::from(options.text_per_sec), now),
             media_bucket: Bucket::new(f64::from(options.media_per_sec), now),
             options,
@@ -224,6 +261,7 @@ impl Ms {
         Self {
             core,
             cfg,
+            base_url,
             st: Mutex::new(st),
         }
     }
@@ -250,6 +288,25 @@ impl Ms {
             let raw = format!("sbsim:{}:{:012}", self.own_id(), st.seq);
             format!("m_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw))
         }
+    }
+
+    /// Registers bytes on the simulated CDN and returns their expiring public link.
+    fn cdn_put(&self, st: &mut MsState, kind: &str, bytes: Vec<u8>, mime_type: String) -> String {
+        st.cdn_seq += 1;
+        let id = format!("{}", 4_780_000_000_000_000u64 + st.cdn_seq);
+        let oh = format!("00_{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>());
+        let expires_ms = self.core.clock.now_ms() + CDN_TTL_MS;
+        let url = format!("{}/cdn/{kind}/{id}?oh={oh}&oe={}", self.base_url, oe_hex(expires_ms));
+        st.cdn.insert(
+            format!("{kind}/{id}"),
+            CdnObject {
+                bytes: bytes.into(),
+                mime_type,
+                oh,
+                expires_ms,
+            },
+        );
+        url
     }
 
     fn envelope(&self, entries: Vec<Json>) -> Json {
@@ -284,6 +341,7 @@ impl Ms {
 
 fn api_router(ms: Arc<Ms>) -> Router {
     Router::new()
+        .route("/cdn/{kind}/{id}", get(cdn_get))
         .route("/{version}/{node}/messages", post(send_message))
         .route("/{version}/{node}", get(profile))
         .with_state(ms)
@@ -739,6 +797,56 @@ async fn send_message(
     }
 }
 
+/// `oe`: expiry as upper-case hex Unix seconds, as on Meta's CDN links.
+fn oe_hex(expires_ms: i64) -> String {
+    format!("{:08X}", expires_ms.div_euclid(1000))
+}
+
+/// Default bytes and MIME type of a customer attachment of `kind`.
+fn default_attachment(kind: &str, mid: &str) -> (Vec<u8>, &'static str) {
+    match kind {
+        "image" | "share" | "story_mention" | "story" => (TINY_PNG.to_vec(), "image/png"),
+        "file" => (TINY_PDF.to_vec(), "application/pdf"),
+        "video" | "reel" | "ig_reel" => (format!("sb-sim {kind} bytes for {mid}").into_bytes(), "video/mp4"),
+        "audio" => (format!("sb-sim {kind} bytes for {mid}").into_bytes(), "audio/mpeg"),
+        _ => (
+            format!("sb-sim {kind} bytes for {mid}").into_bytes(),
+            "application/octet-stream",
+        ),
+    }
+}
+
+/// `GET /cdn/{kind}/{id}?oh=..&oe=..` — public, expiring attachment link.
+async fn cdn_get(
+    State(ms): State<Arc<Ms>>,
+    Path((kind, id)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let idx = ms.record_call("GET", &format!("/cdn/{kind}/{id}"), &q, &headers, &Bytes::new());
+    let query = parse_urlencoded(q.as_deref().unwrap_or(""));
+    let obj = ms.st().cdn.get(&format!("{kind}/{id}")).cloned();
+    let (status, text) = match &obj {
+        None => (StatusCode::NOT_FOUND, "Not Found"),
+        Some(o) if query.get("oh") != Some(&o.oh) || query.get("oe") != Some(&oe_hex(o.expires_ms)) => {
+            (StatusCode::FORBIDDEN, "Bad URL hash")
+        }
+        Some(o) if ms.core.clock.now_ms() >= o.expires_ms => (StatusCode::FORBIDDEN, "URL signature expired"),
+        Some(_) => (StatusCode::OK, ""),
+    };
+    ms.core.complete_request(idx, &[("status", json!(status.as_u16()))]);
+    match obj {
+        Some(o) if status == StatusCode::OK => {
+            let mut resp = (StatusCode::OK, o.bytes).into_response();
+            if let Ok(v) = HeaderValue::from_str(&o.mime_type) {
+                resp.headers_mut().insert(header::CONTENT_TYPE, v);
+            }
+            resp
+        }
+        _ => (status, text).into_response(),
+    }
+}
+
 /// `GET /{version}/{PSID or IGSID}?fields=...`
 async fn profile(
     State(ms): State<Arc<Ms>>,
@@ -797,7 +905,12 @@ struct CustomerEvent {
     kind: Option<String>,
     text: Option<String>,
     quick_reply_payload: Option<String>,
+    /// External attachment link used as-is; without it the bytes go on the simulated CDN.
     attachment_url: Option<String>,
+    /// Attachment bytes to serve on the simulated CDN (when no `attachment_url`).
+    data_base64: Option<String>,
+    /// Content-Type of those bytes (default per type: image/png, application/pdf, video/mp4, audio/mpeg).
+    mime_type: Option<String>,
     /// `reply_to.mid`
     reply_to_mid: Option<String>,
     /// Instagram story reply: `reply_to.story.{id,url}`
@@ -855,10 +968,20 @@ impl Ms {
                 } else if kind == "unsupported" {
                     m.set("is_unsupported", true);
                 } else {
-                    let url = req
-                        .attachment_url
-                        .clone()
-                        .unwrap_or_else(|| format!("https://lookaside.example.test/{kind}/{id}.jpg?oh=1"));
+                    let url = match &req.attachment_url {
+                        Some(u) => u.clone(),
+                        None => {
+                            let (default_bytes, default_mime) = default_attachment(&kind, &id);
+                            let bytes = match &req.data_base64 {
+                                Some(b) => base64::engine::general_purpose::STANDARD
+                                    .decode(b.trim())
+                                    .map_err(|e| format!("`data_base64` is not base64: {e}"))?,
+                                None => default_bytes,
+                            };
+                            let mime = req.mime_type.clone().unwrap_or_else(|| default_mime.to_string());
+                            self.cdn_put(&mut st, &kind, bytes, mime)
+                        }
+                    };
                     if let Some(t) = &req.text {
                         m.set("text", t.as_str());
                     }
@@ -874,10 +997,13 @@ impl Ms {
                     }
                     m.set("reply_to", rt);
                 } else if let Some(story) = &req.reply_to_story_id {
-                    let url = req
-                        .reply_to_story_url
-                        .clone()
-                        .unwrap_or_else(|| format!("https://lookaside.example.test/story/{story}.jpg"));
+                    let url = match &req.reply_to_story_url {
+                        Some(u) => u.clone(),
+                        None => {
+                            let (bytes, mime) = default_attachment("story", story);
+                            self.cdn_put(&mut st, "story", bytes, mime.to_string())
+                        }
+                    };
                     m.set(
                         "reply_to",
                         jobj! { "story": jobj! { "id": story.as_str(), "url": url } },

@@ -79,7 +79,16 @@ impl WhatsAppSim {
             config.webhook_url.clone(),
         );
         let wa = Arc::new(Wa::new(config, Arc::clone(&core), base_url.clone()));
+        let page = crate::page::router(crate::page::PageSpec {
+            provider: "WhatsApp",
+            control_prefix: "/_sim/whatsapp",
+            id_field: "from",
+            id_label: "number",
+            recipient_field: "to",
+            id_record_field: "wamid",
+        });
         let router = Router::new()
+            .merge(page)
             .merge(common::control_router(Arc::clone(&core)))
             .merge(control::router(Arc::clone(&wa)))
             .merge(api::router(wa));

@@ -342,3 +342,101 @@ async fn messenger_batch_handshake_and_receipts() {
     assert!(event(&d)["delivery"].get("mids").is_none());
     assert!(event(&d)["delivery"]["watermark"].is_i64());
 }
+
+/// Customer attachments without `attachment_url` are served by the simulator's own
+/// expiring, public CDN links (`/cdn/{kind}/{id}?oh=..&oe=..`).
+#[tokio::test]
+async fn attachment_cdn_links_are_public_and_expire() {
+    let env = Env::new(MessengerConfig::default()).await;
+    let base = env.sim.base_url().to_string();
+    let plain = reqwest::Client::new();
+
+    env.customer(json!({ "psid": PSID, "type": "image" })).await;
+    let hook = env.rx.wait_for(1).await[0].json();
+    let att = &event(&hook)["message"]["attachments"][0];
+    assert_eq!(att["type"], "image");
+    let url = att["payload"]["url"].as_str().unwrap().to_string();
+    assert!(url.starts_with(&format!("{base}/cdn/image/")), "{url}");
+    let (_, query) = url.split_once('?').unwrap();
+    let oe = query.split('&').find_map(|kv| kv.strip_prefix("oe=")).unwrap();
+    let oe_secs = i64::from_str_radix(oe, 16).unwrap();
+    let in_an_hour = (env.clock.now_ms() + HOUR) / 1000;
+    assert!((oe_secs - in_an_hour).abs() <= 2, "oe {oe_secs} vs {in_an_hour}");
+    assert!(query.split('&').any(|kv| kv.starts_with("oh=") && kv.len() > 10));
+
+    // No token needed; real PNG bytes with the right Content-Type.
+    let r = plain.get(&url).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-type"], "image/png");
+    assert!(r.bytes().await.unwrap().starts_with(b"\x89PNG\r\n\x1a\n"));
+
+    // A wrong `oh` (or a tampered `oe`) is refused.
+    let (path, _) = url.split_once('?').unwrap();
+    let bad = format!("{path}?oh=00_deadbeef&oe={oe}");
+    assert_eq!(plain.get(&bad).send().await.unwrap().status().as_u16(), 403);
+    let bumped = url.replace(&format!("oe={oe}"), &format!("oe={:08X}", oe_secs + 3600));
+    assert_eq!(plain.get(&bumped).send().await.unwrap().status().as_u16(), 403);
+    assert_eq!(
+        plain
+            .get(format!("{base}/cdn/image/1?oh=x&oe=0"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        404
+    );
+
+    // Caller-supplied bytes and type; files default to a PDF.
+    env.customer(json!({ "psid": PSID, "type": "audio", "data_base64": "AAECAw==", "mime_type": "audio/aac" }))
+        .await;
+    env.customer(json!({ "psid": PSID, "type": "file" })).await;
+    let hooks = env.rx.wait_for(3).await;
+    let audio_url = event(&hooks[1].json())["message"]["attachments"][0]["payload"]["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = plain.get(&audio_url).send().await.unwrap();
+    assert_eq!(r.headers()["content-type"], "audio/aac");
+    assert_eq!(&r.bytes().await.unwrap()[..], &[0u8, 1, 2, 3]);
+    let file_url = event(&hooks[2].json())["message"]["attachments"][0]["payload"]["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(file_url.contains("/cdn/file/"));
+    let r = plain.get(&file_url).send().await.unwrap();
+    assert_eq!(r.headers()["content-type"], "application/pdf");
+    assert!(r.bytes().await.unwrap().starts_with(b"%PDF-1.4"));
+
+    // An explicit attachment_url is passed through untouched.
+    env.customer(json!({ "psid": PSID, "type": "video", "attachment_url": "https://example.test/v.mp4" }))
+        .await;
+    let v = env.rx.wait_for(4).await[3].json();
+    assert_eq!(
+        event(&v)["message"]["attachments"][0]["payload"]["url"],
+        "https://example.test/v.mp4"
+    );
+
+    // One hour later on the SimClock the links are dead.
+    env.clock.advance(HOUR + 1_000);
+    assert_eq!(plain.get(&url).send().await.unwrap().status().as_u16(), 403);
+    assert_eq!(plain.get(&file_url).send().await.unwrap().status().as_u16(), 403);
+}
+
+#[tokio::test]
+async fn customer_page_is_served() {
+    for (cfg, name, id) in [
+        (MessengerConfig::default(), "Messenger", "PSID"),
+        (MessengerConfig::instagram_default(), "Instagram", "IGSID"),
+    ] {
+        let env = Env::new(cfg).await;
+        let r = env.http.get(format!("{}/", env.sim.base_url())).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+        let html = r.text().await.unwrap();
+        assert!(html.contains(&format!("<title>{name} simulator — play the customer</title>")));
+        assert!(html.contains("<form id=\"send\">") && html.contains(id));
+        assert!(html.contains("\"/_sim/messenger\"") && html.contains("\"psid\""));
+        assert!(html.contains("/customer-message") && html.contains("/sent") && html.contains("/status"));
+    }
+}

@@ -704,3 +704,17 @@ Content-Type: application/pdf\r\n\r\n%PDF-1.4 demo\r\n--BOUND--\r\n";
         "port closed after shutdown"
     );
 }
+
+#[tokio::test]
+async fn customer_page_is_served() {
+    let env = Env::new().await;
+    let r = env.http.get(format!("{}/", env.sim.base_url())).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let html = r.text().await.unwrap();
+    assert!(html.contains("<title>WhatsApp simulator — play the customer</title>"));
+    assert!(html.contains("<form id=\"send\">"));
+    assert!(html.contains("\"/_sim/whatsapp\"") && html.contains("\"from\"") && html.contains("\"wamid\""));
+    assert!(html.contains("/customer-message") && html.contains("/sent") && html.contains("/status"));
+    assert!(html.contains("setInterval(poll, 2000)"));
+}

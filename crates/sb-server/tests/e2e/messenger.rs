@@ -166,6 +166,42 @@ async fn messenger_echoes_receipts_and_the_human_agent_window() {
         "the echo added nothing: {thread}"
     );
 
+    // A photo arrives as an expiring CDN link: fetched into the attachment store.
+    control(
+        s,
+        sim,
+        "/_sim/messenger/customer-message",
+        json!({"psid": psid, "type": "image"}),
+    )
+    .await;
+    let messages = s
+        .until(&path, |b| {
+            b["items"].as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|m| m["attachments"].as_array().is_some_and(|f| !f.is_empty()))
+            })
+        })
+        .await;
+    let file = messages["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find_map(|m| m["attachments"].as_array().and_then(|f| f.first()).cloned())
+        .expect("a file");
+    assert_eq!(file["content_type"], "image/png");
+    let url = format!("{}{}", s.base, file["url"].as_str().expect("url"));
+    let bytes = s
+        .client
+        .get(&url)
+        .bearer_auth(&s.admin_token)
+        .send()
+        .await
+        .expect("download")
+        .bytes()
+        .await
+        .expect("bytes");
+    assert!(bytes.starts_with(b"\x89PNG"));
+
     // Two days later only a person may answer, tagged HUMAN_AGENT; after 7 days nobody.
     let day = 24 * 3_600_000;
     t.clock.advance(2 * day);

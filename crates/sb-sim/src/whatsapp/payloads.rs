@@ -5,16 +5,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{DAY_MS, OutMsg, Wa, WaState, derive_bsuid, looks_like_bsuid, normalise_phone};
+use crate::common::{TINY_PDF, TINY_PNG};
 use crate::jobj;
 use crate::json::Json;
-
-/// A 1×1 transparent PNG used when an inbound image carries no bytes.
-pub(crate) const TINY_PNG: &[u8] = &[
-    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00,
-    0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4, 0x89, 0x00, 0x00, 0x00, 0x0A, 0x49,
-    0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0x00, 0x01, 0x00, 0x00, 0x05, 0x00, 0x01, 0x0D, 0x0A, 0x2D, 0xB4, 0x00, 0x00,
-    0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
-];
 
 const ERROR_HREF: &str = "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/";
 
@@ -267,6 +260,7 @@ impl Wa {
                         .decode(b)
                         .map_err(|e| format!("`data_base64` is not base64: {e}"))?,
                     None if kind == "image" => TINY_PNG.to_vec(),
+                    None if kind == "document" => TINY_PDF.to_vec(),
                     None => format!("sb-sim {kind} bytes for {wamid}").into_bytes(),
                 };
                 let mime = req.mime_type.clone().unwrap_or_else(|| {
