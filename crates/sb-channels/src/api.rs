@@ -163,6 +163,10 @@ impl Channel for ApiChannel {
         KIND
     }
 
+    fn signs_timestamp(&self) -> bool {
+        true
+    }
+
     fn verify(&self, request: &RawRequest<'_>, account: &Account, now_ms: i64) -> Result<Verified, ChannelError> {
         let secret = account
             .secret("secret")

@@ -259,6 +259,11 @@ pub trait Channel: Send + Sync + 'static {
     fn policy(&self) -> Policy;
     /// The identity kind that addresses a customer on this channel.
     fn address_kind(&self) -> &'static str;
+    /// Whether the signature covers a timestamp. Then the same signed bytes twice are a replay
+    /// and refused; without one (Meta), they are the provider's retry and acknowledged.
+    fn signs_timestamp(&self) -> bool {
+        false
+    }
     /// Answers a provider's `GET` verification of the webhook URL (Meta's `hub.challenge`):
     /// `None` when the channel has none.
     fn handshake(&self, _query: &[(String, String)], _account: &Account) -> Option<Result<String, ChannelError>> {

@@ -146,6 +146,8 @@ pub async fn ingest(
             Ok(IngestOutcome::Accepted)
         }
         Stored::Duplicate => Ok(IngestOutcome::Duplicate),
-        Stored::Replayed => Err(IngestError::Replayed),
+        Stored::Replayed if channel.signs_timestamp() => Err(IngestError::Replayed),
+        // Without a signed timestamp the same bytes again are the provider's retry.
+        Stored::Replayed => Ok(IngestOutcome::Duplicate),
     }
 }

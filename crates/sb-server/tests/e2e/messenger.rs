@@ -16,6 +16,7 @@ use crate::harness::{TestServer, code};
 struct Setup {
     s: TestServer,
     sim: MessengerSim,
+    account: String,
     clock: Arc<ManualClock>,
     sim_clock: SimClock,
 }
@@ -57,6 +58,7 @@ async fn setup(instagram: bool) -> Setup {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let hook = created["webhook_url"].as_str().expect("hook").to_owned();
+    let account = created["id"].as_str().expect("id").to_owned();
     let verified = control(
         &s,
         &sim,
@@ -68,6 +70,7 @@ async fn setup(instagram: bool) -> Setup {
     Setup {
         s,
         sim,
+        account,
         clock,
         sim_clock,
     }
@@ -164,6 +167,41 @@ async fn messenger_echoes_receipts_and_the_human_agent_window() {
         thread["items"].as_array().map(Vec::len),
         Some(2),
         "the echo added nothing: {thread}"
+    );
+
+    // A reply typed in Meta's own inbox comes back only as an echo: it joins the thread as
+    // an agent's message (once, however often the echo is delivered).
+    let echo = json!({"object": "page", "entry": [{"id": "104400112233445", "time": 1, "messaging": [{
+        "sender": {"id": "104400112233445"}, "recipient": {"id": psid}, "timestamp": 1_767_225_600_000_i64,
+        "message": {"mid": "m_TYPED_IN_META", "is_echo": true, "app_id": 263902037430900_i64, "text": "Typed in Business Suite"}
+    }]}]})
+    .to_string()
+    .into_bytes();
+    let signature = sb_sim::hub_signature("demo-app-secret", &echo);
+    let hook = format!("{}/hooks/messenger/{}", s.base, t.account);
+    for _ in 0..2 {
+        let (status, body) = s
+            .raw_post(&hook, vec![("x-hub-signature-256", signature.clone())], echo.clone())
+            .await;
+        assert!(status.is_success(), "{body}");
+    }
+    let messages = s
+        .until(&path, |b| {
+            b["items"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|m| m["body"] == "Typed in Business Suite"))
+        })
+        .await;
+    let typed: Vec<&Value> = messages["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|m| m["body"] == "Typed in Business Suite")
+        .collect();
+    assert_eq!(typed.len(), 1);
+    assert_eq!(
+        (typed[0]["direction"].as_str(), typed[0]["author_kind"].as_str()),
+        (Some("outbound"), Some("user"))
     );
 
     // A photo arrives as an expiring CDN link: fetched into the attachment store.

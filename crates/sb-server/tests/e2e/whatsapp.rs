@@ -215,6 +215,16 @@ async fn whatsapp_webhooks_are_verified_batched_deduplicated_and_statuses_apply_
     )
     .await;
     control(s, sim, "/_sim/faults", json!({})).await;
+    // The duplicate (Meta's retry: the same bytes, the same signature) was acknowledged with
+    // 200, so the provider stops retrying.
+    let deliveries = sim_get(s, sim, "/_sim/whatsapp/deliveries").await;
+    let statuses: Vec<u64> = deliveries
+        .as_array()
+        .expect("deliveries")
+        .iter()
+        .filter_map(|d| d["status"].as_u64())
+        .collect();
+    assert!(statuses.iter().all(|st| *st == 200 || *st == 401), "{statuses:?}");
     // Several messages in one POST are all handled.
     control(
         s,
