@@ -727,6 +727,73 @@ mod tests {
         assert_eq!(status.error_message.as_deref(), Some("More than 24 hours have passed"));
     }
 
+    /// Every inbound type of channels.md §1.4, in its documented shape, and what the thread shows.
+    #[test]
+    fn every_inbound_type_is_shown() {
+        let cases = [
+            (serde_json::json!({"type": "text", "text": {"body": "Hola"}}), "Hola"),
+            (
+                serde_json::json!({"type": "video", "video": {"id": "1", "mime_type": "video/mp4"}}),
+                "🎬 Video",
+            ),
+            (
+                serde_json::json!({"type": "audio", "audio": {"id": "1", "voice": true}}),
+                "🎤 Voice message",
+            ),
+            (serde_json::json!({"type": "audio", "audio": {"id": "1"}}), "🎵 Audio"),
+            (
+                serde_json::json!({"type": "sticker", "sticker": {"id": "1", "animated": false}}),
+                "Sticker",
+            ),
+            (
+                serde_json::json!({"type": "document", "document": {"id": "1", "filename": "factura.pdf", "caption": "mi factura"}}),
+                "📄 Document factura.pdf: mi factura",
+            ),
+            (
+                serde_json::json!({"type": "location", "location": {"latitude": 1.5, "longitude": 2.0}}),
+                "📍 Location (1.5, 2)",
+            ),
+            (
+                serde_json::json!({"type": "contacts", "contacts": [{"name": {"formatted_name": "Bea Ruiz"}}]}),
+                "👤 Shared contact: Bea Ruiz",
+            ),
+            (
+                serde_json::json!({"type": "reaction", "reaction": {"message_id": "w", "emoji": ""}}),
+                "Removed a reaction",
+            ),
+            (
+                serde_json::json!({"type": "button", "button": {"payload": "P", "text": "Stop promotions"}}),
+                "Stop promotions",
+            ),
+            (
+                serde_json::json!({"type": "interactive", "interactive": {"type": "list_reply", "list_reply": {"id": "r", "title": "Size M"}}}),
+                "Size M",
+            ),
+            (
+                serde_json::json!({"type": "edit", "edit": {"original_message_id": "w", "message": {"type": "text", "text": {"body": "en azul"}}}}),
+                "(edited) en azul",
+            ),
+            (
+                serde_json::json!({"type": "revoke", "revoke": {"original_message_id": "w"}}),
+                "(the customer deleted a message)",
+            ),
+            (
+                serde_json::json!({"type": "system", "system": {"body": "User A changed from 1 to 2", "type": "user_changed_number"}}),
+                "User A changed from 1 to 2",
+            ),
+            (serde_json::json!({"type": "order", "order": {}}), "🛒 Sent an order"),
+            (
+                serde_json::json!({"type": "unknown_future_type"}),
+                "(a message type this inbox cannot show yet)",
+            ),
+        ];
+        for (message, shown) in cases {
+            assert_eq!(describe(&message), shown, "{message}");
+        }
+        let image = serde_json::json!({"type": "image", "image": {"id": "77", "mime_type": "image/jpeg"}});
+        assert_eq!(media_of(&image)[0].id, "77");
+    }
+
     #[test]
     fn the_handshake_echoes_the_challenge_only_for_the_right_token() {
         let q = |token: &str| {
