@@ -48,17 +48,13 @@ impl DemoCredentials {
         if let Some(url) = self.channels["widget"]["page_url"].as_str() {
             println!("  website chat: open {url} and write; answer in the inbox");
         }
-        if let Some(url) = self.channels["whatsapp"]["simulator_url"].as_str() {
-            println!(
-                "  WhatsApp (simulated): play the customer with POST {url}/_sim/whatsapp/customer-message \\
-                 {{\"from\":\"34600111222\",\"name\":\"Ana\",\"text\":\"Hola\"}}; see replies at GET {url}/_sim/whatsapp/sent"
-            );
-        }
-        for channel in ["messenger", "instagram"] {
+        for (channel, label) in [
+            ("whatsapp", "WhatsApp"),
+            ("messenger", "Messenger"),
+            ("instagram", "Instagram"),
+        ] {
             if let Some(url) = self.channels[channel]["simulator_url"].as_str() {
-                println!(
-                    "  {channel} (simulated): POST {url}/_sim/messenger/customer-message {{\"psid\":\"…\",\"text\":\"…\"}}"
-                );
+                println!("  {label} (simulated): play the customer at {url}/");
             }
         }
     }
