@@ -5,6 +5,7 @@
 pub mod api;
 pub mod meta_messaging;
 pub mod signing;
+pub mod telegram;
 pub mod whatsapp;
 pub mod widget;
 
@@ -264,6 +265,11 @@ pub trait Channel: Send + Sync + 'static {
     fn signs_timestamp(&self) -> bool {
         false
     }
+    /// Tells the provider where to deliver (Telegram's `setWebhook`), when the account is
+    /// connected; most providers are configured on their side instead.
+    async fn connect(&self, _account: &Account, _webhook_url: &str) -> Result<(), SendError> {
+        Ok(())
+    }
     /// Answers a provider's `GET` verification of the webhook URL (Meta's `hub.challenge`):
     /// `None` when the channel has none.
     fn handshake(&self, _query: &[(String, String)], _account: &Account) -> Option<Result<String, ChannelError>> {
@@ -298,6 +304,7 @@ pub fn registry() -> Vec<std::sync::Arc<dyn Channel>> {
         std::sync::Arc::new(whatsapp::WhatsAppChannel::default()),
         std::sync::Arc::new(meta_messaging::MetaMessagingChannel::messenger()),
         std::sync::Arc::new(meta_messaging::MetaMessagingChannel::instagram()),
+        std::sync::Arc::new(telegram::TelegramChannel::default()),
         std::sync::Arc::new(widget::WidgetChannel),
     ]
 }

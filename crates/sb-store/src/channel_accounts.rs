@@ -106,3 +106,16 @@ pub fn update_settings(c: &mut dyn Conn, workspace_id: &str, id: &str, settings_
         .bind("id", id),
     )? == 1)
 }
+
+/// Removes an account that was never used (its connection to the provider failed).
+pub fn delete_unused(c: &mut dyn Conn, workspace_id: &str, id: &str) -> Result<bool> {
+    Ok(c.execute(
+        &Stmt::new(
+            "DELETE FROM channel_accounts WHERE workspace_id = :ws AND id = :id
+               AND NOT EXISTS (SELECT 1 FROM messages WHERE channel_account_id = :id)
+               AND NOT EXISTS (SELECT 1 FROM inbound_requests WHERE channel_account_id = :id)",
+        )
+        .bind("ws", workspace_id)
+        .bind("id", id),
+    )? == 1)
+}

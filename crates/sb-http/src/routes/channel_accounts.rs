@@ -24,7 +24,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Deserialize, ToSchema)]
 pub struct CreateChannelAccount {
-    /// `api`, `whatsapp` or `widget`.
+    /// `api`, `whatsapp`, `messenger`, `instagram`, `telegram` or `widget`.
     pub channel: String,
     pub name: String,
     /// Non-secret settings. API channel: `webhook_url`, where replies are delivered. Widget:
@@ -66,6 +66,15 @@ fn validate(channel: &str, settings: &serde_json::Value) -> Result<(), ApiError>
                 "webhook_url must be an http(s) URL",
             ));
         }
+    }
+    if settings.get("api_base_url").is_some_and(|u| {
+        u.as_str()
+            .is_none_or(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+    }) {
+        return Err(ApiError::unprocessable(
+            "invalid_settings",
+            "api_base_url must be an http(s) URL",
+        ));
     }
     if channel == sb_channels::whatsapp::KIND {
         let text = |k: &str| settings.get(k).and_then(|v| v.as_str());
@@ -131,7 +140,8 @@ fn validate(channel: &str, settings: &serde_json::Value) -> Result<(), ApiError>
 /// Connects a channel account (one number, one bot, one integration).
 #[utoipa::path(post, path = "/api/v1/channel-accounts", tag = "channels", request_body = CreateChannelAccount, responses(
     (status = 201, body = CreatedChannelAccount),
-    (status = 422, description = "`unknown_channel`, `invalid_settings`", body = ErrorBody)
+    (status = 422, description = "`unknown_channel`, `invalid_settings`", body = ErrorBody),
+    (status = 502, description = "`provider_error`: the provider refused the connection (e.g. Telegram's setWebhook)", body = ErrorBody)
 ), security(("bearer" = []), ("session" = [])))]
 async fn create_account(
     State(state): State<AppState>,
@@ -192,6 +202,28 @@ async fn create_account(
         })
         .await?;
     let view = ChannelAccountView::new(&account, &state.base_url);
+    // Providers that are told where to deliver (Telegram's setWebhook) are told now; an account
+    // the provider refuses is not kept.
+    if let Some(channel) = state.channels.get(&account.channel) {
+        let connection = sb_channels::Account {
+            id: account.id.clone(),
+            settings: serde_json::from_str(&account.settings_json).unwrap_or_default(),
+            secrets: secrets.clone(),
+        };
+        if let Err(e) = channel.connect(&connection, &view.webhook_url).await {
+            let (ws, id) = (account.workspace_id.clone(), account.id.clone());
+            state
+                .store
+                .db
+                .write(move |c| channel_accounts::delete_unused(c, &ws, &id))
+                .await?;
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "provider_error",
+                format!("the provider refused the connection: {}: {}", e.code, e.message),
+            ));
+        }
+    }
     Ok((
         StatusCode::CREATED,
         axum::Json(CreatedChannelAccount { account: view, secrets }),
