@@ -8,6 +8,7 @@ use std::path::Path;
 use sb_core::credentials;
 use sb_sim::clock::SimClock;
 use sb_sim::messenger::{MessengerConfig, MessengerSim};
+use sb_sim::telegram::{TelegramConfig, TelegramSim};
 use sb_sim::whatsapp::{WhatsAppConfig, WhatsAppSim};
 use sb_store::{Store, StoreError, channel_accounts};
 use serde_json::json;
@@ -26,6 +27,7 @@ const HANDOFF_TEMPLATE: &str =
 pub struct Simulators {
     whatsapp: Option<WhatsAppSim>,
     meta: Vec<MessengerSim>,
+    telegram: Option<TelegramSim>,
 }
 
 impl Simulators {
@@ -34,6 +36,9 @@ impl Simulators {
             sim.shutdown().await;
         }
         for sim in self.meta {
+            sim.shutdown().await;
+        }
+        if let Some(sim) = self.telegram {
             sim.shutdown().await;
         }
     }
@@ -74,6 +79,55 @@ async fn wire_account(
             Ok(channel_accounts::create(c, &ws, channel, name, &settings, &secrets, now)?.id)
         })
         .await
+}
+
+/// The Telegram simulator and a demo bot connected to it (setWebhook on every start, as the
+/// simulator's address changes).
+async fn start_telegram(
+    store: &Store,
+    channels: &sb_inbox::Channels,
+    creds: &mut DemoCredentials,
+    ws: &str,
+) -> Result<Option<TelegramSim>, StoreError> {
+    let known = creds.channels["telegram"].clone();
+    let config = TelegramConfig::default();
+    let sim = TelegramSim::start(config.clone(), SimClock::new())
+        .await
+        .map_err(fail)?;
+    let secret_token = known["secret_token"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(credentials::random_secret);
+    let settings = json!({ "api_base_url": sim.base_url(), "simulated": true }).to_string();
+    let secrets = json!({ "bot_token": config.bot_token, "secret_token": secret_token });
+    let known_id = known["account_id"].as_str().map(str::to_owned);
+    let name = "Telegram bot (simulated)";
+    let account = wire_account(
+        store,
+        ws,
+        known_id,
+        "telegram",
+        name,
+        settings.clone(),
+        secrets.to_string(),
+    )
+    .await?;
+    let webhook_url = format!("{}/hooks/telegram/{account}", creds.base_url);
+    if let Some(channel) = channels.get("telegram") {
+        let view = sb_channels::Account {
+            id: account.clone(),
+            settings: serde_json::from_str(&settings).unwrap_or_default(),
+            secrets,
+        };
+        channel.connect(&view, &webhook_url).await.map_err(fail)?;
+    }
+    creds.channels["telegram"] = json!({
+        "account_id": account,
+        "webhook_url": webhook_url,
+        "secret_token": secret_token,
+        "simulator_url": sim.control(),
+    });
+    Ok(Some(sim))
 }
 
 /// Messenger and Instagram simulators with their demo accounts.
@@ -231,9 +285,11 @@ pub async fn start(
         "simulator_url": sim.control(),
     });
     let meta = start_meta(store, creds, &account.workspace_id).await?;
+    let telegram = start_telegram(store, channels, creds, &account.workspace_id).await?;
     demo::save(creds, data_dir)?;
     Ok(Simulators {
         whatsapp: Some(sim),
         meta,
+        telegram,
     })
 }

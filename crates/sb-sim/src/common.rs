@@ -615,6 +615,8 @@ pub(crate) fn parse_urlencoded(s: &str) -> BTreeMap<String, String> {
 /// One part of a `multipart/form-data` body.
 pub(crate) struct Part {
     pub name: String,
+    /// `filename` of the Content-Disposition header, when the part is a file.
+    pub filename: Option<String>,
     pub content_type: Option<String>,
     pub data: Bytes,
 }
@@ -647,6 +649,7 @@ pub(crate) fn parse_multipart(content_type: &str, body: &Bytes) -> Option<Vec<Pa
             data_end -= 2;
         }
         let mut name = String::new();
+        let mut filename = None;
         let mut ctype = None;
         for line in head.split("\r\n") {
             let lower = line.to_ascii_lowercase();
@@ -654,6 +657,8 @@ pub(crate) fn parse_multipart(content_type: &str, body: &Bytes) -> Option<Vec<Pa
                 for attr in line.split(';').map(str::trim) {
                     if let Some(v) = attr.strip_prefix("name=") {
                         name = v.trim_matches('"').to_string();
+                    } else if let Some(v) = attr.strip_prefix("filename=") {
+                        filename = Some(v.trim_matches('"').to_string());
                     }
                 }
             } else if lower.starts_with("content-type:") {
@@ -662,6 +667,7 @@ pub(crate) fn parse_multipart(content_type: &str, body: &Bytes) -> Option<Vec<Pa
         }
         parts.push(Part {
             name,
+            filename,
             content_type: ctype,
             data: body.slice(data_start..data_end),
         });

@@ -10,6 +10,7 @@
 //! - [`whatsapp`]: WhatsApp Business Platform Cloud API (§1).
 //! - [`messenger`]: Messenger Platform — Facebook Messenger (§2) and Instagram
 //!   Messaging (§3), which share its shape.
+//! - [`telegram`]: Telegram Bot API (§4).
 //! - [`clock`]: the controllable clock every time-based rule reads.
 //!
 //! `GET /` on each simulator serves a small page to play the customer by hand.
@@ -19,9 +20,11 @@ mod common;
 pub mod json;
 pub mod messenger;
 mod page;
+pub mod telegram;
 pub mod whatsapp;
 
 pub use clock::SimClock;
 pub use common::{DeliveryRecord, Faults, RetryPolicy, SendFault, hmac_hex, hub_signature};
 pub use messenger::{MessengerConfig, MessengerSim};
+pub use telegram::{TelegramConfig, TelegramSim};
 pub use whatsapp::{WhatsAppConfig, WhatsAppSim};
