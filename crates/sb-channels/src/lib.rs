@@ -232,6 +232,28 @@ impl SendError {
     }
 }
 
+/// Downloads a file from a provider's link: its bytes and type. A server error may pass; a
+/// refused or expired link does not come back.
+pub(crate) async fn download(request: reqwest::RequestBuilder) -> Result<(Vec<u8>, String), SendError> {
+    let response = request.send().await.map_err(SendError::network)?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(SendError {
+            retryable: status.is_server_error(),
+            code: format!("http_{}", status.as_u16()),
+            message: format!("the file could not be downloaded: {status}"),
+        });
+    }
+    let mime = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream")
+        .to_owned();
+    let bytes = response.bytes().await.map_err(SendError::network)?;
+    Ok((bytes.to_vec(), mime))
+}
+
 /// A client for provider APIs, with a request timeout.
 pub(crate) fn http_client(timeout: std::time::Duration) -> reqwest::Client {
     reqwest::Client::builder()

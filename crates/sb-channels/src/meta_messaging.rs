@@ -387,24 +387,7 @@ impl Channel for MetaMessagingChannel {
         if !(url.starts_with("https://") || url.starts_with("http://")) {
             return Ok(None);
         }
-        let response = self.http.get(url).send().await.map_err(SendError::network)?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(SendError {
-                // An expired link does not come back.
-                retryable: status.is_server_error(),
-                code: format!("http_{}", status.as_u16()),
-                message: format!("the attachment could not be fetched: {status}"),
-            });
-        }
-        let mime = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("application/octet-stream")
-            .to_owned();
-        let bytes = response.bytes().await.map_err(SendError::network)?;
-        Ok(Some((bytes.to_vec(), mime)))
+        crate::download(self.http.get(url)).await.map(Some)
     }
 
     async fn send(&self, message: &OutboundMessage, account: &Account) -> Result<String, SendError> {

@@ -318,27 +318,9 @@ impl Channel for TelegramChannel {
         let Some(path) = file["file_path"].as_str() else {
             return Ok(None);
         };
-        let response = self
-            .http
-            .get(format!("{base}/file/bot{token}/{path}"))
-            .send()
+        crate::download(self.http.get(format!("{base}/file/bot{token}/{path}")))
             .await
-            .map_err(SendError::network)?;
-        if !response.status().is_success() {
-            return Err(SendError {
-                retryable: response.status().is_server_error(),
-                code: response.status().as_u16().to_string(),
-                message: "the file could not be downloaded".into(),
-            });
-        }
-        let mime = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("application/octet-stream")
-            .to_owned();
-        let bytes = response.bytes().await.map_err(SendError::network)?;
-        Ok(Some((bytes.to_vec(), mime)))
+            .map(Some)
     }
 
     async fn send(&self, message: &OutboundMessage, account: &Account) -> Result<String, SendError> {

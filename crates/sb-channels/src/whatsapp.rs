@@ -561,23 +561,10 @@ impl Channel for WhatsAppChannel {
             code: "unexpected_response".into(),
             message: format!("no url for media {media_id}"),
         })?;
-        let response = self
-            .http
-            .get(url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .map_err(SendError::network)?;
-        let status = response.status().as_u16();
-        if !(200..300).contains(&status) {
-            return Err(classify(status, &response.text().await.unwrap_or_default()));
-        }
-        let mime = meta["mime_type"]
-            .as_str()
-            .unwrap_or("application/octet-stream")
-            .to_owned();
-        let bytes = response.bytes().await.map_err(SendError::network)?;
-        Ok(Some((bytes.to_vec(), mime)))
+        let (bytes, served_as) = crate::download(self.http.get(url).bearer_auth(token)).await?;
+        // The media object's type is the one the customer's phone declared.
+        let mime = meta["mime_type"].as_str().map_or(served_as, str::to_owned);
+        Ok(Some((bytes, mime)))
     }
 
     async fn fetch_templates(&self, account: &Account) -> Result<Option<Vec<ProviderTemplate>>, SendError> {
