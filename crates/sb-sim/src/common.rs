@@ -848,23 +848,33 @@ struct ClockReq {
     set_ms: Option<i64>,
 }
 
-async fn get_clock(State(core): State<Arc<Core>>) -> Response {
-    axum::Json(json!({ "now_ms": core.clock.now_ms() })).into_response()
+/// `GET /_sim/clock`: the simulator's time (every simulator answers the same way).
+pub(crate) fn clock_now(clock: &SimClock) -> Response {
+    axum::Json(json!({ "now_ms": clock.now_ms() })).into_response()
 }
 
-async fn set_clock(State(core): State<Arc<Core>>, body: Bytes) -> Response {
-    match parse_body::<ClockReq>(&body) {
+/// `POST /_sim/clock` `{"set_ms"}` and/or `{"advance_ms"}`.
+pub(crate) fn clock_move(clock: &SimClock, body: &Bytes) -> Response {
+    match parse_body::<ClockReq>(body) {
         Ok(req) => {
             if let Some(ms) = req.set_ms {
-                core.clock.set(ms);
+                clock.set(ms);
             }
             if let Some(ms) = req.advance_ms {
-                core.clock.advance(ms);
+                clock.advance(ms);
             }
-            axum::Json(json!({ "now_ms": core.clock.now_ms() })).into_response()
+            clock_now(clock)
         }
         Err(e) => ctl_err(StatusCode::BAD_REQUEST, e),
     }
+}
+
+async fn get_clock(State(core): State<Arc<Core>>) -> Response {
+    clock_now(&core.clock)
+}
+
+async fn set_clock(State(core): State<Arc<Core>>, body: Bytes) -> Response {
+    clock_move(&core.clock, &body)
 }
 
 async fn get_retry(State(core): State<Arc<Core>>) -> Response {

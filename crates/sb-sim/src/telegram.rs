@@ -2225,30 +2225,12 @@ async fn set_faults(State(tg): State<Arc<Tg>>, body: Bytes) -> Response {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClockReq {
-    advance_ms: Option<i64>,
-    set_ms: Option<i64>,
-}
-
 async fn get_clock(State(tg): State<Arc<Tg>>) -> Response {
-    axum::Json(json!({ "now_ms": tg.clock.now_ms() })).into_response()
+    crate::common::clock_now(&tg.clock)
 }
 
 async fn set_clock(State(tg): State<Arc<Tg>>, body: Bytes) -> Response {
-    match parse_body::<ClockReq>(&body) {
-        Ok(req) => {
-            if let Some(ms) = req.set_ms {
-                tg.clock.set(ms);
-            }
-            if let Some(ms) = req.advance_ms {
-                tg.clock.advance(ms);
-            }
-            axum::Json(json!({ "now_ms": tg.clock.now_ms() })).into_response()
-        }
-        Err(e) => ctl_err(StatusCode::BAD_REQUEST, e),
-    }
+    crate::common::clock_move(&tg.clock, &body)
 }
 
 async fn get_retry(State(tg): State<Arc<Tg>>) -> Response {

@@ -216,6 +216,55 @@ impl TestServer {
     }
 }
 
+/// Talking to a provider simulator's control API (`sb-sim`).
+impl TestServer {
+    /// `POST {base}{path}` with a JSON body; asserts success and returns the answer.
+    pub async fn sim_post(&self, base: &str, path: &str, body: Value) -> Value {
+        let resp = self
+            .client
+            .post(format!("{base}{path}"))
+            .json(&body)
+            .send()
+            .await
+            .expect("simulator control");
+        let status = resp.status();
+        let answer: Value = resp.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{path}: {status} {answer}");
+        answer
+    }
+
+    pub async fn sim_get(&self, base: &str, path: &str) -> Value {
+        self.client
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .expect("simulator control")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    /// The provider calls the simulator logged at `{base}{log}` that `keep` selects, once
+    /// there are at least `n` (bounded wait).
+    pub async fn provider_calls(&self, base: &str, log: &str, n: usize, keep: impl Fn(&Value) -> bool) -> Vec<Value> {
+        for _ in 0..300 {
+            let list = self.sim_get(base, log).await;
+            let found: Vec<Value> = list
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|r| keep(r))
+                .cloned()
+                .collect();
+            if found.len() >= n {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the provider never got {n} such calls at {log}");
+    }
+}
+
 /// What the receiver recorded: signature header and raw body, and the parsed body.
 type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>;
 type ReceiverState = (Received, std::sync::Arc<std::sync::atomic::AtomicU16>);

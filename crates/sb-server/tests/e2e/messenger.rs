@@ -77,43 +77,14 @@ async fn setup(instagram: bool) -> Setup {
 }
 
 async fn control(s: &TestServer, sim: &MessengerSim, path: &str, body: Value) -> Value {
-    let resp = s
-        .client
-        .post(format!("{}{path}", sim.control()))
-        .json(&body)
-        .send()
-        .await
-        .expect("simulator control");
-    let status = resp.status();
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
-    assert!(status.is_success(), "{path}: {status} {body}");
-    body
+    s.sim_post(sim.control(), path, body).await
 }
 
 async fn sends(s: &TestServer, sim: &MessengerSim, n: usize) -> Vec<Value> {
-    for _ in 0..300 {
-        let list: Value = s
-            .client
-            .get(format!("{}/_sim/messenger/sent", sim.control()))
-            .send()
-            .await
-            .expect("sent")
-            .json()
-            .await
-            .expect("json");
-        let posts: Vec<Value> = list
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|r| r["method"] == "POST" && r["path"].as_str().is_some_and(|p| p.ends_with("/messages")))
-            .cloned()
-            .collect();
-        if posts.len() >= n {
-            return posts;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the provider never received {n} sends");
+    s.provider_calls(sim.control(), "/_sim/messenger/sent", n, |r| {
+        r["method"] == "POST" && r["path"].as_str().is_some_and(|p| p.ends_with("/messages"))
+    })
+    .await
 }
 
 async fn one_conversation(s: &TestServer, channel: &str) -> String {

@@ -12,43 +12,14 @@ use serde_json::{Value, json};
 use crate::harness::{TestServer, code};
 
 async fn control(s: &TestServer, sim: &TelegramSim, path: &str, body: Value) -> Value {
-    let resp = s
-        .client
-        .post(format!("{}{path}", sim.control()))
-        .json(&body)
-        .send()
-        .await
-        .expect("simulator control");
-    let status = resp.status();
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
-    assert!(status.is_success(), "{path}: {status} {body}");
-    body
+    s.sim_post(sim.control(), path, body).await
 }
 
 async fn calls(s: &TestServer, sim: &TelegramSim, method: &str, n: usize) -> Vec<Value> {
-    for _ in 0..300 {
-        let list: Value = s
-            .client
-            .get(format!("{}/_sim/telegram/sent", sim.control()))
-            .send()
-            .await
-            .expect("sent")
-            .json()
-            .await
-            .expect("json");
-        let found: Vec<Value> = list
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|r| r["method"].as_str().is_some_and(|m| m.eq_ignore_ascii_case(method)))
-            .cloned()
-            .collect();
-        if found.len() >= n {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the Bot API never got {n} `{method}` calls");
+    s.provider_calls(sim.control(), "/_sim/telegram/sent", n, |r| {
+        r["method"].as_str().is_some_and(|m| m.eq_ignore_ascii_case(method))
+    })
+    .await
 }
 
 #[tokio::test]

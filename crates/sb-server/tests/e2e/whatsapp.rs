@@ -93,46 +93,20 @@ async fn setup(manual: bool) -> Setup {
 }
 
 async fn control(s: &TestServer, sim: &WhatsAppSim, path: &str, body: Value) -> Value {
-    let resp = s
-        .client
-        .post(format!("{}{path}", sim.control()))
-        .json(&body)
-        .send()
-        .await
-        .expect("simulator control");
-    assert!(resp.status().is_success(), "{path}: {}", resp.status());
-    resp.json().await.unwrap_or(Value::Null)
+    s.sim_post(sim.control(), path, body).await
 }
 
 async fn sim_get(s: &TestServer, sim: &WhatsAppSim, path: &str) -> Value {
-    s.client
-        .get(format!("{}{path}", sim.control()))
-        .send()
-        .await
-        .expect("simulator control")
-        .json()
-        .await
-        .expect("json")
+    s.sim_get(sim.control(), path).await
 }
 
-/// What our server sent to the provider, once `n` requests are there.
+/// What our server sent to the provider (message sends only: the simulator logs every call,
+/// template listings too), once `n` are there.
 async fn sent(s: &TestServer, sim: &WhatsAppSim, n: usize) -> Vec<Value> {
-    for _ in 0..300 {
-        let list = sim_get(s, sim, "/_sim/whatsapp/sent").await;
-        // Only sends (the simulator records every provider call, template listings too).
-        let sends: Vec<Value> = list
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|r| r["method"] == "POST" && r["path"].as_str().is_some_and(|p| p.ends_with("/messages")))
-            .cloned()
-            .collect();
-        if sends.len() >= n {
-            return sends;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the provider never received {n} requests");
+    s.provider_calls(sim.control(), "/_sim/whatsapp/sent", n, |r| {
+        r["method"] == "POST" && r["path"].as_str().is_some_and(|p| p.ends_with("/messages"))
+    })
+    .await
 }
 
 async fn whatsapp_conversations(s: &TestServer, n: usize) -> Vec<Value> {
