@@ -116,6 +116,10 @@ fn parse_body(body: &[u8], received_at_ms: i64) -> Result<(String, Inbound), Cha
                 text,
                 sent_at_ms: sent_at_ms.unwrap_or(received_at_ms),
                 media: Vec::new(),
+                auto_reply: None,
+                files: Vec::new(),
+                meta: None,
+                automatic: false,
             };
             Ok((format!("message:{id}"), Inbound::Message(message)))
         }
@@ -176,10 +180,11 @@ impl Channel for ApiChannel {
         Ok(Verified {
             dedupe_key,
             events: vec![event],
+            store_body: None,
         })
     }
 
-    fn parse(&self, body: &[u8], received_at_ms: i64) -> Result<Vec<Inbound>, ChannelError> {
+    fn parse(&self, body: &[u8], received_at_ms: i64, _account: &Account) -> Result<Vec<Inbound>, ChannelError> {
         Ok(vec![parse_body(body, received_at_ms)?.1])
     }
 
@@ -188,6 +193,7 @@ impl Channel for ApiChannel {
             retryable: false,
             code: code.into(),
             message,
+            retry_after_ms: None,
         };
         let url = account
             .setting("webhook_url")
@@ -224,6 +230,7 @@ impl Channel for ApiChannel {
             retryable,
             code: format!("http_{}", status.as_u16()),
             message: text.chars().take(500).collect(),
+            retry_after_ms: None,
         })
     }
 }
@@ -253,6 +260,7 @@ mod tests {
         let v = ApiChannel::default()
             .verify(
                 &RawRequest {
+                    url: "https://hooks.example.test/",
                     headers: &headers,
                     body,
                 },
@@ -304,6 +312,7 @@ mod tests {
             let err = ch
                 .verify(
                     &RawRequest {
+                        url: "https://hooks.example.test/",
                         headers: &headers,
                         body,
                     },
@@ -316,6 +325,7 @@ mod tests {
         let headers = signed(good);
         let late = ch.verify(
             &RawRequest {
+                url: "https://hooks.example.test/",
                 headers: &headers,
                 body: good,
             },
@@ -328,7 +338,9 @@ mod tests {
     #[test]
     fn status_reports_parse() {
         let body = br#"{"type":"status","id":"e-1","message_id":"p-9","status":"read"}"#;
-        let events = ApiChannel::default().parse(body, NOW).expect("valid");
+        let events = ApiChannel::default()
+            .parse(body, NOW, &Account::default())
+            .expect("valid");
         assert_eq!(
             events,
             vec![Inbound::Status(StatusReport {

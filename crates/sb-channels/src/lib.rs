@@ -3,9 +3,11 @@
 //! is the only IO.
 
 pub mod api;
+pub mod email;
 pub mod meta_messaging;
 pub mod signing;
 pub mod telegram;
+pub mod twilio;
 pub mod whatsapp;
 pub mod widget;
 
@@ -15,6 +17,9 @@ use serde::{Deserialize, Serialize};
 /// A request as it arrived: raw body bytes and lower-cased header names.
 #[derive(Debug, Clone)]
 pub struct RawRequest<'a> {
+    /// The public URL the provider posted to, query included (Twilio signs it): rebuilt from
+    /// the configured public URL, since behind a proxy the Host we see is not the one signed.
+    pub url: &'a str,
     pub headers: &'a [(String, String)],
     pub body: &'a [u8],
 }
@@ -66,6 +71,25 @@ pub enum Inbound {
     Receipt(Receipt),
     /// The customer stops or resumes a kind of message on this channel.
     Consent(ConsentChange),
+    /// An address that must get no more marketing here (a hard bounce).
+    Suppress(Suppression),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Suppression {
+    pub address: String,
+    /// `bounced`, …
+    pub reason: String,
+    pub detail: String,
+}
+
+/// A file that came inside the message itself (e-mail attachments), stored with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboundFile {
+    pub filename: String,
+    pub content_type: String,
+    #[serde(skip)]
+    pub data: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,12 +103,13 @@ pub struct ConsentChange {
     pub at_ms: i64,
 }
 
-/// Opt-out and opt-in keywords in a message (the carriers' standard words).
+/// Opt-out and opt-in keywords in a message (the carriers' standard words): whether the
+/// customer grants or revokes.
 pub fn consent_keyword(text: &str) -> Option<bool> {
-    match text.trim().to_ascii_uppercase().as_str() {
-        "STOP" | "STOPALL" | "UNSUBSCRIBE" | "CANCEL" | "END" | "QUIT" | "OPTOUT" | "STOP PROMOTIONS" => Some(false),
-        "START" | "UNSTOP" | "RESUME" | "YES" | "SUBSCRIBE" => Some(true),
-        _ => None,
+    match sb_core::sms::keyword(text)? {
+        sb_core::sms::Keyword::OptOut => Some(false),
+        sb_core::sms::Keyword::OptIn => Some(true),
+        sb_core::sms::Keyword::Help => None,
     }
 }
 
@@ -114,6 +139,19 @@ pub struct InboundMessage {
     /// Files the provider holds for us (fetched after the message is stored).
     #[serde(default)]
     pub media: Vec<MediaRef>,
+    /// A reply the channel asks to send once, when the message is new (an SMS keyword's
+    /// confirmation where the provider does not send it).
+    #[serde(default)]
+    pub auto_reply: Option<String>,
+    /// Files carried in the message (e-mail), stored with it.
+    #[serde(default)]
+    pub files: Vec<InboundFile>,
+    /// Channel details kept with the message (e-mail: subject, ids, quoted history).
+    #[serde(default)]
+    pub meta: Option<serde_json::Value>,
+    /// Sent by a machine (an auto-reply, a list): never answered automatically.
+    #[serde(default)]
+    pub automatic: bool,
 }
 
 /// A file on the provider's side, by its id there.
@@ -142,6 +180,9 @@ pub struct StatusReport {
 pub struct Verified {
     pub dedupe_key: String,
     pub events: Vec<Inbound>,
+    /// What to store instead of the request's bytes (e-mail: the message as RFC 5322, so
+    /// every ingress parses alike); `None` stores the request as it came.
+    pub store_body: Option<Vec<u8>>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -185,6 +226,15 @@ pub struct OutboundMessage {
     pub last_inbound_at_ms: Option<i64>,
     /// Files, each at a URL the provider can fetch (signed, short-lived).
     pub files: Vec<OutboundFile>,
+    /// Our webhook for this account, where the provider reports this message's status
+    /// (Twilio's `StatusCallback`).
+    pub status_callback_url: Option<String>,
+    pub purpose: sb_core::inbox::Purpose,
+    /// A one-click unsubscribe link for this recipient (marketing).
+    pub unsubscribe_url: Option<String>,
+    /// Channel details of the customer's last message on this account (e-mail: subject and
+    /// ids to reply in their thread).
+    pub thread: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -219,6 +269,8 @@ pub struct SendError {
     pub retryable: bool,
     pub code: String,
     pub message: String,
+    /// The provider said when to try again (Telegram's `retry_after`, HTTP `Retry-After`).
+    pub retry_after_ms: Option<i64>,
 }
 
 impl SendError {
@@ -228,6 +280,7 @@ impl SendError {
             retryable: true,
             code: "network_error".into(),
             message: e.to_string(),
+            retry_after_ms: None,
         }
     }
 }
@@ -242,6 +295,7 @@ pub(crate) async fn download(request: reqwest::RequestBuilder) -> Result<(Vec<u8
             retryable: status.is_server_error(),
             code: format!("http_{}", status.as_u16()),
             message: format!("the file could not be downloaded: {status}"),
+            retry_after_ms: None,
         });
     }
     let mime = response
@@ -299,8 +353,20 @@ pub trait Channel: Send + Sync + 'static {
     }
     /// Checks the signature over the raw bytes and parses; nothing is stored on failure.
     fn verify(&self, request: &RawRequest<'_>, account: &Account, now_ms: i64) -> Result<Verified, ChannelError>;
+    /// Accepts a message one of our own listeners took in (SMTP, IMAP): nothing to verify.
+    fn accept_trusted(&self, _body: &[u8], _account: &Account, _now_ms: i64) -> Result<Verified, ChannelError> {
+        Err(ChannelError::Misconfigured(format!(
+            "{} has no listener of its own",
+            self.kind()
+        )))
+    }
     /// Parses a stored body again (processing runs after acknowledgement).
-    fn parse(&self, body: &[u8], received_at_ms: i64) -> Result<Vec<Inbound>, ChannelError>;
+    fn parse(&self, body: &[u8], received_at_ms: i64, account: &Account) -> Result<Vec<Inbound>, ChannelError>;
+    /// Checks an account's settings and secrets before it is kept: a message that says what
+    /// to fix.
+    fn check_account(&self, _settings: &serde_json::Value, _secrets: &serde_json::Value) -> Result<(), String> {
+        Ok(())
+    }
     /// Secrets generated for a new account when the admin gives none.
     fn new_secrets(&self) -> serde_json::Value {
         serde_json::json!({ "secret": sb_core::credentials::random_secret() })
@@ -315,6 +381,19 @@ pub trait Channel: Send + Sync + 'static {
     async fn fetch_media(&self, _account: &Account, _media_id: &str) -> Result<Option<(Vec<u8>, String)>, SendError> {
         Ok(None)
     }
+    /// Units one account may send per second: the sender's limit (WhatsApp 80 messages,
+    /// Telegram 30 per bot, an SMS long code 1 segment).
+    fn sends_per_second(&self, _account: &Account) -> u32 {
+        80
+    }
+    /// What a text costs as SMS, for channels that bill by segment.
+    fn segments(&self, _text: &str) -> Option<sb_core::sms::Segments> {
+        None
+    }
+    /// What one message costs against that pace (SMS: its segments).
+    fn send_cost(&self, _message: &OutboundMessage) -> u32 {
+        1
+    }
     /// Sends and returns the provider's id for the message.
     async fn send(&self, message: &OutboundMessage, account: &Account) -> Result<String, SendError>;
 }
@@ -327,6 +406,8 @@ pub fn registry() -> Vec<std::sync::Arc<dyn Channel>> {
         std::sync::Arc::new(meta_messaging::MetaMessagingChannel::messenger()),
         std::sync::Arc::new(meta_messaging::MetaMessagingChannel::instagram()),
         std::sync::Arc::new(telegram::TelegramChannel::default()),
+        std::sync::Arc::new(twilio::TwilioChannel::default()),
+        std::sync::Arc::new(email::EmailChannel::default()),
         std::sync::Arc::new(widget::WidgetChannel),
     ]
 }

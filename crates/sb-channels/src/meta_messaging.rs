@@ -169,6 +169,10 @@ impl MetaMessagingChannel {
                             text: describe(message),
                             sent_at_ms: at,
                             media: Vec::new(),
+                            auto_reply: None,
+                            files: Vec::new(),
+                            meta: None,
+                            automatic: false,
                         },
                         our_message_id: message["metadata"].as_str().map(str::to_owned),
                     }));
@@ -188,6 +192,10 @@ impl MetaMessagingChannel {
                     text: describe(message),
                     sent_at_ms: at,
                     media: media_of(message),
+                    auto_reply: None,
+                    files: Vec::new(),
+                    meta: None,
+                    automatic: false,
                 }));
             } else if let Some(edit) = event.get("message_edit").filter(|m| m.is_object()) {
                 let mid = edit["mid"].as_str().unwrap_or_default();
@@ -200,6 +208,10 @@ impl MetaMessagingChannel {
                     text: format!("(edited) {}", edit["text"].as_str().unwrap_or_default()),
                     sent_at_ms: at,
                     media: Vec::new(),
+                    auto_reply: None,
+                    files: Vec::new(),
+                    meta: None,
+                    automatic: false,
                 }));
             } else if let Some(reaction) = event.get("reaction").filter(|r| r.is_object()) {
                 let mid = reaction["mid"].as_str().unwrap_or_default();
@@ -222,6 +234,10 @@ impl MetaMessagingChannel {
                     text,
                     sent_at_ms: at,
                     media: Vec::new(),
+                    auto_reply: None,
+                    files: Vec::new(),
+                    meta: None,
+                    automatic: false,
                 }));
             } else if let Some(postback) = event.get("postback").filter(|p| p.is_object()) {
                 let id = postback["mid"]
@@ -235,6 +251,10 @@ impl MetaMessagingChannel {
                     text: postback["title"].as_str().unwrap_or("(button)").to_owned(),
                     sent_at_ms: at,
                     media: Vec::new(),
+                    auto_reply: None,
+                    files: Vec::new(),
+                    meta: None,
+                    automatic: false,
                 }));
             } else if let Some(delivery) = event.get("delivery").filter(|d| d.is_object()) {
                 let mids: Vec<&str> = delivery["mids"]
@@ -375,10 +395,11 @@ impl Channel for MetaMessagingChannel {
         Ok(Verified {
             dedupe_key: format!("{}:{digest}", self.kind),
             events,
+            store_body: None,
         })
     }
 
-    fn parse(&self, body: &[u8], received_at_ms: i64) -> Result<Vec<Inbound>, ChannelError> {
+    fn parse(&self, body: &[u8], received_at_ms: i64, _account: &Account) -> Result<Vec<Inbound>, ChannelError> {
         Ok(self.parse_envelope(body, received_at_ms)?.0)
     }
 
@@ -395,6 +416,7 @@ impl Channel for MetaMessagingChannel {
             retryable: false,
             code: code.into(),
             message: m,
+            retry_after_ms: None,
         };
         let token = account
             .secret("page_access_token")
@@ -501,6 +523,10 @@ mod tests {
             template: None,
             last_inbound_at_ms: Some(0),
             files: Vec::new(),
+            status_callback_url: None,
+            purpose: Default::default(),
+            unsubscribe_url: None,
+            thread: None,
         };
         assert_eq!(send_body(&message)["messaging_type"], "RESPONSE");
         message.created_at_ms = 30 * 3_600_000;

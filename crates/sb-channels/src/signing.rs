@@ -55,9 +55,24 @@ pub fn verify(secret: &str, header: Option<&str>, body: &[u8], now_ms: i64) -> R
 /// hex HMAC-SHA256 over `account|attachment|exp` with a key derived from the account's secrets,
 /// so the URL works only for that file, until `exp`, and not after the secrets change.
 pub fn media_signature(key: &str, account_id: &str, attachment_id: &str, expires_ms: i64) -> String {
-    let mut mac = HmacSha256::new_from_slice(key.as_bytes()).expect("HMAC takes keys of any length");
-    mac.update(format!("{account_id}|{attachment_id}|{expires_ms}").as_bytes());
+    hmac_sha256_hex(
+        key.as_bytes(),
+        format!("{account_id}|{attachment_id}|{expires_ms}").as_bytes(),
+    )
+}
+
+/// Hex HMAC-SHA256.
+pub fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(message);
     hex::encode(mac.finalize().into_bytes())
+}
+
+/// The signature in an unsubscribe link (`/unsubscribe/{account}/{address}/{sig}`): it names
+/// one address on one account, with a key derived from the account's secrets, so links
+/// cannot be made up for other addresses.
+pub fn unsubscribe_signature(key: &str, account_id: &str, address: &str) -> String {
+    hmac_sha256_hex(key.as_bytes(), format!("unsubscribe|{account_id}|{address}").as_bytes())
 }
 
 /// Checks a file URL's signature (constant time) and expiry.

@@ -52,6 +52,7 @@ fn api(account: &Account) -> Result<(String, String), SendError> {
             retryable: false,
             code: "channel_misconfigured".into(),
             message: "no `bot_token` secret".into(),
+            retry_after_ms: None,
         })?;
     let base = account
         .setting("api_base_url")
@@ -73,7 +74,8 @@ async fn call(request: reqwest::RequestBuilder) -> Result<Value, SendError> {
     let description = body["description"]
         .as_str()
         .unwrap_or("the Bot API refused the request");
-    let message = match body["parameters"]["retry_after"].as_i64() {
+    let retry_after = body["parameters"]["retry_after"].as_i64();
+    let message = match retry_after {
         Some(after) => format!("{description} (retry after {after} s)"),
         None => description.to_owned(),
     };
@@ -81,6 +83,8 @@ async fn call(request: reqwest::RequestBuilder) -> Result<Value, SendError> {
         retryable: code == 429 || code >= 500,
         code: code.to_string(),
         message,
+        // Flood control names the wait exactly: sooner fails again, later wastes time.
+        retry_after_ms: retry_after.map(|s| s * 1000),
     })
 }
 
@@ -225,6 +229,10 @@ fn parse_update(body: &[u8], received_at_ms: i64) -> Result<(String, Vec<Inbound
             text,
             sent_at_ms: at,
             media: media_of(message),
+            auto_reply: None,
+            files: Vec::new(),
+            meta: None,
+            automatic: false,
         }));
     } else if let Some(callback) = update.get("callback_query").filter(|c| c.is_object()) {
         let hint =
@@ -236,6 +244,10 @@ fn parse_update(body: &[u8], received_at_ms: i64) -> Result<(String, Vec<Inbound
             text: callback["data"].as_str().unwrap_or("(button)").to_owned(),
             sent_at_ms: received_at_ms,
             media: Vec::new(),
+            auto_reply: None,
+            files: Vec::new(),
+            meta: None,
+            automatic: false,
         }));
     } else if let Some(member) = update.get("my_chat_member").filter(|m| m.is_object())
         && let Some(hint) = user_hint(&member["from"])
@@ -273,6 +285,11 @@ impl Channel for TelegramChannel {
         USER_KIND
     }
 
+    fn sends_per_second(&self, _account: &Account) -> u32 {
+        // Broadcasts above about 30 messages a second per bot meet flood control (Bot FAQ).
+        30
+    }
+
     fn new_secrets(&self) -> Value {
         // The secret token may hold only A-Z, a-z, 0-9, `_` and `-`: hex is fine.
         serde_json::json!({ "bot_token": "", "secret_token": sb_core::credentials::random_secret() })
@@ -288,10 +305,14 @@ impl Channel for TelegramChannel {
             return Err(ChannelError::InvalidSignature);
         }
         let (dedupe_key, events) = parse_update(request.body, now_ms)?;
-        Ok(Verified { dedupe_key, events })
+        Ok(Verified {
+            dedupe_key,
+            events,
+            store_body: None,
+        })
     }
 
-    fn parse(&self, body: &[u8], received_at_ms: i64) -> Result<Vec<Inbound>, ChannelError> {
+    fn parse(&self, body: &[u8], received_at_ms: i64, _account: &Account) -> Result<Vec<Inbound>, ChannelError> {
         Ok(parse_update(body, received_at_ms)?.1)
     }
 
@@ -329,6 +350,7 @@ impl Channel for TelegramChannel {
             retryable: false,
             code: "invalid_address".into(),
             message: format!("`{}` is not a Telegram user id", message.to),
+            retry_after_ms: None,
         })?;
         let (method, body) = match message.files.first() {
             Some(file) if file.content_type.starts_with("image/") => (
@@ -349,6 +371,7 @@ impl Channel for TelegramChannel {
             retryable: false,
             code: "unexpected_response".into(),
             message: "no message_id in the answer".into(),
+            retry_after_ms: None,
         })?;
         Ok(format!("{chat_id}:{id}"))
     }
@@ -373,6 +396,7 @@ mod tests {
         let bytes = body.to_string().into_bytes();
         TelegramChannel::default().verify(
             &RawRequest {
+                url: "https://hooks.example.test/",
                 headers: &headers,
                 body: &bytes,
             },

@@ -281,6 +281,10 @@ fn parse_envelope(body: &[u8], received_at_ms: i64) -> Result<(Vec<Inbound>, Vec
                 text: describe(message),
                 sent_at_ms,
                 media: media_of(message),
+                auto_reply: None,
+                files: Vec::new(),
+                meta: None,
+                automatic: false,
             }));
         }
         for status in value["statuses"].as_array().into_iter().flatten() {
@@ -340,6 +344,7 @@ pub(crate) fn classify(http_status: u16, body: &str) -> SendError {
             (None, _) => format!("http_{http_status}"),
         },
         message: details,
+        retry_after_ms: None,
     }
 }
 
@@ -422,6 +427,7 @@ impl WhatsAppChannel {
             retryable: false,
             code: "channel_misconfigured".into(),
             message: m.into(),
+            retry_after_ms: None,
         };
         let waba = account
             .setting("waba_id")
@@ -544,10 +550,11 @@ impl Channel for WhatsAppChannel {
         Ok(Verified {
             dedupe_key: format!("wa:{digest}"),
             events,
+            store_body: None,
         })
     }
 
-    fn parse(&self, body: &[u8], received_at_ms: i64) -> Result<Vec<Inbound>, ChannelError> {
+    fn parse(&self, body: &[u8], received_at_ms: i64, _account: &Account) -> Result<Vec<Inbound>, ChannelError> {
         Ok(parse_envelope(body, received_at_ms)?.0)
     }
 
@@ -560,6 +567,7 @@ impl Channel for WhatsAppChannel {
             retryable: false,
             code: "unexpected_response".into(),
             message: format!("no url for media {media_id}"),
+            retry_after_ms: None,
         })?;
         let (bytes, served_as) = crate::download(self.http.get(url).bearer_auth(token)).await?;
         // The media object's type is the one the customer's phone declared.
@@ -576,6 +584,7 @@ impl Channel for WhatsAppChannel {
             retryable: false,
             code: code.into(),
             message: m,
+            retry_after_ms: None,
         };
         let phone_id = account
             .setting("phone_number_id")
@@ -621,6 +630,7 @@ mod tests {
             .unwrap_or_default();
         WhatsAppChannel::default().verify(
             &RawRequest {
+                url: "https://hooks.example.test/",
                 headers: &headers,
                 body,
             },

@@ -218,7 +218,7 @@ impl Channel for WidgetChannel {
         ))
     }
 
-    fn parse(&self, _body: &[u8], _received_at_ms: i64) -> Result<Vec<Inbound>, ChannelError> {
+    fn parse(&self, _body: &[u8], _received_at_ms: i64, _account: &Account) -> Result<Vec<Inbound>, ChannelError> {
         Ok(Vec::new())
     }
 

@@ -3,6 +3,33 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Why an outbound message is sent. Marketing needs the customer's consent on the channel
+/// and an address that is not suppressed; the others go to anyone in a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    #[default]
+    Conversation,
+    Transactional,
+    Marketing,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Conversation => "conversation",
+            Purpose::Transactional => "transactional",
+            Purpose::Marketing => "marketing",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Purpose> {
+        [Purpose::Conversation, Purpose::Transactional, Purpose::Marketing]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
+}
+
 /// Delivery status of an outbound message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -19,6 +19,9 @@ use crate::Time;
 #[derive(Debug)]
 pub enum JobError {
     Retry(String),
+    /// Retry no sooner and no later than this many milliseconds from now (a provider's
+    /// `retry_after`).
+    RetryAfter(String, i64),
     Permanent(String),
 }
 
@@ -353,7 +356,17 @@ impl Engine {
                     .write(move |c| jobs::fail(c, &id, &owner, &msg, Some(at), now))
                     .await
             }
-            Err(JobError::Retry(msg) | JobError::Permanent(msg)) => {
+            Err(JobError::RetryAfter(msg, after_ms)) if job.attempts < job.max_attempts => {
+                metrics::counter!("switchboard_jobs_retried_total", "kind" => job.kind.clone()).increment(1);
+                tracing::info!(job_id = %job.id, kind = %job.kind, after_ms, error = %msg, "job deferred by the provider");
+                let at = now + after_ms.max(0);
+                inner
+                    .store
+                    .db
+                    .write(move |c| jobs::fail(c, &id, &owner, &msg, Some(at), now))
+                    .await
+            }
+            Err(JobError::Retry(msg) | JobError::RetryAfter(msg, _) | JobError::Permanent(msg)) => {
                 metrics::counter!("switchboard_jobs_dead_total", "kind" => job.kind.clone()).increment(1);
                 tracing::warn!(job_id = %job.id, kind = %job.kind, attempts = job.attempts, error = %msg, "job is dead");
                 inner

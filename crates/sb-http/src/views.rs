@@ -341,6 +341,11 @@ pub struct MessageView {
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub provider_message_id: Option<String>,
+    /// `conversation`, `transactional` or `marketing`.
+    pub purpose: String,
+    /// Channel details (e-mail: `subject`, `message_id`, `quoted` history removed from `body`).
+    #[schema(value_type = Option<Object>)]
+    pub meta: Option<serde_json::Value>,
     /// Files on the message; fetch each from `url`.
     pub attachments: Vec<AttachmentView>,
     pub sent_at: String,
@@ -371,6 +376,8 @@ impl From<&sb_store::messages::Message> for MessageView {
             error_code: m.error_code.clone(),
             error_message: m.error_message.clone(),
             provider_message_id: m.provider_message_id.clone(),
+            purpose: m.purpose.clone(),
+            meta: m.meta_json.as_deref().and_then(|j| serde_json::from_str(j).ok()),
             attachments: serde_json::from_str::<Vec<sb_store::attachments::AttachmentMeta>>(&m.attachments_json)
                 .unwrap_or_default()
                 .into_iter()

@@ -76,32 +76,34 @@ impl Intake {
     }
 }
 
+/// A provider's request as it reached us.
+pub struct WebhookRequest<'a> {
+    pub channel_kind: &'a str,
+    pub account_id: &'a str,
+    /// The public URL it was posted to, query included.
+    pub url: &'a str,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
 pub async fn ingest(
     store: &Store,
     channels: &Channels,
     intake: &Intake,
-    channel_kind: &str,
-    account_id: &str,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    request: WebhookRequest<'_>,
 ) -> Result<IngestOutcome, IngestError> {
-    let channel = channels.get(channel_kind).ok_or(IngestError::UnknownAccount)?.clone();
-    if !sb_core::ids::is_id(account_id) {
-        return Err(IngestError::UnknownAccount);
-    }
-    let (account, secrets) = intake
-        .account(store, account_id)
-        .await?
-        .ok_or(IngestError::UnknownAccount)?;
-    if account.channel != channel_kind {
-        return Err(IngestError::UnknownAccount);
-    }
-    if account.disabled {
-        return Err(IngestError::Disabled);
-    }
+    let WebhookRequest {
+        channel_kind,
+        account_id,
+        url,
+        headers,
+        body,
+    } = request;
+    let (channel, account, secrets) = usable_account(channels, store, intake, channel_kind, account_id).await?;
     let now = store.now();
     let verified = channel.verify(
         &sb_channels::RawRequest {
+            url,
             headers: &headers,
             body: &body,
         },
@@ -124,14 +126,101 @@ pub async fn ingest(
             .collect::<Vec<_>>(),
     )
     .unwrap_or_else(|_| "[]".into());
-    let (ws, account_id) = (account.workspace_id.clone(), account.id.clone());
+    let replay_is_refused = channel.signs_timestamp();
+    let body = verified.store_body.unwrap_or(body);
+    let request = Verified {
+        account: &account,
+        dedupe_key: verified.dedupe_key,
+        signature,
+        headers_json,
+        body,
+    };
+    store_verified(store, intake, request, now, replay_is_refused).await
+}
+
+/// Takes in a message one of our own listeners received (SMTP, IMAP) for an account: parsed
+/// (a malformed one is refused), stored unless the account has it, then acknowledged.
+pub async fn ingest_trusted(
+    store: &Store,
+    channels: &Channels,
+    intake: &Intake,
+    channel_kind: &str,
+    account_id: &str,
+    body: Vec<u8>,
+) -> Result<IngestOutcome, IngestError> {
+    let (channel, account, secrets) = usable_account(channels, store, intake, channel_kind, account_id).await?;
+    let now = store.now();
+    let verified = channel.accept_trusted(&body, &account_of(&account, &secrets), now)?;
+    let request = Verified {
+        account: &account,
+        signature: secret_digest(&String::from_utf8_lossy(&body)),
+        dedupe_key: verified.dedupe_key,
+        headers_json: "[]".into(),
+        body: verified.store_body.unwrap_or(body),
+    };
+    // The same bytes again (an IMAP re-sync) are a duplicate, not an attack.
+    store_verified(store, intake, request, now, false).await
+}
+
+async fn usable_account(
+    channels: &Channels,
+    store: &Store,
+    intake: &Intake,
+    channel_kind: &str,
+    account_id: &str,
+) -> Result<(std::sync::Arc<dyn sb_channels::Channel>, ChannelAccount, String), IngestError> {
+    let channel = channels.get(channel_kind).ok_or(IngestError::UnknownAccount)?.clone();
+    if !sb_core::ids::is_id(account_id) {
+        return Err(IngestError::UnknownAccount);
+    }
+    let (account, secrets) = intake
+        .account(store, account_id)
+        .await?
+        .ok_or(IngestError::UnknownAccount)?;
+    if account.channel != channel_kind {
+        return Err(IngestError::UnknownAccount);
+    }
+    if account.disabled {
+        return Err(IngestError::Disabled);
+    }
+    Ok((channel, account, secrets))
+}
+
+/// A request that passed its channel's checks, ready to store.
+struct Verified<'a> {
+    account: &'a ChannelAccount,
+    dedupe_key: String,
+    signature: String,
+    headers_json: String,
+    body: Vec<u8>,
+}
+
+async fn store_verified(
+    store: &Store,
+    intake: &Intake,
+    request: Verified<'_>,
+    now: i64,
+    replay_is_refused: bool,
+) -> Result<IngestOutcome, IngestError> {
+    let (ws, account_id, channel_kind) = (
+        request.account.workspace_id.clone(),
+        request.account.id.clone(),
+        request.account.channel.clone(),
+    );
+    let Verified {
+        dedupe_key,
+        signature,
+        headers_json,
+        body,
+        ..
+    } = request;
     let stored = store
         .db
         .write(move |c| {
             let new = inbound::NewInbound {
                 workspace_id: &ws,
                 channel_account_id: &account_id,
-                dedupe_key: &verified.dedupe_key,
+                dedupe_key: &dedupe_key,
                 signature_digest: &signature,
                 headers_json: &headers_json,
                 body: &body,
@@ -142,11 +231,11 @@ pub async fn ingest(
     match stored {
         Stored::New(_) => {
             intake.notify();
-            metrics::counter!("switchboard_inbound_accepted_total", "channel" => channel_kind.to_owned()).increment(1);
+            metrics::counter!("switchboard_inbound_accepted_total", "channel" => channel_kind).increment(1);
             Ok(IngestOutcome::Accepted)
         }
         Stored::Duplicate => Ok(IngestOutcome::Duplicate),
-        Stored::Replayed if channel.signs_timestamp() => Err(IngestError::Replayed),
+        Stored::Replayed if replay_is_refused => Err(IngestError::Replayed),
         // Without a signed timestamp the same bytes again are the provider's retry.
         Stored::Replayed => Ok(IngestOutcome::Duplicate),
     }

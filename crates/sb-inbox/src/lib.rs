@@ -14,7 +14,7 @@ use std::sync::Arc;
 use sb_channels::Channel;
 use sb_engine::Engine;
 
-pub use ingest::{IngestError, IngestOutcome, Intake, ingest};
+pub use ingest::{IngestError, IngestOutcome, Intake, WebhookRequest, ingest, ingest_trusted};
 pub use outbox::{ReplyError, ReplyRequest, reply, reply_options};
 pub use process::Processor;
 

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::live::{self, Live};
 use crate::{Channels, QUEUE, SEND_KIND, account_of};
 use sb_channels::TemplateSend;
+use sb_core::inbox::Purpose;
 
 #[derive(Debug, Clone)]
 pub struct ReplyRequest {
@@ -32,6 +33,8 @@ pub struct ReplyRequest {
     pub template: Option<TemplateSend>,
     /// Files uploaded by an agent (`POST /api/v1/attachments`) to send with the text.
     pub attachment_ids: Vec<String>,
+    /// Marketing needs consent and an address that is not suppressed.
+    pub purpose: Purpose,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +181,8 @@ pub async fn reply(
                     sent_at: now,
                     attachments_json: "[]",
                     template_json: None,
+                    purpose: "conversation",
+                    meta_json: None,
                 };
                 let message = messages::insert(c, &note, now)?.ok_or(StoreError::Conflict("note".into()))?;
                 let event = live::message_event(c, "message.created", &message, now)?;
@@ -200,8 +205,19 @@ pub async fn reply(
                 None => Content::Files(&request.text, &request.attachment_ids),
             };
             Ok::<_, StoreError>(
-                queue_reply(c, &channels, &conversation, &account, author, content, now)?
-                    .map(|(message, event)| (message, vec![event])),
+                queue_reply(
+                    c,
+                    &channels,
+                    &conversation,
+                    &account,
+                    Draft {
+                        author,
+                        content,
+                        purpose: request.purpose,
+                    },
+                    now,
+                )?
+                .map(|(message, event)| (message, vec![event])),
             )
         })
         .await??;
@@ -217,6 +233,14 @@ pub enum Author<'a> {
     Agent(&'a str),
     /// The product itself (a handoff's first message).
     System,
+}
+
+/// An outbound message to queue: who writes it, what it says, and why it is sent.
+#[derive(Debug, Clone, Copy)]
+pub struct Draft<'a> {
+    pub author: Author<'a>,
+    pub content: Content<'a>,
+    pub purpose: Purpose,
 }
 
 /// What an outbound message says.
@@ -237,11 +261,27 @@ pub(crate) fn queue_reply(
     channels: &Channels,
     conversation: &Conversation,
     account: &ChannelAccount,
-    author: Author<'_>,
-    content: Content<'_>,
+    draft: Draft<'_>,
     now: i64,
 ) -> Result<Result<(Message, sb_store::live_events::LiveEvent), ReplyError>, StoreError> {
+    let Draft {
+        author,
+        content,
+        purpose,
+    } = draft;
     let option = option_for(c, channels, conversation, account, now)?;
+    if purpose == Purpose::Marketing
+        && let Some(address) = &option.address
+        && let Some((code, text)) = marketing_refusal(
+            c,
+            &conversation.workspace_id,
+            &conversation.customer_id,
+            &account.channel,
+            address,
+        )?
+    {
+        return Ok(Err(ReplyError::NotAllowed(text, code)));
+    }
     let window_only = option.reason == Some("reply_window_closed");
     let files: &[String] = match content {
         Content::Files(_, ids) => ids,
@@ -346,6 +386,8 @@ pub(crate) fn queue_reply(
         sent_at: now,
         attachments_json: &attachments_json,
         template_json: template_json.as_deref(),
+        purpose: purpose.as_str(),
+        meta_json: None,
     };
     let message = messages::insert(c, &new, now)?.ok_or(StoreError::Conflict("reply".into()))?;
     attachments::claim_unowned(c, &conversation.workspace_id, files, &message.id)?;
@@ -353,6 +395,31 @@ pub(crate) fn queue_reply(
     conversations::touch(c, &conversation.workspace_id, &conversation.id, now)?;
     let event = live::message_event(c, "message.created", &message, now)?;
     Ok(Ok((message, event)))
+}
+
+/// Why marketing may not go to this address on this account now: the customer revoked
+/// marketing consent on the channel (STOP, an unsubscribe), or the address is suppressed (a
+/// hard bounce). Checked when queued and again just before sending.
+fn marketing_refusal(
+    c: &mut dyn Conn,
+    ws: &str,
+    customer_id: &str,
+    channel: &str,
+    address: &str,
+) -> Result<Option<(&'static str, String)>, StoreError> {
+    if sb_store::consents::granted(c, ws, customer_id, channel, "marketing")? == Some(false) {
+        return Ok(Some((
+            "consent_revoked",
+            format!("the customer opted out of marketing on {channel}"),
+        )));
+    }
+    if let Some(s) = sb_store::suppressions::find(c, ws, channel, address)? {
+        return Ok(Some((
+            "address_suppressed",
+            format!("{address} is suppressed on {channel} ({}: {})", s.reason, s.detail),
+        )));
+    }
+    Ok(None)
 }
 
 /// The send job of an outbound message: one at a time per conversation, so replies keep
@@ -368,16 +435,45 @@ pub fn enqueue_send(c: &mut dyn Conn, message: &Message, now: i64) -> Result<(),
     Ok(())
 }
 
-/// One limiter per pair quota (burst, period), keyed by account and recipient.
-type RecipientLimiter = std::sync::Arc<DefaultKeyedRateLimiter<String>>;
+type SharedLimiter = std::sync::Arc<DefaultKeyedRateLimiter<String>>;
+
+/// Rate limiters by quota, each keyed by an account or an (account, recipient) pair: the
+/// quotas come from the channels and their accounts, so they are made on first use.
+#[derive(Default)]
+struct Pacers {
+    by_quota: std::sync::Mutex<std::collections::HashMap<(u32, u64), SharedLimiter>>,
+}
+
+impl Pacers {
+    /// Waits until `cost` units may go under a quota of `burst` units, then one more per
+    /// `period_ms`.
+    async fn wait(&self, key: String, burst: u32, period_ms: u64, cost: u32) {
+        let burst = burst.max(1);
+        let limiter = self
+            .by_quota
+            .lock()
+            .expect("pace lock")
+            .entry((burst, period_ms))
+            .or_insert_with(|| {
+                let period = std::time::Duration::from_millis(period_ms.max(1));
+                let quota = Quota::with_period(period)
+                    .expect("a non-zero period")
+                    .allow_burst(NonZeroU32::new(burst).expect("non-zero"));
+                std::sync::Arc::new(RateLimiter::keyed(quota))
+            })
+            .clone();
+        // A message larger than the burst waits for a full bucket, then goes.
+        let cost = NonZeroU32::new(cost.clamp(1, burst)).expect("non-zero");
+        let _ = limiter.until_key_n_ready(&key, cost).await;
+    }
+}
 
 pub struct Send {
     channels: Channels,
     live: Live,
-    /// Pacing per channel account, in this process.
-    pace: DefaultKeyedRateLimiter<String>,
-    /// Pacing per (account, recipient) where the channel has a pair limit, by its quota.
-    recipient_pace: std::sync::Mutex<std::collections::HashMap<(u32, u64), RecipientLimiter>>,
+    /// Pacing per channel account (the sender's limit) and per recipient where the channel
+    /// has a pair limit, in this process.
+    pacers: Pacers,
     public_url: std::sync::Arc<str>,
 }
 
@@ -386,12 +482,10 @@ const MEDIA_URL_TTL_MS: i64 = 24 * 3_600_000;
 
 impl Send {
     pub fn new(channels: Channels, live: Live, public_url: &str) -> Self {
-        let per_second = NonZeroU32::new(80).expect("non-zero");
         Send {
             channels,
             live,
-            pace: RateLimiter::keyed(Quota::per_second(per_second)),
-            recipient_pace: Default::default(),
+            pacers: Pacers::default(),
             public_url: public_url.trim_end_matches('/').into(),
         }
     }
@@ -443,13 +537,20 @@ impl JobHandler for Send {
             channel.address_kind(),
         );
         let conversation_id = message.conversation_id.clone();
-        let (to, last_inbound_at_ms) = ctx
+        let (marketing, kind_of_account) = (message.purpose == Purpose::Marketing.as_str(), kind.clone());
+        let (to, last_inbound_at_ms, refusal, thread) = ctx
             .store
             .db
             .read(move |c| {
                 let to = customers::address(c, &w, &customer, address_kind, &account_id)?;
                 let last = messages::last_inbound_at(c, &w, &conversation_id, &account_id)?;
-                Ok::<_, StoreError>((to, last))
+                let thread = messages::last_inbound_meta(c, &w, &conversation_id, &account_id)?;
+                // Consent may have been revoked since the message was queued (a STOP in between).
+                let refusal = match (&to, marketing) {
+                    (Some(to), true) => marketing_refusal(c, &w, &customer, &kind_of_account, to)?,
+                    _ => None,
+                };
+                Ok::<_, StoreError>((to, last, refusal, thread))
             })
             .await?;
         let now = ctx.store.now();
@@ -461,27 +562,16 @@ impl JobHandler for Send {
             .await?;
             return Ok(());
         };
-        self.pace.until_key_ready(&account.id).await;
-        if let Some((burst, period_ms)) = channel.policy().recipient_pace {
-            let limiter = self
-                .recipient_pace
-                .lock()
-                .expect("pace lock")
-                .entry((burst, period_ms))
-                .or_insert_with(|| {
-                    let period = std::time::Duration::from_millis(period_ms.max(1));
-                    let quota = Quota::with_period(period)
-                        .expect("a non-zero period")
-                        .allow_burst(NonZeroU32::new(burst.max(1)).expect("non-zero"));
-                    std::sync::Arc::new(RateLimiter::keyed(quota))
-                })
-                .clone();
-            limiter.until_key_ready(&format!("{}|{to}", account.id)).await;
+        if let Some((code, reason)) = refusal {
+            self.record(&ctx.store, &ws, &message.id, now, move |c, w, id| {
+                messages::mark_failed(c, w, id, code, &reason, now)
+            })
+            .await?;
+            return Ok(());
         }
         let outbound = sb_channels::OutboundMessage {
             message_id: message.id.clone(),
             conversation_id: message.conversation_id.clone(),
-            to,
             text: message.body.clone(),
             created_at_ms: message.created_at,
             template: message
@@ -490,8 +580,30 @@ impl JobHandler for Send {
                 .and_then(|t| serde_json::from_str::<TemplateSend>(t).ok()),
             last_inbound_at_ms,
             files: self.file_urls(&message, &account.id, &secrets, now),
+            status_callback_url: Some(format!("{}/hooks/{kind}/{}", self.public_url, account.id)),
+            purpose: Purpose::parse(&message.purpose).unwrap_or_default(),
+            unsubscribe_url: marketing.then(|| self.unsubscribe_url(&account.id, &secrets, &to)),
+            thread: thread.and_then(|t| serde_json::from_str(&t).ok()),
+            to,
         };
-        let result = channel.send(&outbound, &account_of(&account, &secrets)).await;
+        let connection = account_of(&account, &secrets);
+        let per_second = channel.sends_per_second(&connection).max(1);
+        let cost = channel.send_cost(&outbound);
+        // The sender's pace, with a burst of a second's worth (at least ten units).
+        self.pacers
+            .wait(
+                account.id.clone(),
+                per_second.max(10),
+                1_000 / u64::from(per_second),
+                cost,
+            )
+            .await;
+        if let Some((burst, period_ms)) = channel.policy().recipient_pace {
+            self.pacers
+                .wait(format!("{}|{}", account.id, outbound.to), burst, period_ms, 1)
+                .await;
+        }
+        let result = channel.send(&outbound, &connection).await;
         let now = ctx.store.now();
         match result {
             Ok(provider_id) => {
@@ -502,7 +614,10 @@ impl JobHandler for Send {
                 metrics::counter!("switchboard_outbound_sent_total", "channel" => kind).increment(1);
                 Ok(())
             }
-            Err(e) if e.retryable && ctx.job.attempts < ctx.job.max_attempts => Err(JobError::Retry(e.to_string())),
+            Err(e) if e.retryable && ctx.job.attempts < ctx.job.max_attempts => Err(match e.retry_after_ms {
+                Some(after) => JobError::RetryAfter(e.to_string(), after),
+                None => JobError::Retry(e.to_string()),
+            }),
             Err(e) => {
                 tracing::warn!(message_id = %message.id, code = %e.code, "outbound message failed");
                 self.record(&ctx.store, &ws, &message.id, now, move |c, w, id| {
@@ -543,6 +658,15 @@ impl Send {
                 }
             })
             .collect()
+    }
+
+    /// The one-click unsubscribe link for `address` on this account (RFC 8058): signed with
+    /// a key derived from the account's secrets.
+    fn unsubscribe_url(&self, account_id: &str, secrets_json: &str, address: &str) -> String {
+        let key = sb_core::credentials::secret_digest(secrets_json);
+        let sig = sb_channels::signing::unsubscribe_signature(&key, account_id, address);
+        let address: String = form_urlencoded::byte_serialize(address.as_bytes()).collect();
+        format!("{}/unsubscribe/{account_id}/{address}/{sig}", self.public_url)
     }
 
     /// Applies a status change to a message and emits `message.updated`, in one transaction.

@@ -41,7 +41,13 @@ fn process_request(
         let error = format!("no channel `{}` in this build", account.channel);
         return inbound::record_failure(c, &request.id, &error, true, now);
     };
-    let parsed = match channel.parse(&request.body, request.received_at) {
+    // Settings only: parsing needs no secrets.
+    let connection = sb_channels::Account {
+        id: account.id.clone(),
+        settings: serde_json::from_str(&account.settings_json).unwrap_or_default(),
+        secrets: serde_json::Value::Null,
+    };
+    let parsed = match channel.parse(&request.body, request.received_at, &connection) {
         Ok(parsed) => parsed,
         Err(e) => {
             let error = format!("the stored request no longer parses: {e}");
@@ -51,7 +57,11 @@ fn process_request(
     for event in parsed {
         match event {
             Inbound::Message(m) => {
-                apply_message(c, ws, &account, &m, "[]", now, events)?;
+                let applied = apply_message(c, ws, &account, &m, "[]", now, events)?;
+                // A machine's message (an out-of-office) is never answered automatically.
+                if let (Some(message), Some(reply), false) = (applied, &m.auto_reply, m.automatic) {
+                    send_auto_reply(c, channels, &account, &message, reply, now, events)?;
+                }
             }
             Inbound::Consent(change) => {
                 let hints = hints_of(&change.identities);
@@ -66,6 +76,9 @@ fn process_request(
                     at: change.at_ms,
                 };
                 sb_store::consents::record(c, &record)?;
+            }
+            Inbound::Suppress(s) => {
+                sb_store::suppressions::add(c, ws, &account.channel, &s.address, &s.reason, &s.detail, now)?;
             }
             Inbound::Echo(echo) => {
                 apply_echo(c, ws, &account, &echo, now, events)?;
@@ -266,6 +279,40 @@ impl JobHandler for ProcessInbound {
     }
 }
 
+/// Queues the one reply a new message asked for (an SMS keyword's confirmation), from the
+/// product itself; one the channel cannot take now is logged, not retried.
+fn send_auto_reply(
+    c: &mut dyn Conn,
+    channels: &Channels,
+    account: &ChannelAccount,
+    message: &Message,
+    reply: &str,
+    now: i64,
+    events: &mut Vec<LiveEvent>,
+) -> Result<(), StoreError> {
+    let Some(conversation) = conversations::get(c, &message.workspace_id, &message.conversation_id)? else {
+        return Ok(());
+    };
+    let author = crate::outbox::Author::System;
+    let content = crate::outbox::Content::Text(reply);
+    match crate::outbox::queue_reply(
+        c,
+        channels,
+        &conversation,
+        account,
+        crate::outbox::Draft {
+            author,
+            content,
+            purpose: sb_core::inbox::Purpose::Conversation,
+        },
+        now,
+    )? {
+        Ok((_, event)) => events.push(event),
+        Err(e) => tracing::warn!(message_id = %message.id, error = %e, "an automatic reply was not sent"),
+    }
+    Ok(())
+}
+
 /// A channel's identity hints as the customer resolver takes them.
 fn hints_of(identities: &[sb_channels::IdentityHint]) -> Vec<Hint<'_>> {
     identities
@@ -291,6 +338,7 @@ pub(crate) fn apply_message(
     events: &mut Vec<LiveEvent>,
 ) -> Result<Option<Message>, StoreError> {
     let hints = hints_of(&m.identities);
+    let meta_json = m.meta.as_ref().map(|meta| meta.to_string());
     let customer = customers::resolve(c, ws, &account.id, &hints, m.sender_name.as_deref(), now)?;
     let conversation = conversations::for_customer(c, ws, &customer, now)?;
     if conversation.created_at == now
@@ -314,10 +362,15 @@ pub(crate) fn apply_message(
         sent_at: m.sent_at_ms,
         attachments_json,
         template_json: None,
+        purpose: "conversation",
+        meta_json: meta_json.as_deref(),
     };
-    let Some(message) = messages::insert(c, &new, now)? else {
+    let Some(mut message) = messages::insert(c, &new, now)? else {
         return Ok(None);
     };
+    if !m.files.is_empty() {
+        message = store_files(c, ws, account, &customer, message, &m.files, now)?;
+    }
     if !m.media.is_empty() {
         crate::media::enqueue_fetch(c, &message, &m.media, now)?;
     }
@@ -325,6 +378,33 @@ pub(crate) fn apply_message(
     events.push(live::message_event(c, "message.created", &message, now)?);
     events.push(live::conversation_event(c, &updated, now)?);
     Ok(Some(message))
+}
+
+/// Stores the files a message carried (e-mail attachments) as the customer's, on the message.
+fn store_files(
+    c: &mut dyn Conn,
+    ws: &str,
+    account: &ChannelAccount,
+    customer: &str,
+    message: Message,
+    files: &[sb_channels::InboundFile],
+    now: i64,
+) -> Result<Message, StoreError> {
+    let mut ids = Vec::with_capacity(files.len());
+    for file in files {
+        let new = sb_store::attachments::NewAttachment {
+            workspace_id: ws,
+            channel_account_id: Some(&account.id),
+            customer_id: Some(customer),
+            filename: &file.filename,
+            content_type: &file.content_type,
+            data: &file.data,
+        };
+        ids.push(sb_store::attachments::insert(c, &new, now)?.id);
+    }
+    let metas = sb_store::attachments::claim(c, ws, customer, &ids, &message.id)?.unwrap_or_default();
+    let json = serde_json::to_string(&metas).unwrap_or_else(|_| "[]".into());
+    Ok(messages::set_attachments(c, ws, &message.id, &json, now)?.unwrap_or(message))
 }
 
 /// A copy of what the business sent: one of ours (known by our id or the provider's) changes
@@ -364,6 +444,8 @@ fn apply_echo(
         sent_at: m.sent_at_ms,
         attachments_json: "[]",
         template_json: None,
+        purpose: "conversation",
+        meta_json: None,
     };
     if let Some(message) = messages::insert(c, &new, now)? {
         conversations::touch(c, ws, &conversation.id, now)?;

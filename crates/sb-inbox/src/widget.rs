@@ -11,6 +11,7 @@
 use sb_channels::widget::{self as wire, AttachmentError, TokenError, VisitorToken};
 use sb_channels::{IdentityHint, InboundMessage};
 use sb_core::clock::rfc3339;
+use sb_core::inbox::Purpose;
 use sb_core::inbox::{normalise_email, normalise_phone};
 use sb_engine::Engine;
 use sb_store::attachments::{self, Attachment, AttachmentMeta, NewAttachment};
@@ -672,6 +673,10 @@ pub async fn post_message(
                 text,
                 sent_at_ms: now,
                 media: Vec::new(),
+                auto_reply: None,
+                files: Vec::new(),
+                meta: None,
+                automatic: false,
             };
             let json = serde_json::to_string(&metas).unwrap_or_else(|_| "[]".into());
             let mut events = Vec::new();
@@ -893,28 +898,49 @@ pub async fn handoff(
                  Reply to this message and we will pick up where we left off."
             );
             let content = outbox::Content::Text(&text);
-            let (message, event) =
-                match outbox::queue_reply(c, &channels, &conversation, &target, Author::System, content, now)? {
-                    Ok(queued) => queued,
-                    // Free text may not open a conversation there (WhatsApp's 24-hour window):
-                    // the account's handoff template does, with name, business and reference.
-                    Err(ReplyError::NotAllowed(_, "reply_window_closed")) if handoff_template(&target).is_some() => {
-                        let (name, language) = handoff_template(&target).unwrap_or_default();
-                        let customer = customers::get(c, ws, &request.customer_id)?;
-                        let first_name = customer
-                            .and_then(|p| p.name)
-                            .and_then(|n| n.split_whitespace().next().map(str::to_owned))
-                            .unwrap_or_else(|| "there".to_owned());
-                        let template = sb_channels::TemplateSend {
-                            name,
-                            language,
-                            parameters: vec![first_name, business.clone(), reference.clone()],
-                        };
-                        let content = outbox::Content::Template(&template);
-                        outbox::queue_reply(c, &channels, &conversation, &target, Author::System, content, now)??
-                    }
-                    Err(e) => return Err(e.into()),
-                };
+            let (message, event) = match outbox::queue_reply(
+                c,
+                &channels,
+                &conversation,
+                &target,
+                outbox::Draft {
+                    author: Author::System,
+                    content,
+                    purpose: Purpose::Conversation,
+                },
+                now,
+            )? {
+                Ok(queued) => queued,
+                // Free text may not open a conversation there (WhatsApp's 24-hour window):
+                // the account's handoff template does, with name, business and reference.
+                Err(ReplyError::NotAllowed(_, "reply_window_closed")) if handoff_template(&target).is_some() => {
+                    let (name, language) = handoff_template(&target).unwrap_or_default();
+                    let customer = customers::get(c, ws, &request.customer_id)?;
+                    let first_name = customer
+                        .and_then(|p| p.name)
+                        .and_then(|n| n.split_whitespace().next().map(str::to_owned))
+                        .unwrap_or_else(|| "there".to_owned());
+                    let template = sb_channels::TemplateSend {
+                        name,
+                        language,
+                        parameters: vec![first_name, business.clone(), reference.clone()],
+                    };
+                    let content = outbox::Content::Template(&template);
+                    outbox::queue_reply(
+                        c,
+                        &channels,
+                        &conversation,
+                        &target,
+                        outbox::Draft {
+                            author: Author::System,
+                            content,
+                            purpose: Purpose::Conversation,
+                        },
+                        now,
+                    )??
+                }
+                Err(e) => return Err(e.into()),
+            };
             let mut events = vec![event];
             // The chat the customer leaves says where the conversation went.
             let widget = match &by {
@@ -941,6 +967,8 @@ pub async fn handoff(
                     sent_at: now,
                     attachments_json: "[]",
                     template_json: None,
+                    purpose: "conversation",
+                    meta_json: None,
                 };
                 if let Some(m) = messages::insert(c, &new, now)? {
                     events.push(live::message_event(c, "message.created", &m, now)?);

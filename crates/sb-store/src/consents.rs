@@ -72,3 +72,18 @@ pub fn list(c: &mut dyn Conn, ws: &str, customer_id: &str) -> Result<Vec<Consent
         .bind("customer", customer_id),
     )?)
 }
+
+/// The customer's current statement for a channel and purpose: `None` when they made none.
+pub fn granted(c: &mut dyn Conn, ws: &str, customer_id: &str, channel: &str, purpose: &str) -> Result<Option<bool>> {
+    Ok(c.fetch_opt::<Consent>(
+        &Stmt::new(
+            "SELECT channel, purpose, granted, source, at FROM consents
+             WHERE workspace_id = :ws AND customer_id = :customer AND channel = :channel AND purpose = :purpose",
+        )
+        .bind("ws", ws)
+        .bind("customer", customer_id)
+        .bind("channel", channel)
+        .bind("purpose", purpose),
+    )?
+    .map(|c| c.granted))
+}

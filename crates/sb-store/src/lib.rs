@@ -19,6 +19,7 @@ pub mod migrations;
 pub mod objects;
 pub mod presence;
 pub mod sessions;
+pub mod suppressions;
 pub mod templates;
 pub mod timers;
 pub mod tokens;

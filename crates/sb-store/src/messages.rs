@@ -28,17 +28,22 @@ pub struct Message {
     pub attachments_json: String,
     /// The template call when sent as a template (`{"name","language","parameters"}`).
     pub template_json: Option<String>,
+    /// `conversation`, `transactional` or `marketing` (needs consent).
+    pub purpose: String,
+    /// Channel details kept for later (e-mail: subject, `References`).
+    pub meta_json: Option<String>,
     pub sent_at: i64,
     pub created_at: i64,
     pub updated_at: i64,
 }
 from_row!(Message in "messages" {
     id, workspace_id, conversation_id, customer_id, channel_account_id, channel, direction, author_kind, author_id, body,
-    provider_message_id, status, error_code, error_message, attachments_json, template_json, sent_at, created_at, updated_at
+    provider_message_id, status, error_code, error_message, attachments_json, template_json, purpose, meta_json, sent_at,
+    created_at, updated_at
 });
 
 const COLUMNS: &str = "id, workspace_id, conversation_id, customer_id, channel_account_id, channel, direction, author_kind, \
-                       author_id, body, provider_message_id, status, error_code, error_message, attachments_json, template_json, sent_at, created_at, updated_at";
+                       author_id, body, provider_message_id, status, error_code, error_message, attachments_json, template_json, purpose, meta_json, sent_at, created_at, updated_at";
 
 #[derive(Debug, Clone)]
 pub struct NewMessage<'a> {
@@ -57,6 +62,8 @@ pub struct NewMessage<'a> {
     /// `[]` when there are none.
     pub attachments_json: &'a str,
     pub template_json: Option<&'a str>,
+    pub purpose: &'a str,
+    pub meta_json: Option<&'a str>,
 }
 
 /// Inserts a message. An inbound message the account already has (the same provider id) is
@@ -65,9 +72,10 @@ pub fn insert(c: &mut dyn Conn, m: &NewMessage<'_>, now: i64) -> Result<Option<M
     Ok(c.fetch_opt(
         &Stmt::new(format!(
             "INSERT INTO messages (id, workspace_id, conversation_id, customer_id, channel_account_id, channel, direction,
-                                   author_kind, author_id, body, provider_message_id, status, attachments_json, template_json, sent_at, created_at, updated_at)
+                                   author_kind, author_id, body, provider_message_id, status, attachments_json, template_json, purpose, meta_json,
+                                   sent_at, created_at, updated_at)
              VALUES (:id, :ws, :conversation, :customer, :account, :channel, :direction, :author_kind, :author_id, :body,
-                     :provider_id, :status, :attachments, :template, :sent_at, :now, :now)
+                     :provider_id, :status, :attachments, :template, :purpose, :meta, :sent_at, :now, :now)
              ON CONFLICT (channel_account_id, provider_message_id) DO NOTHING
              RETURNING {COLUMNS}"
         ))
@@ -85,6 +93,8 @@ pub fn insert(c: &mut dyn Conn, m: &NewMessage<'_>, now: i64) -> Result<Option<M
         .bind("status", m.status)
         .bind("attachments", m.attachments_json)
         .bind("template", m.template_json)
+        .bind("purpose", m.purpose)
+        .bind("meta", m.meta_json)
         .bind("sent_at", m.sent_at)
         .bind("now", now),
     )?)
@@ -255,6 +265,30 @@ pub fn last_inbound_at(c: &mut dyn Conn, ws: &str, conversation_id: &str, accoun
         .bind("account", account_id),
     )?
     .get("at")?)
+}
+
+/// The channel details of the customer's last message here (to reply in their e-mail thread).
+pub fn last_inbound_meta(
+    c: &mut dyn Conn,
+    ws: &str,
+    conversation_id: &str,
+    account_id: &str,
+) -> Result<Option<String>> {
+    let row = c.query_opt(
+        &Stmt::new(
+            "SELECT meta_json FROM messages
+             WHERE workspace_id = :ws AND conversation_id = :conversation AND channel_account_id = :account
+               AND direction = 'inbound' AND meta_json IS NOT NULL
+             ORDER BY sent_at DESC, id DESC LIMIT 1",
+        )
+        .bind("ws", ws)
+        .bind("conversation", conversation_id)
+        .bind("account", account_id),
+    )?;
+    Ok(match row {
+        Some(row) => row.get("meta_json")?,
+        None => None,
+    })
 }
 
 /// The message an account stored under a provider id (the widget's echo id).

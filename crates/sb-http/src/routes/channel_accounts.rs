@@ -20,22 +20,74 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_account))
         .routes(routes!(list_templates))
         .routes(routes!(sync_templates))
+        .routes(routes!(measure_text))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct MeasureText {
+    pub text: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TextMeasure {
+    pub channel: String,
+    pub characters: usize,
+    pub max_text_chars: usize,
+    /// Whether the text fits the channel's limit.
+    pub fits: bool,
+    /// SMS: the encoding (`gsm7` or `ucs2`), units and billed segments, so the agent sees the
+    /// cost before sending.
+    #[schema(value_type = Option<Object>)]
+    pub segments: Option<sb_core::sms::Segments>,
+}
+
+/// What a text costs on this account before it is sent: length against the channel's limit
+/// and, for SMS, its encoding and segments (GSM 03.38 rules).
+#[utoipa::path(post, path = "/api/v1/channel-accounts/{id}/measure", tag = "channels", params(("id" = String, Path)),
+    request_body = MeasureText, responses(
+    (status = 200, body = TextMeasure),
+    (status = 404, description = "`channel_account_not_found`", body = ErrorBody)
+), security(("bearer" = []), ("session" = [])))]
+async fn measure_text(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<MeasureText>,
+) -> ApiResult<axum::Json<TextMeasure>> {
+    principal.require(Permission::ReplyConversations)?;
+    let account = load_account(&state, &principal, &id).await?;
+    let channel = state
+        .channels
+        .get(&account.channel)
+        .ok_or_else(|| ApiError::not_found("channel_account_not_found", "this build does not support the channel"))?;
+    let characters = body.text.chars().count();
+    let max_text_chars = channel.policy().max_text_chars;
+    Ok(axum::Json(TextMeasure {
+        channel: account.channel.clone(),
+        characters,
+        max_text_chars,
+        fits: characters <= max_text_chars,
+        segments: channel.segments(&body.text),
+    }))
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct CreateChannelAccount {
-    /// `api`, `whatsapp`, `messenger`, `instagram`, `telegram` or `widget`.
+    /// `api`, `whatsapp`, `messenger`, `instagram`, `telegram`, `twilio_sms` or `widget`.
     pub channel: String,
     pub name: String,
     /// Non-secret settings. API channel: `webhook_url`, where replies are delivered. Widget:
     /// `allowed_origins` (list of `scheme://host[:port]`; empty = any), `hmac_mandatory`,
     /// `prechat`, `title`, `welcome`, `max_upload_bytes`. WhatsApp: `phone_number_id`,
     /// `waba_id`, `api_base_url`, `api_version`, `handoff_template` (`{"name","language"}`).
+    /// Twilio SMS: `account_sid`, `from` or `messaging_service_sid`, `api_base_url`,
+    /// `webhook_url` (the URL the provider signs, when a proxy changes ours),
+    /// `segments_per_second`, `keyword_replies` (`provider` | `switchboard`), `business_name`.
     #[serde(default)]
     pub settings: serde_json::Value,
     /// Secrets; generated when omitted (API channel: `secret`; widget: `hmac_secret` for
     /// `identifier_hash`, `token_key` for visitor tokens; WhatsApp: `app_secret`, `access_token`,
-    /// `verify_token`).
+    /// `verify_token`; Twilio SMS: `auth_token` (required), `api_key_sid` + `api_key_secret`).
     pub secrets: Option<serde_json::Value>,
 }
 
@@ -176,6 +228,11 @@ async fn create_account(
             .map(|c| c.new_secrets())
             .unwrap_or_default(),
     };
+    if let Some(channel) = state.channels.get(&body.channel)
+        && let Err(problem) = channel.check_account(&settings, &secrets)
+    {
+        return Err(ApiError::unprocessable("invalid_settings", problem));
+    }
     let (ws, actor, now, channel) = (
         principal.workspace_id().to_owned(),
         principal.actor(),

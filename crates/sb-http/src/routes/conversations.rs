@@ -203,6 +203,12 @@ pub struct CreateMessage {
     /// Files uploaded with `POST /api/v1/attachments`, sent with the text (or alone).
     #[serde(default)]
     pub attachment_ids: Vec<String>,
+    /// `conversation` (default), `transactional` or `marketing`: marketing is refused where
+    /// the customer opted out on the channel (`consent_revoked`) or the address is suppressed
+    /// (`address_suppressed`), when queued and again when sent.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub purpose: sb_core::inbox::Purpose,
 }
 
 pub(crate) fn reply_error(e: ReplyError) -> ApiError {
@@ -234,6 +240,7 @@ async fn post_message(
         note,
         template: if note { None } else { body.template },
         attachment_ids: if note { Vec::new() } else { body.attachment_ids },
+        purpose: body.purpose,
     };
     let message = sb_inbox::reply(&state.engine, &state.channels, &state.live, request)
         .await
@@ -246,7 +253,7 @@ async fn post_message(
 #[utoipa::path(post, path = "/api/v1/conversations/{id}/messages", tag = "inbox", params(("id" = String, Path)), request_body = CreateMessage, responses(
     (status = 201, body = MessageView),
     (status = 404, description = "`conversation_not_found`", body = ErrorBody),
-    (status = 422, description = "`no_channel`, `no_address`, `reply_window_closed`, `channel_unavailable`, `text_too_long`, `empty_message`, `channel_account_not_found`, `template_not_found`, `template_not_approved`, `template_parameters_mismatch`", body = ErrorBody)
+    (status = 422, description = "`no_channel`, `no_address`, `reply_window_closed`, `channel_unavailable`, `text_too_long`, `empty_message`, `channel_account_not_found`, `template_not_found`, `template_not_approved`, `template_parameters_mismatch`, `consent_revoked`, `address_suppressed`", body = ErrorBody)
 ), security(("bearer" = []), ("session" = [])))]
 async fn create_message(
     State(state): State<AppState>,
@@ -282,6 +289,7 @@ async fn create_note(
             channel_account_id: None,
             template: None,
             attachment_ids: Vec::new(),
+            purpose: Default::default(),
         },
         true,
     )

@@ -63,9 +63,13 @@ pub struct WebhookAck {
 async fn receive(
     State(state): State<AppState>,
     Path((channel, account_id)): Path<(String, String)>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> ApiResult<axum::Json<WebhookAck>> {
+    // The URL as the provider was told it: the public base, then the path and query we got.
+    let path_and_query = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let url = format!("{}{path_and_query}", state.base_url.trim_end_matches('/'));
     let headers: Vec<(String, String)> = headers
         .iter()
         .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str().to_owned(), v.to_owned())))
@@ -74,10 +78,13 @@ async fn receive(
         &state.store,
         &state.channels,
         &state.intake,
-        &channel,
-        &account_id,
-        headers,
-        body.to_vec(),
+        sb_inbox::WebhookRequest {
+            channel_kind: &channel,
+            account_id: &account_id,
+            url: &url,
+            headers,
+            body: body.to_vec(),
+        },
     )
     .await;
     match outcome {

@@ -131,6 +131,8 @@ async fn claims_uploads_and_seen_behave_alike_on_both_backends() {
                         sent_at: at,
                         attachments_json: "[]",
                         template_json: None,
+                        purpose: "conversation",
+                        meta_json: None,
                     };
                     Ok::<_, sb_store::StoreError>(messages::insert(c, &new, now)?.expect("inserted").id)
                 };
