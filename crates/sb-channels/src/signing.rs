@@ -75,6 +75,14 @@ pub fn unsubscribe_signature(key: &str, account_id: &str, address: &str) -> Stri
     hmac_sha256_hex(key.as_bytes(), format!("unsubscribe|{account_id}|{address}").as_bytes())
 }
 
+/// Checks an unsubscribe link's signature in constant time.
+pub fn unsubscribe_signature_valid(key: &str, account_id: &str, address: &str, sig: &str) -> bool {
+    let Ok(tag) = hex::decode(sig) else { return false };
+    let mut mac = HmacSha256::new_from_slice(key.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(format!("unsubscribe|{account_id}|{address}").as_bytes());
+    mac.verify_slice(&tag).is_ok()
+}
+
 /// Checks a file URL's signature (constant time) and expiry.
 pub fn media_signature_valid(
     key: &str,

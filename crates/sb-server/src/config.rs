@@ -24,12 +24,16 @@ pub struct Cli {
 
 #[derive(Debug, Args, Default)]
 pub struct GlobalArgs {
-    /// TOML configuration file (keys: listen, data_dir, database_url, nats_url, public_url, demo, max_body_bytes, request_timeout_secs).
+    /// TOML configuration file (keys: listen, smtp_listen, data_dir, database_url, nats_url, public_url, demo, max_body_bytes, request_timeout_secs).
     #[arg(long, env = "SWITCHBOARD_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long, env = "SWITCHBOARD_LISTEN", global = true)]
     pub listen: Option<String>,
+    /// Address of the SMTP listener that receives e-mail for the e-mail channels' addresses
+    /// (MX delivery) [default: none; with the demo, a free port on 127.0.0.1].
+    #[arg(long, env = "SWITCHBOARD_SMTP_LISTEN", global = true)]
+    pub smtp_listen: Option<String>,
     /// Where the SQLite file and other local state live [default: ./switchboard-data].
     #[arg(long, env = "SWITCHBOARD_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
@@ -72,6 +76,7 @@ pub enum BenchCommand {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<String>,
+    smtp_listen: Option<String>,
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     nats_url: Option<String>,
@@ -114,6 +119,8 @@ pub fn redact(url: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// The SMTP listener for inbound e-mail, when there is one.
+    pub smtp_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub database: DatabaseConfig,
     pub nats_url: Option<String>,
@@ -163,6 +170,14 @@ impl Config {
                 "listen address `{listen_text}` is not an address like 127.0.0.1:8080 (set --listen or SWITCHBOARD_LISTEN)"
             ))
         })?;
+        let smtp_listen = match args.smtp_listen.clone().or(file.smtp_listen) {
+            None => None,
+            Some(text) => Some(text.parse::<SocketAddr>().or_else(|_| {
+                err(format!(
+                    "SMTP listen address `{text}` is not an address like 0.0.0.0:25 (set --smtp-listen or SWITCHBOARD_SMTP_LISTEN)"
+                ))
+            })?),
+        };
         let data_dir = args
             .data_dir
             .clone()
@@ -207,8 +222,14 @@ impl Config {
         }
         http.secure_cookies = public_url.as_deref().is_some_and(|u| u.starts_with("https://"));
         let demo = !args.no_demo && file.demo.unwrap_or(true);
+        // The demo's mail simulator delivers to a listener of its own when none is set.
+        let smtp_listen = match (smtp_listen, demo) {
+            (None, true) => Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            (other, _) => other,
+        };
         Ok(Config {
             listen,
+            smtp_listen,
             data_dir,
             database,
             nats_url,

@@ -70,6 +70,8 @@ const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
 /// A started server.
 pub struct Server {
     pub addr: std::net::SocketAddr,
+    /// Where the SMTP listener receives e-mail, when it runs.
+    pub smtp_addr: Option<std::net::SocketAddr>,
     pub base_url: String,
     pub store: Store,
     pub engine: Engine,
@@ -116,6 +118,17 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
         .await
         .map_err(|e| ConfigError(format!("cannot schedule maintenance: {e}")))?;
 
+    // The SMTP listener is bound before anything is announced, so a taken port is a clear
+    // start-up error.
+    let smtp_listener = match config.smtp_listen {
+        Some(at) => Some(TcpListener::bind(at).await.map_err(|e| {
+            ConfigError(format!(
+                "cannot listen for SMTP on {at}: {e} (set --smtp-listen or SWITCHBOARD_SMTP_LISTEN)"
+            ))
+        })?),
+        None => None,
+    };
+    let smtp_addr = smtp_listener.as_ref().and_then(|l| l.local_addr().ok());
     let mut demo = if config.demo {
         demo::ensure(&store, &config.data_dir, &base_url)
             .await
@@ -124,12 +137,27 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
         None
     };
     let simulators = match demo.as_mut() {
-        Some(creds) => simulators::start(&store, &channels, creds, &config.data_dir)
+        Some(creds) => simulators::start(&store, &channels, creds, &config.data_dir, smtp_addr)
             .await
             .map_err(|e| ConfigError(format!("cannot start the demo's simulators: {e}")))?,
         None => simulators::Simulators::default(),
     };
 
+    let (stop_mail, mail_stopped) = tokio::sync::watch::channel(false);
+    let ingress = sb_mail::smtp::Ingress {
+        store: store.clone(),
+        channels: channels.clone(),
+        intake: intake.clone(),
+    };
+    let smtp = smtp_listener.map(|listener| {
+        let mail_config = sb_mail::smtp::SmtpConfig::default();
+        tokio::spawn(sb_mail::smtp::serve(
+            listener,
+            ingress,
+            mail_config,
+            mail_stopped.clone(),
+        ))
+    });
     let state = sb_http::AppState::new(
         store.clone(),
         engine.clone(),
@@ -164,6 +192,10 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
             }
             _ = limit => tracing::warn!("requests still running after the drain limit were cut off"),
         }
+        stop_mail.send_replace(true);
+        if let Some(smtp) = smtp {
+            let _ = smtp.await;
+        }
         stop_processing.send_replace(true);
         let _ = processing.await;
         simulators.shutdown().await;
@@ -173,6 +205,7 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
     });
     Ok(Server {
         addr,
+        smtp_addr,
         base_url,
         store,
         engine,
@@ -193,6 +226,9 @@ pub async fn serve(config: Config, signal: impl Future<Output = ()>) -> Result<(
     let server = start(config.clone(), listener, Time::System).await?;
     println!("Switchboard is listening on http://{}", server.addr);
     println!("  database: {}", config.database.describe());
+    if let Some(smtp) = server.smtp_addr {
+        println!("  SMTP (inbound e-mail): {smtp}");
+    }
     println!(
         "  API: {}/api/v1 (OpenAPI document at {}/api/openapi.json)",
         server.base_url, server.base_url

@@ -1,5 +1,6 @@
 //! The demo's provider simulators, started in-process next to the server: WhatsApp's Cloud
-//! API, Messenger and Instagram (`sb-sim`), each with a demo account wired to it, so a person
+//! API, Messenger, Instagram, Telegram, Twilio SMS and a mail world (`sb-sim`), each with a
+//! demo account wired to it, so a person
 //! can play the customer through the simulator's control API and watch the agent side. Each start rewires the account to
 //! the simulator's new address and records the details in `demo-credentials.json`.
 
@@ -7,8 +8,10 @@ use std::path::Path;
 
 use sb_core::credentials;
 use sb_sim::clock::SimClock;
+use sb_sim::mail::{MailConfig, MailSim};
 use sb_sim::messenger::{MessengerConfig, MessengerSim};
 use sb_sim::telegram::{TelegramConfig, TelegramSim};
+use sb_sim::twilio::{TwilioConfig, TwilioNumber, TwilioSim};
 use sb_sim::whatsapp::{WhatsAppConfig, WhatsAppSim};
 use sb_store::{Store, StoreError, channel_accounts};
 use serde_json::json;
@@ -28,6 +31,8 @@ pub struct Simulators {
     whatsapp: Option<WhatsAppSim>,
     meta: Vec<MessengerSim>,
     telegram: Option<TelegramSim>,
+    twilio: Option<TwilioSim>,
+    mail: Option<MailSim>,
 }
 
 impl Simulators {
@@ -41,7 +46,131 @@ impl Simulators {
         if let Some(sim) = self.telegram {
             sim.shutdown().await;
         }
+        if let Some(sim) = self.twilio {
+            sim.shutdown().await;
+        }
+        if let Some(sim) = self.mail {
+            sim.shutdown().await;
+        }
     }
+}
+
+/// The demo's SMS number on the Twilio simulator; its webhook is our hook for the account.
+async fn start_twilio(store: &Store, creds: &mut DemoCredentials, ws: &str) -> Result<TwilioSim, StoreError> {
+    let known = creds.channels["twilio_sms"].clone();
+    let config = TwilioConfig {
+        auth_token: known["auth_token"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(credentials::random_secret),
+        ..TwilioConfig::default()
+    };
+    let sim = TwilioSim::start(config.clone(), SimClock::new()).await.map_err(fail)?;
+    let number = config.numbers.first().map(|n| n.phone.clone()).unwrap_or_default();
+    let settings = json!({
+        "account_sid": config.account_sid,
+        "from": number,
+        "api_base_url": sim.base_url(),
+        "business_name": "Acme Outfitters",
+        "simulated": true,
+    })
+    .to_string();
+    let secrets = json!({ "auth_token": config.auth_token }).to_string();
+    let known_id = known["account_id"].as_str().map(str::to_owned);
+    let name = "SMS +1 555 123 0000 (simulated)";
+    let account = wire_account(store, ws, known_id, "twilio_sms", name, settings, secrets).await?;
+    let webhook_url = format!("{}/hooks/twilio_sms/{account}", creds.base_url);
+    let number = TwilioNumber {
+        sms_url: Some(webhook_url.clone()),
+        ..TwilioNumber::new(number)
+    };
+    reqwest::Client::new()
+        .post(format!("{}/_sim/numbers", sim.control()))
+        .json(&json!({ "phone": number.phone, "sms_url": number.sms_url }))
+        .send()
+        .await
+        .map_err(fail)?;
+    creds.channels["twilio_sms"] = json!({
+        "account_id": account,
+        "webhook_url": webhook_url,
+        "auth_token": config.auth_token,
+        "account_sid": config.account_sid,
+        "from": number.phone,
+        "simulator_url": sim.control(),
+    });
+    Ok(sim)
+}
+
+/// The demo's support mailbox: replies go to the mail simulator over SMTP (STARTTLS with
+/// its own CA, AUTH); customer mail comes back to our SMTP listener or, signed, to the
+/// Mailgun webhook.
+async fn start_mail(
+    store: &Store,
+    creds: &mut DemoCredentials,
+    ws: &str,
+    smtp_listen: Option<std::net::SocketAddr>,
+) -> Result<MailSim, StoreError> {
+    let known = creds.channels["email"].clone();
+    let secret = |k: &str| {
+        known[k]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(credentials::random_secret)
+    };
+    let config = MailConfig {
+        password: secret("smtp_password"),
+        mailgun_signing_key: secret("mailgun_signing_key"),
+        require_tls: true,
+        require_auth: true,
+        ..MailConfig::default()
+    };
+    let sim = MailSim::start(config.clone(), SimClock::new()).await.map_err(fail)?;
+    let address = "support@acme-outfitters.example";
+    let settings = json!({
+        "address": address,
+        "display_name": "Acme Outfitters Support",
+        "smtp_host": sim.smtp_addr().ip().to_string(),
+        "smtp_port": sim.smtp_addr().port(),
+        "smtp_security": "starttls",
+        "smtp_username": config.username,
+        "smtp_ca_pem": sim.certificate_pem(),
+        "simulated": true,
+    })
+    .to_string();
+    let secrets = json!({
+        "smtp_password": config.password,
+        "mailgun_signing_key": config.mailgun_signing_key,
+    })
+    .to_string();
+    let known_id = known["account_id"].as_str().map(str::to_owned);
+    let account = wire_account(
+        store,
+        ws,
+        known_id,
+        "email",
+        "E-mail support@ (simulated)",
+        settings,
+        secrets,
+    )
+    .await?;
+    let mailgun_webhook_url = format!("{}/hooks/email/{account}", creds.base_url);
+    let smtp_target = smtp_listen.map(|a| a.to_string());
+    reqwest::Client::new()
+        .post(format!("{}/_sim/targets", sim.base_url()))
+        .json(&json!({ "smtp": smtp_target.clone().unwrap_or_default(), "mailgun_url": mailgun_webhook_url }))
+        .send()
+        .await
+        .map_err(fail)?;
+    creds.channels["email"] = json!({
+        "account_id": account,
+        "address": address,
+        "smtp_listen": smtp_target,
+        "mailgun_webhook_url": mailgun_webhook_url,
+        "mailgun_signing_key": config.mailgun_signing_key,
+        "smtp_password": config.password,
+        "simulator_url": sim.base_url(),
+    });
+    Ok(sim)
 }
 
 /// The demo workspace: the one of the demo's API channel account.
@@ -200,6 +329,7 @@ pub async fn start(
     channels: &sb_inbox::Channels,
     creds: &mut DemoCredentials,
     data_dir: &Path,
+    smtp_listen: Option<std::net::SocketAddr>,
 ) -> Result<Simulators, StoreError> {
     let known = &creds.channels["whatsapp"];
     let secret = |k: &str| {
@@ -286,10 +416,14 @@ pub async fn start(
     });
     let meta = start_meta(store, creds, &account.workspace_id).await?;
     let telegram = start_telegram(store, channels, creds, &account.workspace_id).await?;
+    let twilio = start_twilio(store, creds, &account.workspace_id).await?;
+    let mail = start_mail(store, creds, &account.workspace_id, smtp_listen).await?;
     demo::save(creds, data_dir)?;
     Ok(Simulators {
         whatsapp: Some(sim),
         meta,
         telegram,
+        twilio: Some(twilio),
+        mail: Some(mail),
     })
 }

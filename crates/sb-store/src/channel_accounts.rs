@@ -94,6 +94,27 @@ pub fn for_webhook(c: &mut dyn Conn, id: &str) -> Result<Option<(ChannelAccount,
     })
 }
 
+/// Every enabled account of one channel, in every workspace, with its secrets: for ingress
+/// we run ourselves (IMAP mailboxes to read, addresses our SMTP listener accepts).
+pub fn enabled_of_kind(c: &mut dyn Conn, channel: &str) -> Result<Vec<(ChannelAccount, String)>> {
+    let rows = c.query(
+        &Stmt::new(format!(
+            "SELECT {COLUMNS}, secrets_json FROM channel_accounts
+             WHERE channel = :channel AND disabled = :no ORDER BY id"
+        ))
+        .bind("channel", channel)
+        .bind("no", false),
+    )?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                sb_sql::FromRow::from_row(r)?,
+                r.get_in("channel_accounts", "secrets_json")?,
+            ))
+        })
+        .collect()
+}
+
 /// Replaces an account's settings (the secrets stay).
 pub fn update_settings(c: &mut dyn Conn, workspace_id: &str, id: &str, settings_json: &str, now: i64) -> Result<bool> {
     Ok(c.execute(

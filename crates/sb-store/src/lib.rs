@@ -13,6 +13,7 @@ pub mod customers;
 pub mod inbound;
 pub mod jobs;
 pub mod live_events;
+pub mod mailbox_sync;
 pub mod merges;
 pub mod messages;
 pub mod migrations;

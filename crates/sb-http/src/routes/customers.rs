@@ -20,6 +20,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(search_customers))
         .routes(routes!(get_customer))
         .routes(routes!(merge_customers))
+        .routes(routes!(add_identity))
         .routes(routes!(undo_merge))
 }
 
@@ -116,6 +117,100 @@ async fn get_customer(
             conversation_id,
         })),
         None => Err(super::not_found(&state, &principal, ObjectKind::Customer, &id, "customer_not_found").await),
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct AddIdentity {
+    /// `email` or `phone` (E.164).
+    pub kind: String,
+    pub value: String,
+}
+
+/// An agent links an e-mail address or phone number to this customer (they said it is
+/// theirs): mail or texts from it join this customer's conversation. Audited. When another
+/// customer holds it, merge the two instead.
+#[utoipa::path(post, path = "/api/v1/customers/{id}/identities", tag = "customers", params(("id" = String, Path)),
+    request_body = AddIdentity, responses(
+    (status = 201, body = IdentityView),
+    (status = 404, description = "`customer_not_found`", body = ErrorBody),
+    (status = 409, description = "`identity_taken`: another customer holds it (merge them)", body = ErrorBody),
+    (status = 422, description = "`invalid_identity`", body = ErrorBody)
+), security(("bearer" = []), ("session" = [])))]
+async fn add_identity(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<AddIdentity>,
+) -> ApiResult<(StatusCode, axum::Json<IdentityView>)> {
+    principal.require(Permission::ReplyConversations)?;
+    let value = match body.kind.as_str() {
+        "email" => sb_core::inbox::normalise_email(&body.value),
+        "phone" => sb_core::inbox::normalise_phone(&body.value),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        ApiError::unprocessable(
+            "invalid_identity",
+            "kind must be `email` or `phone` with a valid address (phone in E.164, e.g. +34600111222)",
+        )
+    })?;
+    let (ws, cid, kind, actor, now, normalised) = (
+        principal.workspace_id().to_owned(),
+        id.clone(),
+        body.kind.clone(),
+        principal.actor(),
+        state.store.now(),
+        value.clone(),
+    );
+    let outcome = state
+        .store
+        .db
+        .write(move |c| {
+            if customers::get(c, &ws, &cid)?.is_none() {
+                return Ok(Err(None));
+            }
+            if let Some(owner) = customers::find_identity_owner(c, &ws, &kind, "", &value)? {
+                return Ok(if owner == cid { Ok(()) } else { Err(Some(owner)) });
+            }
+            let hint = customers::Hint {
+                kind: &kind,
+                value: &value,
+                verified: true,
+            };
+            customers::attach(c, &ws, &cid, &hint, "", now)?;
+            let (email, phone) = match kind.as_str() {
+                "email" => (Some(value.as_str()), None),
+                _ => (None, Some(value.as_str())),
+            };
+            customers::fill_profile(c, &ws, &cid, None, email, phone, now)?;
+            let change = Change {
+                action: "customer.identity_added",
+                object_kind: "customer",
+                object_id: Some(&cid),
+                before: None,
+                after: Some(serde_json::json!({ "kind": kind, "value": value })),
+            };
+            audit::record(c, &ws, &actor, &change, now)?;
+            Ok::<_, StoreError>(Ok(()))
+        })
+        .await?;
+    match outcome {
+        Ok(()) => Ok((
+            StatusCode::CREATED,
+            axum::Json(IdentityView {
+                kind: body.kind,
+                scope: String::new(),
+                value: normalised,
+                verified: true,
+            }),
+        )),
+        Err(None) => Err(super::not_found(&state, &principal, ObjectKind::Customer, &id, "customer_not_found").await),
+        Err(Some(owner)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "identity_taken",
+            format!("customer {owner} holds this identity: merge the two customers instead"),
+        )),
     }
 }
 

@@ -11,6 +11,7 @@ mod jobs;
 mod presence;
 mod system;
 mod tokens;
+mod unsubscribe;
 mod users;
 mod webhooks;
 pub(crate) mod widget;
@@ -39,6 +40,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(presence::router())
         .merge(widget::router())
         .merge(attachments::router())
+        .merge(unsubscribe::router())
 }
 
 /// The answer for an id the caller's workspace does not have: always a plain 404, and when

@@ -18,6 +18,7 @@ pub struct TestServer {
 pub fn config(dir: &std::path::Path) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().expect("address"),
+        smtp_listen: Some("127.0.0.1:0".parse().expect("address")),
         data_dir: dir.to_path_buf(),
         database: DatabaseConfig::Sqlite(dir.join("switchboard.sqlite")),
         nats_url: None,

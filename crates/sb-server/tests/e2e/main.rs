@@ -8,6 +8,7 @@ mod inbox;
 mod messenger;
 mod nothing_lost;
 mod postgres;
+mod sms;
 mod telegram;
 mod whatsapp;
 mod widget;
