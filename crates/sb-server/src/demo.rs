@@ -52,10 +52,16 @@ impl DemoCredentials {
             ("whatsapp", "WhatsApp"),
             ("messenger", "Messenger"),
             ("instagram", "Instagram"),
+            ("telegram", "Telegram"),
+            ("twilio_sms", "SMS"),
         ] {
             if let Some(url) = self.channels[channel]["simulator_url"].as_str() {
                 println!("  {label} (simulated): play the customer at {url}/");
             }
+        }
+        let email = &self.channels["email"];
+        if let (Some(url), Some(address)) = (email["simulator_url"].as_str(), email["address"].as_str()) {
+            println!("  e-mail (simulated): write to {address} and read replies at {url}/");
         }
     }
 }

@@ -149,6 +149,8 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
         channels: channels.clone(),
         intake: intake.clone(),
     };
+    // Connected mailboxes (accounts with `imap_host`) are read by one task each.
+    let imap = sb_mail::imap::spawn(store.clone(), channels.clone(), intake.clone(), mail_stopped.clone());
     let smtp = smtp_listener.map(|listener| {
         let mail_config = sb_mail::smtp::SmtpConfig::default();
         tokio::spawn(sb_mail::smtp::serve(
@@ -196,6 +198,7 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
         if let Some(smtp) = smtp {
             let _ = smtp.await;
         }
+        let _ = imap.await;
         stop_processing.send_replace(true);
         let _ = processing.await;
         simulators.shutdown().await;

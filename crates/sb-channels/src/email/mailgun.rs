@@ -17,9 +17,14 @@ fn field<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
 }
 
+/// The form's fields, decoded.
+pub fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(body).into_owned().collect()
+}
+
 /// Checks the signature triple and returns the message as RFC 5322 bytes.
 pub fn verify(body: &[u8], signing_key: &str, now_ms: i64) -> Result<Vec<u8>, ChannelError> {
-    let params: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+    let params = form_pairs(body);
     let (Some(timestamp), Some(token), Some(given)) = (
         field(&params, "timestamp"),
         field(&params, "token"),
@@ -38,10 +43,15 @@ pub fn verify(body: &[u8], signing_key: &str, now_ms: i64) -> Result<Vec<u8>, Ch
     if (now_ms - at_ms).abs() > MAX_AGE_MS {
         return Err(ChannelError::Expired);
     }
-    if let Some(mime) = field(&params, "body-mime") {
+    message_of(&params)
+}
+
+/// The message a (verified) form carries, as RFC 5322 bytes.
+pub fn message_of(params: &[(String, String)]) -> Result<Vec<u8>, ChannelError> {
+    if let Some(mime) = field(params, "body-mime") {
         return Ok(mime.as_bytes().to_vec());
     }
-    rebuild(&params)
+    rebuild(params)
 }
 
 /// One message from the parsed fields: the original headers (`message-headers`, a JSON list

@@ -11,7 +11,8 @@
 //! Settings: `address` (our mailbox), `display_name`, `smtp_host`, `smtp_port` (587),
 //! `smtp_security` (`starttls` | `tls` | `none`), `smtp_username`, `smtp_ca_pem` (a private
 //! relay's CA), `imap_host`, `imap_port`, `imap_security`, `imap_username`, `imap_mailbox`,
-//! `imap_ca_pem`, `require_authenticated_from`. Secrets: `smtp_password`, `imap_password`,
+//! `imap_ca_pem`, `imap_poll_secs` (when the server has no IDLE; default 60),
+//! `require_authenticated_from`. Secrets: `smtp_password`, `imap_password`,
 //! `mailgun_signing_key`.
 
 pub mod inbound;
@@ -245,6 +246,12 @@ impl Channel for EmailChannel {
             {
                 return Err(format!("{key} must be a port number"));
             }
+        }
+        if settings
+            .get("imap_poll_secs")
+            .is_some_and(|p| p.as_u64().is_none_or(|p| !(1..=1500).contains(&p)))
+        {
+            return Err("imap_poll_secs must be 1–1500 seconds".into());
         }
         for key in ["smtp_ca_pem", "imap_ca_pem"] {
             if settings[key].as_str().is_some_and(|p| !p.contains("BEGIN CERTIFICATE")) {

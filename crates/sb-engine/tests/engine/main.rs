@@ -194,6 +194,65 @@ async fn failing_job_backs_off_then_is_dead_and_can_be_retried() {
     engine.shutdown().await;
 }
 
+/// Fails once with the provider's "retry after 7 s", then succeeds.
+struct FloodControlled(Arc<AtomicUsize>);
+#[async_trait]
+impl JobHandler for FloodControlled {
+    async fn run(&self, _ctx: &JobContext) -> Result<(), JobError> {
+        if self.0.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Err(JobError::RetryAfter("429: retry after 7 s".into(), 7_000));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_providers_retry_after_is_honoured_exactly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = ManualClock::new(1_000_000);
+    let time = Time::Manual(clock.clone());
+    let store = open_store(&dir.path().join("db.sqlite"), &time).await;
+    let ws = store
+        .db
+        .write(|c| sb_store::workspaces::create(c, "w", 0))
+        .await
+        .expect("workspace");
+    let engine = Engine::new(store.clone(), time, config());
+    let runs = Arc::new(AtomicUsize::new(0));
+    engine.register("send", FloodControlled(runs.clone()));
+    engine.start();
+    let id = engine
+        .enqueue(NewJob::new("default", "send", "{}", clock.now_ms()).workspace(&ws.id))
+        .await
+        .expect("enqueue")
+        .expect("new job");
+    let failed_at = clock.now_ms();
+    eventually(None, 0, async || runs.load(Ordering::SeqCst) == 1).await;
+    let job = {
+        let (id, ws) = (id.clone(), ws.id.clone());
+        let mut found = None;
+        for _ in 0..100 {
+            let (id, ws) = (id.clone(), ws.clone());
+            let job = store.db.read(move |c| jobs::get(c, &ws, &id)).await.expect("get");
+            if job.as_ref().is_some_and(|j| j.lease_owner.is_none()) {
+                found = job;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        found.expect("released")
+    };
+    // Not the exponential back-off: exactly the provider's wait.
+    assert_eq!(job.run_at, failed_at + 7_000);
+    clock.advance(6_999);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "not a millisecond early");
+    clock.advance(1);
+    engine.notify_jobs();
+    eventually(None, 0, async || runs.load(Ordering::SeqCst) == 2).await;
+    engine.shutdown().await;
+}
+
 struct Slow;
 #[async_trait]
 impl JobHandler for Slow {
