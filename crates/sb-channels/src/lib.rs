@@ -407,6 +407,7 @@ pub fn registry() -> Vec<std::sync::Arc<dyn Channel>> {
         std::sync::Arc::new(meta_messaging::MetaMessagingChannel::instagram()),
         std::sync::Arc::new(telegram::TelegramChannel::default()),
         std::sync::Arc::new(twilio::TwilioChannel::default()),
+        std::sync::Arc::new(twilio::TwilioChannel::whatsapp()),
         std::sync::Arc::new(email::EmailChannel::default()),
         std::sync::Arc::new(widget::WidgetChannel),
     ]

@@ -38,6 +38,10 @@ use sb_core::inbox::DeliveryStatus;
 use sb_core::sms::Keyword;
 
 pub const KIND: &str = "twilio_sms";
+/// WhatsApp through the same API: `whatsapp:`-prefixed addresses, the 24-hour window, no
+/// carrier keywords or segments.
+pub const WHATSAPP_KIND: &str = "twilio_whatsapp";
+const WHATSAPP_PREFIX: &str = "whatsapp:";
 pub const SIGNATURE_HEADER: &str = "x-twilio-signature";
 /// Twilio refuses longer bodies (21617).
 pub const MAX_TEXT: usize = 1_600;
@@ -45,12 +49,25 @@ const DEFAULT_API: &str = "https://api.twilio.com";
 
 pub struct TwilioChannel {
     http: reqwest::Client,
+    whatsapp: bool,
 }
 
 impl Default for TwilioChannel {
+    /// SMS and MMS.
     fn default() -> Self {
         TwilioChannel {
             http: crate::http_client(Duration::from_secs(15)),
+            whatsapp: false,
+        }
+    }
+}
+
+impl TwilioChannel {
+    /// WhatsApp senders on the same API.
+    pub fn whatsapp() -> Self {
+        TwilioChannel {
+            whatsapp: true,
+            ..TwilioChannel::default()
         }
     }
 }
@@ -144,7 +161,8 @@ fn status_of(value: &str) -> Option<DeliveryStatus> {
 }
 
 fn phone_hint(raw: &str) -> Result<IdentityHint, ChannelError> {
-    sb_core::inbox::normalise_phone(raw)
+    // WhatsApp senders arrive as `whatsapp:+E164`: the number is the same person's phone.
+    sb_core::inbox::normalise_phone(raw.strip_prefix(WHATSAPP_PREFIX).unwrap_or(raw))
         .map(|value| IdentityHint {
             kind: "phone".into(),
             value,
@@ -200,11 +218,15 @@ fn parse_form(
         (true, 1) => "📎 1 file".to_owned(),
         (true, n) => format!("📎 {n} files"),
     };
-    let keyword = sb_core::sms::keyword(body);
+    // Carrier keywords are SMS's; WhatsApp users stop marketing in WhatsApp itself.
+    let whatsapp = field(params, "From").is_some_and(|f| f.starts_with(WHATSAPP_PREFIX));
+    let keyword = sb_core::sms::keyword(body).filter(|_| !whatsapp);
     let mut events = vec![Inbound::Message(InboundMessage {
         provider_message_id: sid.to_owned(),
         identities: vec![from.clone()],
-        sender_name: None,
+        sender_name: field(params, "ProfileName")
+            .filter(|n| !n.trim().is_empty())
+            .map(str::to_owned),
         text,
         sent_at_ms: received_at_ms,
         media,
@@ -288,15 +310,20 @@ fn classify(http_status: u16, body: &Value, retry_after: Option<i64>) -> SendErr
 }
 
 /// Settings an admin may give, checked before the account is kept.
-fn check_settings(settings: &Value) -> Result<(), String> {
+fn check_settings(settings: &Value, whatsapp: bool) -> Result<(), String> {
     let text = |k: &str| settings.get(k).and_then(Value::as_str);
     let sid = text("account_sid").unwrap_or_default();
     if !(sid.len() == 34 && sid.starts_with("AC") && sid[2..].bytes().all(|b| b.is_ascii_alphanumeric())) {
         return Err("account_sid (AC followed by 32 characters, from the provider's console) is required".into());
     }
+    let prefix = if whatsapp { WHATSAPP_PREFIX } else { "" };
+    let is_number = |from: &str| {
+        from.strip_prefix(prefix)
+            .is_some_and(|n| sb_core::inbox::normalise_phone(n).as_deref() == Some(n))
+    };
     match (text("from"), text("messaging_service_sid")) {
-        (Some(from), _) if sb_core::inbox::normalise_phone(from).as_deref() == Some(from) => {}
-        (Some(_), _) => return Err("from must be an E.164 number like +15551230000".into()),
+        (Some(from), _) if is_number(from) => {}
+        (Some(_), _) => return Err(format!("from must be a number like {prefix}+15551230000")),
         (None, Some(ms)) if ms.starts_with("MG") => {}
         _ => return Err("one of from (E.164) or messaging_service_sid (MG…) is required".into()),
     }
@@ -318,15 +345,17 @@ fn check_settings(settings: &Value) -> Result<(), String> {
 #[async_trait]
 impl Channel for TwilioChannel {
     fn kind(&self) -> &'static str {
-        KIND
+        if self.whatsapp { WHATSAPP_KIND } else { KIND }
     }
 
     fn policy(&self) -> Policy {
         Policy {
-            reply_window_ms: None,
+            // WhatsApp's customer service window: free text only within 24 h of the
+            // customer's last message (Twilio answers 63016 otherwise).
+            reply_window_ms: self.whatsapp.then_some(24 * 3_600_000),
             max_text_chars: MAX_TEXT,
             supports_media: true,
-            max_files: 10,
+            max_files: if self.whatsapp { 1 } else { 10 },
             recipient_pace: None,
         }
     }
@@ -336,7 +365,7 @@ impl Channel for TwilioChannel {
     }
 
     fn check_account(&self, settings: &Value, secrets: &Value) -> Result<(), String> {
-        check_settings(settings)?;
+        check_settings(settings, self.whatsapp)?;
         if secrets["auth_token"].as_str().is_none_or(str::is_empty) {
             return Err("secrets.auth_token (the provider's Auth Token, which signs its webhooks) is required".into());
         }
@@ -349,6 +378,10 @@ impl Channel for TwilioChannel {
     }
 
     fn sends_per_second(&self, account: &Account) -> u32 {
+        if self.whatsapp {
+            // Twilio's default WhatsApp sender throughput.
+            return 10;
+        }
         account
             .settings
             .get("segments_per_second")
@@ -357,11 +390,15 @@ impl Channel for TwilioChannel {
     }
 
     fn segments(&self, text: &str) -> Option<sb_core::sms::Segments> {
-        Some(sb_core::sms::segments(text))
+        (!self.whatsapp).then(|| sb_core::sms::segments(text))
     }
 
     fn send_cost(&self, message: &OutboundMessage) -> u32 {
-        sb_core::sms::segments(&message.text).segments as u32
+        if self.whatsapp {
+            1
+        } else {
+            sb_core::sms::segments(&message.text).segments as u32
+        }
     }
 
     fn verify(&self, request: &RawRequest<'_>, account: &Account, now_ms: i64) -> Result<Verified, ChannelError> {
@@ -416,7 +453,12 @@ impl Channel for TwilioChannel {
 
     async fn send(&self, message: &OutboundMessage, account: &Account) -> Result<String, SendError> {
         let rest = rest(account)?;
-        let mut form: Vec<(&str, &str)> = vec![("To", &message.to)];
+        let to = if self.whatsapp {
+            format!("{WHATSAPP_PREFIX}{}", message.to)
+        } else {
+            message.to.clone()
+        };
+        let mut form: Vec<(&str, &str)> = vec![("To", &to)];
         match (account.setting("from"), account.setting("messaging_service_sid")) {
             (Some(from), _) => form.push(("From", from)),
             (None, Some(service)) => form.push(("MessagingServiceSid", service)),
@@ -689,7 +731,12 @@ mod tests {
     #[test]
     fn settings_are_checked() {
         let good = serde_json::json!({"account_sid": "AC0000000000000000000000000000demo", "from": "+15551230000"});
-        assert!(check_settings(&good).is_ok());
+        assert!(check_settings(&good, false).is_ok());
+        let whatsapp =
+            serde_json::json!({"account_sid": "AC0000000000000000000000000000demo", "from": "whatsapp:+15551230000"});
+        assert!(check_settings(&whatsapp, true).is_ok());
+        assert!(check_settings(&whatsapp, false).is_err());
+        assert!(check_settings(&good, true).is_err());
         for bad in [
             serde_json::json!({"from": "+15551230000"}),
             serde_json::json!({"account_sid": "AC0000000000000000000000000000demo"}),
@@ -697,7 +744,7 @@ mod tests {
             serde_json::json!({"account_sid": "AC0000000000000000000000000000demo", "from": "+15551230000", "segments_per_second": 0}),
             serde_json::json!({"account_sid": "AC0000000000000000000000000000demo", "from": "+15551230000", "keyword_replies": "both"}),
         ] {
-            assert!(check_settings(&bad).is_err(), "{bad}");
+            assert!(check_settings(&bad, false).is_err(), "{bad}");
         }
     }
 }

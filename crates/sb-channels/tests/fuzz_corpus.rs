@@ -1,20 +1,26 @@
-//! Replays the fuzzing corpus (`fuzz/corpus/*`, grown by `cargo +nightly fuzz run`) through
-//! the same parsers on stable, so every input that once mattered keeps being parsed without
-//! a panic.
+//! Replays the fuzzing seeds (`fuzz/seeds/*`, written by hand) and corpus (`fuzz/corpus/*`,
+//! grown by `cargo +nightly fuzz run` and minimised with `cargo fuzz cmin`) through the same
+//! parsers on stable, so every input that once mattered keeps being parsed without a panic.
 
 use std::path::PathBuf;
 
 use sb_channels::Channel;
 use sb_channels::email::{inbound, mailgun, reply};
 
+fn fuzz_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
+}
+
 fn corpus(target: &str) -> Vec<Vec<u8>> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/corpus")
-        .join(target);
-    let mut inputs: Vec<Vec<u8>> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter_map(|entry| std::fs::read(entry.ok()?.path()).ok())
-        .collect();
+    let mut inputs = Vec::new();
+    for kind in ["seeds", "corpus"] {
+        let dir = fuzz_dir().join(kind).join(target);
+        inputs.extend(
+            std::fs::read_dir(&dir)
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .filter_map(|entry| std::fs::read(entry.ok()?.path()).ok()),
+        );
+    }
     inputs.sort();
     assert!(!inputs.is_empty(), "the corpus of {target} is empty");
     inputs
@@ -43,8 +49,7 @@ fn fuzz_corpus_replays() {
 /// The seeds still mean what they were written for.
 #[test]
 fn seed_inputs_parse() {
-    let reply = std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/mime/reply.eml"))
-        .expect("seed");
+    let reply = std::fs::read(fuzz_dir().join("seeds/mime/reply.eml")).expect("seed");
     let (key, _) = inbound::parse(&reply, 0, inbound::FromTrust::UnlessFailed).expect("the reply seed parses");
     assert_eq!(key, "msgid:c-1@mail.example.test");
 }

@@ -320,7 +320,7 @@ async fn start_meta(store: &Store, creds: &mut DemoCredentials, ws: &str) -> Res
 }
 
 fn fail(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Invalid(format!("demo WhatsApp simulator: {e}"))
+    StoreError::Invalid(format!("a demo simulator: {e}"))
 }
 
 /// Starts the WhatsApp simulator and wires the demo's WhatsApp account to it.

@@ -71,11 +71,25 @@ impl Json {
     /// Serialises compactly with every non-ASCII character as a lowercase `\uXXXX` escape.
     pub fn to_wire(&self) -> String {
         let mut out = String::with_capacity(256);
-        self.write(&mut out);
+        self.write(&mut out, true);
         out
     }
 
-    fn write(&self, out: &mut String) {
+    /// Serialises compactly with raw UTF-8, as the Bot API and Twilio's REST API answer.
+    pub fn to_utf8_wire(&self) -> String {
+        let mut out = String::with_capacity(256);
+        self.write(&mut out, false);
+        out
+    }
+
+    fn write(&self, out: &mut String, ascii: bool) {
+        let string = |s: &str, out: &mut String| {
+            if ascii {
+                write_str(s, out)
+            } else {
+                out.push_str(&serde_json::to_string(s).unwrap_or_default())
+            }
+        };
         match self {
             Json::Null => out.push_str("null"),
             Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -91,14 +105,14 @@ impl Json {
                     out.push_str("null");
                 }
             }
-            Json::Str(s) => write_str(s, out),
+            Json::Str(s) => string(s, out),
             Json::Arr(items) => {
                 out.push('[');
                 for (i, item) in items.iter().enumerate() {
                     if i > 0 {
                         out.push(',');
                     }
-                    item.write(out);
+                    item.write(out, ascii);
                 }
                 out.push(']');
             }
@@ -108,9 +122,9 @@ impl Json {
                     if i > 0 {
                         out.push(',');
                     }
-                    write_str(k, out);
+                    string(k, out);
                     out.push(':');
-                    v.write(out);
+                    v.write(out, ascii);
                 }
                 out.push('}');
             }

@@ -1458,37 +1458,7 @@ fn chat_json(c: &ChatState) -> Json {
 
 /// Compact JSON keeping key order, UTF-8 as the Bot API sends it.
 fn wire(j: &Json) -> String {
-    fn w(j: &Json, out: &mut String) {
-        match j {
-            Json::Str(s) => out.push_str(&serde_json::to_string(s).unwrap_or_default()),
-            Json::Arr(items) => {
-                out.push('[');
-                for (i, it) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    w(it, out);
-                }
-                out.push(']');
-            }
-            Json::Obj(fields) => {
-                out.push('{');
-                for (i, (k, v)) in fields.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(&serde_json::to_string(k).unwrap_or_default());
-                    out.push(':');
-                    w(v, out);
-                }
-                out.push('}');
-            }
-            other => out.push_str(&other.to_wire()),
-        }
-    }
-    let mut out = String::with_capacity(256);
-    w(j, &mut out);
-    out
+    j.to_utf8_wire()
 }
 
 fn api_json(status: u16, body: &Json) -> Response {

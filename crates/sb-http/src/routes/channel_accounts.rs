@@ -73,7 +73,8 @@ async fn measure_text(
 
 #[derive(Deserialize, ToSchema)]
 pub struct CreateChannelAccount {
-    /// `api`, `whatsapp`, `messenger`, `instagram`, `telegram`, `twilio_sms` or `widget`.
+    /// `api`, `whatsapp`, `messenger`, `instagram`, `telegram`, `twilio_sms`, `twilio_whatsapp`,
+    /// `email` or `widget`.
     pub channel: String,
     pub name: String,
     /// Non-secret settings. API channel: `webhook_url`, where replies are delivered. Widget:
@@ -82,12 +83,17 @@ pub struct CreateChannelAccount {
     /// `waba_id`, `api_base_url`, `api_version`, `handoff_template` (`{"name","language"}`).
     /// Twilio SMS: `account_sid`, `from` or `messaging_service_sid`, `api_base_url`,
     /// `webhook_url` (the URL the provider signs, when a proxy changes ours),
-    /// `segments_per_second`, `keyword_replies` (`provider` | `switchboard`), `business_name`.
+    /// `segments_per_second`, `keyword_replies` (`provider` | `switchboard`), `business_name`;
+    /// WhatsApp through Twilio the same with `from` = `whatsapp:+E164`. E-mail: `address`,
+    /// `display_name`, `smtp_host`/`smtp_port`/`smtp_security`/`smtp_username`/`smtp_ca_pem`,
+    /// `imap_host`/`imap_port`/`imap_security`/`imap_username`/`imap_mailbox`/`imap_ca_pem`/
+    /// `imap_poll_secs`, `require_authenticated_from`.
     #[serde(default)]
     pub settings: serde_json::Value,
     /// Secrets; generated when omitted (API channel: `secret`; widget: `hmac_secret` for
     /// `identifier_hash`, `token_key` for visitor tokens; WhatsApp: `app_secret`, `access_token`,
-    /// `verify_token`; Twilio SMS: `auth_token` (required), `api_key_sid` + `api_key_secret`).
+    /// `verify_token`; Twilio: `auth_token` (required), `api_key_sid` + `api_key_secret`; e-mail:
+    /// `smtp_password`, `imap_password`, `mailgun_signing_key`).
     pub secrets: Option<serde_json::Value>,
 }
 

@@ -313,3 +313,79 @@ async fn sms_keywords_we_confirm_ourselves_are_confirmed_once() {
     assert!(body.contains("unsubscribed from Acme"), "{body}");
     assert_eq!(calls[0]["params"], confirmations[0]["params"]);
 }
+
+/// WhatsApp through the same provider: `whatsapp:` addresses, the customer's number linking
+/// them to their SMS thread, and free text only inside the 24-hour window.
+#[tokio::test]
+async fn whatsapp_through_twilio_joins_the_phone_thread_and_keeps_the_window() {
+    let clock = sb_engine::ManualClock::new(sb_core::Clock::now_ms(&sb_core::SystemClock));
+    let s = TestServer::start_at(sb_engine::Time::Manual(clock.clone()), |_| {}).await;
+    let sms = demo_sms(&s);
+    let (status, created) = s
+        .post(
+            "/api/v1/channel-accounts",
+            &s.admin_token,
+            json!({"channel": "twilio_whatsapp", "name": "WhatsApp via Twilio",
+                   "settings": {"account_sid": "AC0000000000000000000000000000demo", "from": "whatsapp:+15550009999",
+                                "api_base_url": sms.sim},
+                   "secrets": {"auth_token": sms.auth_token}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let hook = created["webhook_url"].as_str().expect("hook").to_owned();
+    s.sim_post(
+        &sms.sim,
+        "/_sim/numbers",
+        json!({"phone": "whatsapp:+15550009999", "sms_url": hook}),
+    )
+    .await;
+
+    // The same person texts first, then writes on WhatsApp: one conversation.
+    text_in(&s, &sms, CUSTOMER, "+15551230000", "Hi by SMS").await;
+    let sent = s
+        .sim_post(
+            &sms.sim,
+            "/_sim/inbound",
+            json!({"from": format!("whatsapp:{CUSTOMER}"), "to": "whatsapp:+15550009999", "body": "And now on WhatsApp",
+                   "profile_name": "Ana"}),
+        )
+        .await;
+    assert_eq!(sent["delivered_status"].as_u64(), Some(200), "{sent}");
+    let list = s
+        .until("/api/v1/conversations", |b| {
+            b["items"][0]["unread_count"].as_i64() == Some(2)
+        })
+        .await;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");
+    let conversation = list["items"][0]["id"].as_str().expect("id").to_owned();
+    let path = format!("/api/v1/conversations/{conversation}/messages");
+
+    // The reply goes to WhatsApp (last used) with the prefixed addresses.
+    let (status, reply) = s.post(&path, &s.admin_token, json!({"text": "Hola Ana"})).await;
+    assert_eq!(
+        (status, reply["channel"].as_str()),
+        (StatusCode::CREATED, Some("twilio_whatsapp")),
+        "{reply}"
+    );
+    s.until_message(&conversation, reply["id"].as_str().expect("id"), "delivered")
+        .await;
+    let calls = s
+        .provider_calls(&sms.sim, "/_sim/outbox", 1, |r| {
+            r["method"] == "POST" && r["params"].to_string().contains("whatsapp:+15550009999")
+        })
+        .await;
+    let params = calls[0]["params"].to_string();
+    assert!(
+        params.contains(&format!("[\"To\",\"whatsapp:{CUSTOMER}\"]")),
+        "{params}"
+    );
+
+    // A day later the window is closed: free text is refused before anything is sent.
+    clock.advance(25 * 3_600_000);
+    let (status, refused) = s.post(&path, &s.admin_token, json!({"text": "Still there?"})).await;
+    assert_eq!(
+        (status, code(&refused)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "reply_window_closed"),
+        "{refused}"
+    );
+}

@@ -178,37 +178,7 @@ fn civil(ms: i64) -> (i64, i64, i64, i64, i64, i64, i64) {
 
 /// Compact JSON keeping key order, with raw UTF-8 (Twilio's REST responses are not ASCII-escaped).
 pub(crate) fn utf8_json(j: &Json) -> String {
-    fn w(j: &Json, out: &mut String) {
-        match j {
-            Json::Str(s) => out.push_str(&serde_json::to_string(s).unwrap_or_default()),
-            Json::Arr(items) => {
-                out.push('[');
-                for (i, it) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    w(it, out);
-                }
-                out.push(']');
-            }
-            Json::Obj(fields) => {
-                out.push('{');
-                for (i, (k, v)) in fields.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(&serde_json::to_string(k).unwrap_or_default());
-                    out.push(':');
-                    w(v, out);
-                }
-                out.push('}');
-            }
-            other => out.push_str(&other.to_wire()),
-        }
-    }
-    let mut out = String::with_capacity(512);
-    w(j, &mut out);
-    out
+    j.to_utf8_wire()
 }
 
 #[cfg(test)]
