@@ -389,3 +389,94 @@ async fn whatsapp_through_twilio_joins_the_phone_thread_and_keeps_the_window() {
         "{refused}"
     );
 }
+
+/// MMS both ways: the customer's picture fetched from the provider with the account's
+/// credentials (through its redirect to the CDN), and an agent's picture handed to the
+/// provider as a signed link it can fetch.
+#[tokio::test]
+async fn mms_pictures_come_in_with_the_accounts_credentials_and_go_out_as_signed_links() {
+    let s = TestServer::start().await;
+    let sms = demo_sms(&s);
+    let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89".to_vec();
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&png);
+    let sent = s
+        .sim_post(
+            &sms.sim,
+            "/_sim/inbound",
+            json!({"from": CUSTOMER, "to": "+15551230000", "body": "",
+                   "media": [{"content_type": "image/png", "bytes_base64": encoded}]}),
+        )
+        .await;
+    assert_eq!(sent["delivered_status"].as_u64(), Some(200), "{sent}");
+    let list = s
+        .until("/api/v1/conversations?channel=twilio_sms", |b| {
+            b["items"].as_array().is_some_and(|a| a.len() == 1)
+        })
+        .await;
+    let conversation = list["items"][0]["id"].as_str().expect("id").to_owned();
+    let thread = s
+        .until(&format!("/api/v1/conversations/{conversation}/messages"), |b| {
+            b["items"][0]["attachments"].as_array().is_some_and(|a| a.len() == 1)
+        })
+        .await;
+    let picture = &thread["items"][0];
+    assert_eq!(picture["body"], "📎 1 file");
+    assert_eq!(picture["attachments"][0]["content_type"], "image/png");
+    let file = s
+        .client
+        .get(format!(
+            "{}{}",
+            s.base,
+            picture["attachments"][0]["url"].as_str().expect("url")
+        ))
+        .bearer_auth(&s.admin_token)
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(file.bytes().await.expect("bytes").to_vec(), png);
+
+    // The agent sends a picture back: the provider fetches our signed link.
+    let upload: Value = s
+        .client
+        .post(format!("{}/api/v1/attachments?filename=jacket.png", s.base))
+        .bearer_auth(&s.admin_token)
+        .header("content-type", "image/png")
+        .body(png.clone())
+        .send()
+        .await
+        .expect("upload")
+        .json()
+        .await
+        .expect("json");
+    let (status, reply) = s
+        .post(
+            &format!("/api/v1/conversations/{conversation}/messages"),
+            &s.admin_token,
+            json!({"text": "This one?", "attachment_ids": [upload["id"]]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{reply}");
+    let sent = s
+        .until_message(&conversation, reply["id"].as_str().expect("id"), "delivered")
+        .await;
+    let sid = sent["provider_message_id"].as_str().expect("sid").to_owned();
+    assert!(sid.starts_with("MM"), "an MMS: {sid}");
+    let messages = s.sim_get(&sms.sim, &format!("/_sim/messages?sid={sid}")).await;
+    let fetch = &messages[0]["media_fetches"][0];
+    assert_eq!(
+        (
+            fetch["status"].as_u64(),
+            fetch["content_type"].as_str(),
+            fetch["size"].as_u64()
+        ),
+        (Some(200), Some("image/png"), Some(png.len() as u64)),
+        "{messages}"
+    );
+    assert!(
+        fetch["url"]
+            .as_str()
+            .is_some_and(|u| u.contains("/media/") && u.contains("sig=")),
+        "{fetch}"
+    );
+}
