@@ -8,6 +8,7 @@ pub mod clock;
 pub mod credentials;
 pub mod ids;
 pub mod inbox;
+pub mod inventory;
 pub mod sms;
 
 pub use access::{Permission, Role};

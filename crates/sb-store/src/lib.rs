@@ -6,11 +6,13 @@
 
 pub mod attachments;
 pub mod audit;
+pub mod catalog;
 pub mod channel_accounts;
 pub mod consents;
 pub mod conversations;
 pub mod customers;
 pub mod inbound;
+pub mod inventory;
 pub mod jobs;
 pub mod live_events;
 pub mod mailbox_sync;

@@ -11,6 +11,7 @@ mod harness;
 mod access;
 mod audit;
 mod inbox;
+mod inventory;
 mod jobs;
 mod regressions;
 mod schema;
