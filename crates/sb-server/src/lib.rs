@@ -107,6 +107,7 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
     let engine = Engine::new(store.clone(), time.clone(), EngineConfig::default());
     let channels = sb_inbox::Channels::new(sb_channels::registry());
     maintenance::register(&engine);
+    sb_commerce::sweeper::register(&engine);
     let live = sb_inbox::live::Live::new(bus);
     sb_inbox::register(&engine, &channels, &live, &base_url);
     engine.start();
@@ -117,6 +118,9 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
     maintenance::schedule(&engine)
         .await
         .map_err(|e| ConfigError(format!("cannot schedule maintenance: {e}")))?;
+    sb_commerce::sweeper::schedule(&engine)
+        .await
+        .map_err(|e| ConfigError(format!("cannot schedule the hold sweeper: {e}")))?;
 
     // The SMTP listener is bound before anything is announced, so a taken port is a clear
     // start-up error.

@@ -3,6 +3,7 @@
 mod attachments;
 mod auth;
 mod channel_accounts;
+mod commerce;
 mod conversations;
 mod customers;
 mod events;
@@ -41,6 +42,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(widget::router())
         .merge(attachments::router())
         .merge(unsubscribe::router())
+        .merge(commerce::router())
 }
 
 /// The answer for an id the caller's workspace does not have: always a plain 404, and when

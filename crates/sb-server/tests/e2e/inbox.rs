@@ -153,6 +153,13 @@ async fn scenario_02_one_thread() {
         let ours = o["channel_account_id"] == shop.id.as_str() || o["channel_account_id"] == loyalty.id.as_str();
         if ours {
             assert_eq!(o["allowed"], true, "{o}");
+        } else if o["channel"] == "email" {
+            // Her e-mail address is global: the demo's mailbox can write to her too.
+            assert_eq!(
+                (o["allowed"].as_bool(), o["address"].as_str()),
+                (Some(true), Some("ana@example.com")),
+                "{o}"
+            );
         } else {
             // The demo's own API account: the customer has no address there, and it says so.
             assert_eq!(

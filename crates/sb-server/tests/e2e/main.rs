@@ -3,6 +3,7 @@
 
 mod api;
 mod binary;
+mod commerce;
 mod email;
 mod harness;
 mod inbox;

@@ -1,0 +1,233 @@
+//! Commerce over the public API: stores and a warehouse, a catalogue with a kit, stock
+//! received through the ledger, "available at my local branch" nearest first, checkout holds
+//! committed, released and expired, replays with one effect, and bad input refused with
+//! nothing changed.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::harness::{TestServer, code};
+
+async fn location(s: &TestServer, code: &str, name: &str, lat: f64, lng: f64, kind: &str) -> String {
+    let (status, body) = s
+        .post(
+            "/api/v1/locations",
+            &s.admin_token,
+            json!({"code": code, "kind": kind, "name": name, "address": "Calle Mayor 1", "lat": lat, "lng": lng,
+                   "timezone": "Europe/Madrid", "can_pickup": kind == "store", "accepts_returns": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["id"].as_str().expect("id").to_owned()
+}
+
+async fn change(s: &TestServer, key: &str, lines: Value) -> (StatusCode, Value) {
+    s.post(
+        "/api/v1/inventory/changes",
+        &s.admin_token,
+        json!({"idempotency_key": key, "reason": "received", "lines": lines}),
+    )
+    .await
+}
+
+async fn availability(s: &TestServer, sku: &str) -> Value {
+    let (status, body) = s
+        .get(
+            &format!("/api/v1/inventory/availability?sku={sku}&lat=40.4168&lng=-3.7038"),
+            &s.admin_token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+fn at<'a>(availability: &'a Value, code: &str) -> &'a Value {
+    availability["locations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| l["code"] == code)
+        .expect("location listed")
+}
+
+#[tokio::test]
+async fn stock_through_the_ledger_holds_and_availability_nearest_first() {
+    let s = TestServer::start().await;
+    let madrid = location(&s, "MAD-1", "Madrid Centro", 40.4169, -3.7035, "store").await;
+    let toledo = location(&s, "TOL-1", "Toledo", 39.8628, -4.0273, "store").await;
+    let warehouse = location(&s, "WH-1", "Zaragoza warehouse", 41.6488, -0.8891, "warehouse").await;
+    let (status, dup) = s
+        .post(
+            "/api/v1/locations",
+            &s.admin_token,
+            json!({"code": "MAD-1", "kind": "store", "name": "again", "timezone": "Europe/Madrid"}),
+        )
+        .await;
+    assert_eq!((status, code(&dup)), (StatusCode::CONFLICT, "location_code_taken"));
+
+    let (status, product) = s
+        .post(
+            "/api/v1/products",
+            &s.admin_token,
+            json!({"title": "Trail jacket", "variants": [
+                {"sku": "JKT-BLU-M", "title": "Blue M", "price_minor": 8999, "currency": "EUR"},
+                {"sku": "JKT-SET", "title": "Jacket + gloves", "price_minor": 10999, "currency": "EUR",
+                 "components": [{"sku": "JKT-BLU-M", "quantity": 1}, {"sku": "GLV-1", "quantity": 2}]}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{product}");
+    let (status, taken) = s
+        .post(
+            "/api/v1/products",
+            &s.admin_token,
+            json!({"title": "Copy", "variants": [{"sku": "JKT-BLU-M", "title": "x", "price_minor": 1, "currency": "EUR"}]}),
+        )
+        .await;
+    assert_eq!((status, code(&taken)), (StatusCode::CONFLICT, "sku_taken"), "{taken}");
+
+    // A delivery, sent twice (a retry): one effect.
+    let delivery = json!([
+        {"sku": "JKT-BLU-M", "location_id": madrid, "movement": {"kind": "receive", "quantity": 2}},
+        {"sku": "JKT-BLU-M", "location_id": toledo, "movement": {"kind": "receive", "quantity": 5}},
+        {"sku": "JKT-BLU-M", "location_id": warehouse, "movement": {"kind": "receive", "quantity": 40}},
+        {"sku": "GLV-1", "location_id": toledo, "movement": {"kind": "receive", "quantity": 5}}
+    ]);
+    let (status, first) = change(&s, "delivery-1", delivery.clone()).await;
+    assert_eq!(
+        (status, first["replayed"].as_bool()),
+        (StatusCode::CREATED, Some(false)),
+        "{first}"
+    );
+    let (_, again) = change(&s, "delivery-1", delivery).await;
+    assert_eq!(
+        (again["replayed"].as_bool(), &again["group_id"]),
+        (Some(true), &first["group_id"])
+    );
+    let (status, reused) = change(
+        &s,
+        "delivery-1",
+        json!([{"sku": "JKT-BLU-M", "location_id": madrid, "movement": {"kind": "receive", "quantity": 9}}]),
+    )
+    .await;
+    assert_eq!(
+        (status, code(&reused)),
+        (StatusCode::CONFLICT, "idempotency_key_reused")
+    );
+
+    // Nearest first from central Madrid, with levels for shoppers; the kit counts in sets.
+    let jacket = availability(&s, "JKT-BLU-M").await;
+    let order: Vec<&str> = jacket["locations"]
+        .as_array()
+        .expect("locations")
+        .iter()
+        .filter_map(|l| l["code"].as_str())
+        .collect();
+    assert_eq!(order, ["MAD-1", "TOL-1", "WH-1"], "{jacket}");
+    assert_eq!(
+        (
+            at(&jacket, "MAD-1")["available"].as_i64(),
+            at(&jacket, "MAD-1")["level"].as_str()
+        ),
+        (Some(2), Some("low"))
+    );
+    assert_eq!(at(&jacket, "WH-1")["level"], "in_stock");
+    let kit = availability(&s, "JKT-SET").await;
+    assert_eq!(
+        at(&kit, "TOL-1")["available"],
+        2,
+        "5 jackets and 5 gloves make 2 sets: {kit}"
+    );
+    assert_eq!(at(&kit, "MAD-1")["level"], "out_of_stock");
+
+    // A checkout holds the last two in Madrid; a third buyer is told there is not enough.
+    let hold = |key: &str, quantity: i64, ttl: i64| {
+        json!({"idempotency_key": key, "sku": "JKT-BLU-M", "location_id": madrid, "quantity": quantity,
+               "ttl_seconds": ttl, "owner_type": "cart", "owner_id": "cart-1"})
+    };
+    let (status, held) = s
+        .post("/api/v1/inventory/reservations", &s.admin_token, hold("c1", 2, 600))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{held}");
+    let (status, short) = s
+        .post("/api/v1/inventory/reservations", &s.admin_token, hold("c2", 1, 600))
+        .await;
+    assert_eq!(
+        (status, code(&short)),
+        (StatusCode::CONFLICT, "insufficient_stock"),
+        "{short}"
+    );
+    assert_eq!(short["error"]["details"]["available"], 0);
+    assert_eq!(at(&availability(&s, "JKT-BLU-M").await, "MAD-1")["available"], 0);
+    let id = held["id"].as_str().expect("id");
+    let (status, committed) = s
+        .post(
+            &format!("/api/v1/inventory/reservations/{id}/commit"),
+            &s.admin_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, committed["status"].as_str()),
+        (StatusCode::OK, Some("committed"))
+    );
+    let (status, late) = s
+        .post(
+            &format!("/api/v1/inventory/reservations/{id}/release"),
+            &s.admin_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!((status, code(&late)), (StatusCode::CONFLICT, "reservation_resolved"));
+
+    // A released hold gives its units back at once.
+    let (_, toledo_hold) = s
+        .post(
+            "/api/v1/inventory/reservations",
+            &s.admin_token,
+            json!({"idempotency_key": "c3", "sku": "JKT-BLU-M", "location_id": toledo, "quantity": 4}),
+        )
+        .await;
+    assert_eq!(at(&availability(&s, "JKT-BLU-M").await, "TOL-1")["available"], 1);
+    let id = toledo_hold["id"].as_str().expect("id");
+    s.post(
+        &format!("/api/v1/inventory/reservations/{id}/release"),
+        &s.admin_token,
+        json!({}),
+    )
+    .await;
+    assert_eq!(at(&availability(&s, "JKT-BLU-M").await, "TOL-1")["available"], 5);
+
+    // Bad input: an unknown SKU, a hold through the generic endpoint, a count below zero.
+    let (status, body) = change(
+        &s,
+        "x1",
+        json!([{"sku": "NOPE", "location_id": madrid, "movement": {"kind": "receive", "quantity": 1}}]),
+    )
+    .await;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+    let (status, body) = change(
+        &s,
+        "x2",
+        json!([{"sku": "JKT-BLU-M", "location_id": madrid, "movement": {"kind": "reserve", "quantity": 1}}]),
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_inventory_change")
+    );
+    let (status, body) = change(
+        &s,
+        "x3",
+        json!([{"sku": "JKT-BLU-M", "location_id": warehouse, "movement": {"kind": "adjust", "delta": -41}}]),
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::CONFLICT, "insufficient_stock"),
+        "{body}"
+    );
+    assert_eq!(at(&availability(&s, "JKT-BLU-M").await, "WH-1")["available"], 40);
+
+    let (_, checked) = s.get("/api/v1/inventory/check", &s.admin_token).await;
+    assert_eq!(checked["problems"], json!([]), "the ledger replays to the balances");
+}
