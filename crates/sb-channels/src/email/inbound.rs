@@ -23,6 +23,8 @@ use sb_core::inbox::DeliveryStatus;
 const MAX_HTML: usize = 512 * 1024;
 /// Dates further from the arrival than this are the sender's clock, not the truth.
 const MAX_CLOCK_SKEW_MS: i64 = 30 * 24 * 3_600_000;
+/// Mail dated this much before it arrived was delayed on the way.
+const LATE_AFTER_MS: i64 = 120_000;
 
 /// How far to trust `From`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,10 +110,13 @@ pub fn parse(raw: &[u8], received_at_ms: i64, trust: FromTrust) -> Result<(Strin
         .and_then(sb_core::inbox::normalise_email)
         .ok_or_else(|| ChannelError::Malformed("`From` is not an e-mail address".into()))?;
     let subject = message.subject().unwrap_or_default().trim().to_owned();
+    // `Date` has whole seconds and the sender's clock: it places mail that arrives late (an
+    // IMAP backlog, a slow relay) where it was written, but a live message keeps its arrival
+    // time, so it never sorts above the agent's reply it answers.
     let sent_at_ms = message
         .date()
         .map(|d| d.to_timestamp() * 1000)
-        .filter(|at| (at - received_at_ms).abs() <= MAX_CLOCK_SKEW_MS && *at <= received_at_ms + 300_000)
+        .filter(|at| received_at_ms - at > LATE_AFTER_MS && received_at_ms - at <= MAX_CLOCK_SKEW_MS)
         .unwrap_or(received_at_ms);
 
     let plain = message
@@ -354,6 +359,16 @@ JVBERi0xLjQK\r\n\
         assert!(m.identities[0].verified);
         assert_eq!(m.sender_name.as_deref(), Some("Ana López"));
         assert_eq!(m.sent_at_ms, 1_767_261_600_000);
+        // Read from a mailbox an hour later: placed when it was written. Live mail a second
+        // after its `Date` keeps its arrival time (Date has whole seconds).
+        let late = parse(REPLY.as_bytes(), 1_767_265_200_000, FromTrust::UnlessFailed)
+            .unwrap()
+            .1;
+        assert_eq!(message_of(&late).sent_at_ms, 1_767_261_600_000);
+        let live = parse(REPLY.as_bytes(), 1_767_261_600_900, FromTrust::UnlessFailed)
+            .unwrap()
+            .1;
+        assert_eq!(message_of(&live).sent_at_ms, 1_767_261_600_900);
         let meta = m.meta.as_ref().unwrap();
         assert_eq!(meta["subject"], "Re: Pickup for order 1042");
         assert_eq!(meta["in_reply_to"], "01JF8Z7Q3V@acme.example");
