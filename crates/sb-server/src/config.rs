@@ -70,6 +70,8 @@ pub enum BenchCommand {
     Store(crate::bench::StoreBenchArgs),
     /// Signed inbound messages over HTTP: acknowledged/s, ack latency, push latency to agents' streams, memory.
     Ingest(crate::bench::IngestBenchArgs),
+    /// Checkout holds through the inventory ledger, one hot SKU and spread SKUs, with the oversell count.
+    Stock(crate::bench::StockBenchArgs),
 }
 
 #[derive(Debug, Default, Deserialize)]

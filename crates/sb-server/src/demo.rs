@@ -161,6 +161,7 @@ pub async fn ensure(store: &Store, data_dir: &Path, base_url: &str) -> Result<Op
                 &widget_secrets.to_string(),
                 now,
             )?;
+            crate::demo_shop::seed(c, &ws.id, now)?;
             Ok::<_, StoreError>(Some((api.id, widget.id)))
         })
         .await?;

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod config;
 pub mod demo;
+mod demo_shop;
 mod maintenance;
 pub mod simulators;
 

@@ -36,6 +36,12 @@ fn main() {
                 let config = Config::resolve(&cli.global)?;
                 sb_server::bench::ingest(&config, &args).await
             }
+            Command::Bench {
+                what: BenchCommand::Stock(args),
+            } => {
+                let config = Config::resolve(&cli.global)?;
+                sb_server::bench::stock(&config, &args).await
+            }
         }
     });
     if let Err(e) = result {
@@ -57,21 +63,23 @@ fn init_tracing() {
         .init();
 }
 
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Ctrl-C or SIGTERM. The handlers are installed now, before the server announces itself,
+/// so a SIGTERM sent right after start-up drains instead of killing the process.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let ctrl_c = tokio::signal::ctrl_c();
+    async move {
+        let term = async {
+            match term {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term => {}
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
     }
 }

@@ -399,7 +399,10 @@ async fn change_inventory(
                 lines,
             };
             let outcome = inventory::apply(c, &change, now)?;
+            let mut events = Vec::new();
             if matches!(outcome, Outcome::Applied { .. }) {
+                let touched = change.lines.iter().map(|l| (l.item_id.clone(), l.location_id.clone()));
+                events = sb_commerce::live::availability_changed(c, &ws, touched, now)?;
                 let audit = AuditChange {
                     action: "inventory.changed",
                     object_kind: "inventory_group",
@@ -409,10 +412,12 @@ async fn change_inventory(
                 };
                 audit::record(c, &ws, &actor, &audit, now)?;
             }
-            Ok::<_, InventoryError>(outcome)
+            Ok::<_, InventoryError>((outcome, events))
         })
         .await
         .map_err(inventory_error)?;
+    let (outcome, events) = outcome;
+    state.live.publish(&events).await;
     Ok((
         StatusCode::CREATED,
         axum::Json(serde_json::json!({
@@ -466,12 +471,12 @@ async fn create_reservation(
         state.store.now(),
     );
     let actor_name = format!("{}:{}", actor.kind, actor.id.unwrap_or_default());
-    let reservation = state
+    let (reservation, events) = state
         .store
         .db
         .write(move |c| {
             let item = catalog::find_item(c, &ws, &body.sku)?.ok_or(InventoryError::NotFound("SKU"))?;
-            inventory::reserve(
+            let reservation = inventory::reserve(
                 c,
                 &NewReservation {
                     workspace_id: &ws,
@@ -485,10 +490,14 @@ async fn create_reservation(
                     expires_at: now + ttl * 1000,
                 },
                 now,
-            )
+            )?;
+            let touched = [(reservation.item_id.clone(), reservation.location_id.clone())];
+            let events = sb_commerce::live::availability_changed(c, &ws, touched, now)?;
+            Ok::<_, InventoryError>((reservation, events))
         })
         .await
         .map_err(inventory_error)?;
+    state.live.publish(&events).await;
     Ok((StatusCode::CREATED, axum::Json(reservation)))
 }
 
@@ -521,12 +530,18 @@ async fn resolve_reservation(
         state.store.now(),
     );
     let actor_name = format!("{}:{}", actor.kind, actor.id.unwrap_or_default());
-    let resolved = state
+    let (resolved, events) = state
         .store
         .db
-        .write(move |c| inventory::resolve(c, &ws, &id, to, &actor_name, now))
+        .write(move |c| {
+            let resolved = inventory::resolve(c, &ws, &id, to, &actor_name, now)?;
+            let touched = [(resolved.item_id.clone(), resolved.location_id.clone())];
+            let events = sb_commerce::live::availability_changed(c, &ws, touched, now)?;
+            Ok::<_, InventoryError>((resolved, events))
+        })
         .await
         .map_err(inventory_error)?;
+    state.live.publish(&events).await;
     Ok(axum::Json(resolved))
 }
 

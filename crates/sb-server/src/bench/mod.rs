@@ -3,7 +3,9 @@
 //! object on the last line.
 
 pub mod ingest;
+pub mod stock;
 pub mod store;
 
 pub use ingest::{IngestBenchArgs, ingest};
+pub use stock::{StockBenchArgs, stock};
 pub use store::{StoreBenchArgs, store};

@@ -6,7 +6,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{TestServer, code};
+use crate::harness::{EventStream, TestServer, code};
 
 async fn location(s: &TestServer, code: &str, name: &str, lat: f64, lng: f64, kind: &str) -> String {
     let (status, body) = s
@@ -70,9 +70,9 @@ async fn stock_through_the_ledger_holds_and_availability_nearest_first() {
             "/api/v1/products",
             &s.admin_token,
             json!({"title": "Trail jacket", "variants": [
-                {"sku": "JKT-BLU-M", "title": "Blue M", "price_minor": 8999, "currency": "EUR"},
-                {"sku": "JKT-SET", "title": "Jacket + gloves", "price_minor": 10999, "currency": "EUR",
-                 "components": [{"sku": "JKT-BLU-M", "quantity": 1}, {"sku": "GLV-1", "quantity": 2}]}]}),
+                {"sku": "TJ-BLU-M", "title": "Blue M", "price_minor": 8999, "currency": "EUR"},
+                {"sku": "TJ-SET", "title": "Jacket + gloves", "price_minor": 10999, "currency": "EUR",
+                 "components": [{"sku": "TJ-BLU-M", "quantity": 1}, {"sku": "TG-1", "quantity": 2}]}]}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{product}");
@@ -80,17 +80,17 @@ async fn stock_through_the_ledger_holds_and_availability_nearest_first() {
         .post(
             "/api/v1/products",
             &s.admin_token,
-            json!({"title": "Copy", "variants": [{"sku": "JKT-BLU-M", "title": "x", "price_minor": 1, "currency": "EUR"}]}),
+            json!({"title": "Copy", "variants": [{"sku": "TJ-BLU-M", "title": "x", "price_minor": 1, "currency": "EUR"}]}),
         )
         .await;
     assert_eq!((status, code(&taken)), (StatusCode::CONFLICT, "sku_taken"), "{taken}");
 
     // A delivery, sent twice (a retry): one effect.
     let delivery = json!([
-        {"sku": "JKT-BLU-M", "location_id": madrid, "movement": {"kind": "receive", "quantity": 2}},
-        {"sku": "JKT-BLU-M", "location_id": toledo, "movement": {"kind": "receive", "quantity": 5}},
-        {"sku": "JKT-BLU-M", "location_id": warehouse, "movement": {"kind": "receive", "quantity": 40}},
-        {"sku": "GLV-1", "location_id": toledo, "movement": {"kind": "receive", "quantity": 5}}
+        {"sku": "TJ-BLU-M", "location_id": madrid, "movement": {"kind": "receive", "quantity": 2}},
+        {"sku": "TJ-BLU-M", "location_id": toledo, "movement": {"kind": "receive", "quantity": 5}},
+        {"sku": "TJ-BLU-M", "location_id": warehouse, "movement": {"kind": "receive", "quantity": 40}},
+        {"sku": "TG-1", "location_id": toledo, "movement": {"kind": "receive", "quantity": 5}}
     ]);
     let (status, first) = change(&s, "delivery-1", delivery.clone()).await;
     assert_eq!(
@@ -106,7 +106,7 @@ async fn stock_through_the_ledger_holds_and_availability_nearest_first() {
     let (status, reused) = change(
         &s,
         "delivery-1",
-        json!([{"sku": "JKT-BLU-M", "location_id": madrid, "movement": {"kind": "receive", "quantity": 9}}]),
+        json!([{"sku": "TJ-BLU-M", "location_id": madrid, "movement": {"kind": "receive", "quantity": 9}}]),
     )
     .await;
     assert_eq!(
@@ -115,12 +115,14 @@ async fn stock_through_the_ledger_holds_and_availability_nearest_first() {
     );
 
     // Nearest first from central Madrid, with levels for shoppers; the kit counts in sets.
-    let jacket = availability(&s, "JKT-BLU-M").await;
+    let jacket = availability(&s, "TJ-BLU-M").await;
+    // (The demo's own shops are listed too; ours come in distance order.)
     let order: Vec<&str> = jacket["locations"]
         .as_array()
         .expect("locations")
         .iter()
         .filter_map(|l| l["code"].as_str())
+        .filter(|c| c.ends_with("-1"))
         .collect();
     assert_eq!(order, ["MAD-1", "TOL-1", "WH-1"], "{jacket}");
     assert_eq!(
@@ -131,7 +133,7 @@ async fn stock_through_the_ledger_holds_and_availability_nearest_first() {
         (Some(2), Some("low"))
     );
     assert_eq!(at(&jacket, "WH-1")["level"], "in_stock");
-    let kit = availability(&s, "JKT-SET").await;
+    let kit = availability(&s, "TJ-SET").await;
     assert_eq!(
         at(&kit, "TOL-1")["available"],
         2,
@@ -139,9 +141,39 @@ async fn stock_through_the_ledger_holds_and_availability_nearest_first() {
     );
     assert_eq!(at(&kit, "MAD-1")["level"], "out_of_stock");
 
+    // Staff screens follow availability live: a count at Madrid is pushed at once.
+    let mut stream = EventStream::open(&s, None).await;
+    let (status, _) = change(
+        &s,
+        "count-1",
+        json!([{"sku": "TJ-BLU-M", "location_id": madrid, "movement": {"kind": "adjust", "delta": 1}}]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, kind, pushed) = stream.next().await;
+    assert_eq!(kind, "inventory.availability_changed");
+    let pushed = &pushed["data"];
+    assert_eq!(
+        (
+            pushed["sku"].as_str(),
+            pushed["location_id"].as_str(),
+            pushed["available"].as_i64()
+        ),
+        (Some("TJ-BLU-M"), Some(madrid.as_str()), Some(3)),
+        "{pushed}"
+    );
+    let (status, _) = change(
+        &s,
+        "count-2",
+        json!([{"sku": "TJ-BLU-M", "location_id": madrid, "movement": {"kind": "adjust", "delta": -1}}]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(stream.next().await.2["data"]["available"], 2);
+
     // A checkout holds the last two in Madrid; a third buyer is told there is not enough.
     let hold = |key: &str, quantity: i64, ttl: i64| {
-        json!({"idempotency_key": key, "sku": "JKT-BLU-M", "location_id": madrid, "quantity": quantity,
+        json!({"idempotency_key": key, "sku": "TJ-BLU-M", "location_id": madrid, "quantity": quantity,
                "ttl_seconds": ttl, "owner_type": "cart", "owner_id": "cart-1"})
     };
     let (status, held) = s
@@ -157,7 +189,7 @@ async fn stock_through_the_ledger_holds_and_availability_nearest_first() {
         "{short}"
     );
     assert_eq!(short["error"]["details"]["available"], 0);
-    assert_eq!(at(&availability(&s, "JKT-BLU-M").await, "MAD-1")["available"], 0);
+    assert_eq!(at(&availability(&s, "TJ-BLU-M").await, "MAD-1")["available"], 0);
     let id = held["id"].as_str().expect("id");
     let (status, committed) = s
         .post(
@@ -184,10 +216,10 @@ async fn stock_through_the_ledger_holds_and_availability_nearest_first() {
         .post(
             "/api/v1/inventory/reservations",
             &s.admin_token,
-            json!({"idempotency_key": "c3", "sku": "JKT-BLU-M", "location_id": toledo, "quantity": 4}),
+            json!({"idempotency_key": "c3", "sku": "TJ-BLU-M", "location_id": toledo, "quantity": 4}),
         )
         .await;
-    assert_eq!(at(&availability(&s, "JKT-BLU-M").await, "TOL-1")["available"], 1);
+    assert_eq!(at(&availability(&s, "TJ-BLU-M").await, "TOL-1")["available"], 1);
     let id = toledo_hold["id"].as_str().expect("id");
     s.post(
         &format!("/api/v1/inventory/reservations/{id}/release"),
@@ -195,7 +227,7 @@ async fn stock_through_the_ledger_holds_and_availability_nearest_first() {
         json!({}),
     )
     .await;
-    assert_eq!(at(&availability(&s, "JKT-BLU-M").await, "TOL-1")["available"], 5);
+    assert_eq!(at(&availability(&s, "TJ-BLU-M").await, "TOL-1")["available"], 5);
 
     // Bad input: an unknown SKU, a hold through the generic endpoint, a count below zero.
     let (status, body) = change(
@@ -208,7 +240,7 @@ async fn stock_through_the_ledger_holds_and_availability_nearest_first() {
     let (status, body) = change(
         &s,
         "x2",
-        json!([{"sku": "JKT-BLU-M", "location_id": madrid, "movement": {"kind": "reserve", "quantity": 1}}]),
+        json!([{"sku": "TJ-BLU-M", "location_id": madrid, "movement": {"kind": "reserve", "quantity": 1}}]),
     )
     .await;
     assert_eq!(
@@ -218,7 +250,7 @@ async fn stock_through_the_ledger_holds_and_availability_nearest_first() {
     let (status, body) = change(
         &s,
         "x3",
-        json!([{"sku": "JKT-BLU-M", "location_id": warehouse, "movement": {"kind": "adjust", "delta": -41}}]),
+        json!([{"sku": "TJ-BLU-M", "location_id": warehouse, "movement": {"kind": "adjust", "delta": -41}}]),
     )
     .await;
     assert_eq!(
@@ -226,7 +258,7 @@ async fn stock_through_the_ledger_holds_and_availability_nearest_first() {
         (StatusCode::CONFLICT, "insufficient_stock"),
         "{body}"
     );
-    assert_eq!(at(&availability(&s, "JKT-BLU-M").await, "WH-1")["available"], 40);
+    assert_eq!(at(&availability(&s, "TJ-BLU-M").await, "WH-1")["available"], 40);
 
     let (_, checked) = s.get("/api/v1/inventory/check", &s.admin_token).await;
     assert_eq!(checked["problems"], json!([]), "the ledger replays to the balances");
