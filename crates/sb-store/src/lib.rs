@@ -6,6 +6,7 @@
 
 pub mod attachments;
 pub mod audit;
+pub mod carts;
 pub mod catalog;
 pub mod channel_accounts;
 pub mod consents;

@@ -263,3 +263,134 @@ async fn stock_through_the_ledger_holds_and_availability_nearest_first() {
     let (_, checked) = s.get("/api/v1/inventory/check", &s.admin_token).await;
     assert_eq!(checked["problems"], json!([]), "the ledger replays to the balances");
 }
+
+/// Scenario 7: added on the phone app, waiting on the laptop. The guest cart becomes the
+/// customer's at sign-in, the laptop opens the same cart, what one device adds the other
+/// sees, and a second guest cart merges into hers (quantities add up) instead of replacing it.
+#[tokio::test]
+async fn scenario_07_cart_across_devices() {
+    let s = TestServer::start().await;
+    let r = crate::harness::Receiver::start().await;
+    let shop = s.api_account("shop app", &r.url).await;
+    let hello =
+        json!({"type": "message", "id": "m-1", "from": {"id": "u-ana", "email": "ana@example.com"}, "text": "hi"});
+    assert_eq!(s.deliver(&shop, &hello).await.0, StatusCode::OK);
+    let found = s
+        .until("/api/v1/customers?q=ana%40example.com", |b| {
+            b["items"].as_array().is_some_and(|a| a.len() == 1)
+        })
+        .await;
+    let ana = found["items"][0]["id"].as_str().expect("customer").to_owned();
+
+    // On the phone, before signing in: a guest cart.
+    let (status, phone) = s
+        .post(
+            "/api/v1/carts",
+            &s.admin_token,
+            json!({"anonymous_id": "phone-7f3a", "channel": "app"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{phone}");
+    let phone_cart = phone["cart"]["id"].as_str().expect("cart").to_owned();
+    let put = |cart: &str, sku: &str, quantity: i64| {
+        let path = format!("/api/v1/carts/{cart}/lines/{sku}");
+        let s = &s;
+        async move {
+            let (status, body) = s
+                .call(
+                    reqwest::Method::PUT,
+                    &path,
+                    Some(&s.admin_token),
+                    Some(json!({"quantity": quantity})),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body
+        }
+    };
+    put(&phone_cart, "JKT-BLU-M", 1).await;
+    let after = put(&phone_cart, "GLV-1", 2).await;
+    assert_eq!(after["total_minor"], 8999 + 2 * 1999);
+    assert_eq!(after["lines"][0]["enough_stock"], true, "{after}");
+
+    // She signs in on the phone: the cart is hers.
+    let (status, signed_in) = s
+        .post(
+            &format!("/api/v1/carts/{phone_cart}/assign"),
+            &s.admin_token,
+            json!({"customer_id": ana}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{signed_in}");
+    assert_eq!(signed_in["cart"]["customer_id"], ana.as_str());
+
+    // On the laptop she finds the same cart, and adds boots; the phone sees them.
+    let (_, laptop) = s
+        .post(
+            "/api/v1/carts",
+            &s.admin_token,
+            json!({"customer_id": ana, "channel": "web"}),
+        )
+        .await;
+    assert_eq!(laptop["cart"]["id"], phone_cart.as_str(), "one cart for the customer");
+    put(&phone_cart, "BOOT-42", 1).await;
+    let (_, on_phone) = s.get(&format!("/api/v1/carts/{phone_cart}"), &s.admin_token).await;
+    let skus: Vec<&str> = on_phone["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .filter_map(|l| l["sku"].as_str())
+        .collect();
+    assert_eq!(skus, ["JKT-BLU-M", "GLV-1", "BOOT-42"]);
+    let (_, hers) = s.get(&format!("/api/v1/customers/{ana}/cart"), &s.admin_token).await;
+    assert_eq!(hers["cart"]["id"], phone_cart.as_str());
+
+    // A guest cart from a tablet merges into hers at sign-in; doing it twice changes nothing.
+    let (_, tablet) = s
+        .post("/api/v1/carts", &s.admin_token, json!({"anonymous_id": "tablet-01"}))
+        .await;
+    let tablet_cart = tablet["cart"]["id"].as_str().expect("cart").to_owned();
+    put(&tablet_cart, "GLV-1", 1).await;
+    for _ in 0..2 {
+        let (status, merged) = s
+            .post(
+                &format!("/api/v1/carts/{tablet_cart}/assign"),
+                &s.admin_token,
+                json!({"customer_id": ana}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{merged}");
+        assert_eq!(merged["cart"]["id"], phone_cart.as_str());
+        let gloves = merged["lines"]
+            .as_array()
+            .expect("lines")
+            .iter()
+            .find(|l| l["sku"] == "GLV-1")
+            .expect("gloves")
+            .clone();
+        assert_eq!(gloves["quantity"], 3, "{merged}");
+    }
+    let (_, old) = s.get(&format!("/api/v1/carts/{tablet_cart}"), &s.admin_token).await;
+    assert_eq!(
+        (old["cart"]["status"].as_str(), old["cart"]["merged_into"].as_str()),
+        (Some("merged"), Some(phone_cart.as_str()))
+    );
+    let (status, closed) = s
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/carts/{tablet_cart}/lines/GLV-1"),
+            Some(&s.admin_token),
+            Some(json!({"quantity": 5})),
+        )
+        .await;
+    assert_eq!((status, code(&closed)), (StatusCode::CONFLICT, "cart_conflict"));
+    // Someone else's customer cart cannot be taken over.
+    let (status, unknown) = s
+        .post(
+            &format!("/api/v1/carts/{phone_cart}/assign"),
+            &s.admin_token,
+            json!({"customer_id": "nobody"}),
+        )
+        .await;
+    assert_eq!((status, code(&unknown)), (StatusCode::NOT_FOUND, "customer_not_found"));
+}
