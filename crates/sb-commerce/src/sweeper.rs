@@ -1,6 +1,7 @@
-//! Expires checkout holds whose time has passed, every few seconds, as a durable job on a
-//! timer (one pending run however often it is scheduled). Until swept an expired hold still
-//! blocks its stock: the safe direction.
+//! Every few seconds, as a durable job on a timer (one pending run however often it is
+//! scheduled): expires checkout holds whose time has passed (until swept an expired hold
+//! still blocks its stock: the safe direction) and cancels pickup orders not collected by
+//! their deadline, which makes their stock sellable again.
 
 use async_trait::async_trait;
 use sb_engine::{Engine, JobContext, JobError, JobHandler};
@@ -31,6 +32,18 @@ impl JobHandler for ExpireHolds {
             if (expired as i64) < BATCH {
                 break;
             }
+        }
+        let canceled = ctx
+            .store
+            .db
+            .write(move |c| sb_store::orders::cancel_uncollected(c, now, BATCH))
+            .await
+            .map_err(|e| JobError::Retry(e.to_string()))?;
+        if !canceled.is_empty() {
+            tracing::info!(
+                canceled = canceled.len(),
+                "cancelled pickup orders not collected in time"
+            );
         }
         schedule(&ctx.engine).await?;
         Ok(())

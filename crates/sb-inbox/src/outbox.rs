@@ -227,6 +227,45 @@ pub async fn reply(
     Ok(message)
 }
 
+/// A notice from the business to a customer (an order ready for pickup), written in their
+/// one conversation and sent on the channel they last wrote on, inside the caller's
+/// transaction. `None` when there is no conversation or the channel will not take it now
+/// (a closed reply window): the caller decides what else to do.
+pub fn notify_customer(
+    c: &mut dyn Conn,
+    channels: &Channels,
+    ws: &str,
+    customer_id: &str,
+    text: &str,
+    purpose: Purpose,
+    now: i64,
+) -> Result<Option<(Message, sb_store::live_events::LiveEvent)>, StoreError> {
+    let Some(conversation_id) = conversations::id_for_customer(c, ws, customer_id)? else {
+        return Ok(None);
+    };
+    let Some(conversation) = conversations::get(c, ws, &conversation_id)? else {
+        return Ok(None);
+    };
+    let Some(account_id) = conversation.last_inbound_account_id.clone() else {
+        return Ok(None);
+    };
+    let Some(account) = channel_accounts::get(c, ws, &account_id)? else {
+        return Ok(None);
+    };
+    let draft = Draft {
+        author: Author::System,
+        content: Content::Text(text),
+        purpose,
+    };
+    match queue_reply(c, channels, &conversation, &account, draft, now)? {
+        Ok(queued) => Ok(Some(queued)),
+        Err(e) => {
+            tracing::info!(customer_id, error = %e, "a notice could not go on the customer's last channel");
+            Ok(None)
+        }
+    }
+}
+
 /// Who writes an outbound message.
 #[derive(Debug, Clone, Copy)]
 pub enum Author<'a> {

@@ -21,6 +21,7 @@ pub mod merges;
 pub mod messages;
 pub mod migrations;
 pub mod objects;
+pub mod orders;
 pub mod presence;
 pub mod sessions;
 pub mod suppressions;

@@ -394,3 +394,267 @@ async fn scenario_07_cart_across_devices() {
         .await;
     assert_eq!((status, code(&unknown)), (StatusCode::NOT_FOUND, "customer_not_found"));
 }
+
+/// A customer with a conversation on an API channel (its webhook is `r`), and her id.
+async fn customer_with_a_channel(s: &TestServer, r: &crate::harness::Receiver) -> String {
+    let shop = s.api_account("shop app", &r.url).await;
+    let hello =
+        json!({"type": "message", "id": "m-1", "from": {"id": "u-ana", "email": "ana@example.com"}, "text": "hi"});
+    assert_eq!(s.deliver(&shop, &hello).await.0, StatusCode::OK);
+    let found = s
+        .until("/api/v1/customers?q=ana%40example.com", |b| {
+            b["items"].as_array().is_some_and(|a| a.len() == 1)
+        })
+        .await;
+    found["items"][0]["id"].as_str().expect("customer").to_owned()
+}
+
+async fn cart_with(s: &TestServer, customer: &str, lines: &[(&str, i64)]) -> String {
+    let (_, cart) = s
+        .post("/api/v1/carts", &s.admin_token, json!({"customer_id": customer}))
+        .await;
+    let id = cart["cart"]["id"].as_str().expect("cart").to_owned();
+    for (sku, quantity) in lines {
+        let (status, body) = s
+            .call(
+                reqwest::Method::PUT,
+                &format!("/api/v1/carts/{id}/lines/{sku}"),
+                Some(&s.admin_token),
+                Some(json!({"quantity": quantity})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    id
+}
+
+async fn location_id(s: &TestServer, code: &str) -> String {
+    let (_, list) = s.get("/api/v1/locations", &s.admin_token).await;
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| l["code"] == code)
+        .and_then(|l| l["id"].as_str())
+        .expect("location")
+        .to_owned()
+}
+
+async fn order_action(s: &TestServer, order: &str, action: &str, body: Value) -> (StatusCode, Value) {
+    s.post(&format!("/api/v1/orders/{order}/{action}"), &s.admin_token, body)
+        .await
+}
+
+/// Scenario 9: the order reserves stock at the chosen store; staff mark it ready; the
+/// customer is told on her channel; pickup consumes the stock, and a missed deadline cancels
+/// the order and makes the stock sellable again.
+#[tokio::test]
+async fn scenario_09_bopis() {
+    let clock = sb_engine::ManualClock::new(sb_core::Clock::now_ms(&sb_core::SystemClock));
+    let s = TestServer::start_at(sb_engine::Time::Manual(clock.clone()), |_| {}).await;
+    let r = crate::harness::Receiver::start().await;
+    let ana = customer_with_a_channel(&s, &r).await;
+    let madrid = location_id(&s, "MAD-CENTRO").await;
+    let available = |sku: &'static str, code: &'static str| {
+        let s = &s;
+        async move {
+            at(&availability(s, sku).await, code)["available"]
+                .as_i64()
+                .expect("available")
+        }
+    };
+    assert_eq!(available("JKT-BLU-M", "MAD-CENTRO").await, 3);
+
+    let cart = cart_with(&s, &ana, &[("JKT-BLU-M", 1)]).await;
+    let place =
+        json!({"cart_id": cart, "idempotency_key": "checkout-1", "fulfillment": "pickup", "location_id": madrid});
+    let (status, placed) = s.post("/api/v1/orders", &s.admin_token, place.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let order = placed["order"]["id"].as_str().expect("order").to_owned();
+    assert_eq!(
+        (
+            placed["order"]["status"].as_str(),
+            placed["order"]["total_minor"].as_i64()
+        ),
+        (Some("placed"), Some(8999))
+    );
+    // A retried checkout is the same order; the stock is committed once.
+    let (_, again) = s.post("/api/v1/orders", &s.admin_token, place).await;
+    assert_eq!(again["order"]["id"], order.as_str());
+    assert_eq!(available("JKT-BLU-M", "MAD-CENTRO").await, 2);
+
+    // Ready: a code and a deadline, and the customer is told on her channel, once.
+    let (status, ready) = order_action(&s, &order, "ready", json!({})).await;
+    assert_eq!(
+        (status, ready["order"]["status"].as_str()),
+        (StatusCode::OK, Some("ready_for_pickup")),
+        "{ready}"
+    );
+    let code = ready["order"]["pickup_code"].as_str().expect("code").to_owned();
+    order_action(&s, &order, "ready", json!({})).await;
+    let mut told = Vec::new();
+    for _ in 0..200 {
+        told = r.received();
+        if !told.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let told_now = r.received();
+    assert_eq!(told_now.len(), 1, "one notice: {told_now:?}");
+    let text = told[0].1["text"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        text.contains("ready for pickup at Madrid Centro") && text.contains(&code),
+        "{text}"
+    );
+
+    // The wrong code is refused; the right one hands it over and the stock leaves the store.
+    let (status, wrong) = order_action(&s, &order, "pickup", json!({"code": "000000x"})).await;
+    assert_eq!(
+        (status, code_of(&wrong)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_order")
+    );
+    let (status, done) = order_action(&s, &order, "pickup", json!({"code": code})).await;
+    assert_eq!(
+        (status, done["order"]["status"].as_str()),
+        (StatusCode::OK, Some("picked_up")),
+        "{done}"
+    );
+    assert_eq!(available("JKT-BLU-M", "MAD-CENTRO").await, 2, "sold units stay gone");
+
+    // A second order is never collected: after the deadline the sweeper cancels it and the
+    // units are sellable again.
+    let barcelona = location_id(&s, "BCN-GRACIA").await;
+    let cart = cart_with(&s, &ana, &[("GLV-1", 3)]).await;
+    let (_, placed) = s
+        .post(
+            "/api/v1/orders",
+            &s.admin_token,
+            json!({"cart_id": cart, "idempotency_key": "checkout-2", "fulfillment": "pickup", "location_id": barcelona}),
+        )
+        .await;
+    let second = placed["order"]["id"].as_str().expect("order").to_owned();
+    assert_eq!(available("GLV-1", "BCN-GRACIA").await, 5);
+    order_action(&s, &second, "ready", json!({})).await;
+    clock.advance(6 * 86_400_000);
+    let mut status = String::new();
+    for _ in 0..300 {
+        s.server.engine.notify_jobs();
+        let (_, body) = s.get(&format!("/api/v1/orders/{second}"), &s.admin_token).await;
+        status = body["order"]["status"].as_str().unwrap_or_default().to_owned();
+        if status == "canceled" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, "canceled");
+    assert_eq!(available("GLV-1", "BCN-GRACIA").await, 8);
+
+    // Every step is on her timeline under the e-commerce spec's names.
+    let (_, history) = s.get(&format!("/api/v1/customers/{ana}/orders"), &s.admin_token).await;
+    let names: Vec<&str> = history["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Order Completed",
+            "Order Ready For Pickup",
+            "Order Picked Up",
+            "Order Completed",
+            "Order Ready For Pickup",
+            "Order Cancelled"
+        ]
+    );
+    assert_eq!(history["events"][5]["properties"]["reason"], "not_collected");
+    let (_, checked) = s.get("/api/v1/inventory/check", &s.admin_token).await;
+    assert_eq!(checked["problems"], json!([]));
+}
+
+fn code_of(body: &Value) -> &str {
+    code(body)
+}
+
+/// Scenario 10: any store can ship. An order for an item only a store has is routed there
+/// and shipped from it; one that no single location can send is refused, changing nothing.
+#[tokio::test]
+async fn scenario_10_ship_from_store() {
+    let s = TestServer::start().await;
+    let r = crate::harness::Receiver::start().await;
+    let ana = customer_with_a_channel(&s, &r).await;
+    let valencia = location_id(&s, "VLC-RUZAFA").await;
+    let madrid = location_id(&s, "MAD-CENTRO").await;
+    let (status, _) = s
+        .post(
+            "/api/v1/products",
+            &s.admin_token,
+            json!({"title": "Lantern", "variants": [{"sku": "LANTERN-1", "title": "Lantern", "price_minor": 2500, "currency": "EUR"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = change(
+        &s,
+        "lanterns",
+        json!([{"sku": "LANTERN-1", "location_id": valencia, "movement": {"kind": "receive", "quantity": 2}},
+               {"sku": "LANTERN-1", "location_id": madrid, "movement": {"kind": "receive", "quantity": 1}}]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    // Three lanterns: no single place has them all.
+    let cart = cart_with(&s, &ana, &[("LANTERN-1", 3)]).await;
+    let (status, refused) = s
+        .post(
+            "/api/v1/orders",
+            &s.admin_token,
+            json!({"cart_id": cart, "idempotency_key": "ship-0", "fulfillment": "ship"}),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&refused)),
+        (StatusCode::CONFLICT, "insufficient_stock"),
+        "{refused}"
+    );
+    assert_eq!(at(&availability(&s, "LANTERN-1").await, "VLC-RUZAFA")["available"], 2);
+
+    // Two: Valencia (a store) can send them all, so it ships from there.
+    let (status, _) = s
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/carts/{cart}/lines/LANTERN-1"),
+            Some(&s.admin_token),
+            Some(json!({"quantity": 2})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, placed) = s
+        .post(
+            "/api/v1/orders",
+            &s.admin_token,
+            json!({"cart_id": cart, "idempotency_key": "ship-1", "fulfillment": "ship"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    assert_eq!(
+        placed["order"]["location_id"],
+        valencia.as_str(),
+        "routed to the store that has them all"
+    );
+    let order = placed["order"]["id"].as_str().expect("order").to_owned();
+    let (status, shipped) = order_action(&s, &order, "ship", json!({})).await;
+    assert_eq!(
+        (status, shipped["order"]["status"].as_str()),
+        (StatusCode::OK, Some("shipped"))
+    );
+    let (status, again) = order_action(&s, &order, "pickup", json!({"code": "1"})).await;
+    assert_eq!((status, code(&again)), (StatusCode::CONFLICT, "order_state"));
+    let lantern = availability(&s, "LANTERN-1").await;
+    assert_eq!(at(&lantern, "VLC-RUZAFA")["available"], 0);
+    assert_eq!(at(&lantern, "MAD-CENTRO")["available"], 1);
+    let (_, checked) = s.get("/api/v1/inventory/check", &s.admin_token).await;
+    assert_eq!(checked["problems"], json!([]));
+}
