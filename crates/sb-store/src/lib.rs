@@ -23,6 +23,7 @@ pub mod migrations;
 pub mod objects;
 pub mod orders;
 pub mod presence;
+pub mod returns;
 pub mod sessions;
 pub mod suppressions;
 pub mod templates;

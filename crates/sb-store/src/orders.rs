@@ -130,7 +130,8 @@ pub fn events_for_customer(c: &mut dyn Conn, ws: &str, customer_id: &str) -> Res
     )?)
 }
 
-fn event(
+/// Adds a step to the order's timeline.
+pub fn record_event(
     c: &mut dyn Conn,
     ws: &str,
     order: &Order,
@@ -332,7 +333,7 @@ pub fn checkout(c: &mut dyn Conn, req: &Checkout<'_>, now: i64) -> Result<Order>
         "order_id": order.id, "number": order.number, "total": total, "currency": order.currency,
         "fulfillment": order.fulfillment, "location_id": location.id, "products": products,
     });
-    event(c, ws, &order, "Order Completed", properties, req.actor, now)?;
+    record_event(c, ws, &order, "Order Completed", properties, req.actor, now)?;
     Ok(order)
 }
 
@@ -438,7 +439,7 @@ pub fn ready_for_pickup(
         "order_id": order.id, "number": order.number, "location_id": location.id, "location": location.name,
         "pickup_deadline": deadline,
     });
-    event(c, ws, &order, "Order Ready For Pickup", properties, actor, now)?;
+    record_event(c, ws, &order, "Order Ready For Pickup", properties, actor, now)?;
     Ok((order, true))
 }
 
@@ -460,7 +461,7 @@ pub fn pick_up(c: &mut dyn Conn, ws: &str, id: &str, code: &str, actor: &str, no
     let order = set_status(c, ws, id, &["ready_for_pickup"], "picked_up", now)?
         .ok_or_else(|| OrderError::State("the order changed meanwhile".into()))?;
     move_stock(c, ws, &order, "picked_up", actor, now)?;
-    event(
+    record_event(
         c,
         ws,
         &order,
@@ -489,7 +490,7 @@ pub fn ship(c: &mut dyn Conn, ws: &str, id: &str, actor: &str, now: i64) -> Resu
     move_stock(c, ws, &order, "shipped", actor, now)?;
     let properties =
         serde_json::json!({ "order_id": order.id, "number": order.number, "location_id": order.location_id });
-    event(c, ws, &order, "Order Shipped", properties, actor, now)?;
+    record_event(c, ws, &order, "Order Shipped", properties, actor, now)?;
     Ok(order)
 }
 
@@ -503,7 +504,7 @@ pub fn cancel(c: &mut dyn Conn, ws: &str, id: &str, reason: &str, actor: &str, n
         .ok_or_else(|| OrderError::State(format!("a {} order cannot be cancelled", order.status)))?;
     move_stock(c, ws, &order, "canceled", actor, now)?;
     let properties = serde_json::json!({ "order_id": order.id, "number": order.number, "reason": reason });
-    event(c, ws, &order, "Order Cancelled", properties, actor, now)?;
+    record_event(c, ws, &order, "Order Cancelled", properties, actor, now)?;
     Ok(order)
 }
 

@@ -36,6 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_order))
         .routes(routes!(order_action))
         .routes(routes!(customer_orders))
+        .routes(routes!(receive_return))
 }
 
 fn inventory_error(e: InventoryError) -> ApiError {
@@ -1081,4 +1082,87 @@ async fn customer_orders(
         })
         .collect();
     Ok(axum::Json(serde_json::json!({ "items": orders, "events": events })))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ReceiveReturn {
+    /// The same key again returns the return recorded the first time.
+    pub idempotency_key: String,
+    /// Where it was handed in: any location that accepts returns.
+    pub location_id: String,
+    #[serde(default)]
+    pub reason: String,
+    pub lines: Vec<ReturnLineBody>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ReturnLineBody {
+    pub sku: String,
+    pub quantity: i64,
+    /// `restock` (sellable there at once), `damaged` or `not_restocked`.
+    pub disposition: String,
+}
+
+/// Return anywhere: a shipped or collected order handed back at any location that accepts
+/// returns; each line disposed of there, the refund recorded from the prices paid.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/returns", tag = "commerce", params(("id" = String, Path)),
+    request_body = ReceiveReturn, responses(
+    (status = 201, description = "`{return, lines}`"),
+    (status = 404, description = "`not_found`", body = ErrorBody),
+    (status = 409, description = "`order_state`", body = ErrorBody),
+    (status = 422, description = "`invalid_order` (more than bought, unknown SKU or disposition)", body = ErrorBody)
+), security(("bearer" = []), ("session" = [])))]
+async fn receive_return(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ReceiveReturn>,
+) -> ApiResult<(StatusCode, axum::Json<serde_json::Value>)> {
+    principal.require(Permission::ManageOrders)?;
+    if body.idempotency_key.trim().is_empty() {
+        return Err(ApiError::unprocessable(
+            "invalid_order",
+            "an idempotency_key is required",
+        ));
+    }
+    let (ws, actor, now) = (
+        principal.workspace_id().to_owned(),
+        principal.actor(),
+        state.store.now(),
+    );
+    let actor_name = format!("{}:{}", actor.kind, actor.id.unwrap_or_default());
+    let (view, events) = state
+        .store
+        .db
+        .write(move |c| {
+            let request = sb_store::returns::ReturnRequest {
+                workspace_id: &ws,
+                order_id: &id,
+                location_id: &body.location_id,
+                idempotency_key: &body.idempotency_key,
+                reason: &body.reason,
+                actor: &actor_name,
+                lines: body
+                    .lines
+                    .iter()
+                    .map(|l| (l.sku.clone(), l.quantity, l.disposition.clone()))
+                    .collect(),
+            };
+            let received = sb_store::returns::receive(c, &request, now)?;
+            let lines = sb_store::returns::lines(c, &received.id)?;
+            let mut touched = Vec::new();
+            for line in &lines {
+                if let Some(variant) = catalog::variant_by_sku(c, &ws, &line.sku)? {
+                    for (item, _) in catalog::components(c, &variant.id)? {
+                        touched.push((item, received.location_id.clone()));
+                    }
+                }
+            }
+            let events = sb_commerce::live::availability_changed(c, &ws, touched, now)?;
+            Ok::<_, sb_store::orders::OrderError>((serde_json::json!({ "return": received, "lines": lines }), events))
+        })
+        .await
+        .map_err(order_error)?;
+    state.live.publish(&events).await;
+    Ok((StatusCode::CREATED, axum::Json(view)))
 }

@@ -51,7 +51,7 @@ fn at<'a>(availability: &'a Value, code: &str) -> &'a Value {
 }
 
 #[tokio::test]
-async fn stock_through_the_ledger_holds_and_availability_nearest_first() {
+async fn scenario_08_live_inventory() {
     let s = TestServer::start().await;
     let madrid = location(&s, "MAD-1", "Madrid Centro", 40.4169, -3.7035, "store").await;
     let toledo = location(&s, "TOL-1", "Toledo", 39.8628, -4.0273, "store").await;
@@ -655,6 +655,90 @@ async fn scenario_10_ship_from_store() {
     let lantern = availability(&s, "LANTERN-1").await;
     assert_eq!(at(&lantern, "VLC-RUZAFA")["available"], 0);
     assert_eq!(at(&lantern, "MAD-CENTRO")["available"], 1);
+    let (_, checked) = s.get("/api/v1/inventory/check", &s.admin_token).await;
+    assert_eq!(checked["problems"], json!([]));
+}
+
+/// Scenario 11: bought online and shipped from the warehouse, brought back to a store. One
+/// unit is restocked there (sellable at that store at once), one is damaged (on hand, not
+/// sellable); the refund is recorded from the price paid; nothing can come back twice.
+#[tokio::test]
+async fn scenario_11_return_anywhere() {
+    let s = TestServer::start().await;
+    let r = crate::harness::Receiver::start().await;
+    let ana = customer_with_a_channel(&s, &r).await;
+    let barcelona = location_id(&s, "BCN-GRACIA").await;
+    let warehouse = location_id(&s, "ZGZ-WH").await;
+    let cart = cart_with(&s, &ana, &[("BOOT-43", 2)]).await;
+    let (_, placed) = s
+        .post(
+            "/api/v1/orders",
+            &s.admin_token,
+            json!({"cart_id": cart, "idempotency_key": "o-1", "fulfillment": "ship"}),
+        )
+        .await;
+    assert_eq!(placed["order"]["location_id"], warehouse.as_str(), "{placed}");
+    let order = placed["order"]["id"].as_str().expect("order").to_owned();
+    // Nothing to return before it left.
+    let give_back = json!({"idempotency_key": "ret-1", "location_id": barcelona, "reason": "too small",
+        "lines": [{"sku": "BOOT-43", "quantity": 1, "disposition": "restock"},
+                  {"sku": "BOOT-43", "quantity": 1, "disposition": "damaged"}]});
+    let (status, early) = s
+        .post(
+            &format!("/api/v1/orders/{order}/returns"),
+            &s.admin_token,
+            give_back.clone(),
+        )
+        .await;
+    assert_eq!((status, code(&early)), (StatusCode::CONFLICT, "order_state"));
+    order_action(&s, &order, "ship", json!({})).await;
+    assert_eq!(at(&availability(&s, "BOOT-43").await, "BCN-GRACIA")["available"], 1);
+
+    let (status, received) = s
+        .post(
+            &format!("/api/v1/orders/{order}/returns"),
+            &s.admin_token,
+            give_back.clone(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{received}");
+    assert_eq!(received["return"]["refund_minor"], 2 * 12999);
+    assert_eq!(received["return"]["location_id"], barcelona.as_str());
+    assert_eq!(
+        at(&availability(&s, "BOOT-43").await, "BCN-GRACIA")["available"],
+        2,
+        "the restocked pair is sellable in Barcelona; the damaged one is not"
+    );
+    // The same hand-in again is the same return.
+    let (_, again) = s
+        .post(&format!("/api/v1/orders/{order}/returns"), &s.admin_token, give_back)
+        .await;
+    assert_eq!(again["return"]["id"], received["return"]["id"]);
+    // More than was bought cannot come back.
+    let (status, too_many) = s
+        .post(
+            &format!("/api/v1/orders/{order}/returns"),
+            &s.admin_token,
+            json!({"idempotency_key": "ret-2", "location_id": barcelona,
+                   "lines": [{"sku": "BOOT-43", "quantity": 1, "disposition": "restock"}]}),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&too_many)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_order"),
+        "{too_many}"
+    );
+
+    let (_, history) = s.get(&format!("/api/v1/customers/{ana}/orders"), &s.admin_token).await;
+    let refunded = history["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .find(|e| e["name"] == "Order Refunded")
+        .expect("Order Refunded on the timeline")
+        .clone();
+    assert_eq!(refunded["properties"]["total"], 2 * 12999);
+    assert_eq!(refunded["properties"]["location"], "Barcelona Gràcia");
     let (_, checked) = s.get("/api/v1/inventory/check", &s.admin_token).await;
     assert_eq!(checked["problems"], json!([]));
 }
