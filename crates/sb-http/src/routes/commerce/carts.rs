@@ -1,0 +1,254 @@
+//! Carts that belong to the customer.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use sb_core::Permission;
+use sb_store::catalog::{self};
+use sb_store::{StoreError, StoreError as Se};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{ApiJson, Principal};
+
+#[derive(Deserialize, ToSchema)]
+pub struct OpenCart {
+    /// A known customer: their active cart is returned if they have one.
+    pub customer_id: Option<String>,
+    /// A guest's device id, until they sign in.
+    pub anonymous_id: Option<String>,
+    /// `web`, `app`, `pos`, `chat`.
+    #[serde(default = "web")]
+    pub channel: String,
+    #[serde(default = "eur")]
+    pub currency: String,
+}
+
+fn web() -> String {
+    "web".into()
+}
+
+fn eur() -> String {
+    "EUR".into()
+}
+
+/// A cart with its lines, prices and availability checked again now.
+fn cart_view(
+    c: &mut dyn sb_store::Conn,
+    ws: &str,
+    cart: sb_store::carts::Cart,
+) -> Result<serde_json::Value, StoreError> {
+    let lines = sb_store::carts::lines(c, &cart.id)?;
+    let mut total = 0;
+    let mut out = Vec::with_capacity(lines.len());
+    for line in lines {
+        let available: i64 = sb_commerce::availability(c, ws, &line.sku, None)?
+            .map(|a| a.locations.iter().filter(|l| l.can_ship).map(|l| l.available).sum())
+            .unwrap_or(0);
+        total += line.current_price_minor * line.quantity;
+        out.push(serde_json::json!({
+            "sku": line.sku,
+            "title": line.title,
+            "quantity": line.quantity,
+            "unit_price_minor": line.current_price_minor,
+            "price_when_added_minor": line.unit_price_minor,
+            "price_changed": line.unit_price_minor != line.current_price_minor,
+            "available_to_ship": available,
+            "enough_stock": available >= line.quantity,
+        }));
+    }
+    Ok(serde_json::json!({ "cart": cart, "lines": out, "total_minor": total }))
+}
+
+fn no_cart() -> ApiError {
+    ApiError::not_found("cart_not_found", "no such cart")
+}
+
+fn cart_conflict(e: StoreError) -> ApiError {
+    match e {
+        Se::NotFound(_) => no_cart(),
+        Se::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "cart_conflict", m),
+        other => other.into(),
+    }
+}
+
+/// Opens a cart for a customer (their active one when they have it: the same on every
+/// device) or for a guest device.
+#[utoipa::path(post, path = "/api/v1/carts", tag = "commerce", request_body = OpenCart, responses(
+    (status = 201, description = "`{cart, lines, total_minor}`"),
+    (status = 404, description = "`customer_not_found`", body = ErrorBody),
+    (status = 422, description = "`invalid_cart`", body = ErrorBody)
+), security(("bearer" = []), ("session" = [])))]
+pub(super) async fn open_cart(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<OpenCart>,
+) -> ApiResult<(StatusCode, axum::Json<serde_json::Value>)> {
+    principal.require(Permission::ManageOrders)?;
+    if body.customer_id.is_none() && body.anonymous_id.as_deref().is_none_or(str::is_empty) {
+        return Err(ApiError::unprocessable(
+            "invalid_cart",
+            "a customer_id or an anonymous_id is required",
+        ));
+    }
+    let (ws, now) = (principal.workspace_id().to_owned(), state.store.now());
+    let view = state
+        .store
+        .db
+        .write(move |c| {
+            if let Some(customer) = &body.customer_id
+                && sb_store::customers::get(c, &ws, customer)?.is_none()
+            {
+                return Ok(None);
+            }
+            let cart = sb_store::carts::open(
+                c,
+                &ws,
+                body.customer_id.as_deref(),
+                body.anonymous_id.as_deref(),
+                &body.channel,
+                &body.currency,
+                now,
+            )?;
+            cart_view(c, &ws, cart).map(Some)
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found("customer_not_found", "no such customer"))?;
+    Ok((StatusCode::CREATED, axum::Json(view)))
+}
+
+/// A cart, prices and stock checked now.
+#[utoipa::path(get, path = "/api/v1/carts/{id}", tag = "commerce", params(("id" = String, Path)), responses(
+    (status = 200, description = "`{cart, lines, total_minor}`"),
+    (status = 404, description = "`cart_not_found`", body = ErrorBody)
+), security(("bearer" = []), ("session" = [])))]
+pub(super) async fn get_cart(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    read_cart(&state, &principal, id, sb_store::carts::get).await
+}
+
+/// A cart found by `find` (by its id, or a customer's active one), as the API shows it.
+async fn read_cart(
+    state: &AppState,
+    principal: &Principal,
+    key: String,
+    find: fn(&mut dyn sb_store::Conn, &str, &str) -> sb_store::Result<Option<sb_store::carts::Cart>>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    principal.require(Permission::ReadOrders)?;
+    let ws = principal.workspace_id().to_owned();
+    state
+        .store
+        .db
+        .read(move |c| match find(c, &ws, &key)? {
+            Some(cart) => cart_view(c, &ws, cart).map(Some),
+            None => Ok(None),
+        })
+        .await?
+        .map(axum::Json)
+        .ok_or_else(no_cart)
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct SetLine {
+    /// The quantity wanted (0 removes the line).
+    pub quantity: i64,
+}
+
+/// Sets how many of a variant the cart holds.
+#[utoipa::path(put, path = "/api/v1/carts/{id}/lines/{sku}", tag = "commerce",
+    params(("id" = String, Path), ("sku" = String, Path)), request_body = SetLine, responses(
+    (status = 200, description = "`{cart, lines, total_minor}`"),
+    (status = 404, description = "`cart_not_found`, `not_found` (SKU)", body = ErrorBody),
+    (status = 409, description = "`cart_conflict`: the cart is closed", body = ErrorBody)
+), security(("bearer" = []), ("session" = [])))]
+pub(super) async fn set_cart_line(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((id, sku)): Path<(String, String)>,
+    ApiJson(body): ApiJson<SetLine>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    principal.require(Permission::ManageOrders)?;
+    if !(0..=999).contains(&body.quantity) {
+        return Err(ApiError::unprocessable("invalid_cart", "quantity must be 0–999"));
+    }
+    let (ws, now) = (principal.workspace_id().to_owned(), state.store.now());
+    let outcome = state
+        .store
+        .db
+        .write(move |c| {
+            let Some(cart) = sb_store::carts::get(c, &ws, &id)? else {
+                return Ok(Err(no_cart()));
+            };
+            if cart.status != "active" {
+                return Ok(Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "cart_conflict",
+                    format!("the cart is {}", cart.status),
+                )));
+            }
+            let Some(variant) = catalog::variant_by_sku(c, &ws, &sku)? else {
+                return Ok(Err(ApiError::not_found("not_found", "no variant with this SKU")));
+            };
+            sb_store::carts::set_line(c, &cart.id, &variant.id, body.quantity, variant.price_minor, now)?;
+            let cart = sb_store::carts::get(c, &ws, &cart.id)?.ok_or(Se::NotFound("cart"))?;
+            Ok::<_, StoreError>(Ok(cart_view(c, &ws, cart)?))
+        })
+        .await?;
+    outcome.map(axum::Json)
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct AssignCart {
+    pub customer_id: String,
+}
+
+/// The shopper signed in: the guest cart becomes the customer's, or merges into the cart they
+/// already have (the same variant's quantities add up). Returns the customer's cart.
+#[utoipa::path(post, path = "/api/v1/carts/{id}/assign", tag = "commerce", params(("id" = String, Path)),
+    request_body = AssignCart, responses(
+    (status = 200, description = "`{cart, lines, total_minor}` of the customer's cart"),
+    (status = 404, description = "`cart_not_found`, `customer_not_found`", body = ErrorBody),
+    (status = 409, description = "`cart_conflict`: someone else's or a closed cart", body = ErrorBody)
+), security(("bearer" = []), ("session" = [])))]
+pub(super) async fn assign_cart(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<AssignCart>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    principal.require(Permission::ManageOrders)?;
+    let (ws, now) = (principal.workspace_id().to_owned(), state.store.now());
+    let outcome = state
+        .store
+        .db
+        .write(move |c| {
+            if sb_store::customers::get(c, &ws, &body.customer_id)?.is_none() {
+                return Ok(Err(ApiError::not_found("customer_not_found", "no such customer")));
+            }
+            let cart = match sb_store::carts::assign(c, &ws, &id, &body.customer_id, now) {
+                Ok(cart) => cart,
+                Err(e @ (Se::NotFound(_) | Se::Conflict(_))) => return Ok(Err(cart_conflict(e))),
+                Err(e) => return Err(e),
+            };
+            Ok::<_, StoreError>(Ok(cart_view(c, &ws, cart)?))
+        })
+        .await?;
+    outcome.map(axum::Json)
+}
+
+/// The customer's active cart, whichever device filled it.
+#[utoipa::path(get, path = "/api/v1/customers/{id}/cart", tag = "commerce", params(("id" = String, Path)), responses(
+    (status = 200, description = "`{cart, lines, total_minor}`"),
+    (status = 404, description = "`cart_not_found`", body = ErrorBody)
+), security(("bearer" = []), ("session" = [])))]
+pub(super) async fn customer_cart(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    read_cart(&state, &principal, id, sb_store::carts::active_for_customer).await
+}

@@ -1,0 +1,318 @@
+//! Orders (pickup and shipping) and returns.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use sb_core::Permission;
+use sb_store::StoreError;
+use sb_store::catalog;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{ApiJson, Principal};
+
+use super::{inventory_error, touched_by};
+
+fn order_error(e: sb_store::orders::OrderError) -> ApiError {
+    use sb_store::orders::OrderError;
+    match e {
+        OrderError::NotFound(what) => ApiError::not_found("not_found", format!("{what} not found")),
+        OrderError::Invalid(m) => ApiError::unprocessable("invalid_order", m),
+        OrderError::State(m) => ApiError::new(StatusCode::CONFLICT, "order_state", m),
+        OrderError::Inventory(e) => inventory_error(e),
+    }
+}
+
+fn order_view(c: &mut dyn sb_store::Conn, order: sb_store::orders::Order) -> Result<serde_json::Value, StoreError> {
+    let lines = sb_store::orders::lines(c, &order.id).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    Ok(serde_json::json!({ "order": order, "lines": lines }))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct PlaceOrder {
+    pub cart_id: String,
+    /// The same key (or cart) again returns the order placed the first time.
+    pub idempotency_key: String,
+    /// `ship` or `pickup`.
+    pub fulfillment: String,
+    /// The pickup store; for `ship`, omit to let routing choose a location that can send the
+    /// whole order (any store can ship).
+    pub location_id: Option<String>,
+}
+
+/// Checkout from any sales channel (web, app, store, an agent in a conversation): the cart's
+/// stock is committed at the fulfilling location in the same transaction as the order.
+#[utoipa::path(post, path = "/api/v1/orders", tag = "commerce", request_body = PlaceOrder, responses(
+    (status = 201, description = "`{order, lines}`"),
+    (status = 404, description = "`not_found`: cart or location", body = ErrorBody),
+    (status = 409, description = "`insufficient_stock`, `order_state` (the cart is closed)", body = ErrorBody),
+    (status = 422, description = "`invalid_order`", body = ErrorBody)
+), security(("bearer" = []), ("session" = [])))]
+pub(super) async fn place_order(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<PlaceOrder>,
+) -> ApiResult<(StatusCode, axum::Json<serde_json::Value>)> {
+    principal.require(Permission::ManageOrders)?;
+    if body.idempotency_key.trim().is_empty() || body.idempotency_key.len() > 200 {
+        return Err(ApiError::unprocessable(
+            "invalid_order",
+            "an idempotency_key of 1–200 characters is required",
+        ));
+    }
+    let (ws, actor, now) = (
+        principal.workspace_id().to_owned(),
+        principal.actor(),
+        state.store.now(),
+    );
+    let actor_name = format!("{}:{}", actor.kind, actor.id.unwrap_or_default());
+    let outcome = state
+        .store
+        .db
+        .write(move |c| {
+            let request = sb_store::orders::Checkout {
+                workspace_id: &ws,
+                cart_id: &body.cart_id,
+                idempotency_key: &body.idempotency_key,
+                fulfillment: &body.fulfillment,
+                location_id: body.location_id.as_deref(),
+                actor: &actor_name,
+            };
+            let order = sb_store::orders::checkout(c, &request, now)?;
+            let lines = sb_store::orders::lines(c, &order.id)?;
+            let touched = touched_by(c, lines.iter().map(|l| l.variant_id.clone()), &order.location_id)?;
+            let events = sb_commerce::live::availability_changed(c, &ws, touched, now)?;
+            Ok::<_, sb_store::orders::OrderError>((serde_json::json!({ "order": order, "lines": lines }), events))
+        })
+        .await
+        .map_err(order_error)?;
+    let (view, events) = outcome;
+    state.live.publish(&events).await;
+    Ok((StatusCode::CREATED, axum::Json(view)))
+}
+
+/// An order with its lines.
+#[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "commerce", params(("id" = String, Path)), responses(
+    (status = 200, description = "`{order, lines}`"),
+    (status = 404, description = "`not_found`", body = ErrorBody)
+), security(("bearer" = []), ("session" = [])))]
+pub(super) async fn get_order(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    principal.require(Permission::ReadOrders)?;
+    let ws = principal.workspace_id().to_owned();
+    state
+        .store
+        .db
+        .read(
+            move |c| match sb_store::orders::get(c, &ws, &id).map_err(|e| StoreError::Invalid(e.to_string()))? {
+                Some(order) => order_view(c, order).map(Some),
+                None => Ok(None),
+            },
+        )
+        .await?
+        .map(axum::Json)
+        .ok_or_else(|| ApiError::not_found("not_found", "order not found"))
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+pub struct OrderActionBody {
+    /// `pickup`: the code the customer shows.
+    pub code: Option<String>,
+    /// `cancel`: why.
+    pub reason: Option<String>,
+}
+
+/// Store and warehouse steps (body `{}` or with `code` / `reason`): `ready` (a pickup order is prepared: a pickup code and a
+/// deadline, and the customer is told on the channel they last used), `pickup` (handed over
+/// with the code: the stock leaves), `ship`, `cancel` (the stock is sellable again). Each is
+/// idempotent.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/{action}", tag = "commerce",
+    params(("id" = String, Path), ("action" = String, Path, description = "`ready`, `pickup`, `ship` or `cancel`")),
+    request_body = OrderActionBody, responses(
+    (status = 200, description = "`{order, lines}`"),
+    (status = 404, description = "`not_found`", body = ErrorBody),
+    (status = 409, description = "`order_state`", body = ErrorBody),
+    (status = 422, description = "`invalid_order` (e.g. a wrong pickup code)", body = ErrorBody)
+), security(("bearer" = []), ("session" = [])))]
+pub(super) async fn order_action(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((id, action)): Path<(String, String)>,
+    ApiJson(body): ApiJson<OrderActionBody>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    principal.require(Permission::ManageOrders)?;
+    if !matches!(action.as_str(), "ready" | "pickup" | "ship" | "cancel") {
+        return Err(ApiError::not_found(
+            "not_found",
+            "no such action: ready, pickup, ship or cancel",
+        ));
+    }
+    let (ws, actor, now) = (
+        principal.workspace_id().to_owned(),
+        principal.actor(),
+        state.store.now(),
+    );
+    let actor_name = format!("{}:{}", actor.kind, actor.id.unwrap_or_default());
+    let channels = state.channels.clone();
+    let code = format!("{:06}", rand::random::<u32>() % 1_000_000);
+    let (view, events) = state
+        .store
+        .db
+        .write(move |c| {
+            use sb_store::orders;
+            let mut events = Vec::new();
+            let order = match action.as_str() {
+                "ready" => {
+                    let (order, changed) = orders::ready_for_pickup(c, &ws, &id, &code, &actor_name, now)?;
+                    if changed {
+                        let location = catalog::location(c, &ws, &order.location_id)?;
+                        let place = location.as_ref().map_or("the store", |l| l.name.as_str());
+                        let text = format!(
+                            "Your order {} is ready for pickup at {place}. Show code {} at the counter. We keep it for you until {}.",
+                            order.number,
+                            order.pickup_code.as_deref().unwrap_or_default(),
+                            sb_core::clock::rfc3339(order.pickup_deadline.unwrap_or(now)).get(..10).unwrap_or_default(),
+                        );
+                        let purpose = sb_core::inbox::Purpose::Transactional;
+                        if let Some((_, event)) =
+                            sb_inbox::outbox::notify_customer(c, &channels, &ws, &order.customer_id, &text, purpose, now)?
+                        {
+                            events.push(event);
+                        }
+                    }
+                    order
+                }
+                "pickup" => orders::pick_up(c, &ws, &id, body.code.as_deref().unwrap_or_default(), &actor_name, now)?,
+                "ship" => orders::ship(c, &ws, &id, &actor_name, now)?,
+                _ => orders::cancel(c, &ws, &id, body.reason.as_deref().unwrap_or("requested"), &actor_name, now)?,
+            };
+            let lines = orders::lines(c, &order.id)?;
+            let touched = touched_by(c, lines.iter().map(|l| l.variant_id.clone()), &order.location_id)?;
+            events.extend(sb_commerce::live::availability_changed(c, &ws, touched, now)?);
+            Ok::<_, orders::OrderError>((serde_json::json!({ "order": order, "lines": lines }), events))
+        })
+        .await
+        .map_err(order_error)?;
+    state.engine.notify_jobs();
+    state.live.publish(&events).await;
+    Ok(axum::Json(view))
+}
+
+/// The customer's orders and their timeline (`Order Completed`, `Order Ready For Pickup`,
+/// `Order Picked Up`, `Order Shipped`, `Order Cancelled`).
+#[utoipa::path(get, path = "/api/v1/customers/{id}/orders", tag = "commerce", params(("id" = String, Path)), responses(
+    (status = 200, description = "`{items: [order], events: [{order_id, name, properties, at}]}`")
+), security(("bearer" = []), ("session" = [])))]
+pub(super) async fn customer_orders(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    principal.require(Permission::ReadOrders)?;
+    let ws = principal.workspace_id().to_owned();
+    let (orders, events) = state
+        .store
+        .db
+        .read(move |c| {
+            let orders = sb_store::orders::for_customer(c, &ws, &id)?;
+            let events = sb_store::orders::events_for_customer(c, &ws, &id)?;
+            Ok::<_, sb_store::orders::OrderError>((orders, events))
+        })
+        .await
+        .map_err(order_error)?;
+    let events: Vec<serde_json::Value> = events
+        .into_iter()
+        .map(|e| {
+            serde_json::json!({
+                "order_id": e.order_id, "name": e.name, "actor": e.actor,
+                "properties": serde_json::from_str::<serde_json::Value>(&e.properties_json).unwrap_or_default(),
+                "at": sb_core::clock::rfc3339(e.at),
+            })
+        })
+        .collect();
+    Ok(axum::Json(serde_json::json!({ "items": orders, "events": events })))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ReceiveReturn {
+    /// The same key again returns the return recorded the first time.
+    pub idempotency_key: String,
+    /// Where it was handed in: any location that accepts returns.
+    pub location_id: String,
+    #[serde(default)]
+    pub reason: String,
+    pub lines: Vec<ReturnLineBody>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ReturnLineBody {
+    pub sku: String,
+    pub quantity: i64,
+    /// `restock` (sellable there at once), `damaged` or `not_restocked`.
+    pub disposition: String,
+}
+
+/// Return anywhere: a shipped or collected order handed back at any location that accepts
+/// returns; each line disposed of there, the refund recorded from the prices paid.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/returns", tag = "commerce", params(("id" = String, Path)),
+    request_body = ReceiveReturn, responses(
+    (status = 201, description = "`{return, lines}`"),
+    (status = 404, description = "`not_found`", body = ErrorBody),
+    (status = 409, description = "`order_state`", body = ErrorBody),
+    (status = 422, description = "`invalid_order` (more than bought, unknown SKU or disposition)", body = ErrorBody)
+), security(("bearer" = []), ("session" = [])))]
+pub(super) async fn receive_return(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ReceiveReturn>,
+) -> ApiResult<(StatusCode, axum::Json<serde_json::Value>)> {
+    principal.require(Permission::ManageOrders)?;
+    if body.idempotency_key.trim().is_empty() {
+        return Err(ApiError::unprocessable(
+            "invalid_order",
+            "an idempotency_key is required",
+        ));
+    }
+    let (ws, actor, now) = (
+        principal.workspace_id().to_owned(),
+        principal.actor(),
+        state.store.now(),
+    );
+    let actor_name = format!("{}:{}", actor.kind, actor.id.unwrap_or_default());
+    let (view, events) = state
+        .store
+        .db
+        .write(move |c| {
+            let request = sb_store::returns::ReturnRequest {
+                workspace_id: &ws,
+                order_id: &id,
+                location_id: &body.location_id,
+                idempotency_key: &body.idempotency_key,
+                reason: &body.reason,
+                actor: &actor_name,
+                lines: body
+                    .lines
+                    .iter()
+                    .map(|l| (l.sku.clone(), l.quantity, l.disposition.clone()))
+                    .collect(),
+            };
+            let received = sb_store::returns::receive(c, &request, now)?;
+            let lines = sb_store::returns::lines(c, &received.id)?;
+            let mut variants = Vec::new();
+            for line in &lines {
+                variants.extend(catalog::variant_by_sku(c, &ws, &line.sku)?.map(|v| v.id));
+            }
+            let touched = touched_by(c, variants, &received.location_id)?;
+            let events = sb_commerce::live::availability_changed(c, &ws, touched, now)?;
+            Ok::<_, sb_store::orders::OrderError>((serde_json::json!({ "return": received, "lines": lines }), events))
+        })
+        .await
+        .map_err(order_error)?;
+    state.live.publish(&events).await;
+    Ok((StatusCode::CREATED, axum::Json(view)))
+}
