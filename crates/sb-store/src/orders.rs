@@ -165,6 +165,8 @@ pub struct Checkout<'a> {
     pub fulfillment: &'a str,
     /// The pickup store; for `ship`, `None` lets routing choose.
     pub location_id: Option<&'a str>,
+    /// Where a shipment goes (lat, lng): routing prefers the nearest location.
+    pub ship_to: Option<(f64, f64)>,
     pub actor: &'a str,
 }
 
@@ -179,10 +181,16 @@ fn demand(c: &mut dyn Conn, lines: &[carts::CartLine]) -> Result<BTreeMap<String
     Ok(demand)
 }
 
-/// Ship from the location that can send the whole order (fewest shipments), the one with
-/// the most stock to spare among those, then by code; `None` when no single one can.
-fn route(c: &mut dyn Conn, ws: &str, demand: &BTreeMap<String, i64>) -> Result<Option<String>> {
-    let mut best: Option<(i64, String, String)> = None;
+/// Ship from a location that can send the whole order (fewest shipments); among those the
+/// nearest to the destination when it is known, else the one with most stock to spare; then
+/// by code (deterministic). `None` when no single location can.
+fn route(
+    c: &mut dyn Conn,
+    ws: &str,
+    demand: &BTreeMap<String, i64>,
+    ship_to: Option<(f64, f64)>,
+) -> Result<Option<String>> {
+    let mut candidates = Vec::new();
     for location in catalog::locations(c, ws)?
         .into_iter()
         .filter(|l| l.active && l.can_ship)
@@ -194,15 +202,17 @@ fn route(c: &mut dyn Conn, ws: &str, demand: &BTreeMap<String, i64>) -> Result<O
             covers &= available >= *wanted;
             spare += available - wanted;
         }
-        if covers
-            && best
-                .as_ref()
-                .is_none_or(|(s, code, _)| spare > *s || (spare == *s && location.code < *code))
-        {
-            best = Some((spare, location.code, location.id));
+        if covers {
+            let distance = match (ship_to, location.lat, location.lng) {
+                (Some(to), Some(lat), Some(lng)) => sb_core::inventory::distance_km(to, (lat, lng)),
+                (Some(_), _, _) => f64::MAX,
+                (None, _, _) => 0.0,
+            };
+            candidates.push((distance, -spare, location.code, location.id));
         }
     }
-    Ok(best.map(|(_, _, id)| id))
+    candidates.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then_with(|| a.2.cmp(&b.2)));
+    Ok(candidates.into_iter().next().map(|(_, _, _, id)| id))
 }
 
 /// Places the cart's order and commits its stock; the same key or cart again returns the
@@ -250,7 +260,7 @@ pub fn checkout(c: &mut dyn Conn, req: &Checkout<'_>, now: i64) -> Result<Order>
             l
         }
         ("ship", None) => {
-            let Some(id) = route(c, ws, &demand)? else {
+            let Some(id) = route(c, ws, &demand, req.ship_to)? else {
                 let (item, wanted) = demand.iter().next().map(|(i, w)| (i.clone(), *w)).unwrap_or_default();
                 return Err(OrderError::Inventory(InventoryError::Insufficient {
                     item,

@@ -655,6 +655,30 @@ async fn scenario_10_ship_from_store() {
     let lantern = availability(&s, "LANTERN-1").await;
     assert_eq!(at(&lantern, "VLC-RUZAFA")["available"], 0);
     assert_eq!(at(&lantern, "MAD-CENTRO")["available"], 1);
+
+    // When several locations could send it, the nearest to the destination does.
+    let (status, _) = change(
+        &s,
+        "more lanterns",
+        json!([{"sku": "LANTERN-1", "location_id": valencia, "movement": {"kind": "receive", "quantity": 5}}]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    for (key, lat, lng, expected) in [
+        ("near-madrid", 40.45, -3.69, &madrid),
+        ("near-valencia", 39.47, -0.38, &valencia),
+    ] {
+        let cart = cart_with(&s, &ana, &[("LANTERN-1", 1)]).await;
+        let (status, placed) = s
+            .post(
+                "/api/v1/orders",
+                &s.admin_token,
+                json!({"cart_id": cart, "idempotency_key": key, "fulfillment": "ship", "ship_to": {"lat": lat, "lng": lng}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{placed}");
+        assert_eq!(placed["order"]["location_id"], expected.as_str(), "{key}");
+    }
     let (_, checked) = s.get("/api/v1/inventory/check", &s.admin_token).await;
     assert_eq!(checked["problems"], json!([]));
 }

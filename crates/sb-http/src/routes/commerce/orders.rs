@@ -37,8 +37,17 @@ pub struct PlaceOrder {
     /// `ship` or `pickup`.
     pub fulfillment: String,
     /// The pickup store; for `ship`, omit to let routing choose a location that can send the
-    /// whole order (any store can ship).
+    /// whole order (any store can ship), the nearest to `ship_to` when given.
     pub location_id: Option<String>,
+    /// Where a shipment goes: `{"lat", "lng"}`.
+    #[schema(value_type = Option<Object>)]
+    pub ship_to: Option<ShipTo>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ShipTo {
+    pub lat: f64,
+    pub lng: f64,
 }
 
 /// Checkout from any sales channel (web, app, store, an agent in a conversation): the cart's
@@ -77,6 +86,7 @@ pub(super) async fn place_order(
                 idempotency_key: &body.idempotency_key,
                 fulfillment: &body.fulfillment,
                 location_id: body.location_id.as_deref(),
+                ship_to: body.ship_to.as_ref().map(|p| (p.lat, p.lng)),
                 actor: &actor_name,
             };
             let order = sb_store::orders::checkout(c, &request, now)?;
