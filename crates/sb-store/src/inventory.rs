@@ -388,6 +388,20 @@ pub fn reservation(c: &mut dyn Conn, ws: &str, id: &str) -> Result<Option<Reserv
     )?)
 }
 
+/// The active holds of an owner (a cart's checkout).
+pub fn active_holds(c: &mut dyn Conn, ws: &str, owner_type: &str, owner_id: &str) -> Result<Vec<Reservation>> {
+    Ok(c.fetch_all(
+        &Stmt::new(format!(
+            "SELECT {RESERVATION_COLUMNS} FROM reservations
+             WHERE workspace_id = :ws AND owner_type = :owner_type AND owner_id = :owner_id AND status = 'active'
+             ORDER BY item_id"
+        ))
+        .bind("ws", ws)
+        .bind("owner_type", owner_type)
+        .bind("owner_id", owner_id),
+    )?)
+}
+
 /// How a hold ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resolution {

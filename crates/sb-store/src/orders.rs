@@ -215,22 +215,13 @@ fn route(
     Ok(candidates.into_iter().next().map(|(_, _, _, id)| id))
 }
 
-/// Places the cart's order and commits its stock; the same key or cart again returns the
-/// order placed the first time.
-pub fn checkout(c: &mut dyn Conn, req: &Checkout<'_>, now: i64) -> Result<Order> {
-    let ws = req.workspace_id;
-    let existing: Option<Order> = c.fetch_opt(
-        &Stmt::new(format!(
-            "SELECT {COLUMNS} FROM orders WHERE workspace_id = :ws AND (idempotency_key = :key OR cart_id = :cart)"
-        ))
-        .bind("ws", ws)
-        .bind("key", req.idempotency_key)
-        .bind("cart", req.cart_id),
-    )?;
-    if let Some(order) = existing {
-        return Ok(order);
-    }
-    let cart = carts::get(c, ws, req.cart_id)?.ok_or(OrderError::NotFound("cart"))?;
+/// The cart, its customer, lines and item demand, when it can be ordered.
+fn orderable_cart(
+    c: &mut dyn Conn,
+    ws: &str,
+    cart_id: &str,
+) -> Result<(carts::Cart, String, Vec<carts::CartLine>, BTreeMap<String, i64>)> {
+    let cart = carts::get(c, ws, cart_id)?.ok_or(OrderError::NotFound("cart"))?;
     if cart.status != "active" {
         return Err(OrderError::State(format!("the cart is {}", cart.status)));
     }
@@ -243,7 +234,18 @@ pub fn checkout(c: &mut dyn Conn, req: &Checkout<'_>, now: i64) -> Result<Order>
         return Err(OrderError::Invalid("the cart is empty".into()));
     }
     let demand = demand(c, &lines)?;
-    let location = match (req.fulfillment, req.location_id) {
+    Ok((cart, customer, lines, demand))
+}
+
+/// Where the order is fulfilled: the pickup store, the chosen shipping location, or the
+/// routed one.
+fn choose_location(
+    c: &mut dyn Conn,
+    ws: &str,
+    req: &Checkout<'_>,
+    demand: &BTreeMap<String, i64>,
+) -> Result<catalog::Location> {
+    Ok(match (req.fulfillment, req.location_id) {
         ("pickup", Some(id)) => {
             let l = catalog::location(c, ws, id)?.ok_or(OrderError::NotFound("location"))?;
             if !l.can_pickup || !l.active {
@@ -260,7 +262,7 @@ pub fn checkout(c: &mut dyn Conn, req: &Checkout<'_>, now: i64) -> Result<Order>
             l
         }
         ("ship", None) => {
-            let Some(id) = route(c, ws, &demand, req.ship_to)? else {
+            let Some(id) = route(c, ws, demand, req.ship_to)? else {
                 let (item, wanted) = demand.iter().next().map(|(i, w)| (i.clone(), *w)).unwrap_or_default();
                 return Err(OrderError::Inventory(InventoryError::Insufficient {
                     item,
@@ -271,6 +273,122 @@ pub fn checkout(c: &mut dyn Conn, req: &Checkout<'_>, now: i64) -> Result<Order>
             catalog::location(c, ws, &id)?.ok_or(OrderError::NotFound("location"))?
         }
         _ => return Err(OrderError::Invalid("fulfillment must be `ship` or `pickup`".into())),
+    })
+}
+
+/// The cart's active checkout holds; ones past their time are expired here (their stock is
+/// sellable again) rather than left for the sweeper.
+fn valid_holds(
+    c: &mut dyn Conn,
+    ws: &str,
+    cart_id: &str,
+    actor: &str,
+    now: i64,
+) -> Result<Vec<inventory::Reservation>> {
+    let mut valid = Vec::new();
+    for hold in inventory::active_holds(c, ws, "cart", cart_id)? {
+        if hold.expires_at <= now {
+            inventory::resolve(c, ws, &hold.id, inventory::Resolution::Expired, actor, now)?;
+        } else {
+            valid.push(hold);
+        }
+    }
+    Ok(valid)
+}
+
+/// The location of holds that cover exactly the demand at one location the request allows.
+fn held_location(
+    held: &[inventory::Reservation],
+    demand: &BTreeMap<String, i64>,
+    req: &Checkout<'_>,
+) -> Option<String> {
+    let location = held.first()?.location_id.clone();
+    let mut by_item: BTreeMap<String, i64> = BTreeMap::new();
+    for hold in held {
+        if hold.location_id != location {
+            return None;
+        }
+        *by_item.entry(hold.item_id.clone()).or_insert(0) += hold.quantity;
+    }
+    let allowed = req.location_id.is_none_or(|l| l == location);
+    (by_item == *demand && allowed).then_some(location)
+}
+
+fn release(c: &mut dyn Conn, ws: &str, holds: &[inventory::Reservation], actor: &str, now: i64) -> Result<()> {
+    for hold in holds {
+        inventory::resolve(c, ws, &hold.id, inventory::Resolution::Released, actor, now)?;
+    }
+    Ok(())
+}
+
+/// Starts the checkout: holds the cart's stock at the fulfilling location until
+/// `expires_at` (the sweeper gives it back if no order follows). Starting again while the
+/// holds are valid returns them.
+pub fn start_checkout(
+    c: &mut dyn Conn,
+    req: &Checkout<'_>,
+    hold_ms: i64,
+    now: i64,
+) -> Result<Vec<inventory::Reservation>> {
+    let ws = req.workspace_id;
+    let (cart, _, _, demand) = orderable_cart(c, ws, req.cart_id)?;
+    let held = valid_holds(c, ws, &cart.id, req.actor, now)?;
+    if held_location(&held, &demand, req).is_some() {
+        return Ok(held);
+    }
+    release(c, ws, &held, req.actor, now)?;
+    let location = choose_location(c, ws, req, &demand)?;
+    let mut holds = Vec::with_capacity(demand.len());
+    for (item, quantity) in &demand {
+        let key = format!("checkout:{}:{item}:{now}", cart.id);
+        let hold = inventory::NewReservation {
+            workspace_id: ws,
+            idempotency_key: &key,
+            actor: req.actor,
+            item_id: item,
+            location_id: &location.id,
+            quantity: *quantity,
+            owner_type: "cart",
+            owner_id: Some(&cart.id),
+            expires_at: now + hold_ms,
+        };
+        holds.push(inventory::reserve(c, &hold, now)?);
+    }
+    Ok(holds)
+}
+
+/// Places the cart's order and commits its stock; the same key or cart again returns the
+/// order placed the first time.
+pub fn checkout(c: &mut dyn Conn, req: &Checkout<'_>, now: i64) -> Result<Order> {
+    let ws = req.workspace_id;
+    let existing: Option<Order> = c.fetch_opt(
+        &Stmt::new(format!(
+            "SELECT {COLUMNS} FROM orders WHERE workspace_id = :ws AND (idempotency_key = :key OR cart_id = :cart)"
+        ))
+        .bind("ws", ws)
+        .bind("key", req.idempotency_key)
+        .bind("cart", req.cart_id),
+    )?;
+    if let Some(order) = existing {
+        return Ok(order);
+    }
+    let (cart, customer, lines, demand) = orderable_cart(c, ws, req.cart_id)?;
+    // Holds taken when the checkout started are committed; without them (or when they no
+    // longer match the cart or the chosen location) the stock is committed directly.
+    let held = valid_holds(c, ws, &cart.id, req.actor, now)?;
+    let held_at = match held_location(&held, &demand, req) {
+        Some(id) => catalog::location(c, ws, &id)?.filter(|l| match req.fulfillment {
+            "pickup" => l.can_pickup,
+            _ => l.can_ship,
+        }),
+        None => None,
+    };
+    let (location, use_holds) = match held_at {
+        Some(location) => (location, true),
+        None => {
+            release(c, ws, &held, req.actor, now)?;
+            (choose_location(c, ws, req, &demand)?, false)
+        }
     };
     let id = sb_core::new_id();
     let total: i64 = lines.iter().map(|l| l.current_price_minor * l.quantity).sum();
@@ -291,7 +409,13 @@ pub fn checkout(c: &mut dyn Conn, req: &Checkout<'_>, now: i64) -> Result<Order>
             })
             .collect(),
     };
-    inventory::apply(c, &change, now)?;
+    if use_holds {
+        for hold in &held {
+            inventory::resolve(c, ws, &hold.id, inventory::Resolution::Committed, req.actor, now)?;
+        }
+    } else {
+        inventory::apply(c, &change, now)?;
+    }
     let order: Order = c
         .fetch_opt(
             &Stmt::new(format!(

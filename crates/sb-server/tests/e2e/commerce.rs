@@ -766,3 +766,74 @@ async fn scenario_11_return_anywhere() {
     let (_, checked) = s.get("/api/v1/inventory/check", &s.admin_token).await;
     assert_eq!(checked["problems"], json!([]));
 }
+
+/// Checkout holds: starting the checkout holds the cart's stock at the store (again: the
+/// same holds), the order commits them, and a checkout abandoned past its time gives the
+/// stock back through the sweeper.
+#[tokio::test]
+async fn checkout_holds_stock_until_the_order_or_until_they_expire() {
+    let clock = sb_engine::ManualClock::new(sb_core::Clock::now_ms(&sb_core::SystemClock));
+    let s = TestServer::start_at(sb_engine::Time::Manual(clock.clone()), |_| {}).await;
+    let r = crate::harness::Receiver::start().await;
+    let ana = customer_with_a_channel(&s, &r).await;
+    let madrid = location_id(&s, "MAD-CENTRO").await;
+    let left = || {
+        let s = &s;
+        async move {
+            at(&availability(s, "JKT-BLU-L").await, "MAD-CENTRO")["available"]
+                .as_i64()
+                .expect("available")
+        }
+    };
+    assert_eq!(left().await, 3);
+
+    let cart = cart_with(&s, &ana, &[("JKT-BLU-L", 2)]).await;
+    let start = json!({"fulfillment": "pickup", "location_id": madrid, "hold_seconds": 600});
+    let (status, first) = s
+        .post(&format!("/api/v1/carts/{cart}/checkout"), &s.admin_token, start.clone())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(left().await, 1, "held for this checkout");
+    let (_, again) = s
+        .post(&format!("/api/v1/carts/{cart}/checkout"), &s.admin_token, start)
+        .await;
+    assert_eq!(again["holds"][0]["id"], first["holds"][0]["id"], "the same holds");
+    let (status, placed) = s
+        .post(
+            "/api/v1/orders",
+            &s.admin_token,
+            json!({"cart_id": cart, "idempotency_key": "hold-1", "fulfillment": "pickup", "location_id": madrid}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    assert_eq!(
+        left().await,
+        1,
+        "the holds became the order's commitment, not a second take"
+    );
+
+    // An abandoned checkout: after its time the sweeper gives the unit back.
+    let cart = cart_with(&s, &ana, &[("JKT-BLU-L", 1)]).await;
+    let (status, _) = s
+        .post(
+            &format!("/api/v1/carts/{cart}/checkout"),
+            &s.admin_token,
+            json!({"fulfillment": "pickup", "location_id": madrid, "hold_seconds": 60}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(left().await, 0);
+    clock.advance(61_000);
+    let mut now_left = 0;
+    for _ in 0..300 {
+        s.server.engine.notify_jobs();
+        now_left = left().await;
+        if now_left == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(now_left, 1, "the expired hold was swept");
+    let (_, checked) = s.get("/api/v1/inventory/check", &s.admin_token).await;
+    assert_eq!(checked["problems"], json!([]));
+}

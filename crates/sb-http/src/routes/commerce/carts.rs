@@ -252,3 +252,67 @@ pub(super) async fn customer_cart(
 ) -> ApiResult<axum::Json<serde_json::Value>> {
     read_cart(&state, &principal, id, sb_store::carts::active_for_customer).await
 }
+
+#[derive(Deserialize, ToSchema)]
+pub struct StartCheckout {
+    /// `ship` or `pickup`.
+    pub fulfillment: String,
+    /// The pickup store; for `ship`, omit to let routing choose.
+    pub location_id: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub ship_to: Option<super::orders::ShipTo>,
+    /// How long the stock is held for this checkout (default 600 s, at most an hour).
+    pub hold_seconds: Option<i64>,
+}
+
+/// Starts the checkout: the cart's stock is held at the fulfilling location until the order
+/// is placed (the holds are committed) or the time runs out (the sweeper gives it back).
+/// Starting again while the holds are valid returns them.
+#[utoipa::path(post, path = "/api/v1/carts/{id}/checkout", tag = "commerce", params(("id" = String, Path)),
+    request_body = StartCheckout, responses(
+    (status = 200, description = "`{location_id, expires_at, holds: [reservation]}`"),
+    (status = 404, description = "`not_found`: cart or location", body = ErrorBody),
+    (status = 409, description = "`insufficient_stock`, `order_state`", body = ErrorBody),
+    (status = 422, description = "`invalid_order`", body = ErrorBody)
+), security(("bearer" = []), ("session" = [])))]
+pub(super) async fn start_checkout(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<StartCheckout>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    principal.require(Permission::ManageOrders)?;
+    let hold_ms = body.hold_seconds.unwrap_or(600).clamp(1, 3_600) * 1000;
+    let (ws, actor, now) = (
+        principal.workspace_id().to_owned(),
+        principal.actor(),
+        state.store.now(),
+    );
+    let actor_name = format!("{}:{}", actor.kind, actor.id.unwrap_or_default());
+    let (holds, events) = state
+        .store
+        .db
+        .write(move |c| {
+            let request = sb_store::orders::Checkout {
+                workspace_id: &ws,
+                cart_id: &id,
+                idempotency_key: "",
+                fulfillment: &body.fulfillment,
+                location_id: body.location_id.as_deref(),
+                ship_to: body.ship_to.as_ref().map(|p| (p.lat, p.lng)),
+                actor: &actor_name,
+            };
+            let holds = sb_store::orders::start_checkout(c, &request, hold_ms, now)?;
+            let touched = holds.iter().map(|h| (h.item_id.clone(), h.location_id.clone()));
+            let events = sb_commerce::live::availability_changed(c, &ws, touched, now)?;
+            Ok::<_, sb_store::orders::OrderError>((holds, events))
+        })
+        .await
+        .map_err(super::orders::order_error)?;
+    state.live.publish(&events).await;
+    Ok(axum::Json(serde_json::json!({
+        "location_id": holds.first().map(|h| h.location_id.clone()),
+        "expires_at": holds.first().map(|h| sb_core::clock::rfc3339(h.expires_at)),
+        "holds": holds,
+    })))
+}

@@ -28,6 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(carts::get_cart))
         .routes(routes!(carts::set_cart_line))
         .routes(routes!(carts::assign_cart))
+        .routes(routes!(carts::start_checkout))
         .routes(routes!(carts::customer_cart))
         .routes(routes!(orders::place_order))
         .routes(routes!(orders::get_order))

@@ -14,7 +14,7 @@ use crate::extract::{ApiJson, Principal};
 
 use super::{inventory_error, touched_by};
 
-fn order_error(e: sb_store::orders::OrderError) -> ApiError {
+pub(super) fn order_error(e: sb_store::orders::OrderError) -> ApiError {
     use sb_store::orders::OrderError;
     match e {
         OrderError::NotFound(what) => ApiError::not_found("not_found", format!("{what} not found")),
