@@ -215,12 +215,15 @@ fn route(
     Ok(candidates.into_iter().next().map(|(_, _, _, id)| id))
 }
 
-/// The cart, its customer, lines and item demand, when it can be ordered.
-fn orderable_cart(
-    c: &mut dyn Conn,
-    ws: &str,
-    cart_id: &str,
-) -> Result<(carts::Cart, String, Vec<carts::CartLine>, BTreeMap<String, i64>)> {
+/// A cart that can be ordered: its customer, lines and the units of each item they take.
+struct Orderable {
+    cart: carts::Cart,
+    customer: String,
+    lines: Vec<carts::CartLine>,
+    demand: BTreeMap<String, i64>,
+}
+
+fn orderable_cart(c: &mut dyn Conn, ws: &str, cart_id: &str) -> Result<Orderable> {
     let cart = carts::get(c, ws, cart_id)?.ok_or(OrderError::NotFound("cart"))?;
     if cart.status != "active" {
         return Err(OrderError::State(format!("the cart is {}", cart.status)));
@@ -234,7 +237,12 @@ fn orderable_cart(
         return Err(OrderError::Invalid("the cart is empty".into()));
     }
     let demand = demand(c, &lines)?;
-    Ok((cart, customer, lines, demand))
+    Ok(Orderable {
+        cart,
+        customer,
+        lines,
+        demand,
+    })
 }
 
 /// Where the order is fulfilled: the pickup store, the chosen shipping location, or the
@@ -331,7 +339,7 @@ pub fn start_checkout(
     now: i64,
 ) -> Result<Vec<inventory::Reservation>> {
     let ws = req.workspace_id;
-    let (cart, _, _, demand) = orderable_cart(c, ws, req.cart_id)?;
+    let Orderable { cart, demand, .. } = orderable_cart(c, ws, req.cart_id)?;
     let held = valid_holds(c, ws, &cart.id, req.actor, now)?;
     if held_location(&held, &demand, req).is_some() {
         return Ok(held);
@@ -372,7 +380,12 @@ pub fn checkout(c: &mut dyn Conn, req: &Checkout<'_>, now: i64) -> Result<Order>
     if let Some(order) = existing {
         return Ok(order);
     }
-    let (cart, customer, lines, demand) = orderable_cart(c, ws, req.cart_id)?;
+    let Orderable {
+        cart,
+        customer,
+        lines,
+        demand,
+    } = orderable_cart(c, ws, req.cart_id)?;
     // Holds taken when the checkout started are committed; without them (or when they no
     // longer match the cart or the chosen location) the stock is committed directly.
     let held = valid_holds(c, ws, &cart.id, req.actor, now)?;
