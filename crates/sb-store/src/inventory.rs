@@ -88,14 +88,27 @@ impl Outcome {
     }
 }
 
+/// What makes two requests the same: the reason, the kind of reference and the lines. The
+/// reference id is ours (a new reservation's or order's id), not part of the request.
 fn request_hash(change: &Change<'_>) -> String {
     let canonical = serde_json::json!({
         "reason": change.reason,
-        "reference": [change.reference_type, change.reference_id],
+        "reference": change.reference_type,
         "lines": change.lines,
     });
     hex::encode(sha2::Sha256::digest(canonical.to_string().as_bytes()))
 }
+
+/// Parameter names of the ledger rows of one balance (at most one per bucket).
+const LEDGER_PARAMS: [[&str; 4]; 7] = [
+    ["id0", "bucket0", "delta0", "after0"],
+    ["id1", "bucket1", "delta1", "after1"],
+    ["id2", "bucket2", "delta2", "after2"],
+    ["id3", "bucket3", "delta3", "after3"],
+    ["id4", "bucket4", "delta4", "after4"],
+    ["id5", "bucket5", "delta5", "after5"],
+    ["id6", "bucket6", "delta6", "after6"],
+];
 
 const BALANCE_COLUMNS: &str = "on_hand, committed, reserved, damaged, quality_control, safety_stock, incoming";
 
@@ -171,26 +184,44 @@ pub fn apply(c: &mut dyn Conn, change: &Change<'_>, now: i64) -> Result<Outcome>
         if deltas.is_empty() {
             continue;
         }
-        ensure_balance_row(c, ws, item, location, now)?;
-        let after = guarded_update(c, ws, item, location, &deltas, now)?;
-        for (bucket, delta) in deltas.iter() {
-            c.execute(
-                &Stmt::new(
-                    "INSERT INTO inventory_ledger (id, workspace_id, group_id, item_id, location_id, bucket, delta,
-                                                   balance_after, at)
-                     VALUES (:id, :ws, :group, :item, :location, :bucket, :delta, :after, :now)",
-                )
-                .bind("id", sb_core::new_id())
-                .bind("ws", ws)
-                .bind("group", &group_id)
-                .bind("item", item)
-                .bind("location", location)
-                .bind("bucket", bucket.as_str())
-                .bind("delta", delta)
-                .bind("after", after.get(bucket))
-                .bind("now", now),
-            )?;
+        // The row usually exists: update first, and create it only for a first delivery.
+        let after = match guarded_update(c, ws, item, location, &deltas, now)? {
+            Some(after) => after,
+            None if stored_balance(c, ws, item, location)?.is_some() => {
+                return Err(insufficient(c, ws, item, location)?);
+            }
+            None => {
+                ensure_balance_row(c, ws, item, location, now)?;
+                match guarded_update(c, ws, item, location, &deltas, now)? {
+                    Some(after) => after,
+                    None => return Err(insufficient(c, ws, item, location)?),
+                }
+            }
+        };
+        // One statement for the row's ledger entries.
+        let changes: Vec<(Bucket, i64)> = deltas.iter().collect();
+        let values: Vec<String> = (0..changes.len())
+            .map(|i| format!("(:id{i}, :ws, :group, :item, :location, :bucket{i}, :delta{i}, :after{i}, :now)"))
+            .collect();
+        let mut stmt = Stmt::new(format!(
+            "INSERT INTO inventory_ledger (id, workspace_id, group_id, item_id, location_id, bucket, delta, balance_after, at)
+             VALUES {}",
+            values.join(", ")
+        ))
+        .bind("ws", ws)
+        .bind("group", &group_id)
+        .bind("item", item)
+        .bind("location", location)
+        .bind("now", now);
+        for (i, (bucket, delta)) in changes.into_iter().enumerate() {
+            let [id, bucket_name, delta_name, after_name] = LEDGER_PARAMS[i];
+            stmt = stmt
+                .bind(id, sb_core::new_id())
+                .bind(bucket_name, bucket.as_str())
+                .bind(delta_name, delta)
+                .bind(after_name, after.get(bucket));
         }
+        c.execute(&stmt)?;
     }
     Ok(Outcome::Applied { group_id })
 }
@@ -225,7 +256,14 @@ fn ensure_balance_row(c: &mut dyn Conn, ws: &str, item: &str, location: &str, no
 }
 
 /// One statement that changes the row only if the result keeps every invariant.
-fn guarded_update(c: &mut dyn Conn, ws: &str, item: &str, location: &str, d: &Deltas, now: i64) -> Result<Balance> {
+fn guarded_update(
+    c: &mut dyn Conn,
+    ws: &str,
+    item: &str,
+    location: &str,
+    d: &Deltas,
+    now: i64,
+) -> Result<Option<Balance>> {
     let updated = c.query_opt(
         &Stmt::new(format!(
             "UPDATE inventory_balances SET
@@ -251,20 +289,26 @@ fn guarded_update(c: &mut dyn Conn, ws: &str, item: &str, location: &str, d: &De
         .bind("location", location)
         .bind("ws", ws),
     )?;
-    match updated {
-        Some(row) => Ok(balance_of(&row)?),
-        None => {
-            let available = balance(c, ws, item, location)?.available();
-            Err(InventoryError::Insufficient {
-                item: item.to_owned(),
-                location: location.to_owned(),
-                available,
-            })
-        }
-    }
+    Ok(match updated {
+        Some(row) => Some(balance_of(&row)?),
+        None => None,
+    })
+}
+
+fn insufficient(c: &mut dyn Conn, ws: &str, item: &str, location: &str) -> Result<InventoryError> {
+    Ok(InventoryError::Insufficient {
+        item: item.to_owned(),
+        location: location.to_owned(),
+        available: balance(c, ws, item, location)?.available(),
+    })
 }
 
 pub fn balance(c: &mut dyn Conn, ws: &str, item: &str, location: &str) -> Result<Balance> {
+    Ok(stored_balance(c, ws, item, location)?.unwrap_or_default())
+}
+
+/// The balance row, when the item has ever had stock movements at the location.
+fn stored_balance(c: &mut dyn Conn, ws: &str, item: &str, location: &str) -> Result<Option<Balance>> {
     let row = c.query_opt(
         &Stmt::new(format!(
             "SELECT {BALANCE_COLUMNS} FROM inventory_balances
@@ -275,8 +319,8 @@ pub fn balance(c: &mut dyn Conn, ws: &str, item: &str, location: &str) -> Result
         .bind("location", location),
     )?;
     Ok(match row {
-        Some(row) => balance_of(&row)?,
-        None => Balance::default(),
+        Some(row) => Some(balance_of(&row)?),
+        None => None,
     })
 }
 
@@ -329,49 +373,67 @@ pub struct NewReservation<'a> {
 }
 
 /// Holds stock until `expires_at`. The same key again returns the same hold.
+///
+/// The reservation row is written before the balance is updated, so the balance row is
+/// locked (on PostgreSQL) only for its ledger entry and the commit: a hot SKU serialises on
+/// as little as possible.
 pub fn reserve(c: &mut dyn Conn, r: &NewReservation<'_>, now: i64) -> Result<Reservation> {
-    let id = sb_core::new_id();
-    let change = Change {
+    let change = |id: Option<&'static str>| Change {
         workspace_id: r.workspace_id,
         idempotency_key: r.idempotency_key,
         reason: "hold",
         actor: r.actor,
         reference_type: "reservation",
-        // The id is new on every call, so the request is compared without it.
-        reference_id: None,
+        reference_id: id,
         lines: vec![Line {
             item_id: r.item_id.to_owned(),
             location_id: r.location_id.to_owned(),
             movement: Movement::Reserve { quantity: r.quantity },
         }],
     };
-    match apply(c, &change, now)? {
-        Outcome::Applied { group_id } => {
-            c.execute(
-                &Stmt::new("UPDATE inventory_groups SET reference_id = :id WHERE id = :group")
-                    .bind("id", &id)
-                    .bind("group", &group_id),
-            )?;
-            Ok(c.fetch_opt(
-                &Stmt::new(format!(
-                    "INSERT INTO reservations (id, workspace_id, item_id, location_id, quantity, status, owner_type,
-                                               owner_id, expires_at, resolved_at, created_at)
-                     VALUES (:id, :ws, :item, :location, :q, 'active', :owner_type, :owner_id, :expires, NULL, :now)
-                     RETURNING {RESERVATION_COLUMNS}"
-                ))
-                .bind("id", &id)
-                .bind("ws", r.workspace_id)
-                .bind("item", r.item_id)
-                .bind("location", r.location_id)
-                .bind("q", r.quantity)
-                .bind("owner_type", r.owner_type)
-                .bind("owner_id", r.owner_id)
-                .bind("expires", r.expires_at)
-                .bind("now", now),
-            )?
-            .ok_or(InventoryError::NotFound("reservation"))?)
+    // A replay is answered before anything is written.
+    let seen = c.query_opt(
+        &Stmt::new(
+            "SELECT request_hash, reference_id FROM inventory_groups WHERE workspace_id = :ws AND idempotency_key = :key",
+        )
+        .bind("ws", r.workspace_id)
+        .bind("key", r.idempotency_key),
+    )?;
+    if let Some(row) = seen {
+        let (hash, reference): (String, Option<String>) = (row.get("request_hash")?, row.get("reference_id")?);
+        if hash != request_hash(&change(None)) {
+            return Err(InventoryError::KeyReused);
         }
+        let id = reference.ok_or(InventoryError::NotFound("reservation"))?;
+        return reservation(c, r.workspace_id, &id)?.ok_or(InventoryError::NotFound("reservation"));
+    }
+    let id = sb_core::new_id();
+    let held: Reservation = c
+        .fetch_opt(
+            &Stmt::new(format!(
+                "INSERT INTO reservations (id, workspace_id, item_id, location_id, quantity, status, owner_type,
+                                           owner_id, expires_at, resolved_at, created_at)
+                 VALUES (:id, :ws, :item, :location, :q, 'active', :owner_type, :owner_id, :expires, NULL, :now)
+                 RETURNING {RESERVATION_COLUMNS}"
+            ))
+            .bind("id", &id)
+            .bind("ws", r.workspace_id)
+            .bind("item", r.item_id)
+            .bind("location", r.location_id)
+            .bind("q", r.quantity)
+            .bind("owner_type", r.owner_type)
+            .bind("owner_id", r.owner_id)
+            .bind("expires", r.expires_at)
+            .bind("now", now),
+        )?
+        .ok_or(InventoryError::NotFound("reservation"))?;
+    let mut with_reference = change(None);
+    with_reference.reference_id = Some(&id);
+    match apply(c, &with_reference, now)? {
+        Outcome::Applied { .. } => Ok(held),
+        // A concurrent request with the same key won: its hold is the one.
         Outcome::Replayed { reference_id, .. } => {
+            c.execute(&Stmt::new("DELETE FROM reservations WHERE id = :id").bind("id", &id))?;
             let id = reference_id.ok_or(InventoryError::NotFound("reservation"))?;
             reservation(c, r.workspace_id, &id)?.ok_or(InventoryError::NotFound("reservation"))
         }

@@ -542,3 +542,56 @@ async fn model_based_random_sequences_keep_every_invariant_and_replay_from_the_l
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_hold_requested_at_once_is_taken_once() {
+    for_each_backend(|t: Ctx| async move {
+        let (ws, items, locs) = shop(&t, &["RACE-1"], 1).await;
+        let (item, loc) = (items[0].clone(), locs[0].clone());
+        apply(
+            &t,
+            &ws,
+            "receive",
+            vec![line(&item, &loc, Movement::Receive { quantity: 10 })],
+        )
+        .await
+        .expect("receive");
+        let hold = |quantity: i64| {
+            let (t, ws, item, loc) = (t.clone(), ws.clone(), item.clone(), loc.clone());
+            async move {
+                let now = t.now();
+                t.store
+                    .db
+                    .write(move |c| {
+                        inventory::reserve(
+                            c,
+                            &NewReservation {
+                                workspace_id: &ws,
+                                idempotency_key: "checkout-42",
+                                actor: "test",
+                                item_id: &item,
+                                location_id: &loc,
+                                quantity,
+                                owner_type: "cart",
+                                owner_id: None,
+                                expires_at: now + 60_000,
+                            },
+                            now,
+                        )
+                    })
+                    .await
+            }
+        };
+        let tasks: Vec<_> = (0..20).map(|_| tokio::spawn(hold(3))).collect();
+        let mut ids = std::collections::BTreeSet::new();
+        for task in tasks {
+            ids.insert(task.await.expect("task").expect("the same hold").id);
+        }
+        assert_eq!(ids.len(), 1, "[{}] one hold for one key", t.backend.name());
+        assert_eq!(t.count("SELECT COUNT(*) AS n FROM reservations").await, 1);
+        assert_eq!(balance(&t, &ws, &item, &loc).await.reserved, 3);
+        assert!(matches!(hold(4).await, Err(InventoryError::KeyReused)));
+        assert_eq!(check(&t, &ws).await, Vec::<String>::new());
+    })
+    .await;
+}
