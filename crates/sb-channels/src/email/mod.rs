@@ -36,15 +36,37 @@ pub const KIND: &str = "email";
 /// Larger texts go as attachments, not bodies.
 pub const MAX_TEXT: usize = 100_000;
 
+/// One pooled SMTP client per account, rebuilt when its settings or secrets change.
+type Transports = std::sync::Mutex<std::collections::HashMap<String, (String, AsyncSmtpTransport<Tokio1Executor>)>>;
+
 pub struct EmailChannel {
     http: reqwest::Client,
+    transports: Transports,
 }
 
 impl Default for EmailChannel {
     fn default() -> Self {
         EmailChannel {
             http: crate::http_client(Duration::from_secs(30)),
+            transports: Default::default(),
         }
+    }
+}
+
+impl EmailChannel {
+    /// The account's SMTP client: connections are pooled across sends instead of a new
+    /// connection and TLS handshake for every message.
+    fn transport_for(&self, account: &Account) -> Result<AsyncSmtpTransport<Tokio1Executor>, SendError> {
+        let fingerprint = format!("{}|{}", account.settings, account.secrets);
+        let mut cache = self.transports.lock().expect("smtp transports");
+        if let Some((seen, transport)) = cache.get(&account.id)
+            && *seen == fingerprint
+        {
+            return Ok(transport.clone());
+        }
+        let transport = build_transport(account)?;
+        cache.insert(account.id.clone(), (fingerprint, transport.clone()));
+        Ok(transport)
     }
 }
 
@@ -78,7 +100,7 @@ fn our_address(account: &Account) -> Result<(Mailbox, String), SendError> {
     Ok((Mailbox::new(name, parsed), domain))
 }
 
-fn transport(account: &Account) -> Result<AsyncSmtpTransport<Tokio1Executor>, SendError> {
+fn build_transport(account: &Account) -> Result<AsyncSmtpTransport<Tokio1Executor>, SendError> {
     let host = account
         .setting("smtp_host")
         .ok_or_else(|| permanent("channel_misconfigured", "no `smtp_host`"))?;
@@ -297,7 +319,7 @@ impl Channel for EmailChannel {
             files.push((file.filename.clone(), file.content_type.clone(), data));
         }
         let (email, message_id) = compose(message, account, files)?;
-        let transport = transport(account)?;
+        let transport = self.transport_for(account)?;
         match transport.send(email).await {
             Ok(_) => Ok(message_id),
             Err(e) => {

@@ -288,7 +288,7 @@ pub(super) async fn start_checkout(
         principal.actor(),
         state.store.now(),
     );
-    let actor_name = format!("{}:{}", actor.kind, actor.id.unwrap_or_default());
+    let actor_name = super::ledger_actor(&actor);
     let (holds, events) = state
         .store
         .db

@@ -84,7 +84,7 @@ pub(super) async fn change_inventory(
         principal.actor(),
         state.store.now(),
     );
-    let actor_name = format!("{}:{}", actor.kind, actor.id.clone().unwrap_or_default());
+    let actor_name = super::ledger_actor(&actor);
     let outcome = state
         .store
         .db
@@ -179,7 +179,7 @@ pub(super) async fn create_reservation(
         principal.actor(),
         state.store.now(),
     );
-    let actor_name = format!("{}:{}", actor.kind, actor.id.unwrap_or_default());
+    let actor_name = super::ledger_actor(&actor);
     let (reservation, events) = state
         .store
         .db
@@ -238,7 +238,7 @@ pub(super) async fn resolve_reservation(
         principal.actor(),
         state.store.now(),
     );
-    let actor_name = format!("{}:{}", actor.kind, actor.id.unwrap_or_default());
+    let actor_name = super::ledger_actor(&actor);
     let (resolved, events) = state
         .store
         .db

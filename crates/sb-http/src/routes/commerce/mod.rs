@@ -65,6 +65,11 @@ pub(super) fn inventory_error(e: InventoryError) -> ApiError {
     }
 }
 
+/// Who changed stock, as the ledger records it (`user:<id>`, `token:<id>`).
+fn ledger_actor(actor: &sb_store::audit::Actor) -> String {
+    format!("{}:{}", actor.kind, actor.id.as_deref().unwrap_or_default())
+}
+
 /// The (item, location) balances an order's or return's lines touch (kits exploded), for
 /// the availability events.
 fn touched_by(

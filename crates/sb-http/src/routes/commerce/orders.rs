@@ -75,7 +75,7 @@ pub(super) async fn place_order(
         principal.actor(),
         state.store.now(),
     );
-    let actor_name = format!("{}:{}", actor.kind, actor.id.unwrap_or_default());
+    let actor_name = super::ledger_actor(&actor);
     let outcome = state
         .store
         .db
@@ -166,7 +166,7 @@ pub(super) async fn order_action(
         principal.actor(),
         state.store.now(),
     );
-    let actor_name = format!("{}:{}", actor.kind, actor.id.unwrap_or_default());
+    let actor_name = super::ledger_actor(&actor);
     let channels = state.channels.clone();
     let code = format!("{:06}", rand::random::<u32>() % 1_000_000);
     let (view, events) = state
@@ -293,7 +293,7 @@ pub(super) async fn receive_return(
         principal.actor(),
         state.store.now(),
     );
-    let actor_name = format!("{}:{}", actor.kind, actor.id.unwrap_or_default());
+    let actor_name = super::ledger_actor(&actor);
     let (view, events) = state
         .store
         .db
