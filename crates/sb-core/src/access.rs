@@ -38,18 +38,20 @@ impl Role {
                     | ReadConversations
                     | ReplyConversations
                     | ReadCustomers
+                    | ManageCustomers
                     | ReadOrders
                     | ReadInventory
             ),
             Role::Marketer => matches!(
                 permission,
-                ReadOwnAccount | ManageOwnTokens | ReadCustomers | ManageCampaigns | ReadOrders
+                ReadOwnAccount | ManageOwnTokens | ReadCustomers | ManageCustomers | ManageCampaigns | ReadOrders
             ),
             Role::StoreStaff => matches!(
                 permission,
                 ReadOwnAccount
                     | ManageOwnTokens
                     | ReadCustomers
+                    | ManageCustomers
                     | ReadOrders
                     | ManageOrders
                     | ReadInventory
@@ -67,11 +69,15 @@ pub enum Permission {
     ManageWorkspace,
     ReadAuditLog,
     ManageJobs,
+    /// Export or erase a customer's data (GDPR requests).
+    ManagePrivacy,
     ReadOwnAccount,
     ManageOwnTokens,
     ReadConversations,
     ReplyConversations,
     ReadCustomers,
+    /// Record consent, enrol in loyalty.
+    ManageCustomers,
     ManageCampaigns,
     ReadOrders,
     ManageOrders,

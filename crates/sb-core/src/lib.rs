@@ -4,8 +4,11 @@
 //! quickly and reused by the store, the engine and the web layer alike.
 
 pub mod access;
+pub mod cdp;
 pub mod clock;
+pub mod consent;
 pub mod credentials;
+pub mod identity;
 pub mod ids;
 pub mod inbox;
 pub mod inventory;

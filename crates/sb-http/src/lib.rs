@@ -62,6 +62,8 @@ pub struct AppState {
     pub live: sb_inbox::live::Live,
     /// Wakes inbound processing when a webhook was stored.
     pub intake: sb_inbox::Intake,
+    /// Customer-data ingestion: write keys, rate limits, and the processor's wake-up.
+    pub cdp: sb_cdp::Ingest,
     /// Where providers and people reach this server (webhook URLs are built from it).
     pub base_url: Arc<str>,
     limiter: Arc<limits::LoginLimiter>,
@@ -89,11 +91,18 @@ impl AppState {
             live,
             channels,
             intake,
+            cdp: sb_cdp::Ingest::default(),
             base_url: base_url.into(),
             limiter,
             visitor_limiter: Arc::default(),
             draining: Arc::new(tokio::sync::watch::channel(false).0),
         }
+    }
+
+    /// Shares `cdp` with the event processor the server runs.
+    pub fn with_cdp(mut self, cdp: sb_cdp::Ingest) -> Self {
+        self.cdp = cdp;
+        self
     }
 
     /// Ends every open event stream; call when the server starts draining.

@@ -309,17 +309,15 @@ pub(crate) fn queue_reply(
         purpose,
     } = draft;
     let option = option_for(c, channels, conversation, account, now)?;
-    if purpose == Purpose::Marketing
-        && let Some(address) = &option.address
-        && let Some((code, text)) = marketing_refusal(
-            c,
-            &conversation.workspace_id,
-            &conversation.customer_id,
-            &account.channel,
-            address,
-        )?
-    {
-        return Ok(Err(ReplyError::NotAllowed(text, code)));
+    if let Err(refusal) = sb_store::consents::may_send(
+        c,
+        &conversation.workspace_id,
+        &conversation.customer_id,
+        &account.channel,
+        option.address.as_deref(),
+        purpose,
+    )? {
+        return Ok(Err(ReplyError::NotAllowed(refusal.reason, refusal.code)));
     }
     let window_only = option.reason == Some("reply_window_closed");
     let files: &[String] = match content {
@@ -439,28 +437,6 @@ pub(crate) fn queue_reply(
 /// Why marketing may not go to this address on this account now: the customer revoked
 /// marketing consent on the channel (STOP, an unsubscribe), or the address is suppressed (a
 /// hard bounce). Checked when queued and again just before sending.
-fn marketing_refusal(
-    c: &mut dyn Conn,
-    ws: &str,
-    customer_id: &str,
-    channel: &str,
-    address: &str,
-) -> Result<Option<(&'static str, String)>, StoreError> {
-    if sb_store::consents::granted(c, ws, customer_id, channel, "marketing")? == Some(false) {
-        return Ok(Some((
-            "consent_revoked",
-            format!("the customer opted out of marketing on {channel}"),
-        )));
-    }
-    if let Some(s) = sb_store::suppressions::find(c, ws, channel, address)? {
-        return Ok(Some((
-            "address_suppressed",
-            format!("{address} is suppressed on {channel} ({}: {})", s.reason, s.detail),
-        )));
-    }
-    Ok(None)
-}
-
 /// The send job of an outbound message: one at a time per conversation, so replies keep
 /// their order.
 pub fn enqueue_send(c: &mut dyn Conn, message: &Message, now: i64) -> Result<(), StoreError> {
@@ -576,7 +552,7 @@ impl JobHandler for Send {
             channel.address_kind(),
         );
         let conversation_id = message.conversation_id.clone();
-        let (marketing, kind_of_account) = (message.purpose == Purpose::Marketing.as_str(), kind.clone());
+        let (purpose, kind_of_account) = (Purpose::parse(&message.purpose).unwrap_or_default(), kind.clone());
         let (to, last_inbound_at_ms, refusal, thread) = ctx
             .store
             .db
@@ -585,10 +561,8 @@ impl JobHandler for Send {
                 let last = messages::last_inbound_at(c, &w, &conversation_id, &account_id)?;
                 let thread = messages::last_inbound_meta(c, &w, &conversation_id, &account_id)?;
                 // Consent may have been revoked since the message was queued (a STOP in between).
-                let refusal = match (&to, marketing) {
-                    (Some(to), true) => marketing_refusal(c, &w, &customer, &kind_of_account, to)?,
-                    _ => None,
-                };
+                let refusal =
+                    sb_store::consents::may_send(c, &w, &customer, &kind_of_account, to.as_deref(), purpose)?.err();
                 Ok::<_, StoreError>((to, last, refusal, thread))
             })
             .await?;
@@ -601,9 +575,9 @@ impl JobHandler for Send {
             .await?;
             return Ok(());
         };
-        if let Some((code, reason)) = refusal {
+        if let Some(refusal) = refusal {
             self.record(&ctx.store, &ws, &message.id, now, move |c, w, id| {
-                messages::mark_failed(c, w, id, code, &reason, now)
+                messages::mark_failed(c, w, id, refusal.code, &refusal.reason, now)
             })
             .await?;
             return Ok(());
@@ -621,7 +595,7 @@ impl JobHandler for Send {
             files: self.file_urls(&message, &account.id, &secrets, now),
             status_callback_url: Some(format!("{}/hooks/{kind}/{}", self.public_url, account.id)),
             purpose: Purpose::parse(&message.purpose).unwrap_or_default(),
-            unsubscribe_url: marketing.then(|| self.unsubscribe_url(&account.id, &secrets, &to)),
+            unsubscribe_url: (purpose == Purpose::Marketing).then(|| self.unsubscribe_url(&account.id, &secrets, &to)),
             thread: thread.and_then(|t| serde_json::from_str(&t).ok()),
             to,
         };

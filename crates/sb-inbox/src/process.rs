@@ -74,6 +74,7 @@ fn process_request(
                     granted: change.granted,
                     source: &change.source,
                     at: change.at_ms,
+                    proof: serde_json::json!({"provider_source": change.source, "channel_account_id": account.id}),
                 };
                 sb_store::consents::record(c, &record)?;
             }

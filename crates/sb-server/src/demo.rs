@@ -26,6 +26,9 @@ pub struct DemoCredentials {
     /// Per channel: where to send inbound requests and the secret to sign them with.
     #[serde(default)]
     pub channels: serde_json::Value,
+    /// Where Segment's libraries send events (`host`) and the `write_key` they send.
+    #[serde(default)]
+    pub segment: serde_json::Value,
 }
 
 impl DemoCredentials {
@@ -59,6 +62,9 @@ impl DemoCredentials {
                 println!("  {label} (simulated): play the customer at {url}/");
             }
         }
+        if let (Some(host), Some(key)) = (self.segment["host"].as_str(), self.segment["write_key"].as_str()) {
+            println!("  customer data: point a Segment library at host {host} with write key {key}");
+        }
         let email = &self.channels["email"];
         if let (Some(url), Some(address)) = (email["simulator_url"].as_str(), email["address"].as_str()) {
             println!("  e-mail (simulated): write to {address} and read replies at {url}/");
@@ -90,6 +96,9 @@ pub async fn ensure(store: &Store, data_dir: &Path, base_url: &str) -> Result<Op
             }
             if let Some(token) = c.channels["widget"]["website_token"].as_str().map(str::to_owned) {
                 c.channels["widget"]["page_url"] = serde_json::json!(format!("{base_url}/demo/widget/{token}"));
+            }
+            if c.segment.is_object() {
+                c.segment["host"] = serde_json::json!(base_url);
             }
             c
         }));
@@ -125,6 +134,8 @@ pub async fn ensure(store: &Store, data_dir: &Path, base_url: &str) -> Result<Op
         "welcome": "Hi! Questions about an order or a product? We are here.",
         "prechat": true,
     });
+    let write_key = format!("wk_{}", credentials::random_secret());
+    let write_key_digest = credentials::secret_digest(&write_key);
     let now = store.now();
     let rows = people.clone();
     let created = store
@@ -162,6 +173,8 @@ pub async fn ensure(store: &Store, data_dir: &Path, base_url: &str) -> Result<Op
                 now,
             )?;
             crate::demo_shop::seed(c, &ws.id, now)?;
+            sb_store::event_sources::create(c, &ws.id, "Demo web shop", &write_key_digest, 200_000, now)?;
+            crate::demo_events::seed(c, &ws.id, now)?;
             Ok::<_, StoreError>(Some((api.id, widget.id)))
         })
         .await?;
@@ -184,6 +197,7 @@ pub async fn ensure(store: &Store, data_dir: &Path, base_url: &str) -> Result<Op
                 "hmac_secret": widget_secret,
             }
         }),
+        segment: serde_json::json!({ "host": base_url, "write_key": write_key }),
     };
     save(&creds, data_dir)?;
     Ok(Some(creds))

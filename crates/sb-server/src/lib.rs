@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod config;
 pub mod demo;
+mod demo_events;
 mod demo_shop;
 mod maintenance;
 pub mod simulators;
@@ -115,7 +116,9 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
     let intake = sb_inbox::Intake::default();
     let (stop_processing, processing_stopped) = tokio::sync::watch::channel(false);
     let processor = sb_inbox::Processor::new(engine.clone(), channels.clone(), live.clone(), intake.clone());
-    let processing = tokio::spawn(processor.run(processing_stopped));
+    let processing = tokio::spawn(processor.run(processing_stopped.clone()));
+    let cdp = sb_cdp::Ingest::default();
+    let cdp_processing = tokio::spawn(sb_cdp::processor::run(store.clone(), cdp.clone(), processing_stopped));
     maintenance::schedule(&engine)
         .await
         .map_err(|e| ConfigError(format!("cannot schedule maintenance: {e}")))?;
@@ -173,7 +176,8 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
         intake,
         &base_url,
         config.http.clone(),
-    );
+    )
+    .with_cdp(cdp);
     let drain_handle = state.clone();
     let app = sb_http::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -206,6 +210,7 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
         let _ = imap.await;
         stop_processing.send_replace(true);
         let _ = processing.await;
+        let _ = cdp_processing.await;
         simulators.shutdown().await;
         task_engine.shutdown().await;
         task_store.db.close().await;

@@ -14,6 +14,11 @@ impl Row {
         Row { columns, values }
     }
 
+    /// Every column with its value, in the order the query named them.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.columns.iter().map(String::as_str).zip(&self.values)
+    }
+
     pub fn value(&self, column: &str) -> Option<&Value> {
         self.columns.iter().position(|c| c == column).map(|i| &self.values[i])
     }

@@ -18,10 +18,12 @@ pub struct Customer {
     pub attributes_json: String,
     /// Set while this customer is merged into another.
     pub merged_into: Option<String>,
+    /// Set when the customer's data was erased; the row stays as a tombstone.
+    pub erased_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
 }
-from_row!(Customer in "customers" { id, workspace_id, name, email, phone, attributes_json, merged_into, created_at, updated_at });
+from_row!(Customer in "customers" { id, workspace_id, name, email, phone, attributes_json, merged_into, erased_at, created_at, updated_at });
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Identity {
@@ -35,7 +37,8 @@ pub struct Identity {
 }
 from_row!(Identity in "identities" { id, customer_id, kind, scope, value, verified, created_at });
 
-const COLUMNS: &str = "id, workspace_id, name, email, phone, attributes_json, merged_into, created_at, updated_at";
+const COLUMNS: &str =
+    "id, workspace_id, name, email, phone, attributes_json, merged_into, erased_at, created_at, updated_at";
 
 /// An identifier as a channel reports it.
 #[derive(Debug, Clone)]

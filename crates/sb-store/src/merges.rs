@@ -1,6 +1,8 @@
-//! Merging two customers by hand, and undoing it. The merge moves the source's identities
-//! and messages to the target (its conversation folds into the target's) and records exactly
-//! which rows moved; undo moves those rows back and restores both conversations.
+//! Merging two customers, by hand or by an identity rule, and undoing it. The merge moves the
+//! source's identities, messages, events, orders and consent history to the target (its
+//! conversation folds into the target's), merges traits and consents newest-first, and records
+//! exactly which rows moved and both sides' traits and consents before; undo moves those rows
+//! back and restores both sides.
 
 use sb_sql::{Conn, Stmt, from_row};
 use serde::Serialize;
@@ -22,14 +24,41 @@ pub struct Merge {
     pub actor_id: Option<String>,
     pub merged_at: i64,
     pub undone_at: Option<i64>,
+    /// `manual`, or the identity rule that merged automatically (`shared_identifier`).
+    pub rule: String,
+    /// What caused it: the shared identifier and the event that carried it.
+    pub evidence_json: String,
+    /// Rows of other tables that moved, by table.
+    pub moved_json: String,
+    /// Both sides' traits and consents before the merge.
+    pub snapshot_json: String,
 }
 from_row!(Merge in "customer_merges" {
     id, workspace_id, target_customer_id, source_customer_id, target_conversation_id, source_conversation_id,
-    identity_ids_json, message_ids_json, source_unread, actor_id, merged_at, undone_at
+    identity_ids_json, message_ids_json, source_unread, actor_id, merged_at, undone_at, rule, evidence_json,
+    moved_json, snapshot_json
 });
 
 const COLUMNS: &str = "id, workspace_id, target_customer_id, source_customer_id, target_conversation_id, \
-                       source_conversation_id, identity_ids_json, message_ids_json, source_unread, actor_id, merged_at, undone_at";
+                       source_conversation_id, identity_ids_json, message_ids_json, source_unread, actor_id, merged_at, undone_at, \
+                       rule, evidence_json, moved_json, snapshot_json";
+
+/// Tables whose rows follow their customer into a merge (and back on undo).
+const MOVED_TABLES: &[&str] = &[
+    "events",
+    "orders",
+    "order_events",
+    "returns",
+    "consent_events",
+    "loyalty_members",
+];
+
+/// Who or what merged, and why.
+pub struct Cause<'a> {
+    pub actor_id: Option<&'a str>,
+    pub rule: &'a str,
+    pub evidence: serde_json::Value,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
@@ -43,6 +72,8 @@ pub enum MergeError {
     AlreadyUndone,
     #[error("the target was merged into another customer since; undo that merge first")]
     TargetMergedSince,
+    #[error("both customers hold a different {0}; two of those never merge")]
+    Conflict(&'static str),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -73,7 +104,7 @@ fn merged_into(c: &mut dyn Conn, ws: &str, customer: &str) -> Result<Option<Opti
     )
 }
 
-/// Merges `source` into `target`.
+/// Merges `source` into `target` by an agent's hand.
 pub fn merge(
     c: &mut dyn Conn,
     ws: &str,
@@ -82,6 +113,32 @@ pub fn merge(
     actor_id: Option<&str>,
     now: i64,
 ) -> Result<Merge, MergeError> {
+    let cause = Cause {
+        actor_id,
+        rule: "manual",
+        evidence: serde_json::json!({}),
+    };
+    merge_with(c, ws, target, source, cause, now)
+}
+
+fn identifiers_of(c: &mut dyn Conn, ws: &str, customer: &str) -> Result<Vec<sb_core::identity::Identifier>> {
+    Ok(crate::customers::identities(c, ws, customer)?
+        .into_iter()
+        .map(|i| sb_core::identity::Identifier::new(&i.kind, &i.scope, &i.value))
+        .collect())
+}
+
+/// Merges `source` into `target`; refused when the two hold different values of a kind
+/// limited to one per profile (two user ids).
+pub fn merge_with(
+    c: &mut dyn Conn,
+    ws: &str,
+    target: &str,
+    source: &str,
+    cause: Cause<'_>,
+    now: i64,
+) -> Result<Merge, MergeError> {
+    let actor_id = cause.actor_id;
     if target == source {
         return Err(MergeError::SameCustomer);
     }
@@ -90,6 +147,28 @@ pub fn merge(
         (None, _) | (_, None) => return Err(MergeError::NotFound),
         _ => return Err(MergeError::AlreadyMerged),
     }
+    let (mine, theirs) = (identifiers_of(c, ws, target)?, identifiers_of(c, ws, source)?);
+    if let Some(kind) = sb_core::identity::conflicting_kind(&mine, &theirs) {
+        return Err(MergeError::Conflict(kind));
+    }
+    let snapshot = serde_json::json!({
+        "target": crate::profiles::snapshot(c, ws, target)?,
+        "source": crate::profiles::snapshot(c, ws, source)?,
+    });
+    let mut moved = serde_json::Map::new();
+    for table in MOVED_TABLES {
+        let rows = ids_in(c, table, ws, source)?;
+        c.execute(
+            &Stmt::new(format!(
+                "UPDATE {table} SET customer_id = :target WHERE workspace_id = :ws AND customer_id = :source"
+            ))
+            .bind("target", target)
+            .bind("ws", ws)
+            .bind("source", source),
+        )?;
+        moved.insert((*table).to_owned(), serde_json::json!(rows));
+    }
+    crate::profiles::absorb(c, ws, target, source)?;
     let identity_ids = ids(
         c,
         "SELECT id FROM identities WHERE workspace_id = :ws AND customer_id = :owner",
@@ -164,11 +243,15 @@ pub fn merge(
         actor_id: actor_id.map(str::to_owned),
         merged_at: now,
         undone_at: None,
+        rule: cause.rule.to_owned(),
+        evidence_json: cause.evidence.to_string(),
+        moved_json: serde_json::Value::Object(moved).to_string(),
+        snapshot_json: snapshot.to_string(),
     };
     c.execute(
         &Stmt::new(format!(
             "INSERT INTO customer_merges ({COLUMNS}) VALUES (:id, :ws, :target, :source, :target_conversation, :source_conversation,
-             :identities, :messages, :unread, :actor, :now, NULL)"
+             :identities, :messages, :unread, :actor, :now, NULL, :rule, :evidence, :moved, :snapshot)"
         ))
         .bind("id", &merge.id)
         .bind("ws", ws)
@@ -180,9 +263,40 @@ pub fn merge(
         .bind("messages", &merge.message_ids_json)
         .bind("unread", source_unread)
         .bind("actor", actor_id)
-        .bind("now", now),
+        .bind("now", now)
+        .bind("rule", &merge.rule)
+        .bind("evidence", &merge.evidence_json)
+        .bind("moved", &merge.moved_json)
+        .bind("snapshot", &merge.snapshot_json),
     )?;
     Ok(merge)
+}
+
+fn ids_in(c: &mut dyn Conn, table: &str, ws: &str, owner: &str) -> Result<Vec<String>> {
+    let key = if table == "loyalty_members" { "loyalty_id" } else { "id" };
+    c.query(
+        &Stmt::new(format!(
+            "SELECT {key} AS id FROM {table} WHERE workspace_id = :ws AND customer_id = :owner"
+        ))
+        .bind("ws", ws)
+        .bind("owner", owner),
+    )?
+    .iter()
+    .map(|r| Ok(r.get::<String>("id")?))
+    .collect()
+}
+
+/// The merges a customer took part in, newest first.
+pub fn list_for(c: &mut dyn Conn, ws: &str, customer: &str) -> Result<Vec<Merge>> {
+    Ok(c.fetch_all(
+        &Stmt::new(format!(
+            "SELECT {COLUMNS} FROM customer_merges
+             WHERE workspace_id = :ws AND (target_customer_id = :customer OR source_customer_id = :customer)
+             ORDER BY merged_at DESC, id DESC"
+        ))
+        .bind("ws", ws)
+        .bind("customer", customer),
+    )?)
 }
 
 pub fn get(c: &mut dyn Conn, ws: &str, id: &str) -> Result<Option<Merge>> {
@@ -242,6 +356,30 @@ pub fn undo(c: &mut dyn Conn, ws: &str, id: &str, now: i64) -> Result<Merge, Mer
                 .bind("id", target_conversation),
         )?;
         conversations::recompute_activity(c, ws, target_conversation, now)?;
+    }
+    let moved: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&merge.moved_json).unwrap_or_default();
+    for table in MOVED_TABLES {
+        let key = if *table == "loyalty_members" {
+            "loyalty_id"
+        } else {
+            "id"
+        };
+        for row in moved.get(*table).and_then(|v| v.as_array()).into_iter().flatten() {
+            c.execute(
+                &Stmt::new(format!(
+                    "UPDATE {table} SET customer_id = :source WHERE workspace_id = :ws AND {key} = :row AND customer_id = :target"
+                ))
+                .bind("source", &merge.source_customer_id)
+                .bind("ws", ws)
+                .bind("row", row.as_str().unwrap_or_default())
+                .bind("target", &merge.target_customer_id),
+            )?;
+        }
+    }
+    let snapshot: serde_json::Value = serde_json::from_str(&merge.snapshot_json).unwrap_or_default();
+    if snapshot.get("target").is_some() {
+        crate::profiles::restore(c, ws, &merge.target_customer_id, &snapshot["target"])?;
+        crate::profiles::restore(c, ws, &merge.source_customer_id, &snapshot["source"])?;
     }
     c.execute(
         &Stmt::new("UPDATE customers SET merged_into = NULL, updated_at = :now WHERE workspace_id = :ws AND id = :id")

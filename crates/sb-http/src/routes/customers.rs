@@ -227,6 +227,7 @@ fn merge_error(e: MergeError) -> ApiError {
         MergeError::AlreadyMerged => ApiError::new(StatusCode::CONFLICT, "customer_already_merged", e.to_string()),
         MergeError::AlreadyUndone => ApiError::new(StatusCode::CONFLICT, "merge_already_undone", e.to_string()),
         MergeError::TargetMergedSince => ApiError::new(StatusCode::CONFLICT, "target_merged_since", e.to_string()),
+        MergeError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "identifier_conflict", e.to_string()),
         MergeError::Store(e) => e.into(),
     }
 }

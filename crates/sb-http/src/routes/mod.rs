@@ -10,6 +10,8 @@ mod events;
 mod health;
 mod jobs;
 mod presence;
+mod profiles;
+mod segment;
 mod system;
 mod tokens;
 mod unsubscribe;
@@ -43,6 +45,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(attachments::router())
         .merge(unsubscribe::router())
         .merge(commerce::router())
+        .merge(profiles::router())
+        .merge(segment::router().layer(tower_http::cors::CorsLayer::permissive()))
 }
 
 /// The answer for an id the caller's workspace does not have: always a plain 404, and when

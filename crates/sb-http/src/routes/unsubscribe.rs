@@ -86,6 +86,7 @@ async fn unsubscribe(
                         granted: false,
                         source: "list_unsubscribe",
                         at: now,
+                        proof: serde_json::json!({"text_shown": "One-click unsubscribe (RFC 8058)", "address": address}),
                     },
                 ),
                 // Nobody holds the address any more: keep the wish on the address itself.

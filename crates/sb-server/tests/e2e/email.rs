@@ -211,6 +211,8 @@ async fn email_bounces_suppress_the_address_and_one_click_unsubscribe_revokes_ma
     let bob = conversation_of(&s, "bob%40example.test").await;
     let carol = conversation_of(&s, "carol%40example.test").await;
     let marketing = |text: &str| json!({"text": text, "purpose": "marketing"});
+    s.opt_in_marketing(&bob, "email").await;
+    s.opt_in_marketing(&carol, "email").await;
 
     // Marketing mail carries the one-click headers; a link scanner's GET changes nothing,
     // the client's one-click POST unsubscribes, and the next campaign mail is refused.

@@ -202,6 +202,23 @@ impl TestServer {
             .unwrap_or_default()
     }
 
+    /// The conversation's customer opts in to marketing on `channel`, with the text they saw.
+    pub async fn opt_in_marketing(&self, conversation: &str, channel: &str) {
+        let (_, detail) = self
+            .get(&format!("/api/v1/conversations/{conversation}"), &self.admin_token)
+            .await;
+        let customer = detail["customer"]["id"].as_str().expect("customer id").to_owned();
+        let (status, body) = self
+            .post(
+                &format!("/api/v1/customers/{customer}/consents"),
+                &self.admin_token,
+                serde_json::json!({"channel": channel, "purpose": "marketing", "granted": true,
+                                   "source": "signup_form", "text_shown": "Send me offers", "ip": "203.0.113.9"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
     /// Polls `path` until `done` holds (bounded).
     pub async fn until(&self, path: &str, done: impl Fn(&Value) -> bool) -> Value {
         let mut last = Value::Null;

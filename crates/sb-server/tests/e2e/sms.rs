@@ -129,7 +129,16 @@ async fn sms_replies_go_out_signed_callbacks_apply_and_stop_ends_marketing_with_
         "{failed}"
     );
 
-    // Marketing goes out while the customer has not opted out.
+    // Marketing needs an opt-in: refused before it, sent after it.
+    let (status, refused) = s
+        .post(
+            &path,
+            &s.admin_token,
+            json!({"text": "Too early", "purpose": "marketing"}),
+        )
+        .await;
+    assert_eq!(code(&refused), "consent_missing", "{status} {refused}");
+    s.opt_in_marketing(&conversation, "twilio_sms").await;
     let (status, offer) = s
         .post(
             &path,
