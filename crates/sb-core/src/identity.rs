@@ -166,6 +166,8 @@ pub struct Found {
 pub struct Plan {
     /// The profile the event belongs to; `None`: create one.
     pub target: Option<String>,
+    /// The incoming identifier that found the target.
+    pub target_via: Option<Identifier>,
     /// Profiles to merge into the target, with the identifier that joins each to the rest.
     pub merge: Vec<(String, Identifier)>,
     /// Identifiers nobody holds yet, to attach to the target.
@@ -214,9 +216,10 @@ pub fn plan(incoming: &[Identifier], found: &Found, now: i64) -> Plan {
                     .is_some_and(|o| profiles.iter().any(|(p, _)| p == o))
             });
             let mut profiles = profiles.into_iter();
-            let target = profiles.next().map(|(p, _)| p);
+            let (target, target_via) = profiles.next().unzip();
             return Plan {
                 target,
+                target_via,
                 merge: profiles.collect(),
                 attach: fresh,
                 dropped,

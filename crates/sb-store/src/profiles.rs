@@ -90,7 +90,9 @@ pub fn resolve(
         let cause = Cause {
             actor_id: None,
             rule: "shared_identifier",
-            evidence: json!({"identifier": via, "event_id": event_id}),
+            // The identifier that found the target and the one that found the absorbed profile,
+            // both carried by the same event.
+            evidence: json!({"identifier": plan.target_via, "absorbed_via": via, "event_id": event_id}),
         };
         match merges::merge_with(c, ws, &customer_id, absorbed, cause, now) {
             Ok(m) => merge_ids.push(m.id),
