@@ -13,6 +13,7 @@ mod audit;
 mod inbox;
 mod inventory;
 mod jobs;
+mod profiles;
 mod regressions;
 mod schema;
 mod sql;
