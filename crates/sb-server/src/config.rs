@@ -72,6 +72,8 @@ pub enum BenchCommand {
     Ingest(crate::bench::IngestBenchArgs),
     /// Checkout holds through the inventory ledger, one hot SKU and spread SKUs, with the oversell count.
     Stock(crate::bench::StockBenchArgs),
+    /// Segment batches to /v1/batch from concurrent clients: events durably stored per second.
+    Events(crate::bench::EventsBenchArgs),
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -42,6 +42,12 @@ fn main() {
                 let config = Config::resolve(&cli.global)?;
                 sb_server::bench::stock(&config, &args).await
             }
+            Command::Bench {
+                what: BenchCommand::Events(args),
+            } => {
+                let config = Config::resolve(&cli.global)?;
+                sb_server::bench::events(&config, &args).await
+            }
         }
     });
     if let Err(e) = result {

@@ -54,9 +54,16 @@ pub fn queued(c: &mut dyn Conn, limit: i64) -> Result<Vec<QueuedBatch>> {
     )?)
 }
 
-pub fn queue_len(c: &mut dyn Conn) -> Result<i64> {
-    Ok(c.query_one(&Stmt::new("SELECT COUNT(*) AS n FROM event_batches"))?
-        .get("n")?)
+/// The workspace's batches still to process, and those set aside after failing five times.
+pub fn queue_stats(c: &mut dyn Conn, ws: &str) -> Result<(i64, i64)> {
+    let row = c.query_one(
+        &Stmt::new(
+            "SELECT COUNT(*) AS queued, COALESCE(SUM(CASE WHEN attempts >= 5 THEN 1 ELSE 0 END), 0) AS set_aside
+             FROM event_batches WHERE workspace_id = :ws",
+        )
+        .bind("ws", ws),
+    )?;
+    Ok((row.get("queued")?, row.get("set_aside")?))
 }
 
 /// Counts a failed attempt and keeps the error.

@@ -23,6 +23,7 @@ use crate::extract::{ApiJson, Principal};
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_source, list_sources))
+        .routes(routes!(batch_stats))
         .routes(routes!(lookup))
         .routes(routes!(get_profile))
         .routes(routes!(timeline))
@@ -133,6 +134,25 @@ async fn list_sources(State(state): State<AppState>, principal: Principal) -> Ap
     let ws = principal.workspace_id().to_owned();
     let sources = state.store.db.read(move |c| event_sources::list(c, &ws)).await?;
     Ok(axum::Json(sources.iter().map(SourceView::from).collect()))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BatchStats {
+    /// Batches stored (acknowledged) and not yet processed into events.
+    pub queued: i64,
+    /// Of those, batches that failed five times and wait for an operator.
+    pub set_aside: i64,
+}
+
+/// The workspace's event-batch queue.
+#[utoipa::path(get, path = "/api/v1/event-batches/stats", tag = "customer data", responses(
+    (status = 200, body = BatchStats)
+), security(("bearer" = []), ("session" = [])))]
+async fn batch_stats(State(state): State<AppState>, principal: Principal) -> ApiResult<axum::Json<BatchStats>> {
+    principal.require(Permission::ManageJobs)?;
+    let ws = principal.workspace_id().to_owned();
+    let (queued, set_aside) = state.store.db.read(move |c| events::queue_stats(c, &ws)).await?;
+    Ok(axum::Json(BatchStats { queued, set_aside }))
 }
 
 /// A customer's profile: who they are on every channel, what we know and may do.

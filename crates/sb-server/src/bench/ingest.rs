@@ -78,7 +78,7 @@ pub struct IngestFigures {
     pub peak_rss_mb: f64,
 }
 
-fn rss_mb(pid: u32) -> f64 {
+pub(crate) fn rss_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -94,7 +94,7 @@ fn now_ms() -> i64 {
     sb_core::Clock::now_ms(&sb_core::SystemClock)
 }
 
-struct ServerProcess(Child);
+pub(crate) struct ServerProcess(pub(crate) Child);
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
@@ -103,17 +103,24 @@ impl Drop for ServerProcess {
     }
 }
 
-fn histogram() -> Histogram<u64> {
+pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid histogram bounds")
 }
 
-fn fail(message: impl std::fmt::Display) -> ConfigError {
+pub(crate) fn fail(message: impl std::fmt::Display) -> ConfigError {
     ConfigError(format!("bench ingest: {message}"))
 }
 
-pub async fn ingest(config: &Config, args: &IngestBenchArgs) -> Result<(), ConfigError> {
+/// A release server in a child process on a fresh data directory, started once to create
+/// the demo workspace and then again, so its memory is measured without the first start's
+/// argon2 hashing (~19 MiB each, which the allocator keeps). Returns the server, its base
+/// URL and its data directory (removed by the caller).
+pub(crate) async fn demo_server(
+    config: &Config,
+    name: &str,
+) -> Result<(ServerProcess, String, std::path::PathBuf), ConfigError> {
     config.prepare_data_dir()?;
-    let dir = config.data_dir.join(format!("bench-ingest-{}", sb_core::new_id()));
+    let dir = config.data_dir.join(format!("bench-{name}-{}", sb_core::new_id()));
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(fail)?
@@ -134,13 +141,17 @@ pub async fn ingest(config: &Config, args: &IngestBenchArgs) -> Result<(), Confi
             .map(ServerProcess)
             .map_err(fail)
     };
-    // The first start creates the demo workspace (argon2 hashes allocate ~19 MiB each, which
-    // the allocator keeps); measure a server started on an existing data directory instead.
     let seeding = spawn()?;
     let client = reqwest::Client::new();
     wait_ready(&client, &base).await?;
     drop(seeding);
     let server = spawn()?;
+    wait_ready(&client, &base).await?;
+    Ok((server, base, dir))
+}
+
+pub async fn ingest(config: &Config, args: &IngestBenchArgs) -> Result<(), ConfigError> {
+    let (server, base, dir) = demo_server(config, "ingest").await?;
     let result = run(&base, &dir, server.0.id(), args).await;
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
@@ -266,7 +277,7 @@ impl Target {
     }
 }
 
-async fn wait_ready(client: &reqwest::Client, base: &str) -> Result<(), ConfigError> {
+pub(crate) async fn wait_ready(client: &reqwest::Client, base: &str) -> Result<(), ConfigError> {
     let start = Instant::now();
     loop {
         if let Ok(r) = client.get(format!("{base}/readyz")).send().await

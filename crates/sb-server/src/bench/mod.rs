@@ -2,10 +2,12 @@
 //! measured on this machine kind (`shared/notes/perf-limits.md`); `--json` adds one JSON
 //! object on the last line.
 
+pub mod events;
 pub mod ingest;
 pub mod stock;
 pub mod store;
 
+pub use events::{EventsBenchArgs, events};
 pub use ingest::{IngestBenchArgs, ingest};
 pub use stock::{StockBenchArgs, stock};
 pub use store::{StoreBenchArgs, store};
