@@ -63,7 +63,7 @@ pub fn rule_for(kind: &str) -> Option<&'static IdentifierRule> {
 
 /// Values that real clients send when they have no id: they would glue strangers together.
 /// Compared case-insensitively, after trimming (PostHog's and Segment's lists).
-const BLOCKED: &[&str] = &[
+pub const BLOCKED: &[&str] = &[
     "null",
     "none",
     "nil",

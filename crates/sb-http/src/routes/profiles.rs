@@ -25,6 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_source, list_sources))
         .routes(routes!(batch_stats))
         .routes(routes!(lookup))
+        .routes(routes!(identifier_types))
         .routes(routes!(get_profile))
         .routes(routes!(timeline))
         .routes(routes!(record_consent))
@@ -256,6 +257,21 @@ async fn get_profile(
 ) -> ApiResult<axum::Json<Profile>> {
     principal.require(Permission::ReadCustomers)?;
     profile_or_404(&state, &principal, id).await
+}
+
+/// The identifier kinds identity resolution knows: scope, per-profile limit (and its window),
+/// priority (1 strongest; the weakest is dropped when a limit would break), and the values
+/// that are never identifiers.
+#[utoipa::path(get, path = "/api/v1/identifier-types", tag = "customer data", responses(
+    (status = 200, body = Object)
+), security(("bearer" = []), ("session" = [])))]
+async fn identifier_types(principal: Principal) -> ApiResult<axum::Json<Value>> {
+    principal.require(Permission::ReadCustomers)?;
+    Ok(axum::Json(json!({
+        "items": sb_core::identity::RULES,
+        "blocked_values": sb_core::identity::BLOCKED,
+        "blocked_pattern": "^[0-]*$",
+    })))
 }
 
 #[derive(Deserialize, IntoParams)]

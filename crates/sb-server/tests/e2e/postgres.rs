@@ -209,6 +209,44 @@ async fn the_api_runs_on_postgres() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     socket.close().await;
 
+    // Customer data on PostgreSQL: a Segment batch stored and processed, an anonymous
+    // visitor's profile merged into the member's by a shared phone, the timeline.
+    let key = s.server.demo.as_ref().expect("demo").segment["write_key"]
+        .as_str()
+        .expect("write key")
+        .to_owned();
+    let batch = json!({"writeKey": key, "batch": [
+        {"type": "identify", "userId": "pg-u1", "messageId": "pg-e1", "traits": {"phone": "+34600123123", "name": "Pia"}},
+        {"type": "track", "event": "Product Added", "anonymousId": "pg-a1", "messageId": "pg-e2",
+         "properties": {"sku": "GLV-1", "cart_id": "pg-c1"}},
+        {"type": "identify", "anonymousId": "pg-a1", "messageId": "pg-e3", "traits": {"phone": "+34 600 123 123"}},
+    ]});
+    let resp = s
+        .client
+        .post(format!("{}/v1/batch", s.base))
+        .json(&batch)
+        .send()
+        .await
+        .expect("batch");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let profile = s
+        .until("/api/v1/profiles/lookup?kind=anonymous_id&value=pg-a1", |p| {
+            p["identifiers"].as_array().is_some_and(|a| a.len() == 3)
+        })
+        .await;
+    assert_eq!(profile["traits"]["name"]["value"], "Pia");
+    assert_eq!(profile["merges"][0]["rule"], "shared_identifier");
+    let customer = profile["customer"]["id"].as_str().expect("id");
+    let (_, timeline) = s
+        .get(&format!("/api/v1/customers/{customer}/timeline"), &s.admin_token)
+        .await;
+    assert!(
+        timeline["items"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|i| i["name"] == "Product Added")),
+        "{timeline}"
+    );
+
     s.server.shutdown().await;
     let ddl = format!("DROP SCHEMA {schema} CASCADE");
     admin

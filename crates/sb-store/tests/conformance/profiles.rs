@@ -271,7 +271,7 @@ async fn merges_and_undos_never_lose_identifiers_keep_limits_and_restore_exactly
                     .filter(|m| !merges_before.contains(m))
                     .collect();
                 if !matches!(step, Step::Undo) {
-                    last = (!made.is_empty()).then(|| (before, made, matches!(step, Step::MergeByHand(..))));
+                    last = (!made.is_empty()).then_some((before, made, matches!(step, Step::MergeByHand(..))));
                 }
                 t.advance(1);
             }
