@@ -183,7 +183,8 @@ pub fn resolve(
     for (i, hint) in hints.iter().enumerate() {
         let scope = scope_of(hint.kind, account_id);
         // An unverified global identifier is only a claim: it may not attach a message to someone else's history.
-        if !hint.verified && is_global_identity(hint.kind) {
+        // A placeholder value ("null", "0000") would glue strangers together.
+        if (!hint.verified && is_global_identity(hint.kind)) || sb_core::identity::is_blocked(hint.value) {
             continue;
         }
         if let Some(found) = find_identity_owner(c, ws, hint.kind, &scope, hint.value)? {
@@ -215,7 +216,7 @@ pub fn resolve(
     };
     for (i, hint) in hints.iter().enumerate() {
         // The identifier that found the customer is theirs already.
-        if Some(i) != matched {
+        if Some(i) != matched && !sb_core::identity::is_blocked(hint.value) {
             attach(c, ws, &customer_id, hint, &scope_of(hint.kind, account_id), now)?;
         }
     }

@@ -197,6 +197,51 @@ pub fn apply(
     Ok(())
 }
 
+/// Records a commerce event our own APIs caused (a cart line changed, a checkout started)
+/// under its e-commerce spec name, on the cart's customer (or its anonymous shopper).
+pub fn record_commerce(
+    c: &mut dyn Conn,
+    ws: &str,
+    customer_id: Option<&str>,
+    anonymous_id: Option<&str>,
+    name: &str,
+    properties: &serde_json::Value,
+    at: i64,
+) -> Result<()> {
+    let id = sb_core::new_id();
+    c.execute(
+        &Stmt::new(
+            "INSERT INTO events (id, workspace_id, source_id, message_id, type, name, category, customer_id, user_id,
+                                 anonymous_id, ts, original_ts, sent_at, received_at, properties_json, traits_json,
+                                 context_json, integrations_json)
+             VALUES (:id, :ws, NULL, :mid, 'track', :name, 'commerce', :customer, NULL, :anon, :at, NULL, NULL, :at,
+                     :properties, '{}', '{\"source\":\"switchboard\"}', '{}')",
+        )
+        .bind("mid", format!("switchboard:{id}"))
+        .bind("id", &id)
+        .bind("ws", ws)
+        .bind("name", name)
+        .bind("customer", customer_id)
+        .bind("anon", anonymous_id)
+        .bind("at", at)
+        .bind("properties", properties.to_string()),
+    )?;
+    Ok(())
+}
+
+/// Events of an anonymous shopper that belong to nobody yet become `customer_id`'s.
+pub fn claim_anonymous(c: &mut dyn Conn, ws: &str, anonymous_id: &str, customer_id: &str) -> Result<u64> {
+    Ok(c.execute(
+        &Stmt::new(
+            "UPDATE events SET customer_id = :customer
+             WHERE workspace_id = :ws AND anonymous_id = :anon AND customer_id IS NULL",
+        )
+        .bind("customer", customer_id)
+        .bind("ws", ws)
+        .bind("anon", anonymous_id),
+    )?)
+}
+
 /// One entry of a customer's timeline: an event, a message or an order step.
 #[derive(Debug, Clone, Serialize)]
 pub struct TimelineEntry {

@@ -48,8 +48,10 @@ async fn health_readiness_metrics_and_openapi_document() {
     s.server.shutdown().await;
 }
 
-/// Public routes; webhooks authenticate by the channel's signature instead (tested in `inbox`).
-const PUBLIC: [&str; 7] = [
+/// Public routes; webhooks authenticate by the channel's signature instead (tested in `inbox`),
+/// Segment calls by their write key (tested in `cdp`).
+const PUBLIC: [&str; 8] = [
+    "/v1/{call}",
     "/healthz",
     "/readyz",
     "/metrics",

@@ -375,6 +375,20 @@ async fn scenario_07_cart_across_devices() {
         (old["cart"]["status"].as_str(), old["cart"]["merged_into"].as_str()),
         (Some("merged"), Some(phone_cart.as_str()))
     );
+    // Every device's cart changes are on her timeline as spec commerce events, the guest ones
+    // since she signed in.
+    let (_, timeline) = s
+        .get(&format!("/api/v1/customers/{ana}/timeline?limit=200"), &s.admin_token)
+        .await;
+    let mut added: Vec<&str> = timeline["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|i| i["name"] == "Product Added" && i["kind"] == "commerce")
+        .filter_map(|i| i["detail"]["sku"].as_str())
+        .collect();
+    added.sort();
+    assert_eq!(added, ["BOOT-42", "GLV-1", "GLV-1", "JKT-BLU-M"], "{timeline}");
     let (status, closed) = s
         .call(
             reqwest::Method::PUT,
@@ -798,6 +812,17 @@ async fn checkout_holds_stock_until_the_order_or_until_they_expire() {
         .post(&format!("/api/v1/carts/{cart}/checkout"), &s.admin_token, start)
         .await;
     assert_eq!(again["holds"][0]["id"], first["holds"][0]["id"], "the same holds");
+    let (_, timeline) = s
+        .get(&format!("/api/v1/customers/{ana}/timeline"), &s.admin_token)
+        .await;
+    let started: Vec<&serde_json::Value> = timeline["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|i| i["name"] == "Checkout Started")
+        .collect();
+    assert_eq!(started.len(), 1, "asking again is the same checkout: {timeline}");
+    assert_eq!(started[0]["detail"]["value"], 2.0 * 89.99);
     let (status, placed) = s
         .post(
             "/api/v1/orders",

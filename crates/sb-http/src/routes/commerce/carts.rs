@@ -193,7 +193,32 @@ pub(super) async fn set_cart_line(
             let Some(variant) = catalog::variant_by_sku(c, &ws, &sku)? else {
                 return Ok(Err(ApiError::not_found("not_found", "no variant with this SKU")));
             };
+            let before = sb_store::carts::lines(c, &cart.id)?
+                .iter()
+                .find(|l| l.variant_id == variant.id)
+                .map_or(0, |l| l.quantity);
             sb_store::carts::set_line(c, &cart.id, &variant.id, body.quantity, variant.price_minor, now)?;
+            // The change on the shopper's timeline, under the e-commerce spec's names.
+            if body.quantity != before {
+                let name = if body.quantity > before {
+                    "Product Added"
+                } else {
+                    "Product Removed"
+                };
+                let properties = serde_json::json!({
+                    "cart_id": cart.id, "sku": variant.sku, "quantity": (body.quantity - before).abs(),
+                    "price": variant.price_minor as f64 / 100.0, "currency": cart.currency,
+                });
+                sb_store::events::record_commerce(
+                    c,
+                    &ws,
+                    cart.customer_id.as_deref(),
+                    cart.anonymous_id.as_deref(),
+                    name,
+                    &properties,
+                    now,
+                )?;
+            }
             let cart = sb_store::carts::get(c, &ws, &cart.id)?.ok_or(Se::NotFound("cart"))?;
             Ok::<_, StoreError>(Ok(cart_view(c, &ws, cart)?))
         })
@@ -229,11 +254,16 @@ pub(super) async fn assign_cart(
             if sb_store::customers::get(c, &ws, &body.customer_id)?.is_none() {
                 return Ok(Err(ApiError::not_found("customer_not_found", "no such customer")));
             }
+            let guest = sb_store::carts::get(c, &ws, &id)?.and_then(|g| g.anonymous_id);
             let cart = match sb_store::carts::assign(c, &ws, &id, &body.customer_id, now) {
                 Ok(cart) => cart,
                 Err(e @ (Se::NotFound(_) | Se::Conflict(_))) => return Ok(Err(cart_conflict(e))),
                 Err(e) => return Err(e),
             };
+            // The guest's cart events join the customer's timeline.
+            if let Some(anonymous_id) = guest {
+                sb_store::events::claim_anonymous(c, &ws, &anonymous_id, &body.customer_id)?;
+            }
             Ok::<_, StoreError>(Ok(cart_view(c, &ws, cart)?))
         })
         .await?;
@@ -302,7 +332,32 @@ pub(super) async fn start_checkout(
                 ship_to: body.ship_to.as_ref().map(|p| (p.lat, p.lng)),
                 actor: &actor_name,
             };
+            let before: Vec<String> = sb_store::inventory::active_holds(c, &ws, "cart", &id)?
+                .into_iter()
+                .map(|h| h.id)
+                .collect();
             let holds = sb_store::orders::start_checkout(c, &request, hold_ms, now)?;
+            // A checkout that took new holds started now (asking again keeps the same holds).
+            let started = holds.iter().any(|h| !before.contains(&h.id));
+            if started && let Some(cart) = sb_store::carts::get(c, &ws, &id)? {
+                let value: i64 = sb_store::carts::lines(c, &cart.id)?
+                    .iter()
+                    .map(|l| l.quantity * l.current_price_minor)
+                    .sum();
+                let properties = serde_json::json!({
+                    "cart_id": cart.id, "value": value as f64 / 100.0, "currency": cart.currency,
+                    "fulfillment": body.fulfillment,
+                });
+                sb_store::events::record_commerce(
+                    c,
+                    &ws,
+                    cart.customer_id.as_deref(),
+                    cart.anonymous_id.as_deref(),
+                    "Checkout Started",
+                    &properties,
+                    now,
+                )?;
+            }
             let touched = holds.iter().map(|h| (h.item_id.clone(), h.location_id.clone()));
             let events = sb_commerce::live::availability_changed(c, &ws, touched, now)?;
             Ok::<_, sb_store::orders::OrderError>((holds, events))
