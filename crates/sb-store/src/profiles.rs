@@ -349,6 +349,54 @@ pub fn join_loyalty(c: &mut dyn Conn, ws: &str, customer: &str, incentive: &str,
     })
 }
 
+/// Splits identifiers off a profile by hand (a shared device's anonymous id, a wrongly linked
+/// address): they move to a new profile with the events they carried (by user or anonymous
+/// id). Returns the new profile's id. Merging the two again is an ordinary, undoable merge.
+pub fn split(c: &mut dyn Conn, ws: &str, customer: &str, ids: &[Identifier], now: i64) -> Result<String> {
+    let profile = crate::customers::get(c, ws, customer)?.ok_or(StoreError::NotFound("customer"))?;
+    if profile.merged_into.is_some() || profile.erased_at.is_some() {
+        return Err(StoreError::Conflict(
+            "this profile was merged into another or erased".into(),
+        ));
+    }
+    let held: Vec<Identifier> = held_by(c, ws, customer)?.into_iter().map(|h| h.identifier).collect();
+    if ids.is_empty() || ids.iter().any(|i| !held.contains(i)) {
+        return Err(StoreError::Invalid(
+            "every identifier to split off must be one this profile holds".into(),
+        ));
+    }
+    let new = create(c, ws, now)?;
+    for id in ids {
+        c.execute(
+            &Stmt::new(
+                "UPDATE identities SET customer_id = :new
+                 WHERE workspace_id = :ws AND customer_id = :old AND kind = :kind AND scope = :scope AND value = :value",
+            )
+            .bind("new", &new)
+            .bind("ws", ws)
+            .bind("old", customer)
+            .bind("kind", &id.kind)
+            .bind("scope", &id.scope)
+            .bind("value", &id.value),
+        )?;
+        let column = match id.kind.as_str() {
+            "user_id" => "user_id",
+            "anonymous_id" => "anonymous_id",
+            _ => continue,
+        };
+        c.execute(
+            &Stmt::new(format!(
+                "UPDATE events SET customer_id = :new WHERE workspace_id = :ws AND customer_id = :old AND {column} = :value"
+            ))
+            .bind("new", &new)
+            .bind("ws", ws)
+            .bind("old", customer)
+            .bind("value", &id.value),
+        )?;
+    }
+    Ok(new)
+}
+
 /// What stands in for an erased identifier: a hash, so re-ingestion is recognised without
 /// keeping the value.
 pub fn erased_digest(ws: &str, id: &Identifier) -> String {

@@ -33,6 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(export))
         .routes(routes!(erase))
         .routes(routes!(list_merges))
+        .routes(routes!(split))
         .routes(routes!(join_loyalty))
 }
 
@@ -681,6 +682,79 @@ async fn list_merges(
     match found {
         Some(list) => Ok(axum::Json(list.iter().map(merge_view).collect())),
         None => Err(super::not_found(&state, &principal, ObjectKind::Customer, &id, "customer_not_found").await),
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct IdentifierRef {
+    pub kind: String,
+    /// '' (or absent) for global identifiers; the channel account id for scoped ones.
+    #[serde(default)]
+    pub scope: String,
+    pub value: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct SplitRequest {
+    /// The identifiers that belong to someone else.
+    pub identifiers: Vec<IdentifierRef>,
+}
+
+/// Splits identifiers off a profile by hand: they and the events they carried move to a new
+/// profile (returned). Audited; merging the two again is an ordinary, undoable merge.
+#[utoipa::path(post, path = "/api/v1/customers/{id}/split", tag = "customer data", params(("id" = String, Path)),
+    request_body = SplitRequest, responses(
+    (status = 201, body = Profile),
+    (status = 404, description = "`customer_not_found`", body = ErrorBody),
+    (status = 409, description = "`customer_merged`", body = ErrorBody),
+    (status = 422, description = "`invalid_split`: an identifier the profile does not hold", body = ErrorBody)
+), security(("bearer" = []), ("session" = [])))]
+async fn split(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<SplitRequest>,
+) -> ApiResult<(StatusCode, axum::Json<Profile>)> {
+    principal.require(Permission::ReplyConversations)?;
+    let ids: Vec<sb_core::identity::Identifier> = body
+        .identifiers
+        .iter()
+        .map(|i| sb_core::identity::Identifier::new(&i.kind, &i.scope, &i.value))
+        .collect();
+    let (ws, cid, actor, now) = (
+        principal.workspace_id().to_owned(),
+        id.clone(),
+        principal.actor(),
+        state.store.now(),
+    );
+    let result = state
+        .store
+        .db
+        .write(move |c| {
+            if customers::get(c, &ws, &cid)?.is_none() {
+                return Ok(None);
+            }
+            let new = profiles::split(c, &ws, &cid, &ids, now)?;
+            let change = Change {
+                action: "customer.split",
+                object_kind: "customer",
+                object_id: Some(&cid),
+                before: None,
+                after: Some(json!({"new_customer_id": new, "identifiers": ids})),
+            };
+            audit::record(c, &ws, &actor, &change, now)?;
+            Ok::<_, StoreError>(Some(new))
+        })
+        .await;
+    match result {
+        Ok(Some(new)) => {
+            let profile = profile_or_404(&state, &principal, new).await?;
+            Ok((StatusCode::CREATED, profile))
+        }
+        Ok(None) => Err(super::not_found(&state, &principal, ObjectKind::Customer, &id, "customer_not_found").await),
+        Err(StoreError::Invalid(m)) => Err(ApiError::unprocessable("invalid_split", m)),
+        Err(StoreError::Conflict(m)) => Err(ApiError::new(StatusCode::CONFLICT, "customer_merged", m)),
+        Err(e) => Err(e.into()),
     }
 }
 

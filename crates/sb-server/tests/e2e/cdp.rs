@@ -474,6 +474,48 @@ async fn automatic_merges_are_logged_with_evidence_and_undone_exactly() {
     assert_eq!(pos_again["traits"]["tier"]["value"], "gold");
     assert!(timeline(&s, web_id).await.iter().any(|i| i["name"] == "Boots"));
     assert!(!timeline(&s, pos_id).await.iter().any(|i| i["name"] == "Boots"));
+
+    // Split by hand: a kiosk's anonymous id that two shoppers used goes to a profile of its own,
+    // with the events it carried.
+    let (status, _) = segment(
+        &s,
+        "batch",
+        &key,
+        &json!({"batch": [
+            {"type": "identify", "userId": "pos-1", "anonymousId": "kiosk-9", "messageId": "m-7"},
+            {"type": "page", "anonymousId": "kiosk-9", "messageId": "m-8", "name": "Kiosk"},
+        ]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    until_profile(&s, "anonymous_id", "kiosk-9", |p| p["customer"]["id"] == pos_id).await;
+    while !timeline(&s, pos_id).await.iter().any(|i| i["name"] == "Kiosk") {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (status, kiosk) = s
+        .post(
+            &format!("/api/v1/customers/{pos_id}/split"),
+            &s.admin_token,
+            json!({"identifiers": [{"kind": "anonymous_id", "value": "kiosk-9"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{kiosk}");
+    assert_eq!(kinds(&kiosk), vec!["anonymous_id=kiosk-9".to_owned()]);
+    let kiosk_id = kiosk["customer"]["id"].as_str().expect("id");
+    assert!(timeline(&s, kiosk_id).await.iter().any(|i| i["name"] == "Kiosk"));
+    assert!(!timeline(&s, pos_id).await.iter().any(|i| i["name"] == "Kiosk"));
+    assert!(!kinds(&profile_by(&s, "user_id", "pos-1").await.1).contains(&"anonymous_id=kiosk-9".to_owned()));
+    let (status, answer) = s
+        .post(
+            &format!("/api/v1/customers/{pos_id}/split"),
+            &s.admin_token,
+            json!({"identifiers": [{"kind": "email", "value": "nobody@example.com"}]}),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&answer)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_split")
+    );
     s.server.shutdown().await;
 }
 
