@@ -100,8 +100,22 @@ pub fn process_batch(c: &mut dyn Conn, batch: &QueuedBatch) -> Result<Option<Out
     let events: Vec<TrackedEvent> =
         serde_json::from_slice(&batch.events).map_err(|e| crate::StoreError::Invalid(e.to_string()))?;
     let mut outcome = Outcome::default();
+    // Most workspaces never erased anyone: then no event needs the per-identifier check.
+    let erasures = c
+        .query_opt(
+            &Stmt::new("SELECT 1 AS x FROM erased_identifiers WHERE workspace_id = :ws LIMIT 1")
+                .bind("ws", &batch.workspace_id),
+        )?
+        .is_some();
     for event in &events {
-        apply(c, &batch.workspace_id, Some(&batch.source_id), event, &mut outcome)?;
+        apply_with(
+            c,
+            &batch.workspace_id,
+            Some(&batch.source_id),
+            event,
+            &mut outcome,
+            erasures,
+        )?;
     }
     outcome.customers.sort();
     outcome.customers.dedup();
@@ -128,6 +142,19 @@ pub fn apply(
     event: &TrackedEvent,
     outcome: &mut Outcome,
 ) -> Result<()> {
+    apply_with(c, ws, source_id, event, outcome, true)
+}
+
+/// `apply` within a batch: `erasures` says whether the workspace has erased anyone (if not,
+/// nobody's identifiers need checking).
+fn apply_with(
+    c: &mut dyn Conn,
+    ws: &str,
+    source_id: Option<&str>,
+    event: &TrackedEvent,
+    outcome: &mut Outcome,
+    erasures: bool,
+) -> Result<()> {
     let seen = c.query_opt(
         &Stmt::new("SELECT id FROM events WHERE workspace_id = :ws AND message_id = :mid")
             .bind("ws", ws)
@@ -138,7 +165,7 @@ pub fn apply(
         return Ok(());
     }
     let ids = identifiers_of(event, &mut outcome.refused_identifiers);
-    if profiles::any_erased(c, ws, &ids)? {
+    if erasures && profiles::any_erased(c, ws, &ids)? {
         outcome.suppressed += 1;
         return Ok(());
     }

@@ -17,8 +17,9 @@ const KINDS: [&str; 3] = ["user_id", "email", "anonymous_id"];
 
 #[derive(Debug, Clone)]
 enum Step {
-    /// An identify call carrying these (kind, value number) identifiers and a trait value.
-    Event(Vec<(usize, u8)>, u8, i64),
+    /// A batch of identify calls, each carrying (kind, value number) identifiers, a trait
+    /// value and a time offset; processed in one transaction as a Segment batch is.
+    Events(Vec<(Vec<(usize, u8)>, u8, i64)>),
     /// An agent merges two of the live profiles (by their index in id order).
     MergeByHand(usize, usize),
     /// Undo the merges the previous step made, newest first.
@@ -27,8 +28,10 @@ enum Step {
 
 fn step() -> impl Strategy<Value = Step> {
     let id = (0..KINDS.len(), 0..2u8);
+    let call = (prop::collection::vec(id.clone(), 1..4), 0..5u8, 0..100i64);
     prop_oneof![
-        4 => (prop::collection::vec(id.clone(), 1..4), 0..5u8, 0..100i64).prop_map(|(ids, t, at)| Step::Event(ids, t, at)),
+        3 => call.clone().prop_map(|c| Step::Events(vec![c])),
+        1 => prop::collection::vec(call, 2..6).prop_map(Step::Events),
         2 => (0..6usize, 0..6usize).prop_map(|(a, b)| Step::MergeByHand(a, b)),
         2 => Just(Step::Undo),
     ]
@@ -39,6 +42,17 @@ fn value(kind: usize, n: u8) -> String {
         "email" => format!("p{n}@example.com"),
         k => format!("{k}-{n}"),
     }
+}
+
+/// How much of the state before a step its undo must give back.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Exactness {
+    /// A merge by hand and nothing else: the state as it was.
+    Everything,
+    /// One event's merges: every row there was before, as it was (the event's own rows stay).
+    RowsThereWere,
+    /// A batch of several events: as it was at each merge.
+    AsAtTheMerge,
 }
 
 /// Everything a merge touches, by the rows' own ids.
@@ -160,56 +174,69 @@ fn check_invariants(s: &State, seen: &BTreeSet<(String, String)>, context: &str)
 async fn merges_and_undos_never_lose_identifiers_keep_limits_and_restore_exactly() {
     for_each_backend(|t| async move {
         let mut runner = TestRunner::deterministic();
-        // Undos checked: [of automatic merges, of merges by hand].
-        let mut undos = [0; 2];
-        let sequences = if t.is_sqlite() { 16 } else { 8 };
+        // Undos checked, by exactness.
+        let mut undos = [0; 3];
+        let sequences = 24;
         for run in 0..sequences {
             let steps = proptest::collection::vec(step(), 5..40)
                 .new_tree(&mut runner)
                 .expect("a sequence")
                 .current();
             let ws = t.workspace(&format!("cdp-{run}")).await.id;
+            let (w, now) = (ws.clone(), t.now());
+            let source = t
+                .write(move |c| sb_store::event_sources::create(c, &w, "test", &format!("digest-{w}"), 1_000, now))
+                .await
+                .expect("source")
+                .id;
             let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
             // The state before the previous step and the merges that step made.
-            let mut last: Option<(State, Vec<String>, bool)> = None;
+            let mut last: Option<(State, Vec<String>, Exactness)> = None;
             for (n, step) in steps.iter().enumerate() {
                 let context = format!("[{}] run {run} step {n}: {step:?}", t.backend.name());
                 let before = state(&t, &ws).await;
                 let merges_before = open_merges(&t, &ws).await;
                 match step.clone() {
-                    Step::Event(ids, trait_value, at) => {
-                        let mut e = TrackedEvent {
-                            kind: "identify".into(),
-                            message_id: format!("{run}-{n}"),
-                            user_id: None,
-                            anonymous_id: None,
-                            previous_id: None,
-                            group_id: None,
-                            name: None,
-                            properties: Default::default(),
-                            traits: Default::default(),
-                            context: Default::default(),
-                            integrations: Default::default(),
-                            ts: t.now() + at,
-                            original_ts: None,
-                            sent_at: None,
-                            received_at: t.now(),
-                        };
-                        for (kind, v) in ids {
-                            let value = value(kind, v);
-                            match KINDS[kind] {
-                                "user_id" => e.user_id = Some(value),
-                                "anonymous_id" => e.anonymous_id = Some(value),
-                                _ => {
-                                    e.traits.insert("email".into(), value.into());
+                    Step::Events(calls) => {
+                        let mut batch = Vec::new();
+                        for (k, (ids, trait_value, at)) in calls.into_iter().enumerate() {
+                            let mut e = TrackedEvent {
+                                kind: "identify".into(),
+                                message_id: format!("{run}-{n}-{k}"),
+                                user_id: None,
+                                anonymous_id: None,
+                                previous_id: None,
+                                group_id: None,
+                                name: None,
+                                properties: Default::default(),
+                                traits: Default::default(),
+                                context: Default::default(),
+                                integrations: Default::default(),
+                                ts: t.now() + at,
+                                original_ts: None,
+                                sent_at: None,
+                                received_at: t.now(),
+                            };
+                            for (kind, v) in ids {
+                                let value = value(kind, v);
+                                match KINDS[kind] {
+                                    "user_id" => e.user_id = Some(value),
+                                    "anonymous_id" => e.anonymous_id = Some(value),
+                                    _ => {
+                                        e.traits.insert("email".into(), value.into());
+                                    }
                                 }
                             }
+                            e.traits.insert("colour".into(), format!("c{trait_value}").into());
+                            batch.push(e);
                         }
-                        e.traits.insert("colour".into(), format!("c{trait_value}").into());
-                        let w = ws.clone();
+                        let (w, source, now) = (ws.clone(), source.clone(), t.now());
                         t.write(move |c| {
-                            let mut outcome = sb_store::events::Outcome::default();
-                            sb_store::events::apply(c, &w, None, &e, &mut outcome)
+                            sb_store::events::enqueue_batch(c, &w, &source, &batch, now)?;
+                            for queued in sb_store::events::queued(c, 10)? {
+                                sb_store::events::process_batch(c, &queued)?;
+                            }
+                            Ok(())
                         })
                         .await
                         .unwrap_or_else(|e| panic!("{context}: {e}"));
@@ -237,7 +264,7 @@ async fn merges_and_undos_never_lose_identifiers_keep_limits_and_restore_exactly
                         }
                     }
                     Step::Undo => {
-                        if let Some((expected, made, by_hand)) = last.take() {
+                        if let Some((expected, made, exactness)) = last.take() {
                             for id in made.iter().rev() {
                                 let (w, id, now) = (ws.clone(), id.clone(), t.now());
                                 t.write(move |c| Ok(merges::undo(c, &w, &id, now)))
@@ -246,18 +273,23 @@ async fn merges_and_undos_never_lose_identifiers_keep_limits_and_restore_exactly
                                     .unwrap_or_else(|e| panic!("{context}: {e}"));
                             }
                             let after = state(&t, &ws).await;
-                            undos[usize::from(by_hand)] += 1;
-                            if by_hand {
-                                assert_eq!(
-                                    after, expected,
-                                    "{context}: undoing a merge by hand restores everything"
-                                );
-                            } else {
-                                assert_eq!(
+                            undos[exactness as usize] += 1;
+                            match exactness {
+                                Exactness::Everything => {
+                                    assert_eq!(
+                                        after, expected,
+                                        "{context}: undoing a merge by hand restores everything"
+                                    )
+                                }
+                                Exactness::RowsThereWere => assert_eq!(
                                     after.restricted_to(&expected),
                                     expected,
                                     "{context}: undo restores the rows there were"
-                                );
+                                ),
+                                // Earlier calls of the same batch changed the profiles before the
+                                // merge: undo restores them as they were at the merge, which the
+                                // test cannot observe mid-transaction; the invariants still hold.
+                                Exactness::AsAtTheMerge => {}
                             }
                         }
                     }
@@ -271,14 +303,19 @@ async fn merges_and_undos_never_lose_identifiers_keep_limits_and_restore_exactly
                     .filter(|m| !merges_before.contains(m))
                     .collect();
                 if !matches!(step, Step::Undo) {
-                    last = (!made.is_empty()).then_some((before, made, matches!(step, Step::MergeByHand(..))));
+                    let exactness = match step {
+                        Step::MergeByHand(..) => Exactness::Everything,
+                        Step::Events(calls) if calls.len() == 1 => Exactness::RowsThereWere,
+                        _ => Exactness::AsAtTheMerge,
+                    };
+                    last = (!made.is_empty()).then_some((before, made, exactness));
                 }
                 t.advance(1);
             }
         }
         assert!(
-            undos[0] > 0 && undos[1] > 0,
-            "the sequences exercised both kinds of undo: {undos:?}"
+            undos[Exactness::Everything as usize] > 0 && undos[Exactness::RowsThereWere as usize] > 0,
+            "the sequences exercised undos of merges by hand and by one event: {undos:?}"
         );
     })
     .await;
