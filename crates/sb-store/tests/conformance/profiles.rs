@@ -15,11 +15,14 @@ use crate::harness::{Ctx, for_each_backend};
 
 const KINDS: [&str; 3] = ["user_id", "email", "anonymous_id"];
 
+/// One identify call: (kind, value number) identifiers, a trait value, a time offset.
+type Call = (Vec<(usize, u8)>, u8, i64);
+
 #[derive(Debug, Clone)]
 enum Step {
     /// A batch of identify calls, each carrying (kind, value number) identifiers, a trait
     /// value and a time offset; processed in one transaction as a Segment batch is.
-    Events(Vec<(Vec<(usize, u8)>, u8, i64)>),
+    Events(Vec<Call>),
     /// An agent merges two of the live profiles (by their index in id order).
     MergeByHand(usize, usize),
     /// Undo the merges the previous step made, newest first.
