@@ -247,6 +247,64 @@ async fn the_api_runs_on_postgres() {
         "{timeline}"
     );
 
+    // Two routed shipments race for the nearest store's last units (3 left, 2 wanted each):
+    // the one that loses is planned again on the new balances and ships from elsewhere.
+    let (_, customers) = s.get("/api/v1/customers?limit=10", &s.admin_token).await;
+    let buyers: Vec<String> = customers["items"]
+        .as_array()
+        .expect("customers")
+        .iter()
+        .filter_map(|c| c["id"].as_str().map(str::to_owned))
+        .take(2)
+        .collect();
+    assert_eq!(buyers.len(), 2, "{customers}");
+    let mut carts = Vec::new();
+    for buyer in &buyers {
+        let (status, cart) = s
+            .post(
+                "/api/v1/carts",
+                &s.admin_token,
+                json!({"customer_id": buyer, "channel": "web"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{cart}");
+        let id = cart["cart"]["id"].as_str().expect("cart").to_owned();
+        let (status, body) = s
+            .call(
+                Method::PUT,
+                &format!("/api/v1/carts/{id}/lines/JKT-BLU-L"),
+                Some(&s.admin_token),
+                Some(json!({"quantity": 2})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        carts.push(id);
+    }
+    let order = |cart: String| {
+        let s = &s;
+        async move {
+            s.post(
+                "/api/v1/orders",
+                &s.admin_token,
+                json!({"cart_id": cart, "idempotency_key": format!("race-{cart}"), "fulfillment": "ship",
+                       "ship_to": {"lat": 40.4168, "lng": -3.7038}}),
+            )
+            .await
+        }
+    };
+    let (a, b) = tokio::join!(order(carts[0].clone()), order(carts[1].clone()));
+    assert_eq!(
+        (a.0, b.0),
+        (StatusCode::CREATED, StatusCode::CREATED),
+        "{} {}",
+        a.1,
+        b.1
+    );
+    assert_ne!(
+        a.1["order"]["location_id"], b.1["order"]["location_id"],
+        "one of them ships from elsewhere"
+    );
+
     s.server.shutdown().await;
     let ddl = format!("DROP SCHEMA {schema} CASCADE");
     admin

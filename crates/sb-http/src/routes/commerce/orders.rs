@@ -76,27 +76,44 @@ pub(super) async fn place_order(
         state.store.now(),
     );
     let actor_name = super::ledger_actor(&actor);
-    let outcome = state
-        .store
-        .db
-        .write(move |c| {
-            let request = sb_store::orders::Checkout {
-                workspace_id: &ws,
-                cart_id: &body.cart_id,
-                idempotency_key: &body.idempotency_key,
-                fulfillment: &body.fulfillment,
-                location_id: body.location_id.as_deref(),
-                ship_to: body.ship_to.as_ref().map(|p| (p.lat, p.lng)),
-                actor: &actor_name,
-            };
-            let order = sb_store::orders::checkout(c, &request, now)?;
-            let lines = sb_store::orders::lines(c, &order.id)?;
-            let touched = touched_by(c, lines.iter().map(|l| l.variant_id.clone()), &order.location_id)?;
-            let events = sb_commerce::live::availability_changed(c, &ws, touched, now)?;
-            Ok::<_, sb_store::orders::OrderError>((serde_json::json!({ "order": order, "lines": lines }), events))
-        })
-        .await
-        .map_err(order_error)?;
+    let body = std::sync::Arc::new(body);
+    // A routed shipment can lose the last units to a concurrent order between reading the
+    // balances and taking the stock (PostgreSQL runs them side by side): the whole checkout
+    // is then planned again on the balances as they are now, a few times before giving up.
+    let routed = body.fulfillment == "ship" && body.location_id.is_none();
+    let mut attempt = 0;
+    let outcome = loop {
+        attempt += 1;
+        let (ws, actor_name, body) = (ws.clone(), actor_name.clone(), body.clone());
+        let result = state
+            .store
+            .db
+            .write(move |c| {
+                let request = sb_store::orders::Checkout {
+                    workspace_id: &ws,
+                    cart_id: &body.cart_id,
+                    idempotency_key: &body.idempotency_key,
+                    fulfillment: &body.fulfillment,
+                    location_id: body.location_id.as_deref(),
+                    ship_to: body.ship_to.as_ref().map(|p| (p.lat, p.lng)),
+                    actor: &actor_name,
+                };
+                let order = sb_store::orders::checkout(c, &request, now)?;
+                let lines = sb_store::orders::lines(c, &order.id)?;
+                let touched = touched_by(c, lines.iter().map(|l| l.variant_id.clone()), &order.location_id)?;
+                let events = sb_commerce::live::availability_changed(c, &ws, touched, now)?;
+                Ok::<_, sb_store::orders::OrderError>((serde_json::json!({ "order": order, "lines": lines }), events))
+            })
+            .await;
+        match result {
+            Err(sb_store::orders::OrderError::Inventory(sb_store::inventory::InventoryError::Insufficient {
+                ..
+            })) if routed && attempt < 3 => {
+                metrics::counter!("switchboard_order_replans_total").increment(1);
+            }
+            other => break other.map_err(order_error)?,
+        }
+    };
     let (view, events) = outcome;
     state.live.publish(&events).await;
     Ok((StatusCode::CREATED, axum::Json(view)))
