@@ -14,7 +14,8 @@ use crate::extract::{ApiJson, Principal};
 
 use super::{inventory_error, touched_by};
 
-pub(super) fn order_error(e: sb_store::orders::OrderError) -> ApiError {
+/// An order failure as the API answers it.
+pub fn order_error(e: sb_store::orders::OrderError) -> ApiError {
     use sb_store::orders::OrderError;
     match e {
         OrderError::NotFound(what) => ApiError::not_found("not_found", format!("{what} not found")),
@@ -154,8 +155,22 @@ pub(super) async fn order_action(
     Path((id, action)): Path<(String, String)>,
     ApiJson(body): ApiJson<OrderActionBody>,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
+    let (order, lines) = order_step(&state, &principal, &id, &action, body).await?;
+    Ok(axum::Json(serde_json::json!({ "order": order, "lines": lines })))
+}
+
+/// A store or warehouse step on an order: `ready` (a pickup code and deadline, the customer
+/// told on the channel they last used), `pickup` (with the code), `ship` or `cancel`.
+/// Idempotent; availability changes and the notice are pushed live.
+pub async fn order_step(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    action: &str,
+    body: OrderActionBody,
+) -> ApiResult<(sb_store::orders::Order, Vec<sb_store::orders::OrderLine>)> {
     principal.require(Permission::ManageOrders)?;
-    if !matches!(action.as_str(), "ready" | "pickup" | "ship" | "cancel") {
+    if !matches!(action, "ready" | "pickup" | "ship" | "cancel") {
         return Err(ApiError::not_found(
             "not_found",
             "no such action: ready, pickup, ship or cancel",
@@ -168,6 +183,7 @@ pub(super) async fn order_action(
     );
     let actor_name = super::ledger_actor(&actor);
     let channels = state.channels.clone();
+    let (id, action) = (id.to_owned(), action.to_owned());
     let code = format!("{:06}", rand::random::<u32>() % 1_000_000);
     let (view, events) = state
         .store
@@ -203,13 +219,13 @@ pub(super) async fn order_action(
             let lines = orders::lines(c, &order.id)?;
             let touched = touched_by(c, lines.iter().map(|l| l.variant_id.clone()), &order.location_id)?;
             events.extend(sb_commerce::live::availability_changed(c, &ws, touched, now)?);
-            Ok::<_, orders::OrderError>((serde_json::json!({ "order": order, "lines": lines }), events))
+            Ok::<_, orders::OrderError>(((order, lines), events))
         })
         .await
         .map_err(order_error)?;
     state.engine.notify_jobs();
     state.live.publish(&events).await;
-    Ok(axum::Json(view))
+    Ok(view)
 }
 
 /// The customer's orders and their timeline (`Order Completed`, `Order Ready For Pickup`,

@@ -1,0 +1,361 @@
+//! Store staff: the pickup queue (prepare → ready → hand over with the customer's code), live
+//! stock per location with search, and order / customer look-up. Order steps go through
+//! `sb_http::shared::order_step`, the API's own use case (which also tells the customer).
+
+use std::collections::HashMap;
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use sb_core::Permission;
+use sb_http::AppState;
+use sb_http::shared::{self, OrderActionBody};
+use sb_store::{StoreError, catalog, customers, orders};
+use serde::Deserialize;
+
+use crate::customer::{OrderRow, display_name, order_rows};
+use crate::web::{Chrome, Signed, WebError, WebResult, after_post, is_htmx};
+
+#[derive(Deserialize, Default)]
+pub struct AtLocation {
+    pub location: Option<String>,
+}
+
+pub struct LocationChoice {
+    pub id: String,
+    pub name: String,
+    pub selected: bool,
+}
+
+pub struct QueueRow {
+    pub order: OrderRow,
+    pub customer: String,
+    pub ready: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "partials/pickup_queue.html")]
+pub struct Queue {
+    pub location: String,
+    pub rows: Vec<QueueRow>,
+    /// The outcome of the last step, shown above the queue.
+    pub done: Option<String>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "store.html")]
+pub struct StorePage {
+    pub chrome: Chrome,
+    pub locations: Vec<LocationChoice>,
+    pub queue: Queue,
+}
+
+async fn locations(state: &AppState, ws: String, selected: &str, pickup_only: bool) -> WebResult<Vec<LocationChoice>> {
+    let list = state.store.db.read(move |c| catalog::locations(c, &ws)).await?;
+    Ok(list
+        .into_iter()
+        .filter(|l| l.active && (!pickup_only || l.can_pickup))
+        .map(|l| LocationChoice {
+            selected: l.id == selected,
+            id: l.id,
+            name: l.name,
+        })
+        .collect())
+}
+
+async fn load_queue(state: &AppState, signed: &Signed, location: &str, done: Option<String>) -> WebResult<Queue> {
+    signed.require(Permission::ManageOrders)?;
+    let (ws, loc, now) = (signed.ws(), location.to_owned(), state.store.now());
+    let rows = state
+        .store
+        .db
+        .read(move |c| {
+            let list = orders::pickup_queue(c, &ws, (!loc.is_empty()).then_some(loc.as_str()), 200)
+                .map_err(|e| StoreError::Invalid(e.to_string()))?;
+            let mut names = HashMap::new();
+            for o in &list {
+                if !names.contains_key(&o.customer_id) {
+                    let name = customers::get(c, &ws, &o.customer_id)?.map(|c| display_name(&c));
+                    names.insert(o.customer_id.clone(), name.unwrap_or_default());
+                }
+            }
+            let customers: Vec<String> = list
+                .iter()
+                .map(|o| names.get(&o.customer_id).cloned().unwrap_or_default())
+                .collect();
+            let ready: Vec<bool> = list.iter().map(|o| o.status == "ready_for_pickup").collect();
+            let rows = order_rows(c, &ws, list, now)?;
+            Ok::<_, StoreError>(
+                rows.into_iter()
+                    .zip(customers)
+                    .zip(ready)
+                    .map(|((order, customer), ready)| QueueRow { order, customer, ready })
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .await?;
+    Ok(Queue {
+        location: location.to_owned(),
+        rows,
+        done,
+    })
+}
+
+pub async fn pickup_page(
+    State(state): State<AppState>,
+    signed: Signed,
+    Query(at): Query<AtLocation>,
+) -> WebResult<Response> {
+    signed.require(Permission::ManageOrders)?;
+    let location = at.location.unwrap_or_default();
+    let locations = locations(&state, signed.ws(), &location, true).await?;
+    let queue = load_queue(&state, &signed, &location, None).await?;
+    Ok(StorePage {
+        chrome: signed.chrome("store"),
+        locations,
+        queue,
+    }
+    .into_response())
+}
+
+pub async fn queue_fragment(
+    State(state): State<AppState>,
+    signed: Signed,
+    Query(at): Query<AtLocation>,
+) -> WebResult<Queue> {
+    load_queue(&state, &signed, at.location.as_deref().unwrap_or(""), None).await
+}
+
+#[derive(Deserialize)]
+pub struct StepForm {
+    #[serde(default)]
+    location: String,
+    code: Option<String>,
+}
+
+async fn step(
+    state: AppState,
+    signed: Signed,
+    headers: HeaderMap,
+    id: String,
+    action: &str,
+    form: StepForm,
+) -> Response {
+    let htmx = is_htmx(&headers);
+    let body = OrderActionBody {
+        code: form.code.map(|c| c.trim().to_owned()),
+        reason: None,
+    };
+    let done = match shared::order_step(&state, &signed.0, &id, action, body).await {
+        Ok((order, _)) if action == "ready" => format!("Order {} is ready; the customer has been told.", order.number),
+        Ok((order, _)) => format!("Order {} handed over.", order.number),
+        Err(e) => return WebError::from(e).with_htmx(htmx).into_response(),
+    };
+    let back = format!("/app/store?location={}", form.location);
+    match load_queue(&state, &signed, &form.location, Some(done)).await {
+        Ok(queue) => after_post(&headers, queue, &back),
+        Err(e) => e.with_htmx(htmx).into_response(),
+    }
+}
+
+pub async fn mark_ready(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<StepForm>,
+) -> Response {
+    step(state, signed, headers, id, "ready", form).await
+}
+
+pub async fn hand_over(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<StepForm>,
+) -> Response {
+    step(state, signed, headers, id, "pickup", form).await
+}
+
+#[derive(Deserialize, Default)]
+pub struct StockQuery {
+    #[serde(default)]
+    pub q: String,
+    pub location: Option<String>,
+}
+
+pub struct StockRow {
+    pub sku: String,
+    pub title: String,
+    /// Units per shown location, in the header's order.
+    pub available: Vec<i64>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "stock.html")]
+pub struct StockPage {
+    pub chrome: Chrome,
+    pub q: String,
+    pub locations: Vec<LocationChoice>,
+    pub columns: Vec<String>,
+    pub rows: Vec<StockRow>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "partials/stock_table.html")]
+pub struct StockTable {
+    pub columns: Vec<String>,
+    pub rows: Vec<StockRow>,
+    pub q: String,
+}
+
+pub async fn stock_page(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Query(query): Query<StockQuery>,
+) -> WebResult<Response> {
+    signed.require(Permission::ReadInventory)?;
+    let location = query.location.clone().unwrap_or_default();
+    let (ws, needle) = (signed.ws(), query.q.trim().to_lowercase());
+    let (columns, rows) = state
+        .store
+        .db
+        .read(move |c| {
+            let shown: Vec<catalog::Location> = catalog::locations(c, &ws)?
+                .into_iter()
+                .filter(|l| l.active && (location.is_empty() || l.id == location))
+                .collect();
+            let mut rows = Vec::new();
+            for (product, variants) in catalog::products(c, &ws)? {
+                for v in variants {
+                    let title = format!("{} — {}", product.title, v.title);
+                    if !needle.is_empty()
+                        && !title.to_lowercase().contains(&needle)
+                        && !v.sku.to_lowercase().contains(&needle)
+                    {
+                        continue;
+                    }
+                    let Some(avail) = sb_commerce::availability(c, &ws, &v.sku, None)? else {
+                        continue;
+                    };
+                    let available = shown
+                        .iter()
+                        .map(|l| {
+                            avail
+                                .locations
+                                .iter()
+                                .find(|a| a.location_id == l.id)
+                                .map_or(0, |a| a.available)
+                        })
+                        .collect();
+                    rows.push(StockRow {
+                        sku: v.sku,
+                        title,
+                        available,
+                    });
+                }
+            }
+            Ok::<_, StoreError>((shown.into_iter().map(|l| l.name).collect::<Vec<_>>(), rows))
+        })
+        .await?;
+    // Polling refreshes (and searches as you type) swap only the table.
+    if is_htmx(&headers) {
+        return Ok(StockTable {
+            columns,
+            rows,
+            q: query.q,
+        }
+        .into_response());
+    }
+    let locations = locations(&state, signed.ws(), query.location.as_deref().unwrap_or(""), false).await?;
+    Ok(StockPage {
+        chrome: signed.chrome("stock"),
+        q: query.q,
+        locations,
+        columns,
+        rows,
+    }
+    .into_response())
+}
+
+#[derive(Deserialize, Default)]
+pub struct LookupQuery {
+    #[serde(default)]
+    pub q: String,
+}
+
+pub struct FoundCustomer {
+    pub name: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub conversation_id: Option<String>,
+    pub orders: Vec<OrderRow>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "lookup.html")]
+pub struct LookupPage {
+    pub chrome: Chrome,
+    pub q: String,
+    pub order: Option<(OrderRow, String)>,
+    pub customers: Vec<FoundCustomer>,
+    pub searched: bool,
+    pub can_open_conversation: bool,
+}
+
+pub async fn lookup_page(
+    State(state): State<AppState>,
+    signed: Signed,
+    Query(query): Query<LookupQuery>,
+) -> WebResult<Response> {
+    signed.require(Permission::ReadCustomers)?;
+    signed.require(Permission::ReadOrders)?;
+    let q = query.q.trim().to_owned();
+    let (ws, needle, now) = (signed.ws(), q.clone(), state.store.now());
+    let (order, customers) = if q.is_empty() {
+        (None, Vec::new())
+    } else {
+        state
+            .store
+            .db
+            .read(move |c| {
+                let order = match orders::by_number(c, &ws, &needle).map_err(|e| StoreError::Invalid(e.to_string()))? {
+                    Some(o) => {
+                        let customer = customers::get(c, &ws, &o.customer_id)?
+                            .map(|c| display_name(&c))
+                            .unwrap_or_default();
+                        order_rows(c, &ws, vec![o], now)?.pop().map(|row| (row, customer))
+                    }
+                    None => None,
+                };
+                let mut found = Vec::new();
+                for customer in customers::search(c, &ws, &needle, None, 20)? {
+                    let list =
+                        orders::for_customer(c, &ws, &customer.id).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                    found.push(FoundCustomer {
+                        name: display_name(&customer),
+                        conversation_id: sb_store::conversations::id_for_customer(c, &ws, &customer.id)?,
+                        orders: order_rows(c, &ws, list, now)?,
+                        email: customer.email,
+                        phone: customer.phone,
+                    });
+                }
+                Ok::<_, StoreError>((order, found))
+            })
+            .await?
+    };
+    Ok(LookupPage {
+        chrome: signed.chrome("lookup"),
+        searched: !q.is_empty(),
+        q,
+        order,
+        customers,
+        can_open_conversation: signed.may(Permission::ReadConversations),
+    }
+    .into_response())
+}

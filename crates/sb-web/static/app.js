@@ -1,0 +1,85 @@
+// Switchboard web app: the few behaviours htmx attributes cannot express. No build step.
+(function () {
+  "use strict";
+
+  function showRule() {
+    var picker = document.getElementById("channel-picker");
+    var rule = document.getElementById("reply-rule");
+    var note = document.getElementById("note-toggle");
+    if (!rule) return;
+    if (note && note.checked) {
+      rule.textContent = "A private note: only agents see it; nothing is sent.";
+      rule.dataset.allowed = "true";
+      return;
+    }
+    var option = picker && picker.selectedOptions[0];
+    if (option) {
+      rule.textContent = option.dataset.rule;
+      rule.dataset.allowed = option.dataset.allowed;
+    }
+  }
+
+  function stickThreadToBottom(thread, wasNearBottom, previousTop) {
+    if (!thread) return;
+    thread.scrollTop = wasNearBottom ? thread.scrollHeight : previousTop;
+  }
+
+  var threadState = null;
+  var opened = false;
+
+  document.addEventListener("change", function (e) {
+    if (e.target.id === "channel-picker" || e.target.id === "note-toggle") showRule();
+  });
+
+  // Ctrl/Cmd+Enter sends from the composer.
+  document.addEventListener("keydown", function (e) {
+    if (e.target.id === "composer-text" && e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+      e.preventDefault();
+      e.target.form.requestSubmit();
+    }
+  });
+
+  // After a successful send (the server triggers this), clear the text but keep the focus.
+  document.addEventListener("composer-sent", function () {
+    var text = document.getElementById("composer-text");
+    var error = document.getElementById("composer-error");
+    if (error) error.textContent = "";
+    if (text) {
+      text.value = "";
+      text.focus();
+    }
+  });
+
+  // A live refresh replaces the thread: keep the reader where they were (or at the newest message).
+  document.addEventListener("htmx:beforeSwap", function (e) {
+    var thread = document.getElementById("thread");
+    if (thread && e.detail.target === thread) {
+      threadState = {
+        near: thread.scrollHeight - thread.scrollTop - thread.clientHeight < 80,
+        top: thread.scrollTop,
+      };
+    }
+  });
+  document.addEventListener("htmx:afterSettle", function () {
+    if (threadState) {
+      stickThreadToBottom(document.getElementById("thread"), threadState.near, threadState.top);
+      threadState = null;
+    }
+  });
+
+  // The stream reconnects without Last-Event-ID: refresh every live region once, so nothing
+  // missed while disconnected stays missing.
+  document.addEventListener("htmx:sseOpen", function () {
+    if (opened) {
+      document.querySelectorAll('[hx-trigger*="sse-reconnected"]').forEach(function (el) {
+        htmx.trigger(el, "sse-reconnected");
+      });
+    }
+    opened = true;
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    showRule();
+    stickThreadToBottom(document.getElementById("thread"), true, 0);
+  });
+})();
