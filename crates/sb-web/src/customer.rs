@@ -80,7 +80,7 @@ pub fn order_rows(
         let lines = orders::lines(c, &o.id).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let items = lines
             .iter()
-            .map(|l| format!("{} × {}", l.quantity, l.title))
+            .map(|l| format!("{} × {} ({})", l.quantity, l.title, l.sku))
             .collect::<Vec<_>>()
             .join(", ");
         rows.push(OrderRow {

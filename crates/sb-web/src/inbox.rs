@@ -189,17 +189,32 @@ pub struct MessageRow {
     pub attachments: Vec<String>,
 }
 
+/// The thread's list element: it stays in the page for good (live refreshes and the
+/// composer's posts replace only its items, one request at a time), so no refresh is lost.
 #[derive(Template, WebTemplate)]
 #[template(path = "partials/thread.html")]
 pub struct Thread {
     pub conversation_id: String,
+    pub items: ThreadItems,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "partials/thread_items.html")]
+pub struct ThreadItems {
     pub messages: Vec<MessageRow>,
     pub can_reply: bool,
 }
 
+/// The header's element stays in the page; its actions and live refreshes replace the inside.
 #[derive(Template, WebTemplate)]
 #[template(path = "partials/conversation_header.html")]
 pub struct Header {
+    pub inner: HeaderInner,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "partials/conversation_header_inner.html")]
+pub struct HeaderInner {
     pub conversation: Conversation,
     pub customer: String,
     pub labels: Vec<String>,
@@ -230,18 +245,24 @@ fn choices(options: &[ReplyOption]) -> Vec<ChannelChoice> {
         .iter()
         .map(|o| {
             let (mark, _) = channel_mark(&o.channel);
-            let to = o.address.as_deref().map(|a| format!(" · {a}")).unwrap_or_default();
+            // Account names often start with the channel already ("WhatsApp +1 555…").
+            let account = if o.name.starts_with(mark) {
+                o.name.clone()
+            } else {
+                format!("{mark} — {}", o.name)
+            };
+            let to = o.address.as_deref().map(|a| format!(" to {a}")).unwrap_or_default();
             let rule = if o.allowed {
-                format!("A reply goes out on {mark} ({}){to}.", o.name)
+                format!("A reply can go out now on {account}{to}.")
             } else {
                 format!(
-                    "Not possible on {mark}: {}",
+                    "Not possible on {account}: {}",
                     o.reason_text.as_deref().or(o.reason).unwrap_or("not allowed now")
                 )
             };
             ChannelChoice {
                 id: o.channel_account_id.clone(),
-                label: format!("{mark} — {}{}", o.name, if o.allowed { "" } else { " (not now)" }),
+                label: format!("{account}{}", if o.allowed { "" } else { " (not now)" }),
                 allowed: o.allowed,
                 rule,
                 default: o.default,
@@ -267,7 +288,7 @@ pub struct OpenConversation {
     pub default_rule: String,
 }
 
-async fn load_thread(state: &AppState, signed: &Signed, id: &str) -> WebResult<Thread> {
+async fn load_thread(state: &AppState, signed: &Signed, id: &str) -> WebResult<ThreadItems> {
     signed.require(Permission::ReadConversations)?;
     shared::load_conversation(state, &signed.0, id).await?;
     let (ws, cid, now) = (signed.ws(), id.to_owned(), state.store.now());
@@ -291,8 +312,7 @@ async fn load_thread(state: &AppState, signed: &Signed, id: &str) -> WebResult<T
             )
         })
         .await?;
-    Ok(Thread {
-        conversation_id: id.to_owned(),
+    Ok(ThreadItems {
         messages,
         can_reply: signed.may(Permission::ReplyConversations),
     })
@@ -338,7 +358,7 @@ fn message_row(m: messages::Message, names: &HashMap<String, String>, customer: 
     }
 }
 
-async fn load_header(state: &AppState, signed: &Signed, id: &str) -> WebResult<Header> {
+async fn load_header(state: &AppState, signed: &Signed, id: &str) -> WebResult<HeaderInner> {
     signed.require(Permission::ReadConversations)?;
     let conversation = shared::load_conversation(state, &signed.0, id).await?;
     let (ws, cid, customer_id) = (signed.ws(), id.to_owned(), conversation.customer_id.clone());
@@ -360,7 +380,7 @@ async fn load_header(state: &AppState, signed: &Signed, id: &str) -> WebResult<H
         .assignee_id
         .as_ref()
         .and_then(|a| agents.iter().find(|(id, _)| id == a).map(|(_, n)| n.clone()));
-    Ok(Header {
+    Ok(HeaderInner {
         snoozed_until: conversation
             .snoozed_until
             .filter(|_| conversation.status == "snoozed")
@@ -445,8 +465,13 @@ pub async fn conversation_page(
     Path(id): Path<String>,
     Query(filters): Query<ListFilters>,
 ) -> WebResult<Response> {
-    let header = load_header(&state, &signed, &id).await?;
-    let thread = load_thread(&state, &signed, &id).await?;
+    let header = Header {
+        inner: load_header(&state, &signed, &id).await?,
+    };
+    let thread = Thread {
+        conversation_id: id.clone(),
+        items: load_thread(&state, &signed, &id).await?,
+    };
     let customer = load_customer(&state, &signed, &id).await?;
     let list = load_list(&state, &signed, &filters, Some(&id)).await?;
     let options = sb_inbox::reply_options(&state.engine, &state.channels, &signed.ws(), &id)
@@ -478,7 +503,7 @@ pub async fn thread_fragment(
     State(state): State<AppState>,
     signed: Signed,
     Path(id): Path<String>,
-) -> WebResult<Thread> {
+) -> WebResult<ThreadItems> {
     load_thread(&state, &signed, &id).await
 }
 
@@ -486,7 +511,7 @@ pub async fn header_fragment(
     State(state): State<AppState>,
     signed: Signed,
     Path(id): Path<String>,
-) -> WebResult<Header> {
+) -> WebResult<HeaderInner> {
     load_header(&state, &signed, &id).await
 }
 

@@ -1,0 +1,775 @@
+//! The web app (`sb-web`) in a real headless Chromium, driven over WebDriver (fantoccini),
+//! against a real server with the demo's simulators; plus its access rules over plain HTTP.
+//! Without `chromedriver` on the PATH the browser tests print that they were skipped and pass
+//! (CI installs it). Screenshots go to `target/screenshots/`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::harness::{Receiver, TestServer, session_cookie};
+
+/// One browser at a time: the machine has two cores and each test starts its own server too.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+struct Browser {
+    client: Client,
+    driver: Child,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
+/// Starts chromedriver on a free port and a headless Chromium session; `None` (test skipped)
+/// when chromedriver is not installed.
+async fn browser(test: &str) -> Option<Browser> {
+    let Some(chromedriver) = on_path("chromedriver") else {
+        eprintln!("{test}: skipped, chromedriver is not installed (apt-get install chromium chromium-driver)");
+        return None;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let driver = Command::new(chromedriver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut options = json!({"args": [
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--disable-background-networking", "--window-size=1366,900", "--lang=en-US"
+    ]});
+    // Debian's /usr/bin/chromium is a wrapper script; give chromedriver the real binary.
+    if std::path::Path::new("/usr/lib/chromium/chromium").is_file() {
+        options["binary"] = json!("/usr/lib/chromium/chromium");
+    }
+    let mut caps = serde_json::Map::new();
+    caps.insert("goog:chromeOptions".into(), options);
+    // fantoccini's rustls needs a process-wide provider; ring is the one the workspace uses.
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+    let client = ClientBuilder::rustls()
+        .expect("rustls")
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a Chromium session");
+    Some(Browser { client, driver })
+}
+
+fn screenshot_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    dir
+}
+
+async fn save_screenshot(c: &Client, name: &str) {
+    let png = c.screenshot().await.expect("screenshot");
+    std::fs::write(screenshot_dir().join(name), png).expect("write screenshot");
+}
+
+async fn save_element_screenshot(c: &Client, css: &str, name: &str) {
+    let png = c
+        .find(Locator::Css(css))
+        .await
+        .expect("element")
+        .screenshot()
+        .await
+        .expect("screenshot");
+    std::fs::write(screenshot_dir().join(name), png).expect("write screenshot");
+}
+
+/// The text of the first element matching `css`, once it contains `needle` (bounded wait).
+async fn until_text(c: &Client, css: &str, needle: &str) -> String {
+    let mut last = String::new();
+    for _ in 0..150 {
+        if let Ok(e) = c.find(Locator::Css(css)).await
+            && let Ok(text) = e.text().await
+        {
+            // Compared as the user reads it, whatever CSS does to the case.
+            if text.to_lowercase().contains(&needle.to_lowercase()) {
+                return text;
+            }
+            last = text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Leave evidence: what the page looked like when the wait gave up.
+    let _ = std::fs::write(
+        screenshot_dir().join("gave-up.png"),
+        c.screenshot().await.unwrap_or_default(),
+    );
+    let html = js(c, "return document.body.outerHTML;").await;
+    let _ = std::fs::write(screenshot_dir().join("gave-up.html"), html.as_str().unwrap_or_default());
+    panic!("{css} never showed {needle:?}; last text: {last:?}; the page is in target/screenshots/gave-up.html");
+}
+
+async fn js(c: &Client, script: &str) -> Value {
+    c.execute(script, vec![]).await.expect("script runs")
+}
+
+async fn sign_in(c: &Client, s: &TestServer, email: &str, password: &str) {
+    c.goto(&format!("{}/app/login", s.base)).await.expect("login page");
+    c.find(Locator::Css("#email"))
+        .await
+        .expect("email")
+        .send_keys(email)
+        .await
+        .expect("type");
+    c.find(Locator::Css("#password"))
+        .await
+        .expect("password")
+        .send_keys(password)
+        .await
+        .expect("type");
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("submit");
+}
+
+/// Marks the page: a reload or navigation would clear the mark.
+async fn mark_page(c: &Client) {
+    js(c, "window.__sameDocument = true; return true;").await;
+}
+
+async fn same_page(c: &Client) -> bool {
+    js(c, "return window.__sameDocument === true;").await == json!(true)
+}
+
+/// Waits until the htmx SSE extension has its stream open, so pushes are not missed.
+async fn until_live(c: &Client) {
+    for _ in 0..100 {
+        let open = js(
+            c,
+            "var d = document.body['htmx-internal-data']; \
+             return !!(d && d.sseEventSource && d.sseEventSource.readyState === 1);",
+        )
+        .await;
+        if open == json!(true) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the page's event stream never opened");
+}
+
+fn demo_sim(s: &TestServer, channel: &str) -> String {
+    let demo = s.server.demo.as_ref().expect("demo");
+    demo.channels[channel]["simulator_url"]
+        .as_str()
+        .expect("simulator url")
+        .to_owned()
+}
+
+async fn whatsapp_says(s: &TestServer, sim: &str, from: &str, name: &str, text: &str) {
+    let answer = s
+        .sim_post(
+            sim,
+            "/_sim/whatsapp/customer-message",
+            json!({"from": from, "name": name, "text": text}),
+        )
+        .await;
+    assert_eq!(answer["delivered_status"].as_u64(), Some(200), "{answer}");
+}
+
+/// The texts our server sent to the WhatsApp simulator.
+async fn whatsapp_sent_texts(s: &TestServer, sim: &str) -> Vec<String> {
+    s.sim_get(sim, "/_sim/whatsapp/sent")
+        .await
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["method"] == "POST" && r["path"].as_str().is_some_and(|p| p.ends_with("/messages")))
+        .filter_map(|r| r["body"]["text"]["body"].as_str().map(str::to_owned))
+        .collect()
+}
+
+async fn only_conversation(s: &TestServer) -> (String, String) {
+    let list = s
+        .until("/api/v1/conversations?status=open", |b| {
+            b["items"].as_array().is_some_and(|a| a.len() == 1)
+        })
+        .await;
+    let c = &list["items"][0];
+    (
+        c["id"].as_str().expect("id").to_owned(),
+        c["customer_id"].as_str().expect("customer").to_owned(),
+    )
+}
+
+async fn location_id(s: &TestServer, code: &str) -> String {
+    let (_, list) = s.get("/api/v1/locations", &s.admin_token).await;
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| l["code"] == code)
+        .and_then(|l| l["id"].as_str())
+        .expect("location")
+        .to_owned()
+}
+
+async fn cart_with(s: &TestServer, customer: &str, lines: &[(&str, i64)]) -> String {
+    let (_, cart) = s
+        .post("/api/v1/carts", &s.admin_token, json!({"customer_id": customer}))
+        .await;
+    let id = cart["cart"]["id"].as_str().expect("cart").to_owned();
+    for (sku, quantity) in lines {
+        let (status, body) = s
+            .call(
+                reqwest::Method::PUT,
+                &format!("/api/v1/carts/{id}/lines/{sku}"),
+                Some(&s.admin_token),
+                Some(json!({"quantity": quantity})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    id
+}
+
+/// A pickup order at Madrid Centro; returns (id, number).
+async fn pickup_order(s: &TestServer, customer: &str, sku: &str, key: &str) -> (String, String) {
+    let cart = cart_with(s, customer, &[(sku, 1)]).await;
+    let madrid = location_id(s, "MAD-CENTRO").await;
+    let (status, placed) = s
+        .post(
+            "/api/v1/orders",
+            &s.admin_token,
+            json!({"cart_id": cart, "idempotency_key": key, "fulfillment": "pickup", "location_id": madrid}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    (
+        placed["order"]["id"].as_str().expect("id").to_owned(),
+        placed["order"]["number"].as_str().expect("number").to_owned(),
+    )
+}
+
+/// An agent signs in, a WhatsApp message shows up live in the list and then in the open
+/// thread (no reload), the customer panel shows the customer's identities, pickup code and
+/// cart, and the agent's reply reaches the WhatsApp customer through the simulator and its
+/// delivery status updates live.
+#[tokio::test]
+async fn browser_agent_signs_in_sees_whatsapp_live_and_replies() {
+    let _one = ONE_BROWSER.lock().await;
+    let Some(b) = browser("browser_agent_signs_in_sees_whatsapp_live_and_replies").await else {
+        return;
+    };
+    let c = &b.client;
+    let s = TestServer::start().await;
+    let sim = demo_sim(&s, "whatsapp");
+    let (email, password) = s.demo_user("agent");
+
+    // A wrong password is refused on the page; the right one lands in the inbox.
+    sign_in(c, &s, &email, "not the password").await;
+    until_text(c, "#login-error", "wrong e-mail or password").await;
+    sign_in(c, &s, &email, &password).await;
+    until_text(c, "#list-title", "Conversations").await;
+    assert!(c.current_url().await.expect("url").path().ends_with("/app/inbox"));
+    until_text(c, ".top .user", "Alex Agent").await;
+    until_live(c).await;
+    mark_page(c).await;
+
+    whatsapp_says(
+        &s,
+        &sim,
+        "34600111222",
+        "Ana García",
+        "Hola, is the trail jacket back in stock?",
+    )
+    .await;
+    let row = until_text(c, "#conversation-list", "Hola, is the trail jacket back in stock?").await;
+    assert!(row.contains("Ana García") && row.contains("WhatsApp"), "{row}");
+    until_text(c, "#conversation-list .badge", "1").await;
+    assert!(same_page(c).await, "the list updated without a reload");
+
+    // Commerce context for the panel: a ready pickup order and a cart.
+    let (conversation, customer) = only_conversation(&s).await;
+    let (order, number) = pickup_order(&s, &customer, "JKT-BLU-M", "web-order-1").await;
+    let (status, ready) = s
+        .post(&format!("/api/v1/orders/{order}/ready"), &s.admin_token, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+    let code = ready["order"]["pickup_code"].as_str().expect("code").to_owned();
+    cart_with(&s, &customer, &[("BOOT-42", 1)]).await;
+
+    c.find(Locator::Css(&format!("#conv-{conversation} a")))
+        .await
+        .expect("row link")
+        .click()
+        .await
+        .expect("open");
+    until_text(c, "#thread", "Hola, is the trail jacket back in stock?").await;
+    let panel = until_text(c, "#customer-panel", &code).await;
+    assert!(panel.contains(&number) && panel.contains("Madrid Centro"), "{panel}");
+    assert!(panel.contains("34600111222"), "the WhatsApp identity: {panel}");
+    assert!(panel.contains("1 × EU 42 BOOT-42 129.99 EUR"), "the cart: {panel}");
+    assert!(panel.contains("1 × Blue M (JKT-BLU-M)"), "the order's lines: {panel}");
+    let rule = until_text(c, "#reply-rule", "WhatsApp").await;
+    assert!(rule.starts_with("A reply can go out now on WhatsApp"), "{rule}");
+    until_live(c).await;
+    mark_page(c).await;
+
+    // A second message lands in the open thread live.
+    whatsapp_says(&s, &sim, "34600111222", "Ana García", "Size M please").await;
+    until_text(c, "#thread", "Size M please").await;
+    assert!(same_page(c).await, "the thread updated without a reload");
+
+    // The reply goes out on WhatsApp (the channel she last used) and is delivered.
+    c.find(Locator::Css("#composer-text"))
+        .await
+        .expect("composer")
+        .send_keys("Yes! Size M is waiting for you in Madrid.")
+        .await
+        .expect("type");
+    c.find(Locator::Css("#send"))
+        .await
+        .expect("send")
+        .click()
+        .await
+        .expect("click");
+    until_text(
+        c,
+        "#thread .msg-outbound:last-child",
+        "Yes! Size M is waiting for you in Madrid.",
+    )
+    .await;
+    for _ in 0..100 {
+        if whatsapp_sent_texts(&s, &sim)
+            .await
+            .iter()
+            .any(|t| t == "Yes! Size M is waiting for you in Madrid.")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        whatsapp_sent_texts(&s, &sim)
+            .await
+            .contains(&"Yes! Size M is waiting for you in Madrid.".to_owned()),
+        "the simulator received the reply"
+    );
+    until_text(c, "#thread .msg-outbound:last-child .delivery", "delivered").await;
+    let text = js(c, "return document.getElementById('composer-text').value;").await;
+    assert_eq!(text, json!(""), "the composer is cleared after sending");
+    assert!(same_page(c).await);
+
+    save_screenshot(c, "inbox.png").await;
+    save_element_screenshot(c, "#customer-panel", "customer-panel.png").await;
+    c.set_window_size(390, 844).await.expect("phone size");
+    c.refresh().await.expect("reload");
+    until_text(c, "#thread", "Size M please").await;
+    save_screenshot(c, "inbox-phone.png").await;
+    let too_wide = js(
+        c,
+        "return Array.from(document.querySelectorAll('body *')) \
+           .filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1) \
+           .map(e => e.tagName + '#' + e.id + '.' + e.className).slice(0, 5);",
+    )
+    .await;
+    assert_eq!(too_wide, json!([]), "no sideways scrolling on a phone");
+
+    c.clone().close().await.expect("close");
+    s.server.shutdown().await;
+}
+
+/// Text typed in the composer (and the focus) survive live updates of the thread, the list,
+/// the header and the customer panel.
+#[tokio::test]
+async fn browser_composer_keeps_typed_text_and_focus_through_live_updates() {
+    let _one = ONE_BROWSER.lock().await;
+    let Some(b) = browser("browser_composer_keeps_typed_text_and_focus_through_live_updates").await else {
+        return;
+    };
+    let c = &b.client;
+    let s = TestServer::start().await;
+    let sim = demo_sim(&s, "whatsapp");
+    whatsapp_says(&s, &sim, "34600999888", "Bruno", "First question").await;
+    let (conversation, _) = only_conversation(&s).await;
+    let (email, password) = s.demo_user("agent");
+    sign_in(c, &s, &email, &password).await;
+    until_text(c, "#list-title", "Conversations").await;
+    c.goto(&format!("{}/app/conversations/{conversation}", s.base))
+        .await
+        .expect("open");
+    until_text(c, "#thread", "First question").await;
+    until_live(c).await;
+    mark_page(c).await;
+
+    let composer = c.find(Locator::Css("#composer-text")).await.expect("composer");
+    composer.click().await.expect("focus");
+    composer
+        .send_keys("Half-written answer about sizes")
+        .await
+        .expect("type");
+    // Live updates: a customer message (thread, list, panel) and a status change (header).
+    whatsapp_says(&s, &sim, "34600999888", "Bruno", "Second question, while you type").await;
+    until_text(c, "#thread", "Second question, while you type").await;
+    until_text(c, "#conversation-list", "Second question, while you type").await;
+    let (status, _) = s
+        .post(
+            &format!("/api/v1/conversations/{conversation}/status"),
+            &s.admin_token,
+            json!({"status": "pending"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    until_text(c, "#conversation-status", "pending").await;
+
+    let state = js(
+        c,
+        "return [document.getElementById('composer-text').value, document.activeElement && document.activeElement.id];",
+    )
+    .await;
+    assert_eq!(
+        state,
+        json!(["Half-written answer about sizes", "composer-text"]),
+        "text and focus kept"
+    );
+    assert!(same_page(c).await);
+    // And it still sends.
+    composer.send_keys(" — M and L.").await.expect("type");
+    c.find(Locator::Css("#send"))
+        .await
+        .expect("send")
+        .click()
+        .await
+        .expect("click");
+    until_text(
+        c,
+        "#thread .msg-outbound:last-child",
+        "Half-written answer about sizes — M and L.",
+    )
+    .await;
+    c.clone().close().await.expect("close");
+    s.server.shutdown().await;
+}
+
+/// A send the provider refuses shows its reason in the thread; after the provider recovers,
+/// Retry sends it and the failure goes away.
+#[tokio::test]
+async fn browser_failed_send_shows_reason_and_retry_delivers() {
+    let _one = ONE_BROWSER.lock().await;
+    let Some(b) = browser("browser_failed_send_shows_reason_and_retry_delivers").await else {
+        return;
+    };
+    let c = &b.client;
+    let s = TestServer::start().await;
+    let r = Receiver::start().await;
+    let shop = s.api_account("shop app", &r.url).await;
+    let hello = json!({"type": "message", "id": "m-1", "from": {"id": "u-cleo", "name": "Cleo"}, "text": "Where is my parcel?"});
+    assert_eq!(s.deliver(&shop, &hello).await.0, StatusCode::OK);
+    let (conversation, _) = only_conversation(&s).await;
+    r.status.store(400, std::sync::atomic::Ordering::SeqCst);
+
+    let (email, password) = s.demo_user("agent");
+    sign_in(c, &s, &email, &password).await;
+    until_text(c, "#list-title", "Conversations").await;
+    c.goto(&format!("{}/app/conversations/{conversation}", s.base))
+        .await
+        .expect("open");
+    until_text(c, "#thread", "Where is my parcel?").await;
+    until_live(c).await;
+    c.find(Locator::Css("#composer-text"))
+        .await
+        .expect("composer")
+        .send_keys("It left the warehouse this morning.")
+        .await
+        .expect("type");
+    c.find(Locator::Css("#send"))
+        .await
+        .expect("send")
+        .click()
+        .await
+        .expect("click");
+    let failure = until_text(c, "#thread .msg-failed .failure", "unknown recipient").await;
+    assert!(failure.contains("http_400"), "the provider's code: {failure}");
+    until_text(c, "#thread .msg-failed .delivery", "failed").await;
+
+    r.status.store(200, std::sync::atomic::Ordering::SeqCst);
+    c.find(Locator::Css("#thread .msg-failed button.retry"))
+        .await
+        .expect("retry button")
+        .click()
+        .await
+        .expect("retry");
+    until_text(c, "#thread .msg-outbound:last-child .delivery", "sent").await;
+    for _ in 0..100 {
+        if c.find(Locator::Css("#thread .msg-failed")).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        c.find(Locator::Css("#thread .msg-failed")).await.is_err(),
+        "the failure is gone"
+    );
+    let sent: Vec<String> = r
+        .received()
+        .iter()
+        .filter_map(|(_, body)| body["text"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        sent,
+        vec![
+            "It left the warehouse this morning.",
+            "It left the warehouse this morning."
+        ],
+        "refused once, then accepted"
+    );
+    c.clone().close().await.expect("close");
+    s.server.shutdown().await;
+}
+
+/// A store employee signs in to the pickup queue, marks an order ready (the customer is told
+/// on her channel, with the code), a wrong code is refused, and the right one hands it over.
+#[tokio::test]
+async fn browser_store_employee_marks_pickup_ready_and_hands_it_over() {
+    let _one = ONE_BROWSER.lock().await;
+    let Some(b) = browser("browser_store_employee_marks_pickup_ready_and_hands_it_over").await else {
+        return;
+    };
+    let c = &b.client;
+    let s = TestServer::start().await;
+    let r = Receiver::start().await;
+    let shop = s.api_account("shop app", &r.url).await;
+    let hello = json!({"type": "message", "id": "m-1", "from": {"id": "u-dora", "name": "Dora", "email": "dora@example.com"}, "text": "hi"});
+    assert_eq!(s.deliver(&shop, &hello).await.0, StatusCode::OK);
+    let (_, customer) = only_conversation(&s).await;
+    let (order, number) = pickup_order(&s, &customer, "JKT-BLU-S", "web-pickup-1").await;
+    pickup_order(&s, &customer, "BOOT-43", "web-pickup-2").await;
+
+    let (email, password) = s.demo_user("store_staff");
+    sign_in(c, &s, &email, &password).await;
+    let row = until_text(c, &format!("#order-{number}"), "Dora").await;
+    assert!(
+        row.contains("1 × Blue S (JKT-BLU-S)") && row.contains("Madrid Centro") && row.contains("placed"),
+        "{row}"
+    );
+    assert!(c.current_url().await.expect("url").path().ends_with("/app/store"));
+    // Store staff have no inbox.
+    assert!(c.find(Locator::Css("nav a[href='/app/inbox']")).await.is_err());
+    save_screenshot(c, "pickup-queue.png").await;
+
+    c.find(Locator::Css(&format!("#order-{number} button")))
+        .await
+        .expect("mark ready")
+        .click()
+        .await
+        .expect("click");
+    until_text(c, "#pickup-queue .notice", &format!("Order {number} is ready")).await;
+    until_text(c, &format!("#order-{number}"), "ready for pickup").await;
+    let mut notice = String::new();
+    for _ in 0..100 {
+        if let Some((_, body)) = r
+            .received()
+            .into_iter()
+            .find(|(_, b)| b["text"].as_str().is_some_and(|t| t.contains("ready for pickup")))
+        {
+            notice = body["text"].as_str().unwrap_or_default().to_owned();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(notice.contains(&number) && notice.contains("Madrid Centro"), "{notice}");
+    let (_, detail) = s.get(&format!("/api/v1/orders/{order}"), &s.admin_token).await;
+    let code = detail["order"]["pickup_code"].as_str().expect("code").to_owned();
+    assert!(notice.contains(&code), "the notice carries the code: {notice}");
+    save_screenshot(c, "pickup-queue-ready.png").await;
+
+    let code_input = format!("#code-{number}");
+    c.find(Locator::Css(&code_input))
+        .await
+        .expect("code input")
+        .send_keys("999999x")
+        .await
+        .expect("type");
+    c.find(Locator::Css(&format!("#order-{number} button")))
+        .await
+        .expect("hand over")
+        .click()
+        .await
+        .expect("click");
+    until_text(c, "#notice", "invalid_order").await;
+    let (_, still) = s.get(&format!("/api/v1/orders/{order}"), &s.admin_token).await;
+    assert_eq!(still["order"]["status"], "ready_for_pickup");
+
+    let input = c.find(Locator::Css(&code_input)).await.expect("code input");
+    input.clear().await.expect("clear");
+    input.send_keys(&code).await.expect("type");
+    c.find(Locator::Css(&format!("#order-{number} button")))
+        .await
+        .expect("hand over")
+        .click()
+        .await
+        .expect("click");
+    until_text(c, "#pickup-queue .notice", &format!("Order {number} handed over")).await;
+    assert!(
+        c.find(Locator::Css(&format!("#order-{number}"))).await.is_err(),
+        "gone from the queue"
+    );
+    let (_, done) = s.get(&format!("/api/v1/orders/{order}"), &s.admin_token).await;
+    assert_eq!(done["order"]["status"], "picked_up");
+    c.clone().close().await.expect("close");
+    s.server.shutdown().await;
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+/// Signs in through the web form; returns the `sb_session=…` cookie pair.
+async fn web_session(s: &TestServer, email: &str, password: &str) -> String {
+    let resp = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .post(format!("{}/app/login", s.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("email", email), ("password", password)]))
+        .send()
+        .await
+        .expect("login");
+    session_cookie(&resp).expect("session cookie")
+}
+
+/// Over plain HTTP: anonymous visitors go to the sign-in page, roles see only their pages,
+/// a cross-origin form post is refused like a cookie API write, and another workspace's
+/// conversation is a 404 (audited), never its content.
+#[tokio::test]
+async fn web_pages_follow_roles_origins_and_workspaces() {
+    let s = TestServer::start().await;
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let resp = no_redirects
+        .get(format!("{}/app/inbox", s.base))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(resp.headers()["location"], "/app/login");
+
+    let r = Receiver::start().await;
+    let shop = s.api_account("shop app", &r.url).await;
+    let hello =
+        json!({"type": "message", "id": "m-1", "from": {"id": "u-eve", "name": "Eve"}, "text": "secret order details"});
+    s.deliver(&shop, &hello).await;
+    let (conversation, _) = only_conversation(&s).await;
+
+    let get = |cookie: String, path: String| {
+        let client = no_redirects.clone();
+        let url = format!("{}{}", s.base, path);
+        async move {
+            let resp = client.get(url).header("cookie", cookie).send().await.expect("get");
+            (resp.status(), resp.text().await.unwrap_or_default())
+        }
+    };
+    let (email, password) = s.demo_user("store_staff");
+    let staff = web_session(&s, &email, &password).await;
+    let (status, body) = get(staff.clone(), format!("/app/conversations/{conversation}")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(!body.contains("secret order details"));
+    let (status, body) = get(staff.clone(), "/app/store".into()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("Pickup queue"));
+
+    let (email, password) = s.demo_user("agent");
+    let agent = web_session(&s, &email, &password).await;
+    let (status, body) = get(agent.clone(), format!("/app/conversations/{conversation}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("secret order details"));
+    let (status, _) = get(agent.clone(), "/app/store".into()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "agents do not run the pickup counter");
+
+    // A form post from another site is refused and changes nothing.
+    let resp = no_redirects
+        .post(format!("{}/app/conversations/{conversation}/status", s.base))
+        .header("cookie", agent.clone())
+        .header("origin", "https://evil.example")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("status", "resolved")]))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(resp.text().await.unwrap_or_default().contains("csrf_rejected"));
+    let (_, detail) = s
+        .get(&format!("/api/v1/conversations/{conversation}"), &s.admin_token)
+        .await;
+    assert_eq!(detail["status"], "open");
+    // The same post from our own page works (and a plain form post comes back to the page).
+    let resp = no_redirects
+        .post(format!("{}/app/conversations/{conversation}/status", s.base))
+        .header("cookie", agent.clone())
+        .header("origin", s.base.clone())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("status", "resolved")]))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let (_, detail) = s
+        .get(&format!("/api/v1/conversations/{conversation}"), &s.admin_token)
+        .await;
+    assert_eq!(detail["status"], "resolved");
+
+    // Another workspace's admin: 404 for every page of this conversation, and audited.
+    let (status, _) = s
+        .post(
+            "/api/v1/workspaces",
+            &s.admin_token,
+            json!({"name": "Other", "admin_email": "o@other.test", "admin_name": "O", "admin_password": "correct horse battery"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let other = web_session(&s, "o@other.test", "correct horse battery").await;
+    for path in ["", "/thread", "/header", "/customer"] {
+        let (status, body) = get(other.clone(), format!("/app/conversations/{conversation}{path}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+        assert!(
+            !body.contains("secret order details") && !body.contains("Eve"),
+            "{path}"
+        );
+    }
+    let (status, body) = get(other.clone(), "/app/inbox?status=any".into()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!body.contains("secret order details") && body.contains("No conversations here."));
+    let other_token = s.token_for("o@other.test", "correct horse battery").await;
+    let (_, audit) = s
+        .get("/api/v1/audit?action=access.cross_workspace_denied", &other_token)
+        .await;
+    assert_eq!(audit["items"].as_array().map(Vec::len), Some(4));
+    s.server.shutdown().await;
+}
