@@ -98,4 +98,22 @@ mod tests {
         assert_eq!(u.len(), "/app/static/app.css?h=".len() + 12);
         assert_eq!(url("nope.js"), "/app/static/nope.js?h=");
     }
+
+    /// VENDORED.md states the checksum of every vendored file; the embedded bytes must match it.
+    #[test]
+    fn vendored_files_match_their_recorded_checksums() {
+        let record = include_str!("../static/vendor/VENDORED.md");
+        let vendored = [
+            ("htmx-2.0.11.min.js", ASSETS[0].bytes),
+            ("htmx-ext-sse-2.2.4.min.js", ASSETS[1].bytes),
+        ];
+        for (file, bytes) in vendored {
+            let row = record
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{file}`")))
+                .unwrap_or_else(|| panic!("{file} is not recorded in VENDORED.md"));
+            let digest = hex::encode(Sha256::digest(bytes));
+            assert!(row.contains(&format!("`{digest}`")), "{file}: recorded {row}, embedded {digest}");
+        }
+    }
 }

@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use sb_core::inventory::StockLevel;
 use sb_http::{ApiError, AppState};
-use sb_store::{StoreError, catalog, channel_accounts};
+use sb_store::{catalog, channel_accounts};
 use serde::Deserialize;
 
 use crate::format::money;
@@ -93,7 +93,7 @@ pub async fn availability(
     let found = state
         .store
         .db
-        .read(move |c| Ok::<_, StoreError>(sb_commerce::availability(c, &ws, &q.sku, None)?))
+        .read(move |c| sb_commerce::availability(c, &ws, &q.sku, None))
         .await?
         .ok_or_else(|| WebError::from(ApiError::not_found("not_found", "no such product")))?;
     Ok(AvailabilityFragment {
