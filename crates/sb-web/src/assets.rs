@@ -113,7 +113,10 @@ mod tests {
                 .find(|l| l.starts_with(&format!("| `{file}`")))
                 .unwrap_or_else(|| panic!("{file} is not recorded in VENDORED.md"));
             let digest = hex::encode(Sha256::digest(bytes));
-            assert!(row.contains(&format!("`{digest}`")), "{file}: recorded {row}, embedded {digest}");
+            assert!(
+                row.contains(&format!("`{digest}`")),
+                "{file}: recorded {row}, embedded {digest}"
+            );
         }
     }
 }

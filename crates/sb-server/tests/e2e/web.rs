@@ -773,3 +773,154 @@ async fn web_pages_follow_roles_origins_and_workspaces() {
     assert_eq!(audit["items"].as_array().map(Vec::len), Some(4));
     s.server.shutdown().await;
 }
+
+/// Store staff search live stock (as they type) and look an order up by number; a shopper on
+/// the demo storefront checks availability at the stores (levels, never unit counts) next to
+/// the chat bubble.
+#[tokio::test]
+async fn browser_stock_search_lookup_and_storefront_availability() {
+    let _one = ONE_BROWSER.lock().await;
+    let Some(b) = browser("browser_stock_search_lookup_and_storefront_availability").await else {
+        return;
+    };
+    let c = &b.client;
+    let s = TestServer::start().await;
+    let r = Receiver::start().await;
+    let shop = s.api_account("shop app", &r.url).await;
+    let hello = json!({"type": "message", "id": "m-1", "from": {"id": "u-finn", "name": "Finn", "email": "finn@example.com"}, "text": "hi"});
+    assert_eq!(s.deliver(&shop, &hello).await.0, StatusCode::OK);
+    let (_, customer) = only_conversation(&s).await;
+    let (_, number) = pickup_order(&s, &customer, "BOOT-42", "web-stock-1").await;
+
+    let (email, password) = s.demo_user("store_staff");
+    sign_in(c, &s, &email, &password).await;
+    until_text(c, "h1", "Pickup queue").await;
+    c.goto(&format!("{}/app/stock", s.base)).await.expect("stock");
+    until_text(c, "#stock-table", "JKT-BLU-S").await;
+    mark_page(c).await;
+    c.find(Locator::Css("#q"))
+        .await
+        .expect("search")
+        .send_keys("boot")
+        .await
+        .expect("type");
+    let mut table = String::new();
+    for _ in 0..100 {
+        table = c
+            .find(Locator::Css("#stock-table"))
+            .await
+            .expect("table")
+            .text()
+            .await
+            .expect("text");
+        if !table.contains("JKT-BLU-S") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        table.contains("BOOT-42") && table.contains("BOOT-43") && !table.contains("JKT-BLU-S"),
+        "{table}"
+    );
+    assert!(same_page(c).await, "searched without a page load");
+    // Madrid's column shows what the API says is available there (one pair is committed to the order).
+    let (_, availability) = s
+        .get("/api/v1/inventory/availability?sku=BOOT-42", &s.admin_token)
+        .await;
+    let madrid = availability["locations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| l["code"] == "MAD-CENTRO")
+        .and_then(|l| l["available"].as_i64())
+        .expect("Madrid");
+    let header: Vec<String> = js(
+        c,
+        "return Array.from(document.querySelectorAll('#stock-table thead th')).map(th => th.textContent.trim());",
+    )
+    .await
+    .as_array()
+    .into_iter()
+    .flatten()
+    .filter_map(|v| v.as_str().map(str::to_owned))
+    .collect();
+    let column = header.iter().position(|h| h == "Madrid Centro").expect("Madrid column");
+    let cell = js(
+        c,
+        &format!("return Array.from(document.querySelectorAll('#stock-table tbody tr')).find(tr => tr.textContent.includes('BOOT-42')).children[{column}].textContent.trim();"),
+    )
+    .await;
+    assert_eq!(cell, json!(madrid.to_string()));
+    save_screenshot(c, "stock.png").await;
+
+    c.goto(&format!("{}/app/lookup?q={number}", s.base))
+        .await
+        .expect("lookup");
+    let found = until_text(c, "#main", &format!("Order {number}")).await;
+    assert!(
+        found.contains("Finn") && found.contains("1 × EU 42 (BOOT-42)"),
+        "{found}"
+    );
+    c.goto(&format!("{}/app/lookup?q=finn%40example.com", s.base))
+        .await
+        .expect("lookup");
+    let found = until_text(c, "#main", "finn@example.com").await;
+    assert!(found.contains(&number), "{found}");
+
+    // The storefront, as a shopper (no session needed).
+    let token = s.server.demo.as_ref().expect("demo").channels["widget"]["website_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    c.goto(&format!("{}/shop/{token}", s.base)).await.expect("shop");
+    until_text(c, "#main", "Trail jacket").await;
+    let jacket = c
+        .find(Locator::XPath("//article[h2[text()='Trail jacket']]"))
+        .await
+        .expect("jacket card");
+    jacket
+        .find(Locator::Css("select"))
+        .await
+        .expect("variant")
+        .select_by_value("JKT-BLU-S")
+        .await
+        .expect("select");
+    jacket
+        .find(Locator::Css("button"))
+        .await
+        .expect("check")
+        .click()
+        .await
+        .expect("click");
+    let mut levels = String::new();
+    for _ in 0..100 {
+        levels = jacket
+            .find(Locator::Css(".availability"))
+            .await
+            .expect("availability")
+            .text()
+            .await
+            .expect("text");
+        if levels.contains("Valencia") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(levels.contains("Madrid Centro\nOnly a few left"), "{levels}");
+    assert!(levels.contains("Valencia Ruzafa\nOut of stock"), "{levels}");
+    assert!(
+        !levels.contains("Zaragoza"),
+        "the warehouse is no pickup store: {levels}"
+    );
+    assert!(
+        !levels.chars().any(|ch| ch.is_ascii_digit()),
+        "levels, not unit counts: {levels}"
+    );
+    c.wait()
+        .for_element(Locator::Css("#switchboard-widget"))
+        .await
+        .expect("the chat bubble is on the page");
+    save_screenshot(c, "storefront.png").await;
+    c.clone().close().await.expect("close");
+    s.server.shutdown().await;
+}
