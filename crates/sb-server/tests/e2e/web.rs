@@ -924,3 +924,86 @@ async fn browser_stock_search_lookup_and_storefront_availability() {
     c.clone().close().await.expect("close");
     s.server.shutdown().await;
 }
+
+/// The web app's own queries (the thread's latest messages, the pickup queue, an order by
+/// number) on PostgreSQL, through the pages.
+#[tokio::test]
+async fn web_pages_run_on_postgres() {
+    use sb_sql::postgres::{PgExecutor, PgOptions};
+    use sb_sql::{Db, SqlError};
+    let Ok(url) = std::env::var("SWITCHBOARD_TEST_PG_URL") else {
+        println!("PostgreSQL half skipped: SWITCHBOARD_TEST_PG_URL is not set");
+        return;
+    };
+    let admin = Db::new(std::sync::Arc::new(
+        PgExecutor::connect(&PgOptions::new(url.clone()))
+            .await
+            .expect("PostgreSQL reachable"),
+    ));
+    let schema = format!("sb_web_{}", sb_core::new_id().replace('-', ""));
+    let ddl = format!("CREATE SCHEMA {schema}");
+    admin
+        .write(move |c| c.execute_script(&ddl))
+        .await
+        .map_err(|e: SqlError| e)
+        .expect("schema");
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let schema_url = format!("{url}{separator}options=-c%20search_path%3D{schema}");
+    let s = TestServer::start_with(|c| c.database = sb_server::config::DatabaseConfig::Postgres(schema_url)).await;
+
+    let r = Receiver::start().await;
+    let shop = s.api_account("shop app", &r.url).await;
+    for (id, text) in [("m-1", "first on postgres"), ("m-2", "second on postgres")] {
+        let hello = json!({"type": "message", "id": id, "from": {"id": "u-gus", "name": "Gus"}, "text": text});
+        assert_eq!(s.deliver(&shop, &hello).await.0, StatusCode::OK);
+    }
+    s.until("/api/v1/conversations?status=open", |b| {
+        b["items"][0]["unread_count"].as_i64() == Some(2)
+    })
+    .await;
+    let (conversation, customer) = only_conversation(&s).await;
+    let (_, number) = pickup_order(&s, &customer, "GLV-1", "web-pg-1").await;
+    let get = |cookie: String, path: String| {
+        let client = s.client.clone();
+        let url = format!("{}{}", s.base, path);
+        async move {
+            let resp = client.get(url).header("cookie", cookie).send().await.expect("get");
+            (resp.status(), resp.text().await.unwrap_or_default())
+        }
+    };
+    let (email, password) = s.demo_user("agent");
+    let agent = web_session(&s, &email, &password).await;
+    let (status, list) = get(agent.clone(), "/app/inbox".into()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        list.contains("second on postgres") && !list.contains("first on postgres"),
+        "the latest message is the preview"
+    );
+    let (status, page) = get(agent.clone(), format!("/app/conversations/{conversation}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let thread = &page[page.find("id=\"thread\"").expect("thread")..];
+    let (first, second) = (
+        thread.find("first on postgres").expect("first"),
+        thread.find("second on postgres").expect("second"),
+    );
+    assert!(first < second, "oldest first in the thread");
+    assert!(page.contains(&number), "the order in the customer panel");
+
+    let (email, password) = s.demo_user("store_staff");
+    let staff = web_session(&s, &email, &password).await;
+    let (status, queue) = get(staff.clone(), "/app/store".into()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(queue.contains(&format!("id=\"order-{number}\"")), "{queue}");
+    let (status, found) = get(staff.clone(), format!("/app/lookup?q={number}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(found.contains(&format!("Order {number}")));
+
+    s.server.shutdown().await;
+    let ddl = format!("DROP SCHEMA {schema} CASCADE");
+    admin
+        .write(move |c| c.execute_script(&ddl))
+        .await
+        .map_err(|e: SqlError| e)
+        .expect("drop schema");
+    admin.close().await;
+}
