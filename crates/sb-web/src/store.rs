@@ -40,6 +40,8 @@ pub struct QueueRow {
 #[template(path = "partials/pickup_queue.html")]
 pub struct Queue {
     pub location: String,
+    /// The queue's own refresh URL's query (`location=…`, encoded).
+    pub query: String,
     pub rows: Vec<QueueRow>,
     /// The outcome of the last step, shown above the queue.
     pub done: Option<String>,
@@ -98,10 +100,18 @@ async fn load_queue(state: &AppState, signed: &Signed, location: &str, done: Opt
         })
         .await?;
     Ok(Queue {
+        query: location_query(location),
         location: location.to_owned(),
         rows,
         done,
     })
+}
+
+/// `location=…`, encoded for a URL (it comes from the request).
+fn location_query(location: &str) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .append_pair("location", location)
+        .finish()
 }
 
 pub async fn pickup_page(
@@ -154,7 +164,7 @@ async fn step(
         Ok((order, _)) => format!("Order {} handed over.", order.number),
         Err(e) => return WebError::from(e).with_htmx(htmx).into_response(),
     };
-    let back = format!("/app/store?location={}", form.location);
+    let back = format!("/app/store?{}", location_query(&form.location));
     match load_queue(&state, &signed, &form.location, Some(done)).await {
         Ok(queue) => after_post(&headers, queue, &back),
         Err(e) => e.with_htmx(htmx).into_response(),

@@ -27,6 +27,30 @@
   var threadState = null;
   var opened = false;
 
+  // A notice from the last action goes away when the next one starts.
+  document.addEventListener("htmx:beforeRequest", function (e) {
+    var notice = document.getElementById("notice");
+    if (notice && e.detail.requestConfig && e.detail.requestConfig.verb !== "get") notice.textContent = "";
+  });
+
+  // Never pull the conversation header out from under someone using its forms (a half-typed
+  // label, a chosen assignee): a live refresh waits until the focus leaves the header.
+  var headerStale = false;
+  document.addEventListener("htmx:beforeRequest", function (e) {
+    var header = document.getElementById("conversation-header");
+    if (header && e.detail.elt === header && header.contains(document.activeElement)) {
+      e.preventDefault();
+      headerStale = true;
+    }
+  });
+  document.addEventListener("focusout", function (e) {
+    var header = document.getElementById("conversation-header");
+    if (headerStale && header && !header.contains(e.relatedTarget)) {
+      headerStale = false;
+      htmx.trigger(header, "sse-reconnected");
+    }
+  });
+
   document.addEventListener("change", function (e) {
     if (e.target.id === "channel-picker" || e.target.id === "note-toggle") showRule();
   });

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -125,6 +126,23 @@ async fn until_text(c: &Client, css: &str, needle: &str) -> String {
     let html = js(c, "return document.body.outerHTML;").await;
     let _ = std::fs::write(screenshot_dir().join("gave-up.html"), html.as_str().unwrap_or_default());
     panic!("{css} never showed {needle:?}; last text: {last:?}; the page is in target/screenshots/gave-up.html");
+}
+
+/// Runs a find-and-act step again when the element was replaced under it (a live refresh).
+async fn retry_stale<F, Fut>(step: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), fantoccini::error::CmdError>>,
+{
+    let mut last = None;
+    for _ in 0..5 {
+        match step().await {
+            Ok(()) => return,
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("step kept failing: {last:?}");
 }
 
 async fn js(c: &Client, script: &str) -> Value {
@@ -455,20 +473,63 @@ async fn browser_composer_keeps_typed_text_and_focus_through_live_updates() {
         "text and focus kept"
     );
     assert!(same_page(c).await);
-    // And it still sends.
+    // And it still sends, from the keyboard (Ctrl+Enter).
+    let ctrl_enter = format!("{}{}", Key::Control, Key::Enter);
     composer.send_keys(" — M and L.").await.expect("type");
-    c.find(Locator::Css("#send"))
-        .await
-        .expect("send")
-        .click()
-        .await
-        .expect("click");
+    composer.send_keys(&ctrl_enter).await.expect("ctrl+enter");
     until_text(
         c,
         "#thread .msg-outbound:last-child",
         "Half-written answer about sizes — M and L.",
     )
     .await;
+
+    // Label (typed, then Enter), assign to me, snooze: each changes the conversation and the header.
+    let label = c.find(Locator::Css("#new-label")).await.expect("label input");
+    label.send_keys("vip").await.expect("type");
+    label.send_keys(&Key::Enter.to_string()).await.expect("enter");
+    until_text(c, "#conversation-header .label-list", "vip").await;
+    let (me, _) = s.demo_user("agent");
+    let (_, users) = s.get("/api/v1/users", &s.admin_token).await;
+    let my_id = users["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|u| u["email"] == me.as_str())
+        .and_then(|u| u["id"].as_str())
+        .expect("me")
+        .to_owned();
+    // A live refresh may replace the header between finding and using an element: retry then.
+    retry_stale(|| async {
+        let select = c.find(Locator::Css("#assignee")).await?;
+        select.select_by_value(&my_id).await?;
+        c.find(Locator::XPath("//form[.//select[@id='assignee']]//button"))
+            .await?
+            .click()
+            .await
+    })
+    .await;
+    until_text(c, "#conversation-header .assignee", "Assigned to Alex Agent").await;
+    retry_stale(|| async {
+        c.find(Locator::XPath("//button[@name='snooze_hours' and @value='4']"))
+            .await?
+            .click()
+            .await
+    })
+    .await;
+    until_text(c, "#conversation-status", "snoozed until").await;
+    let (_, detail) = s
+        .get(&format!("/api/v1/conversations/{conversation}"), &s.admin_token)
+        .await;
+    assert_eq!(
+        (
+            detail["status"].as_str(),
+            detail["assignee_id"].as_str(),
+            detail["labels"].clone()
+        ),
+        (Some("snoozed"), Some(my_id.as_str()), json!(["vip"])),
+        "{detail}"
+    );
     c.clone().close().await.expect("close");
     s.server.shutdown().await;
 }
