@@ -689,3 +689,58 @@ pub async fn retry(
         Err(e) => e.with_htmx(htmx).into_response(),
     }
 }
+
+#[derive(Deserialize)]
+pub struct MeasureQuery {
+    #[serde(default)]
+    text: String,
+    channel_account_id: Option<String>,
+    note: Option<String>,
+}
+
+/// Before sending: the text's length against the channel's limit and, on SMS, the segments
+/// the carrier will bill (the same counting the outbox paces by).
+pub async fn measure(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(id): Path<String>,
+    Query(q): Query<MeasureQuery>,
+) -> WebResult<axum::response::Html<String>> {
+    signed.require(Permission::ReplyConversations)?;
+    shared::load_conversation(&state, &signed.0, &id).await?;
+    let Some(account_id) = q.channel_account_id.filter(|a| !a.is_empty() && q.note.is_none()) else {
+        return Ok(axum::response::Html(String::new()));
+    };
+    let ws = signed.ws();
+    let account = state
+        .store
+        .db
+        .read(move |c| sb_store::channel_accounts::get(c, &ws, &account_id))
+        .await?;
+    let Some(channel) = account.as_ref().and_then(|a| state.channels.get(&a.channel)) else {
+        return Ok(axum::response::Html(String::new()));
+    };
+    let characters = q.text.chars().count();
+    let limit = channel.policy().max_text_chars;
+    let segments = channel.segments(&q.text);
+    let fragment = Measure {
+        characters,
+        limit,
+        too_long: characters > limit,
+        segments: segments.map(|s| s.segments),
+        unicode: segments.is_some_and(|s| s.encoding == sb_core::sms::Encoding::Ucs2),
+    };
+    Ok(axum::response::Html(
+        fragment.render().map_err(sb_http::ApiError::internal)?,
+    ))
+}
+
+#[derive(Template)]
+#[template(path = "partials/measure.html")]
+struct Measure {
+    characters: usize,
+    limit: usize,
+    too_long: bool,
+    segments: Option<usize>,
+    unicode: bool,
+}

@@ -52,7 +52,11 @@
   });
 
   document.addEventListener("change", function (e) {
-    if (e.target.id === "channel-picker" || e.target.id === "note-toggle") showRule();
+    if (e.target.id === "channel-picker" || e.target.id === "note-toggle") {
+      showRule();
+      var text = document.getElementById("composer-text");
+      if (text && window.htmx) htmx.trigger(text, "remeasure");
+    }
   });
 
   // Ctrl/Cmd+Enter sends from the composer.
@@ -68,6 +72,8 @@
     var text = document.getElementById("composer-text");
     var error = document.getElementById("composer-error");
     if (error) error.textContent = "";
+    var measure = document.getElementById("measure");
+    if (measure) measure.textContent = "";
     if (text) {
       text.value = "";
       text.focus();
@@ -94,6 +100,10 @@
   // The stream reconnects without Last-Event-ID: refresh every live region once, so nothing
   // missed while disconnected stays missing.
   document.addEventListener("htmx:sseOpen", function () {
+    // Reading the open conversation is marked once the stream is open, so the list hears of it.
+    document.querySelectorAll("[data-mark-read]").forEach(function (el) {
+      htmx.trigger(el, "mark-read");
+    });
     if (opened) {
       document.querySelectorAll('[hx-trigger*="sse-reconnected"]').forEach(function (el) {
         htmx.trigger(el, "sse-reconnected");

@@ -145,6 +145,19 @@ where
     panic!("step kept failing: {last:?}");
 }
 
+/// The conversation's row in the list shows no unread badge (bounded wait).
+async fn no_badge(c: &Client, conversation: &str) {
+    let badge = format!("#conv-{conversation} .badge");
+    for _ in 0..50 {
+        if c.find(Locator::Css(&badge)).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let list = js(c, "return document.getElementById('conversation-list').outerHTML;").await;
+    panic!("an unread badge stayed on the open conversation: {list}");
+}
+
 async fn js(c: &Client, script: &str) -> Value {
     c.execute(script, vec![]).await.expect("script runs")
 }
@@ -348,8 +361,15 @@ async fn browser_agent_signs_in_sees_whatsapp_live_and_replies() {
     let panel = until_text(c, "#customer-panel", &code).await;
     assert!(panel.contains(&number) && panel.contains("Madrid Centro"), "{panel}");
     assert!(panel.contains("34600111222"), "the WhatsApp identity: {panel}");
-    assert!(panel.contains("1 × EU 42 BOOT-42 129.99 EUR"), "the cart: {panel}");
+    let flat = panel.replace('\n', " ");
+    assert!(flat.contains("1 × EU 42 BOOT-42 129.99 EUR"), "the cart: {panel}");
     assert!(panel.contains("1 × Blue M (JKT-BLU-M)"), "the order's lines: {panel}");
+    // Opening it marks it read: the badge goes, live.
+    s.until(&format!("/api/v1/conversations/{conversation}"), |b| {
+        b["unread_count"].as_i64() == Some(0)
+    })
+    .await;
+    no_badge(c, &conversation).await;
     let rule = until_text(c, "#reply-rule", "WhatsApp").await;
     assert!(rule.starts_with("A reply can go out now on WhatsApp"), "{rule}");
     until_live(c).await;
@@ -359,6 +379,12 @@ async fn browser_agent_signs_in_sees_whatsapp_live_and_replies() {
     whatsapp_says(&s, &sim, "34600111222", "Ana García", "Size M please").await;
     until_text(c, "#thread", "Size M please").await;
     assert!(same_page(c).await, "the thread updated without a reload");
+    // Read while open: no badge comes back for what the agent is looking at.
+    s.until(&format!("/api/v1/conversations/{conversation}"), |b| {
+        b["unread_count"].as_i64() == Some(0)
+    })
+    .await;
+    no_badge(c, &conversation).await;
 
     // The reply goes out on WhatsApp (the channel she last used) and is delivered.
     c.find(Locator::Css("#composer-text"))
@@ -400,6 +426,33 @@ async fn browser_agent_signs_in_sees_whatsapp_live_and_replies() {
     assert_eq!(text, json!(""), "the composer is cleared after sending");
     assert!(same_page(c).await);
 
+    // Picking SMS shows its rule and, while typing, the segments the carrier will bill.
+    c.find(Locator::XPath(
+        "//select[@id='channel-picker']/option[starts-with(normalize-space(.), 'SMS')]",
+    ))
+    .await
+    .expect("an SMS option")
+    .click()
+    .await
+    .expect("pick SMS");
+    until_text(c, "#reply-rule", "SMS").await;
+    c.find(Locator::Css("#composer-text"))
+        .await
+        .expect("composer")
+        .send_keys(&"Your boots are ready 🥾 ".repeat(3))
+        .await
+        .expect("type");
+    let measure = until_text(c, "#measure", "SMS segments").await;
+    assert!(
+        measure.contains("2 SMS segments") && measure.contains("Unicode"),
+        "{measure}"
+    );
+
+    let (_, detail) = s
+        .get(&format!("/api/v1/conversations/{conversation}"), &s.admin_token)
+        .await;
+    assert_eq!(detail["unread_count"], 0, "{detail}");
+    no_badge(c, &conversation).await;
     save_screenshot(c, "inbox.png").await;
     save_element_screenshot(c, "#customer-panel", "customer-panel.png").await;
     c.set_window_size(390, 844).await.expect("phone size");
