@@ -527,13 +527,54 @@ fn back_to(id: &str) -> String {
     format!("/app/conversations/{id}")
 }
 
-#[derive(Deserialize)]
-pub struct ReplyForm {
-    #[serde(default)]
+/// The composer's fields. Read as pairs because a template's parameters repeat (`param`).
+struct ReplyForm {
     text: String,
     channel_account_id: Option<String>,
     /// Present (any value) for a private note.
-    note: Option<String>,
+    note: bool,
+    /// `name|language` of a pre-approved template, sent instead of the text.
+    template: Option<String>,
+    params: Vec<String>,
+}
+
+impl ReplyForm {
+    fn from_pairs(pairs: Vec<(String, String)>) -> Self {
+        let mut form = ReplyForm {
+            text: String::new(),
+            channel_account_id: None,
+            note: false,
+            template: None,
+            params: Vec::new(),
+        };
+        for (key, value) in pairs {
+            match key.as_str() {
+                "text" => form.text = value,
+                "channel_account_id" if !value.is_empty() => form.channel_account_id = Some(value),
+                "note" => form.note = true,
+                "template" if !value.is_empty() => form.template = Some(value),
+                "param" => form.params.push(value),
+                _ => {}
+            }
+        }
+        form
+    }
+
+    fn into_message(self) -> (CreateMessage, bool) {
+        let note = self.note;
+        let mut body = CreateMessage::note(self.text);
+        body.channel_account_id = self.channel_account_id;
+        if let Some((name, language)) = self.template.as_deref().and_then(|t| t.split_once('|')) {
+            body.template = Some(sb_channels::TemplateSend {
+                name: name.to_owned(),
+                language: language.to_owned(),
+                parameters: self.params,
+            });
+            // The template is the message; typed text would not go out with it.
+            body.text.clear();
+        }
+        (body, note)
+    }
 }
 
 pub async fn reply(
@@ -541,12 +582,10 @@ pub async fn reply(
     signed: Signed,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Form(form): Form<ReplyForm>,
+    Form(pairs): Form<Vec<(String, String)>>,
 ) -> Response {
     let htmx = is_htmx(&headers);
-    let note = form.note.is_some();
-    let mut body = CreateMessage::note(form.text);
-    body.channel_account_id = form.channel_account_id.filter(|s| !s.is_empty());
+    let (body, note) = ReplyForm::from_pairs(pairs).into_message();
     if let Err(e) = shared::post_message(&state, &signed.0, &id, body, note).await {
         // The composer keeps the text; the reason shows above it.
         return WebError::from(e).with_htmx(htmx).at("#composer-error").into_response();
@@ -561,6 +600,71 @@ pub async fn reply(
         }
         Err(e) => e.with_htmx(htmx).into_response(),
     }
+}
+
+#[derive(Deserialize)]
+pub struct TemplateQuery {
+    channel_account_id: Option<String>,
+    template: Option<String>,
+}
+
+pub struct TemplateChoice {
+    pub value: String,
+    pub label: String,
+    pub selected: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "partials/templates.html")]
+pub struct TemplatePicker {
+    pub conversation_id: String,
+    pub choices: Vec<TemplateChoice>,
+    /// The chosen template's body with `{{n}}` placeholders, and how many parameters it takes.
+    pub chosen: Option<(String, usize)>,
+}
+
+/// The approved templates of the channel picked in the composer (WhatsApp: the way to write
+/// after the 24-hour window), and the parameter fields of the chosen one.
+pub async fn templates(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(id): Path<String>,
+    Query(q): Query<TemplateQuery>,
+) -> WebResult<Response> {
+    signed.require(Permission::ReplyConversations)?;
+    shared::load_conversation(&state, &signed.0, &id).await?;
+    let (ws, account) = (signed.ws(), q.channel_account_id.unwrap_or_default());
+    let list = state
+        .store
+        .db
+        .read(move |c| sb_store::templates::list(c, &ws, &account))
+        .await?;
+    let approved: Vec<_> = list.into_iter().filter(|t| t.status == "APPROVED").collect();
+    if approved.is_empty() {
+        return Ok(axum::response::Html(String::new()).into_response());
+    }
+    let wanted = q.template.unwrap_or_default();
+    let choices = approved
+        .iter()
+        .map(|t| {
+            let value = format!("{}|{}", t.name, t.language);
+            TemplateChoice {
+                label: format!("{} ({})", t.name, t.language),
+                selected: value == wanted,
+                value,
+            }
+        })
+        .collect();
+    let chosen = approved
+        .iter()
+        .find(|t| format!("{}|{}", t.name, t.language) == wanted)
+        .map(|t| (t.body.clone(), usize::try_from(t.parameter_count).unwrap_or(0)));
+    Ok(TemplatePicker {
+        conversation_id: id,
+        choices,
+        chosen,
+    }
+    .into_response())
 }
 
 #[derive(Deserialize)]

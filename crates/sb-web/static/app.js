@@ -56,6 +56,8 @@
       showRule();
       var text = document.getElementById("composer-text");
       if (text && window.htmx) htmx.trigger(text, "remeasure");
+      var templates = document.getElementById("template-area");
+      if (e.target.id === "channel-picker" && templates && window.htmx) htmx.trigger(templates, "load-templates");
     }
   });
 
@@ -74,6 +76,8 @@
     if (error) error.textContent = "";
     var measure = document.getElementById("measure");
     if (measure) measure.textContent = "";
+    var templates = document.getElementById("template-area");
+    if (templates && window.htmx) htmx.trigger(templates, "load-templates");
     if (text) {
       text.value = "";
       text.focus();

@@ -583,6 +583,68 @@ async fn browser_composer_keeps_typed_text_and_focus_through_live_updates() {
         (Some("snoozed"), Some(my_id.as_str()), json!(["vip"])),
         "{detail}"
     );
+
+    // A pre-approved WhatsApp template with its parameters (what works after the 24-hour window).
+    c.find(Locator::Css("#template-area summary"))
+        .await
+        .expect("templates")
+        .click()
+        .await
+        .expect("open");
+    c.find(Locator::Css("#template-picker"))
+        .await
+        .expect("template picker")
+        .select_by_value("order_update|en_US")
+        .await
+        .expect("choose");
+    until_text(c, "#template-area .template-body", "your order").await;
+    c.find(Locator::Css("#template-param-1"))
+        .await
+        .expect("parameter 1")
+        .send_keys("Bruno")
+        .await
+        .expect("type");
+    c.find(Locator::Css("#template-param-2"))
+        .await
+        .expect("parameter 2")
+        .send_keys("1042")
+        .await
+        .expect("type");
+    save_screenshot(c, "composer-template.png").await;
+    c.find(Locator::Css("#send"))
+        .await
+        .expect("send")
+        .click()
+        .await
+        .expect("click");
+    until_text(
+        c,
+        "#thread .msg-outbound:last-child",
+        "Hi Bruno, your order 1042 is on its way.",
+    )
+    .await;
+    let mut template = Value::Null;
+    for _ in 0..100 {
+        let sent = s.sim_get(&sim, "/_sim/whatsapp/sent").await;
+        if let Some(t) = sent
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["body"]["type"] == "template")
+        {
+            template = t["body"]["template"].clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(template["name"], "order_update", "{template}");
+    let params: Vec<&str> = template["components"][0]["parameters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["text"].as_str())
+        .collect();
+    assert_eq!(params, ["Bruno", "1042"], "{template}");
     c.clone().close().await.expect("close");
     s.server.shutdown().await;
 }
