@@ -116,6 +116,54 @@
     opened = true;
   });
 
+  // Typing, both ways. Theirs: the stream's `typing` events (never stored) for this conversation
+  // fill a line of fixed height, so nothing moves. Ours: the API's typing call, at most every
+  // 3 s while typing, and "stopped" after 4 s of quiet or a send.
+  var typingClear = null;
+  document.addEventListener("htmx:sseBeforeMessage", function (e) {
+    var line = document.getElementById("typing");
+    if (!line || e.target !== line) return;
+    e.preventDefault(); // the event is JSON, not HTML: write the line here
+    var event;
+    try { event = JSON.parse(e.detail.data); } catch (_) { return; }
+    var data = event.data || {};
+    if (event.conversation_id !== line.dataset.conversation || data.user_id === line.dataset.me) return;
+    var who = data.author === "customer" ? line.dataset.customer : "Another agent";
+    clearTimeout(typingClear);
+    line.textContent = data.on ? who + " is typing…" : "";
+    if (data.on) typingClear = setTimeout(function () { line.textContent = ""; }, 8000);
+  });
+
+  var lastTypingSent = 0;
+  var typingStop = null;
+  function sendTyping(on) {
+    var line = document.getElementById("typing");
+    if (!line) return;
+    fetch("/api/v1/conversations/" + line.dataset.conversation + "/typing", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ on: on }),
+      credentials: "same-origin",
+    }).catch(function () {});
+  }
+  document.addEventListener("input", function (e) {
+    if (e.target.id !== "composer-text") return;
+    var now = Date.now();
+    if (now - lastTypingSent > 3000) {
+      lastTypingSent = now;
+      sendTyping(true);
+    }
+    clearTimeout(typingStop);
+    typingStop = setTimeout(function () { lastTypingSent = 0; sendTyping(false); }, 4000);
+  });
+  document.addEventListener("composer-sent", function () {
+    if (lastTypingSent) {
+      clearTimeout(typingStop);
+      lastTypingSent = 0;
+      sendTyping(false);
+    }
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
     showRule();
     stickThreadToBottom(document.getElementById("thread"), true, 0);

@@ -1183,3 +1183,85 @@ async fn web_pages_run_on_postgres() {
         .expect("drop schema");
     admin.close().await;
 }
+
+/// Website chat, live both ways: a visitor's message appears in the agent's list and thread
+/// without a reload, the visitor's typing shows above the composer, the agent's typing and
+/// reply reach the visitor's widget socket.
+#[tokio::test]
+async fn browser_website_chat_live_with_typing_both_ways() {
+    use crate::widget_client::{Widget, demo_website_token};
+    let _one = ONE_BROWSER.lock().await;
+    let Some(b) = browser("browser_website_chat_live_with_typing_both_ways").await else {
+        return;
+    };
+    let c = &b.client;
+    let s = TestServer::start().await;
+    let w = Widget::start(&s, &demo_website_token(&s)).await;
+    let view = w.conversation().await;
+    let mut socket = w.connect(view["last_seq"].as_i64()).await;
+
+    let (email, password) = s.demo_user("agent");
+    sign_in(c, &s, &email, &password).await;
+    until_text(c, "#list-title", "Conversations").await;
+    until_live(c).await;
+    mark_page(c).await;
+    w.say("echo-1", "Do you ship to the Canary Islands?").await;
+    let row = until_text(c, "#conversation-list", "Do you ship to the Canary Islands?").await;
+    assert!(row.contains("Web chat"), "{row}");
+    assert!(same_page(c).await);
+
+    let (conversation, _) = only_conversation(&s).await;
+    c.find(Locator::Css(&format!("#conv-{conversation} a")))
+        .await
+        .expect("row")
+        .click()
+        .await
+        .expect("open");
+    until_text(c, "#thread", "Do you ship to the Canary Islands?").await;
+    until_live(c).await;
+    mark_page(c).await;
+
+    let (status, _) = w.post("/widget/v1/typing", json!({"on": true})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    until_text(c, "#typing", "is typing").await;
+    let (status, _) = w.post("/widget/v1/typing", json!({"on": false})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    for _ in 0..50 {
+        if js(c, "return document.getElementById('typing').textContent;").await == json!("") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        js(c, "return document.getElementById('typing').textContent;").await,
+        json!("")
+    );
+
+    let composer = c.find(Locator::Css("#composer-text")).await.expect("composer");
+    composer.send_keys("Yes, in 3–5 days.").await.expect("type");
+    assert_eq!(
+        socket.next_of("typing").await["on"],
+        true,
+        "the visitor sees the agent typing"
+    );
+    c.find(Locator::Css("#send"))
+        .await
+        .expect("send")
+        .click()
+        .await
+        .expect("click");
+    let frame = socket.next_of("message.created").await;
+    assert_eq!(
+        (
+            frame["message"]["text"].as_str().or(frame["message"]["body"].as_str()),
+            frame["message"]["author"].as_str()
+        ),
+        (Some("Yes, in 3–5 days."), Some("agent")),
+        "{frame}"
+    );
+    until_text(c, "#thread .msg-outbound:last-child", "Yes, in 3–5 days.").await;
+    assert!(same_page(c).await);
+    socket.close().await;
+    c.clone().close().await.expect("close");
+    s.server.shutdown().await;
+}
