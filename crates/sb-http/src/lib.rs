@@ -33,8 +33,8 @@ pub mod shared {
     pub use crate::routes::auth::{session_cookie, sign_in, sign_out};
     pub use crate::routes::commerce::orders::{OrderActionBody, order_error, order_step};
     pub use crate::routes::conversations::{
-        Assign, ChangeLabels, ChangeStatus, CreateMessage, assign_to, load as load_conversation,
-        mark_conversation_read, post_message, relabel, retry_failed, set_status,
+        Assign, ChangeLabels, ChangeStatus, CreateMessage, HandoffRequest, assign_to, hand_off,
+        load as load_conversation, mark_conversation_read, post_message, relabel, retry_failed, set_status,
     };
     pub use crate::routes::not_found;
 }

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use sb_core::Permission;
 use sb_core::clock::rfc3339;
 use sb_http::AppState;
-use sb_http::shared::{self, Assign, ChangeLabels, ChangeStatus, CreateMessage};
+use sb_http::shared::{self, Assign, ChangeLabels, ChangeStatus, CreateMessage, HandoffRequest};
 use sb_inbox::outbox::ReplyOption;
 use sb_store::conversations::{self, Conversation, Filter};
 use sb_store::{StoreError, customers, messages, users};
@@ -234,6 +234,8 @@ pub struct CustomerFragment {
 
 pub struct ChannelChoice {
     pub id: String,
+    /// The account as the agent knows it, e.g. `WhatsApp +1 555…`.
+    pub name: String,
     pub label: String,
     pub allowed: bool,
     pub rule: String,
@@ -262,6 +264,7 @@ fn choices(options: &[ReplyOption]) -> Vec<ChannelChoice> {
             };
             ChannelChoice {
                 id: o.channel_account_id.clone(),
+                name: account.clone(),
                 label: format!("{account}{}", if o.allowed { "" } else { " (not now)" }),
                 allowed: o.allowed,
                 rule,
@@ -847,4 +850,35 @@ struct Measure {
     too_long: bool,
     segments: Option<usize>,
     unicode: bool,
+}
+
+#[derive(Deserialize)]
+pub struct HandoffForm {
+    channel_account_id: String,
+    #[serde(default)]
+    address: String,
+}
+
+/// Moves the conversation to another channel (the API's handoff: the address linked, a first
+/// message there quoting the conversation, the website chat told where it went).
+pub async fn handoff(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<HandoffForm>,
+) -> Response {
+    let htmx = is_htmx(&headers);
+    let address = form.address.trim();
+    let body = HandoffRequest {
+        channel_account_id: form.channel_account_id,
+        address: (!address.is_empty()).then(|| address.to_owned()),
+    };
+    if let Err(e) = shared::hand_off(&state, &signed.0, &id, body).await {
+        return WebError::from(e).with_htmx(htmx).at("#handoff-error").into_response();
+    }
+    match load_thread(&state, &signed, &id).await {
+        Ok(thread) => after_post(&headers, thread, &back_to(&id)),
+        Err(e) => e.with_htmx(htmx).into_response(),
+    }
 }

@@ -32,6 +32,7 @@ pub fn router() -> Router<AppState> {
         .route("/app/conversations/{id}/reply", post(inbox::reply))
         .route("/app/conversations/{id}/measure", get(inbox::measure))
         .route("/app/conversations/{id}/templates", get(inbox::templates))
+        .route("/app/conversations/{id}/handoff", post(inbox::handoff))
         .route("/app/conversations/{id}/status", post(inbox::change_status))
         .route("/app/conversations/{id}/assign", post(inbox::assign))
         .route("/app/conversations/{id}/labels", post(inbox::labels))

@@ -683,8 +683,19 @@ async fn handoff(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<HandoffRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<MessageView>)> {
+    let message = hand_off(&state, &principal, &id, body).await?;
+    Ok((StatusCode::CREATED, axum::Json(MessageView::from(&message))))
+}
+
+/// Moves a conversation to another channel (audited); returns the first message sent there.
+pub async fn hand_off(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    body: HandoffRequest,
+) -> ApiResult<messages::Message> {
     principal.require(Permission::ReplyConversations)?;
-    let conversation = load(&state, &principal, &id).await?;
+    let conversation = load(state, principal, id).await?;
     if !sb_core::ids::is_id(&body.channel_account_id) {
         return Err(ApiError::unprocessable(
             "channel_account_not_found",
@@ -698,6 +709,5 @@ async fn handoff(
         address: body.address,
     };
     let by = sb_inbox::widget::HandoffBy::Agent(principal.actor());
-    let message = sb_inbox::widget::handoff(&state.engine, &state.channels, &state.live, request, by).await?;
-    Ok((StatusCode::CREATED, axum::Json(MessageView::from(&message))))
+    Ok(sb_inbox::widget::handoff(&state.engine, &state.channels, &state.live, request, by).await?)
 }

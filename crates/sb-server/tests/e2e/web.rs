@@ -1261,6 +1261,56 @@ async fn browser_website_chat_live_with_typing_both_ways() {
     );
     until_text(c, "#thread .msg-outbound:last-child", "Yes, in 3–5 days.").await;
     assert!(same_page(c).await);
+
+    // Handoff: the chat continues on WhatsApp at the number the visitor gave.
+    c.find(Locator::Css(".handoff summary"))
+        .await
+        .expect("handoff")
+        .click()
+        .await
+        .expect("open");
+    c.find(Locator::XPath(
+        "//select[@id='handoff-channel']/option[starts-with(normalize-space(.), 'WhatsApp')]",
+    ))
+    .await
+    .expect("a WhatsApp option")
+    .click()
+    .await
+    .expect("pick");
+    c.find(Locator::Css("#handoff-address"))
+        .await
+        .expect("address")
+        .send_keys("+34 600 777 888")
+        .await
+        .expect("type");
+    c.find(Locator::Css("#handoff button"))
+        .await
+        .expect("move")
+        .click()
+        .await
+        .expect("click");
+    let thread = until_text(c, "#thread", "This conversation continues on WhatsApp").await;
+    assert!(thread.contains("we are continuing your website chat here"), "{thread}");
+    assert!(
+        c.find(Locator::Css("#thread .ch-whatsapp")).await.is_ok(),
+        "the first message is marked WhatsApp"
+    );
+    let sim = demo_sim(&s, "whatsapp");
+    let mut first = Value::Null;
+    for _ in 0..100 {
+        let sent = s.sim_get(&sim, "/_sim/whatsapp/sent").await;
+        if let Some(r) = sent
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["body"]["to"] == "34600777888")
+        {
+            first = r["body"].clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(first["template"]["name"], "handoff_follow_up", "{first}");
     socket.close().await;
     c.clone().close().await.expect("close");
     s.server.shutdown().await;
