@@ -31,7 +31,9 @@ pub use error::{ApiError, ApiResult};
 pub mod shared {
     pub use crate::extract::same_origin;
     pub use crate::routes::auth::{session_cookie, sign_in, sign_out};
-    pub use crate::routes::commerce::orders::{OrderActionBody, order_error, order_step};
+    pub use crate::routes::commerce::orders::{
+        OrderActionBody, ReceiveReturn, ReturnLineBody, order_error, order_step, take_return,
+    };
     pub use crate::routes::conversations::{
         Assign, ChangeLabels, ChangeStatus, CreateMessage, HandoffRequest, assign_to, hand_off,
         load as load_conversation, mark_conversation_read, post_message, relabel, retry_failed, set_status,

@@ -42,6 +42,7 @@ pub fn router() -> Router<AppState> {
         .route("/app/store/queue", get(store::queue_fragment))
         .route("/app/orders/{id}/ready", post(store::mark_ready))
         .route("/app/orders/{id}/pickup", post(store::hand_over))
+        .route("/app/orders/{id}/return", post(store::take_return))
         .route("/app/stock", get(store::stock_page))
         .route("/app/lookup", get(store::lookup_page))
         .route("/shop/{website_token}", get(shop::storefront))

@@ -12,7 +12,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use sb_core::Permission;
 use sb_http::AppState;
-use sb_http::shared::{self, OrderActionBody};
+use sb_http::shared::{self, OrderActionBody, ReceiveReturn, ReturnLineBody};
 use sb_store::{StoreError, catalog, customers, orders};
 use serde::Deserialize;
 
@@ -313,9 +313,20 @@ pub struct LookupPage {
     pub chrome: Chrome,
     pub q: String,
     pub order: Option<(OrderRow, String)>,
+    /// The found order can be returned here (handed over or shipped, and the role may).
+    pub return_form: Option<ReturnForm>,
     pub customers: Vec<FoundCustomer>,
     pub searched: bool,
     pub can_open_conversation: bool,
+}
+
+pub struct ReturnForm {
+    pub order_id: String,
+    /// One form, one return: a second submit of the same form is the same return.
+    pub idempotency_key: String,
+    pub locations: Vec<LocationChoice>,
+    /// (sku, title, quantity bought)
+    pub lines: Vec<(String, String, i64)>,
 }
 
 pub async fn lookup_page(
@@ -327,22 +338,47 @@ pub async fn lookup_page(
     signed.require(Permission::ReadOrders)?;
     let q = query.q.trim().to_owned();
     let (ws, needle, now) = (signed.ws(), q.clone(), state.store.now());
-    let (order, customers) = if q.is_empty() {
-        (None, Vec::new())
+    let may_return = signed.may(Permission::ManageOrders);
+    let (order, return_form, customers) = if q.is_empty() {
+        (None, None, Vec::new())
     } else {
         state
             .store
             .db
             .read(move |c| {
-                let order = match orders::by_number(c, &ws, &needle).map_err(|e| StoreError::Invalid(e.to_string()))? {
-                    Some(o) => {
-                        let customer = customers::get(c, &ws, &o.customer_id)?
-                            .map(|c| display_name(&c))
-                            .unwrap_or_default();
-                        order_rows(c, &ws, vec![o], now)?.pop().map(|row| (row, customer))
-                    }
-                    None => None,
-                };
+                let (order, return_form) =
+                    match orders::by_number(c, &ws, &needle).map_err(|e| StoreError::Invalid(e.to_string()))? {
+                        Some(o) => {
+                            let customer = customers::get(c, &ws, &o.customer_id)?
+                                .map(|c| display_name(&c))
+                                .unwrap_or_default();
+                            let return_form = if may_return && matches!(o.status.as_str(), "picked_up" | "shipped") {
+                                let lines = orders::lines(c, &o.id).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                                let locations = catalog::locations(c, &ws)?
+                                    .into_iter()
+                                    .filter(|l| l.active && l.accepts_returns)
+                                    .map(|l| LocationChoice {
+                                        selected: l.id == o.location_id,
+                                        id: l.id,
+                                        name: l.name,
+                                    })
+                                    .collect();
+                                Some(ReturnForm {
+                                    order_id: o.id.clone(),
+                                    idempotency_key: sb_core::new_id(),
+                                    locations,
+                                    lines: lines.into_iter().map(|l| (l.sku, l.title, l.quantity)).collect(),
+                                })
+                            } else {
+                                None
+                            };
+                            (
+                                order_rows(c, &ws, vec![o], now)?.pop().map(|row| (row, customer)),
+                                return_form,
+                            )
+                        }
+                        None => (None, None),
+                    };
                 let mut found = Vec::new();
                 for customer in customers::search(c, &ws, &needle, None, 20)? {
                     let list =
@@ -355,7 +391,7 @@ pub async fn lookup_page(
                         phone: customer.phone,
                     });
                 }
-                Ok::<_, StoreError>((order, found))
+                Ok::<_, StoreError>((order, return_form, found))
             })
             .await?
     };
@@ -364,8 +400,78 @@ pub async fn lookup_page(
         searched: !q.is_empty(),
         q,
         order,
+        return_form,
         customers,
         can_open_conversation: signed.may(Permission::ReadConversations),
     }
     .into_response())
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "partials/notice.html")]
+struct Done<'a> {
+    kind: &'a str,
+    code: &'a str,
+    message: &'a str,
+}
+
+/// A return at the counter: `qty:<sku>` and `disp:<sku>` per line (read as pairs).
+pub async fn take_return(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Response {
+    let htmx = is_htmx(&headers);
+    let field = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let lines: Vec<ReturnLineBody> = pairs
+        .iter()
+        .filter_map(|(k, v)| {
+            let sku = k.strip_prefix("qty:")?;
+            let quantity = v.trim().parse::<i64>().ok().filter(|q| *q > 0)?;
+            Some(ReturnLineBody {
+                sku: sku.to_owned(),
+                quantity,
+                disposition: field(&format!("disp:{sku}")),
+            })
+        })
+        .collect();
+    if lines.is_empty() {
+        let e = sb_http::ApiError::unprocessable("invalid_order", "enter how many of at least one item came back");
+        return WebError::from(e).with_htmx(htmx).at("#return-result").into_response();
+    }
+    let body = ReceiveReturn {
+        idempotency_key: field("idempotency_key"),
+        location_id: field("location_id"),
+        reason: field("reason"),
+        lines,
+    };
+    match shared::take_return(&state, &signed.0, &id, body).await {
+        Ok((received, lines)) => {
+            let units: i64 = lines.iter().map(|l| l.quantity).sum();
+            let message = format!(
+                "Return taken: {units} item{} back, {} refunded.",
+                if units == 1 { "" } else { "s" },
+                crate::format::money(received.refund_minor, &received.currency)
+            );
+            let notice = Done {
+                kind: "ok",
+                code: "return_received",
+                message: &message,
+            };
+            after_post(
+                &headers,
+                axum::response::Html(notice.render().unwrap_or_default()),
+                "/app/lookup",
+            )
+        }
+        Err(e) => WebError::from(e).with_htmx(htmx).at("#return-result").into_response(),
+    }
 }

@@ -814,6 +814,64 @@ async fn browser_store_employee_marks_pickup_ready_and_hands_it_over() {
     );
     let (_, done) = s.get(&format!("/api/v1/orders/{order}"), &s.admin_token).await;
     assert_eq!(done["order"]["status"], "picked_up");
+
+    // Return anywhere: the jacket comes back at Barcelona, sellable there at once.
+    let available_in_barcelona = || async {
+        let (_, a) = s
+            .get("/api/v1/inventory/availability?sku=JKT-BLU-S", &s.admin_token)
+            .await;
+        a["locations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|l| l["code"] == "BCN-GRACIA")
+            .and_then(|l| l["available"].as_i64())
+            .expect("Barcelona")
+    };
+    let before = available_in_barcelona().await;
+    c.goto(&format!("{}/app/lookup?q={number}", s.base))
+        .await
+        .expect("lookup");
+    until_text(c, "#return-form", "Take a return").await;
+    c.find(Locator::XPath(
+        "//select[@id='return-location']/option[normalize-space(.)='Barcelona Gràcia']",
+    ))
+    .await
+    .expect("Barcelona")
+    .click()
+    .await
+    .expect("pick");
+    let qty = c.find(Locator::Css("#return-qty-JKT-BLU-S")).await.expect("quantity");
+    qty.clear().await.expect("clear");
+    qty.send_keys("1").await.expect("type");
+    c.find(Locator::Css("#return-reason"))
+        .await
+        .expect("reason")
+        .send_keys("too small")
+        .await
+        .expect("type");
+    c.find(Locator::Css("#return-form button[type=submit]"))
+        .await
+        .expect("take")
+        .click()
+        .await
+        .expect("click");
+    until_text(c, "#return-result", "Return taken: 1 item back, 89.99 EUR refunded.").await;
+    assert_eq!(
+        available_in_barcelona().await,
+        before + 1,
+        "restocked where it came back"
+    );
+    // The same form sent again is the same return (one form, one idempotency key).
+    c.find(Locator::Css("#return-form button[type=submit]"))
+        .await
+        .expect("take")
+        .click()
+        .await
+        .expect("click");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(available_in_barcelona().await, before + 1, "not restocked twice");
+    save_screenshot(c, "return.png").await;
     c.clone().close().await.expect("close");
     s.server.shutdown().await;
 }

@@ -297,6 +297,22 @@ pub(super) async fn receive_return(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ReceiveReturn>,
 ) -> ApiResult<(StatusCode, axum::Json<serde_json::Value>)> {
+    let (received, lines) = take_return(&state, &principal, &id, body).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({ "return": received, "lines": lines })),
+    ))
+}
+
+/// Takes a return of an order at a location that accepts returns: each line restocked there,
+/// set aside as damaged or not restocked, the refund recorded; the same key again returns the
+/// first result. Availability changes are pushed live.
+pub async fn take_return(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    body: ReceiveReturn,
+) -> ApiResult<(sb_store::returns::Return, Vec<sb_store::returns::ReturnLine>)> {
     principal.require(Permission::ManageOrders)?;
     if body.idempotency_key.trim().is_empty() {
         return Err(ApiError::unprocessable(
@@ -310,6 +326,7 @@ pub(super) async fn receive_return(
         state.store.now(),
     );
     let actor_name = super::ledger_actor(&actor);
+    let id = id.to_owned();
     let (view, events) = state
         .store
         .db
@@ -335,10 +352,10 @@ pub(super) async fn receive_return(
             }
             let touched = touched_by(c, variants, &received.location_id)?;
             let events = sb_commerce::live::availability_changed(c, &ws, touched, now)?;
-            Ok::<_, sb_store::orders::OrderError>((serde_json::json!({ "return": received, "lines": lines }), events))
+            Ok::<_, sb_store::orders::OrderError>(((received, lines), events))
         })
         .await
         .map_err(order_error)?;
     state.live.publish(&events).await;
-    Ok((StatusCode::CREATED, axum::Json(view)))
+    Ok(view)
 }
