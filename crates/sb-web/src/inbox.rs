@@ -364,17 +364,31 @@ fn message_row(m: messages::Message, names: &HashMap<String, String>, customer: 
 async fn load_header(state: &AppState, signed: &Signed, id: &str) -> WebResult<HeaderInner> {
     signed.require(Permission::ReadConversations)?;
     let conversation = shared::load_conversation(state, &signed.0, id).await?;
-    let (ws, cid, customer_id) = (signed.ws(), id.to_owned(), conversation.customer_id.clone());
+    let (ws, cid, customer_id, now) = (
+        signed.ws(),
+        id.to_owned(),
+        conversation.customer_id.clone(),
+        state.store.now(),
+    );
     let (customer, labels, agents) = state
         .store
         .db
         .read(move |c| {
             let customer = customers::get(c, &ws, &customer_id)?.map(|c| display_name(&c));
             let labels = conversations::labels(c, &ws, &cid)?;
+            let presence: HashMap<String, String> = sb_store::presence::list(c, &ws)?
+                .into_iter()
+                .map(|p| (p.user_id.clone(), p.effective_status(now).to_owned()))
+                .collect();
+            // Each agent with their presence, so the one assigning sees who is around.
             let agents: Vec<(String, String)> = users::list(c, &ws, None, 200)?
                 .into_iter()
                 .filter(|u| !u.disabled && u.role().allows(Permission::ReplyConversations))
-                .map(|u| (u.id, u.name))
+                .map(|u| {
+                    let status = presence.get(&u.id).map_or("offline", String::as_str);
+                    let label = format!("{} ({status})", u.name);
+                    (u.id, label)
+                })
                 .collect();
             Ok::<_, StoreError>((customer, labels, agents))
         })

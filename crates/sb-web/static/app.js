@@ -164,7 +164,31 @@
     }
   });
 
+  // Presence: a heartbeat while the app is open (round-robin assignment goes to online agents);
+  // the chosen status is remembered in this browser.
+  function heartbeat() {
+    var picker = document.getElementById("presence");
+    if (!picker) return;
+    fetch("/api/v1/presence", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ status: picker.value }),
+      credentials: "same-origin",
+    }).catch(function () {});
+  }
+  document.addEventListener("change", function (e) {
+    if (e.target.id !== "presence") return;
+    try { localStorage.setItem("sb-presence", e.target.value); } catch (_) {}
+    heartbeat();
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
+    var picker = document.getElementById("presence");
+    if (picker) {
+      try { picker.value = localStorage.getItem("sb-presence") || "online"; } catch (_) {}
+      heartbeat();
+      setInterval(heartbeat, 30000);
+    }
     showRule();
     stickThreadToBottom(document.getElementById("thread"), true, 0);
   });

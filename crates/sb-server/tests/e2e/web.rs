@@ -1263,6 +1263,27 @@ async fn browser_website_chat_live_with_typing_both_ways() {
     until_text(c, "#list-title", "Conversations").await;
     until_live(c).await;
     mark_page(c).await;
+    // The open app keeps the agent online (round-robin assigns to online agents), and the
+    // status picker changes it.
+    let presence_of = |status: &'static str| {
+        let s = &s;
+        async move {
+            s.until("/api/v1/presence", |b| {
+                b["items"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|p| p["status"] == status))
+            })
+            .await
+        }
+    };
+    presence_of("online").await;
+    c.find(Locator::Css("#presence"))
+        .await
+        .expect("status picker")
+        .select_by_value("busy")
+        .await
+        .expect("busy");
+    presence_of("busy").await;
     w.say("echo-1", "Do you ship to the Canary Islands?").await;
     let row = until_text(c, "#conversation-list", "Do you ship to the Canary Islands?").await;
     assert!(row.contains("Web chat"), "{row}");
