@@ -553,6 +553,8 @@ struct ReplyForm {
     /// `name|language` of a pre-approved template, sent instead of the text.
     template: Option<String>,
     params: Vec<String>,
+    /// Files uploaded beforehand (`POST /api/v1/attachments`), sent with the reply.
+    attachment_ids: Vec<String>,
 }
 
 impl ReplyForm {
@@ -563,6 +565,7 @@ impl ReplyForm {
             note: false,
             template: None,
             params: Vec::new(),
+            attachment_ids: Vec::new(),
         };
         for (key, value) in pairs {
             match key.as_str() {
@@ -571,6 +574,7 @@ impl ReplyForm {
                 "note" => form.note = true,
                 "template" if !value.is_empty() => form.template = Some(value),
                 "param" => form.params.push(value),
+                "attachment_id" if !value.is_empty() => form.attachment_ids.push(value),
                 _ => {}
             }
         }
@@ -581,6 +585,7 @@ impl ReplyForm {
         let note = self.note;
         let mut body = CreateMessage::note(self.text);
         body.channel_account_id = self.channel_account_id;
+        body.attachment_ids = self.attachment_ids;
         if let Some((name, language)) = self.template.as_deref().and_then(|t| t.split_once('|')) {
             body.template = Some(sb_channels::TemplateSend {
                 name: name.to_owned(),

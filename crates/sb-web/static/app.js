@@ -182,6 +182,47 @@
     heartbeat();
   });
 
+  // Attachments: the file goes to the API's upload first; the reply carries its id.
+  document.addEventListener("change", function (e) {
+    if (e.target.id !== "attach" || !e.target.files.length) return;
+    var file = e.target.files[0];
+    var list = document.getElementById("attachments");
+    var error = document.getElementById("composer-error");
+    fetch("/api/v1/attachments?filename=" + encodeURIComponent(file.name), {
+      method: "POST",
+      headers: { "content-type": file.type || "application/octet-stream" },
+      body: file,
+      credentials: "same-origin",
+    })
+      .then(function (r) { return r.json().then(function (b) { return { ok: r.ok, body: b }; }); })
+      .then(function (r) {
+        if (!r.ok) {
+          if (error) error.textContent = (r.body.error && r.body.error.message) || "upload failed";
+          return;
+        }
+        var item = document.createElement("li");
+        item.dataset.name = r.body.filename;
+        var hidden = document.createElement("input");
+        hidden.type = "hidden";
+        hidden.name = "attachment_id";
+        hidden.value = r.body.id;
+        var remove = document.createElement("button");
+        remove.type = "button";
+        remove.className = "link";
+        remove.textContent = "×";
+        remove.setAttribute("aria-label", "Remove " + r.body.filename);
+        remove.addEventListener("click", function () { item.remove(); });
+        item.append("📎 " + r.body.filename + " ", hidden, remove);
+        list.appendChild(item);
+      })
+      .catch(function () { if (error) error.textContent = "upload failed"; })
+      .finally(function () { e.target.value = ""; });
+  });
+  document.addEventListener("composer-sent", function () {
+    var list = document.getElementById("attachments");
+    if (list) list.textContent = "";
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
     var picker = document.getElementById("presence");
     if (picker) {

@@ -14,6 +14,14 @@ use serde_json::{Value, json};
 
 use crate::harness::{Receiver, TestServer, session_cookie};
 
+/// A valid 1×1 PNG.
+const ONE_PIXEL_PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4, 0x89, 0x00, 0x00, 0x00, 0x0d, 0x49,
+    0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x60, 0x00, 0x02, 0x00, 0x00, 0x05, 0x00, 0x01, 0x7a, 0x5e, 0xab, 0x3f, 0x00,
+    0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
 /// One browser at a time: the machine has two cores and each test starts its own server too.
 static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -645,6 +653,52 @@ async fn browser_composer_keeps_typed_text_and_focus_through_live_updates() {
         .filter_map(|p| p["text"].as_str())
         .collect();
     assert_eq!(params, ["Bruno", "1042"], "{template}");
+
+    // A file: uploaded when picked, sent with the reply, shown in the thread, delivered as an image.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let png = dir.path().join("label.png");
+    std::fs::write(&png, ONE_PIXEL_PNG).expect("png");
+    c.find(Locator::Css("#attach"))
+        .await
+        .expect("file input")
+        .send_keys(png.to_str().expect("path"))
+        .await
+        .expect("pick file");
+    until_text(c, "#attachments", "label.png").await;
+    c.find(Locator::Css("#composer-text"))
+        .await
+        .expect("composer")
+        .send_keys("Here is your return label.")
+        .await
+        .expect("type");
+    c.find(Locator::Css("#send"))
+        .await
+        .expect("send")
+        .click()
+        .await
+        .expect("click");
+    let last = until_text(c, "#thread .msg-outbound:last-child", "Here is your return label.").await;
+    assert!(last.contains("label.png"), "{last}");
+    assert_eq!(
+        js(c, "return document.getElementById('attachments').children.length;").await,
+        json!(0),
+        "the composer lets go of the sent file"
+    );
+    let mut image = Value::Null;
+    for _ in 0..100 {
+        let sent = s.sim_get(&sim, "/_sim/whatsapp/sent").await;
+        if let Some(r) = sent
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["body"]["type"] == "image")
+        {
+            image = r["body"].clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(image["to"], "34600999888", "{image}");
     c.clone().close().await.expect("close");
     s.server.shutdown().await;
 }
