@@ -45,6 +45,7 @@ pub fn router() -> Router<AppState> {
         .route("/app/orders/{id}/return", post(store::take_return))
         .route("/app/stock", get(store::stock_page))
         .route("/app/lookup", get(store::lookup_page))
+        .route("/app/{*rest}", get(web::not_found))
         .route("/shop/{website_token}", get(shop::storefront))
         .route("/shop/{website_token}/availability", get(shop::availability))
 }

@@ -156,7 +156,7 @@ pub struct Notice<'a> {
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
-            tracing::error!(code = self.code, "web app error");
+            tracing::error!(code = self.code, message = %self.message, "web app error");
         }
         let notice = Notice {
             kind: "error",
@@ -189,4 +189,9 @@ pub fn after_post(headers: &HeaderMap, fragment: impl IntoResponse, back: &str) 
     } else {
         Redirect::to(back).into_response()
     }
+}
+
+/// Any other `/app/…` address: a page, not the API's JSON 404.
+pub async fn not_found() -> WebError {
+    ApiError::not_found("page_not_found", "there is no such page").into()
 }

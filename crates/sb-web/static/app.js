@@ -84,6 +84,26 @@
     }
   });
 
+  // A live refresh must not steal keyboard focus: remember where it was inside the swapped part
+  // (the nearest element with an id) and put it back on the same element in the new content.
+  var focusBefore = null;
+  document.addEventListener("htmx:beforeSwap", function (e) {
+    var active = document.activeElement;
+    var target = e.detail.target;
+    focusBefore = null;
+    if (active && active !== document.body && target && target.contains(active)) {
+      var anchor = active.id ? active : active.closest("[id]");
+      if (anchor) focusBefore = { id: anchor.id, tag: active.tagName, self: anchor === active };
+    }
+  });
+  document.addEventListener("htmx:afterSettle", function () {
+    if (!focusBefore) return;
+    var anchor = document.getElementById(focusBefore.id);
+    var again = anchor && (focusBefore.self ? anchor : anchor.querySelector(focusBefore.tag));
+    if (again && document.activeElement !== again) again.focus({ preventScroll: true });
+    focusBefore = null;
+  });
+
   // A live refresh replaces the thread: keep the reader where they were (or at the newest message).
   document.addEventListener("htmx:beforeSwap", function (e) {
     var thread = document.getElementById("thread");

@@ -384,8 +384,25 @@ async fn browser_agent_signs_in_sees_whatsapp_live_and_replies() {
     mark_page(c).await;
 
     // A second message lands in the open thread live.
+    // Keyboard focus on the list survives its live refresh.
+    js(
+        c,
+        &format!("document.querySelector('#conv-{conversation} a').focus(); return true;"),
+    )
+    .await;
     whatsapp_says(&s, &sim, "34600111222", "Ana García", "Size M please").await;
     until_text(c, "#thread", "Size M please").await;
+    until_text(c, "#conversation-list", "Size M please").await;
+    let focused = js(
+        c,
+        "var a = document.activeElement; return a && a.closest('li') ? a.closest('li').id : null;",
+    )
+    .await;
+    assert_eq!(
+        focused,
+        json!(format!("conv-{conversation}")),
+        "focus kept on the same row"
+    );
     assert!(same_page(c).await, "the thread updated without a reload");
     // Read while open: no badge comes back for what the agent is looking at.
     s.until(&format!("/api/v1/conversations/{conversation}"), |b| {
@@ -968,6 +985,13 @@ async fn web_pages_follow_roles_origins_and_workspaces() {
         .expect("get");
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     assert_eq!(resp.headers()["location"], "/app/login");
+    let resp = no_redirects
+        .get(format!("{}/app/no-such-page", s.base))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert!(resp.text().await.unwrap_or_default().contains("<h1>Not found</h1>"));
 
     let r = Receiver::start().await;
     let shop = s.api_account("shop app", &r.url).await;
