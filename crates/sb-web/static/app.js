@@ -90,7 +90,7 @@
   document.addEventListener("htmx:beforeSwap", function (e) {
     var active = document.activeElement;
     var target = e.detail.target;
-    focusBefore = null;
+    // Only the swap that holds the focus records it (another region's swap may come in between).
     if (active && active !== document.body && target && target.contains(active)) {
       var anchor = active.id ? active : active.closest("[id]");
       if (anchor) focusBefore = { id: anchor.id, tag: active.tagName, self: anchor === active };
