@@ -27,13 +27,48 @@ static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 struct Browser {
     client: Client,
-    driver: Child,
+    session: Option<String>,
+    driver: Driver,
+}
+
+/// chromedriver, stopped when dropped (also when a test panics before the session exists).
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Browser {
+    /// Ends the session (Chromium quits) at the end of a test that got there.
+    async fn close(mut self) {
+        self.session = None;
+        self.client.clone().close().await.expect("close the session");
+    }
 }
 
 impl Drop for Browser {
+    /// A test that panics never reaches `close()`: end the session here (chromedriver then
+    /// quits Chromium), with a plain blocking request since `drop` cannot await.
     fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        use std::io::{Read, Write};
+        let Some(session) = &self.session else { return };
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.driver.port)) else {
+            return;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let request = format!(
+            "DELETE /session/{session} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+            self.driver.port
+        );
+        if stream.write_all(request.as_bytes()).is_ok() {
+            let _ = stream.read_to_end(&mut Vec::new());
+        }
     }
 }
 
@@ -56,12 +91,15 @@ async fn browser(test: &str) -> Option<Browser> {
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
-    let driver = Command::new(chromedriver)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver starts");
+    let driver = Driver {
+        child: Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts"),
+        port,
+    };
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
             break;
@@ -86,7 +124,12 @@ async fn browser(test: &str) -> Option<Browser> {
         .connect(&format!("http://127.0.0.1:{port}"))
         .await
         .expect("a Chromium session");
-    Some(Browser { client, driver })
+    let session = client.session_id().await.expect("session id");
+    Some(Browser {
+        client,
+        session,
+        driver,
+    })
 }
 
 fn screenshot_dir() -> PathBuf {
@@ -495,7 +538,7 @@ async fn browser_agent_signs_in_sees_whatsapp_live_and_replies() {
     .await;
     assert_eq!(too_wide, json!([]), "no sideways scrolling on a phone");
 
-    c.clone().close().await.expect("close");
+    b.close().await;
     s.server.shutdown().await;
 }
 
@@ -718,7 +761,7 @@ async fn browser_composer_keeps_typed_text_and_focus_through_live_updates() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(image["to"], "34600999888", "{image}");
-    c.clone().close().await.expect("close");
+    b.close().await;
     s.server.shutdown().await;
 }
 
@@ -794,7 +837,7 @@ async fn browser_failed_send_shows_reason_and_retry_delivers() {
         ],
         "refused once, then accepted"
     );
-    c.clone().close().await.expect("close");
+    b.close().await;
     s.server.shutdown().await;
 }
 
@@ -945,7 +988,7 @@ async fn browser_store_employee_marks_pickup_ready_and_hands_it_over() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(available_in_barcelona().await, before + 1, "not restocked twice");
     save_screenshot(c, "return.png").await;
-    c.clone().close().await.expect("close");
+    b.close().await;
     s.server.shutdown().await;
 }
 
@@ -1235,7 +1278,7 @@ async fn browser_stock_search_lookup_and_storefront_availability() {
         .await
         .expect("the chat bubble is on the page");
     save_screenshot(c, "storefront.png").await;
-    c.clone().close().await.expect("close");
+    b.close().await;
     s.server.shutdown().await;
 }
 
@@ -1471,6 +1514,6 @@ async fn browser_website_chat_live_with_typing_both_ways() {
     }
     assert_eq!(first["template"]["name"], "handoff_follow_up", "{first}");
     socket.close().await;
-    c.clone().close().await.expect("close");
+    b.close().await;
     s.server.shutdown().await;
 }
