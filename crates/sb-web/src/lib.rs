@@ -46,6 +46,7 @@ pub fn router() -> Router<AppState> {
         .route("/app/stock", get(store::stock_page))
         .route("/app/lookup", get(store::lookup_page))
         .route("/app/{*rest}", get(web::not_found))
+        .route("/shop", get(shop::only_storefront))
         .route("/shop/{website_token}", get(shop::storefront))
         .route("/shop/{website_token}/availability", get(shop::availability))
 }

@@ -113,3 +113,20 @@ pub async fn availability(
             .collect(),
     })
 }
+
+/// `/shop`: the storefront of this instance's website widget when there is exactly one (the
+/// demo's); otherwise the address must name the shop.
+pub async fn only_storefront(State(state): State<AppState>) -> WebResult<axum::response::Redirect> {
+    let widgets = state
+        .store
+        .db
+        .read(|c| channel_accounts::enabled_of_kind(c, "widget"))
+        .await?;
+    match widgets.as_slice() {
+        [(account, _)] => Ok(axum::response::Redirect::to(&format!("/shop/{}", account.id))),
+        _ => Err(WebError::from(ApiError::not_found(
+            "widget_not_found",
+            "open the shop at /shop/<website token>",
+        ))),
+    }
+}
