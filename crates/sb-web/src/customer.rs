@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use sb_store::{StoreError, carts, catalog, consents, customers, orders};
 
-use crate::format::{identity_label, money, short_time};
+use crate::format::{Stamp, identity_label, money, stamp};
 
 pub struct IdentityRow {
     pub label: String,
@@ -18,7 +18,7 @@ pub struct ConsentRow {
     pub purpose: String,
     pub granted: bool,
     pub source: String,
-    pub at: String,
+    pub at: Stamp,
 }
 
 pub struct OrderRow {
@@ -28,9 +28,9 @@ pub struct OrderRow {
     pub fulfillment: String,
     pub location: String,
     pub total: String,
-    pub placed: String,
+    pub placed: Stamp,
     pub pickup_code: Option<String>,
-    pub pickup_deadline: Option<String>,
+    pub pickup_deadline: Option<Stamp>,
     pub items: String,
 }
 
@@ -89,12 +89,12 @@ pub fn order_rows(
             fulfillment: o.fulfillment.clone(),
             location: locations.get(&o.location_id).cloned().unwrap_or_default(),
             total: money(o.total_minor, &o.currency),
-            placed: short_time(o.placed_at, now),
+            placed: stamp(o.placed_at, now),
             pickup_code: o.pickup_code.clone().filter(|_| o.status == "ready_for_pickup"),
             pickup_deadline: o
                 .pickup_deadline
                 .filter(|_| o.status == "ready_for_pickup")
-                .map(|d| short_time(d, now)),
+                .map(|d| stamp(d, now)),
             items,
             id: o.id,
         });
@@ -128,7 +128,7 @@ pub fn load(
             purpose: x.purpose,
             granted: x.granted,
             source: x.source.replace('_', " "),
-            at: short_time(x.at, now),
+            at: stamp(x.at, now),
         })
         .collect();
     let (mut open_orders, mut past_orders, mut cart, mut cart_total) = (Vec::new(), Vec::new(), Vec::new(), None);

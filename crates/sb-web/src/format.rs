@@ -13,6 +13,26 @@ pub fn short_time(ms: i64, now: i64) -> String {
     }
 }
 
+/// A time as a `<time>` element: the UTC text the server wrote, and the instant, so the page
+/// can show it in the viewer's time zone. Only our own digits go in, so it is safe as HTML.
+pub struct Stamp {
+    text: String,
+    iso: String,
+}
+
+pub fn stamp(ms: i64, now: i64) -> Stamp {
+    Stamp {
+        text: short_time(ms, now),
+        iso: rfc3339(ms),
+    }
+}
+
+impl std::fmt::Display for Stamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<time datetime=\"{}\">{}</time>", self.iso, self.text)
+    }
+}
+
 /// Minor units as `89.99 EUR`.
 pub fn money(minor: i64, currency: &str) -> String {
     let sign = if minor < 0 { "-" } else { "" };
@@ -60,5 +80,9 @@ mod tests {
         assert_eq!(money(8999, "EUR"), "89.99 EUR");
         assert_eq!(money(-5, "EUR"), "-0.05 EUR");
         assert_eq!(channel_mark("twilio_sms").0, "SMS");
+        assert_eq!(
+            stamp(day, day).to_string(),
+            "<time datetime=\"2025-11-24T16:00:00Z\">16:00</time>"
+        );
     }
 }

@@ -218,11 +218,18 @@ pub struct HeaderInner {
     pub conversation: Conversation,
     pub customer: String,
     pub labels: Vec<String>,
-    pub agents: Vec<(String, String)>,
+    pub agents: Vec<AgentChoice>,
     pub assignee: Option<String>,
-    pub snoozed_until: Option<String>,
+    pub snoozed_until: Option<crate::format::Stamp>,
     pub can_reply: bool,
     pub me: String,
+}
+
+pub struct AgentChoice {
+    pub id: String,
+    pub name: String,
+    /// `online`, `busy` or `offline`, from the agent's heartbeat.
+    pub status: String,
 }
 
 #[derive(Template, WebTemplate)]
@@ -381,27 +388,29 @@ async fn load_header(state: &AppState, signed: &Signed, id: &str) -> WebResult<H
                 .map(|p| (p.user_id.clone(), p.effective_status(now).to_owned()))
                 .collect();
             // Each agent with their presence, so the one assigning sees who is around.
-            let agents: Vec<(String, String)> = users::list(c, &ws, None, 200)?
+            let agents: Vec<AgentChoice> = users::list(c, &ws, None, 200)?
                 .into_iter()
                 .filter(|u| !u.disabled && u.role().allows(Permission::ReplyConversations))
-                .map(|u| {
-                    let status = presence.get(&u.id).map_or("offline", String::as_str);
-                    let label = format!("{} ({status})", u.name);
-                    (u.id, label)
+                .map(|u| AgentChoice {
+                    status: presence.get(&u.id).cloned().unwrap_or_else(|| "offline".to_owned()),
+                    id: u.id,
+                    name: u.name,
                 })
                 .collect();
             Ok::<_, StoreError>((customer, labels, agents))
         })
         .await?;
-    let assignee = conversation
-        .assignee_id
-        .as_ref()
-        .and_then(|a| agents.iter().find(|(id, _)| id == a).map(|(_, n)| n.clone()));
+    let assignee = conversation.assignee_id.as_ref().and_then(|a| {
+        agents
+            .iter()
+            .find(|agent| agent.id == *a)
+            .map(|agent| agent.name.clone())
+    });
     Ok(HeaderInner {
         snoozed_until: conversation
             .snoozed_until
             .filter(|_| conversation.status == "snoozed")
-            .map(|t| short_time(t, state.store.now())),
+            .map(|t| crate::format::stamp(t, state.store.now())),
         conversation,
         customer: customer.unwrap_or_default(),
         labels,

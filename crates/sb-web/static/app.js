@@ -243,7 +243,24 @@
     if (list) list.textContent = "";
   });
 
+  // Times arrive in UTC with their instant in `datetime`; show them in the viewer's zone, in
+  // the same shape (HH:MM today, YYYY-MM-DD HH:MM otherwise), so nothing moves.
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+  function localDay(d) { return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()); }
+  function localizeTimes(root) {
+    var today = localDay(new Date());
+    root.querySelectorAll("time[datetime]").forEach(function (t) {
+      var d = new Date(t.getAttribute("datetime"));
+      if (isNaN(d)) return;
+      var hm = pad(d.getHours()) + ":" + pad(d.getMinutes());
+      t.textContent = localDay(d) === today ? hm : localDay(d) + " " + hm;
+      t.title = d.toString();
+    });
+  }
+  document.addEventListener("htmx:load", function (e) { localizeTimes(e.detail.elt); });
+
   document.addEventListener("DOMContentLoaded", function () {
+    localizeTimes(document);
     var picker = document.getElementById("presence");
     if (picker) {
       try { picker.value = localStorage.getItem("sb-presence") || "online"; } catch (_) {}

@@ -94,6 +94,8 @@ async fn browser(test: &str) -> Option<Browser> {
     let driver = Driver {
         child: Command::new(chromedriver)
             .arg(format!("--port={port}"))
+            // A zone far from UTC (and without summer time), so shown times prove they are local.
+            .env("TZ", "Asia/Kolkata")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -409,6 +411,24 @@ async fn browser_agent_signs_in_sees_whatsapp_live_and_replies() {
         .await
         .expect("open");
     until_text(c, "#thread", "Hola, is the trail jacket back in stock?").await;
+    // Times show in the viewer's zone (UTC+05:30 here), not the server's UTC.
+    let (iso, shown) = {
+        let pair = js(
+            c,
+            "var t = document.querySelector('#thread time'); return [t.getAttribute('datetime'), t.textContent];",
+        )
+        .await;
+        (
+            pair[0].as_str().unwrap_or_default().to_owned(),
+            pair[1].as_str().unwrap_or_default().to_owned(),
+        )
+    };
+    let utc_minutes = iso[11..13].parse::<i64>().expect("hour") * 60 + iso[14..16].parse::<i64>().expect("minute");
+    let local = (utc_minutes + 330) % (24 * 60);
+    assert!(
+        shown.ends_with(&format!("{:02}:{:02}", local / 60, local % 60)),
+        "{iso} shown as {shown}"
+    );
     let panel = until_text(c, "#customer-panel", &code).await;
     assert!(panel.contains(&number) && panel.contains("Madrid Centro"), "{panel}");
     assert!(panel.contains("34600111222"), "the WhatsApp identity: {panel}");
