@@ -592,7 +592,7 @@ impl ReplyForm {
 
     fn into_message(self) -> (CreateMessage, bool) {
         let note = self.note;
-        let mut body = CreateMessage::note(self.text);
+        let mut body = CreateMessage::plain(self.text);
         body.channel_account_id = self.channel_account_id;
         body.attachment_ids = self.attachment_ids;
         if let Some((name, language)) = self.template.as_deref().and_then(|t| t.split_once('|')) {

@@ -214,7 +214,7 @@ pub struct CreateMessage {
 
 impl CreateMessage {
     /// A plain text (a note's body, or a reply on the default channel).
-    pub fn note(text: String) -> Self {
+    pub fn plain(text: String) -> Self {
         CreateMessage {
             text,
             channel_account_id: None,
@@ -295,7 +295,7 @@ async fn create_note(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<CreateNote>,
 ) -> ApiResult<(StatusCode, axum::Json<MessageView>)> {
-    let message = post_message(&state, &principal, &id, CreateMessage::note(body.text), true).await?;
+    let message = post_message(&state, &principal, &id, CreateMessage::plain(body.text), true).await?;
     Ok((StatusCode::CREATED, axum::Json(MessageView::from(&message))))
 }
 
