@@ -184,7 +184,9 @@ impl FromRequestParts<AppState> for Principal {
     }
 }
 
-fn same_origin(parts: &Parts) -> bool {
+/// Whether a request carrying a session cookie comes from our own origin (browsers send `Origin`
+/// on cross-site requests). Every cookie-authenticated write must pass this.
+pub fn same_origin(parts: &Parts) -> bool {
     let Some(origin) = parts.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return true; // not a browser cross-site request (browsers send Origin on those)
     };

@@ -6,7 +6,7 @@ pub mod error;
 pub mod extract;
 mod limits;
 mod metrics_layer;
-mod routes;
+pub(crate) mod routes;
 mod views;
 
 use std::sync::Arc;
@@ -25,6 +25,21 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use error::{ApiError, ApiResult};
+
+/// What the web app (`sb-web`) shares with the JSON routes: sign-in and sessions, and the use
+/// cases behind the inbox's and the stores' write routes, so that neither copies the other.
+pub mod shared {
+    pub use crate::extract::same_origin;
+    pub use crate::routes::auth::{session_cookie, sign_in, sign_out};
+    pub use crate::routes::commerce::orders::{
+        OrderActionBody, ReceiveReturn, ReturnLineBody, order_error, order_step, take_return,
+    };
+    pub use crate::routes::conversations::{
+        Assign, ChangeLabels, ChangeStatus, CreateMessage, HandoffRequest, assign_to, hand_off,
+        load as load_conversation, mark_conversation_read, post_message, relabel, retry_failed, set_status,
+    };
+    pub use crate::routes::not_found;
+}
 pub use limits::LoginLimits;
 
 #[derive(Debug, Clone)]
@@ -157,7 +172,14 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 
 /// The whole HTTP application with its middleware.
 pub fn app(state: AppState) -> Router {
+    app_with(state, Router::new())
+}
+
+/// The application with more routes (the web app's pages) under the same middleware: request
+/// ids, tracing, metrics, the request timeout and the body limit.
+pub fn app_with(state: AppState, pages: Router<AppState>) -> Router {
     let (api, openapi) = api();
+    let api = api.merge(pages);
     let openapi = Arc::new(openapi);
     let x_request_id = HeaderName::from_static("x-request-id");
     let timeout = state.config.request_timeout;

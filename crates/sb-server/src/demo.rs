@@ -44,6 +44,10 @@ impl DemoCredentials {
             "  sign in: curl -c cookies -H 'content-type: application/json' -d '{{\"email\":\"{}\",\"password\":\"…\"}}' {}/api/v1/auth/login",
             self.users[0].email, self.base_url
         );
+        println!("  web app: {}/app (sign in with any user above)", self.base_url);
+        if let Some(token) = self.channels["widget"]["website_token"].as_str() {
+            println!("  demo storefront: {}/shop/{token}", self.base_url);
+        }
         println!("  API token (admin): {}", self.api_token);
         if let Some(url) = self.channels["api"]["inbound_url"].as_str() {
             println!("  API channel: POST signed messages to {url} (secret in the credentials file)");

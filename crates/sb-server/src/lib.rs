@@ -179,7 +179,8 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
     )
     .with_cdp(cdp);
     let drain_handle = state.clone();
-    let app = sb_http::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // The web app's pages sit beside the API, on the same state and sessions.
+    let app = sb_http::app_with(state, sb_web::router()).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut stop_signal = stopped.clone();
     let shutdown_signal = async move {

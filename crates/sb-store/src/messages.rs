@@ -134,6 +134,22 @@ pub fn thread(
     )?)
 }
 
+/// The last `limit` messages of a conversation, in time order (the web app's thread; 1 for a preview).
+pub fn recent(c: &mut dyn Conn, ws: &str, conversation_id: &str, limit: i64) -> Result<Vec<Message>> {
+    let mut rows: Vec<Message> = c.fetch_all(
+        &Stmt::new(format!(
+            "SELECT {COLUMNS} FROM messages
+             WHERE workspace_id = :ws AND conversation_id = :conversation
+             ORDER BY sent_at DESC, id DESC LIMIT :limit"
+        ))
+        .bind("ws", ws)
+        .bind("conversation", conversation_id)
+        .bind("limit", limit),
+    )?;
+    rows.reverse();
+    Ok(rows)
+}
+
 pub fn mark_sent(c: &mut dyn Conn, ws: &str, id: &str, provider_message_id: &str, now: i64) -> Result<()> {
     let status = current(c, ws, id)?;
     let next = status.map_or(DeliveryStatus::Sent, |s| s.advance(DeliveryStatus::Sent));

@@ -130,6 +130,33 @@ pub fn events_for_customer(c: &mut dyn Conn, ws: &str, customer_id: &str) -> Res
     )?)
 }
 
+/// Pickup orders still to hand over (placed or ready), at one location or all, oldest first:
+/// the store staff's queue.
+pub fn pickup_queue(c: &mut dyn Conn, ws: &str, location_id: Option<&str>, limit: i64) -> Result<Vec<Order>> {
+    Ok(c.fetch_all(
+        &Stmt::new(format!(
+            "SELECT {COLUMNS} FROM orders
+             WHERE status IN ('placed', 'ready_for_pickup') AND workspace_id = :ws AND fulfillment = 'pickup'
+               AND (:location = '' OR location_id = :location)
+             ORDER BY placed_at, id LIMIT :limit"
+        ))
+        .bind("ws", ws)
+        .bind("location", location_id.unwrap_or(""))
+        .bind("limit", limit),
+    )?)
+}
+
+/// An order by its number (what a customer reads out at the counter).
+pub fn by_number(c: &mut dyn Conn, ws: &str, number: &str) -> Result<Option<Order>> {
+    Ok(c.fetch_opt(
+        &Stmt::new(format!(
+            "SELECT {COLUMNS} FROM orders WHERE workspace_id = :ws AND number = :number"
+        ))
+        .bind("ws", ws)
+        .bind("number", number),
+    )?)
+}
+
 /// Adds a step to the order's timeline.
 pub fn record_event(
     c: &mut dyn Conn,

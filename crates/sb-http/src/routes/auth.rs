@@ -53,8 +53,27 @@ async fn login(
     jar: CookieJar,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> ApiResult<(CookieJar, axum::Json<Me>)> {
-    let ip = client_ip(&parts);
-    let email = users::normalise_email(&body.email);
+    let (secret, user, workspace) = sign_in(&state, &parts, &body.email, body.password).await?;
+    Ok((
+        jar.add(session_cookie(&state, secret)),
+        axum::Json(Me {
+            user: UserView::from(&user),
+            workspace: WorkspaceView::from(&workspace),
+        }),
+    ))
+}
+
+/// Checks e-mail and password (rate-limited per account and IP, failures audited) and opens a
+/// server-side session; returns the session secret for the cookie. The JSON login and the web
+/// app's sign-in form both come through here.
+pub async fn sign_in(
+    state: &AppState,
+    parts: &Parts,
+    email: &str,
+    password: String,
+) -> ApiResult<(String, users::User, workspaces::Workspace)> {
+    let ip = client_ip(parts);
+    let email = users::normalise_email(email);
     state
         .limiter
         .check(&email, ip.as_deref())
@@ -69,7 +88,6 @@ async fn login(
     let hash = found
         .as_ref()
         .map_or_else(|| dummy_hash().to_owned(), |(_, h)| h.clone());
-    let password = body.password;
     let verified = tokio::task::spawn_blocking(move || credentials::verify_password(&password, &hash))
         .await
         .map_err(ApiError::internal)?;
@@ -78,7 +96,7 @@ async fn login(
         kind: "user",
         id: Some(user.id.clone()),
         ip: ip.clone(),
-        request_id: request_id(&parts),
+        request_id: request_id(parts),
     };
     let user = match found {
         Some((user, _)) if verified && !user.disabled => user,
@@ -128,33 +146,33 @@ async fn login(
         })
         .await?
         .ok_or_else(|| ApiError::internal("user without workspace"))?;
+    Ok((secret, user, workspace))
+}
+
+/// The session cookie for a secret from `sign_in`.
+pub fn session_cookie(state: &AppState, secret: String) -> Cookie<'static> {
     // A session cookie (no Max-Age): the browser drops it on close, the server expires it after the TTL.
-    let cookie = Cookie::build((SESSION_COOKIE, secret))
+    Cookie::build((SESSION_COOKIE, secret))
         .http_only(true)
         .same_site(SameSite::Lax)
         .secure(state.config.secure_cookies)
         .path("/")
-        .build();
-    Ok((
-        jar.add(cookie),
-        axum::Json(Me {
-            user: UserView::from(&user),
-            workspace: WorkspaceView::from(&workspace),
-        }),
-    ))
+        .build()
+}
+
+/// Ends the session of the cookie sent (if any) and removes the cookie.
+pub async fn sign_out(state: &AppState, jar: CookieJar) -> ApiResult<CookieJar> {
+    if let Some(cookie) = jar.get(SESSION_COOKIE) {
+        let digest = credentials::secret_digest(cookie.value());
+        state.store.db.write(move |c| sessions::delete(c, &digest)).await?;
+    }
+    Ok(jar.remove(Cookie::build(SESSION_COOKIE).path("/")))
 }
 
 /// Ends the session of the cookie sent.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", responses((status = 204)), security(("session" = [])))]
 async fn logout(State(state): State<AppState>, jar: CookieJar) -> ApiResult<(CookieJar, StatusCode)> {
-    if let Some(cookie) = jar.get(SESSION_COOKIE) {
-        let digest = credentials::secret_digest(cookie.value());
-        state.store.db.write(move |c| sessions::delete(c, &digest)).await?;
-    }
-    Ok((
-        jar.remove(Cookie::build(SESSION_COOKIE).path("/")),
-        StatusCode::NO_CONTENT,
-    ))
+    Ok((sign_out(&state, jar).await?, StatusCode::NO_CONTENT))
 }
 
 /// The caller and their workspace.

@@ -40,7 +40,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(handoff))
 }
 
-async fn load(state: &AppState, principal: &Principal, id: &str) -> Result<Conversation, ApiError> {
+/// The caller's workspace's conversation, or 404 (audited when it is another workspace's).
+pub async fn load(state: &AppState, principal: &Principal, id: &str) -> Result<Conversation, ApiError> {
     let (ws, cid) = (principal.workspace_id().to_owned(), id.to_owned());
     match state.store.db.read(move |c| conversations::get(c, &ws, &cid)).await? {
         Some(conversation) => Ok(conversation),
@@ -211,6 +212,19 @@ pub struct CreateMessage {
     pub purpose: sb_core::inbox::Purpose,
 }
 
+impl CreateMessage {
+    /// A plain text (a note's body, or a reply on the default channel).
+    pub fn plain(text: String) -> Self {
+        CreateMessage {
+            text,
+            channel_account_id: None,
+            template: None,
+            attachment_ids: Vec::new(),
+            purpose: Default::default(),
+        }
+    }
+}
+
 pub(crate) fn reply_error(e: ReplyError) -> ApiError {
     match e {
         ReplyError::ConversationNotFound => ApiError::not_found("conversation_not_found", "no such conversation"),
@@ -222,13 +236,14 @@ pub(crate) fn reply_error(e: ReplyError) -> ApiError {
     }
 }
 
-async fn post_message(
+/// A reply (or, with `note`, a private note) through the outbox.
+pub async fn post_message(
     state: &AppState,
     principal: &Principal,
     id: &str,
     body: CreateMessage,
     note: bool,
-) -> ApiResult<(StatusCode, axum::Json<MessageView>)> {
+) -> ApiResult<messages::Message> {
     principal.require(Permission::ReplyConversations)?;
     load(state, principal, id).await?;
     let request = ReplyRequest {
@@ -242,10 +257,9 @@ async fn post_message(
         attachment_ids: if note { Vec::new() } else { body.attachment_ids },
         purpose: body.purpose,
     };
-    let message = sb_inbox::reply(&state.engine, &state.channels, &state.live, request)
+    sb_inbox::reply(&state.engine, &state.channels, &state.live, request)
         .await
-        .map_err(reply_error)?;
-    Ok((StatusCode::CREATED, axum::Json(MessageView::from(&message))))
+        .map_err(reply_error)
 }
 
 /// Replies to the customer. The message and its send job are stored together; it goes out
@@ -261,7 +275,8 @@ async fn create_message(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<CreateMessage>,
 ) -> ApiResult<(StatusCode, axum::Json<MessageView>)> {
-    post_message(&state, &principal, &id, body, false).await
+    let message = post_message(&state, &principal, &id, body, false).await?;
+    Ok((StatusCode::CREATED, axum::Json(MessageView::from(&message))))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -280,20 +295,8 @@ async fn create_note(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<CreateNote>,
 ) -> ApiResult<(StatusCode, axum::Json<MessageView>)> {
-    post_message(
-        &state,
-        &principal,
-        &id,
-        CreateMessage {
-            text: body.text,
-            channel_account_id: None,
-            template: None,
-            attachment_ids: Vec::new(),
-            purpose: Default::default(),
-        },
-        true,
-    )
-    .await
+    let message = post_message(&state, &principal, &id, CreateMessage::plain(body.text), true).await?;
+    Ok((StatusCode::CREATED, axum::Json(MessageView::from(&message))))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -317,6 +320,17 @@ async fn change_status(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ChangeStatus>,
 ) -> ApiResult<axum::Json<ConversationView>> {
+    let after = set_status(&state, &principal, &id, body).await?;
+    Ok(axum::Json(ConversationView::from(&after)))
+}
+
+/// Changes a conversation's status (a snooze schedules the timer that opens it again); audited, pushed live.
+pub async fn set_status(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    body: ChangeStatus,
+) -> ApiResult<Conversation> {
     principal.require(Permission::ReplyConversations)?;
     let status = ConversationStatus::parse(&body.status).ok_or_else(|| {
         ApiError::unprocessable("invalid_status", "status must be open, pending, snoozed or resolved")
@@ -345,8 +359,8 @@ async fn change_status(
         }
         (_, None) => None,
     };
-    let before = load(&state, &principal, &id).await?;
-    let (ws, cid, actor) = (principal.workspace_id().to_owned(), id.clone(), principal.actor());
+    let before = load(state, principal, id).await?;
+    let (ws, cid, actor) = (principal.workspace_id().to_owned(), id.to_owned(), principal.actor());
     let (after, timer, event) = state
         .store
         .db
@@ -388,7 +402,7 @@ async fn change_status(
     if let Some((timer_id, due)) = timer {
         state.engine.timer_scheduled(&timer_id, due);
     }
-    Ok(axum::Json(ConversationView::from(&after)))
+    Ok(after)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -410,11 +424,17 @@ async fn assign(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<Assign>,
 ) -> ApiResult<axum::Json<ConversationView>> {
+    let conversation = assign_to(&state, &principal, &id, body).await?;
+    Ok(axum::Json(ConversationView::from(&conversation)))
+}
+
+/// Assigns a conversation to an agent of this workspace and/or a team (or unassigns); audited, pushed live.
+pub async fn assign_to(state: &AppState, principal: &Principal, id: &str, body: Assign) -> ApiResult<Conversation> {
     principal.require(Permission::ReplyConversations)?;
-    let before = load(&state, &principal, &id).await?;
+    let before = load(state, principal, id).await?;
     let (ws, cid, actor, now) = (
         principal.workspace_id().to_owned(),
-        id.clone(),
+        id.to_owned(),
         principal.actor(),
         state.store.now(),
     );
@@ -446,7 +466,7 @@ async fn assign(
     match after {
         Some((conversation, event)) => {
             state.live.publish(&[event]).await;
-            Ok(axum::Json(ConversationView::from(&conversation)))
+            Ok(conversation)
         }
         None => Err(ApiError::unprocessable(
             "unknown_assignee",
@@ -480,6 +500,12 @@ async fn change_labels(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ChangeLabels>,
 ) -> ApiResult<axum::Json<Labels>> {
+    let labels = relabel(&state, &principal, &id, body).await?;
+    Ok(axum::Json(Labels { labels }))
+}
+
+/// Adds and removes labels; returns the labels after; audited.
+pub async fn relabel(state: &AppState, principal: &Principal, id: &str, body: ChangeLabels) -> ApiResult<Vec<String>> {
     principal.require(Permission::ReplyConversations)?;
     let valid = |l: &String| !l.trim().is_empty() && l.len() <= 50 && !l.chars().any(char::is_control);
     if !body.add.iter().chain(&body.remove).all(valid) {
@@ -488,14 +514,14 @@ async fn change_labels(
             "labels are 1–50 printable characters",
         ));
     }
-    load(&state, &principal, &id).await?;
+    load(state, principal, id).await?;
     let (ws, cid, actor, now) = (
         principal.workspace_id().to_owned(),
-        id.clone(),
+        id.to_owned(),
         principal.actor(),
         state.store.now(),
     );
-    let labels = state
+    state
         .store
         .db
         .write(move |c| {
@@ -517,8 +543,8 @@ async fn change_labels(
             audit::record(c, &ws, &actor, &change, now)?;
             Ok::<_, StoreError>(after)
         })
-        .await?;
-    Ok(axum::Json(Labels { labels }))
+        .await
+        .map_err(Into::into)
 }
 
 /// Marks the conversation read (unread count back to zero).
@@ -531,9 +557,15 @@ async fn mark_read(
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<ConversationView>> {
+    let conversation = mark_conversation_read(&state, &principal, &id).await?;
+    Ok(axum::Json(ConversationView::from(&conversation)))
+}
+
+/// Sets the unread count back to zero; pushed live.
+pub async fn mark_conversation_read(state: &AppState, principal: &Principal, id: &str) -> ApiResult<Conversation> {
     principal.require(Permission::ReplyConversations)?;
-    load(&state, &principal, &id).await?;
-    let (ws, now) = (principal.workspace_id().to_owned(), state.store.now());
+    load(state, principal, id).await?;
+    let (ws, id, now) = (principal.workspace_id().to_owned(), id.to_owned(), state.store.now());
     let conversation = state
         .store
         .db
@@ -549,7 +581,7 @@ async fn mark_read(
         .ok_or_else(|| ApiError::not_found("conversation_not_found", "no such conversation"))?;
     let (conversation, event) = conversation;
     state.live.publish(&[event]).await;
-    Ok(axum::Json(ConversationView::from(&conversation)))
+    Ok(conversation)
 }
 
 /// Sends a failed outbound message again.
@@ -563,8 +595,14 @@ async fn retry_message(
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<MessageView>> {
+    let message = retry_failed(&state, &principal, &id).await?;
+    Ok(axum::Json(MessageView::from(&message)))
+}
+
+/// Puts a failed outbound message back in the outbox.
+pub async fn retry_failed(state: &AppState, principal: &Principal, id: &str) -> ApiResult<messages::Message> {
     principal.require(Permission::ReplyConversations)?;
-    let (ws, mid, now) = (principal.workspace_id().to_owned(), id.clone(), state.store.now());
+    let (ws, mid, now) = (principal.workspace_id().to_owned(), id.to_owned(), state.store.now());
     let outcome = state
         .store
         .db
@@ -583,14 +621,14 @@ async fn retry_message(
     match outcome {
         Some(Ok(message)) => {
             state.engine.notify_jobs();
-            Ok(axum::Json(MessageView::from(&message)))
+            Ok(message)
         }
         Some(Err(_)) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "message_not_failed",
             "only a failed outbound message can be retried",
         )),
-        None => Err(super::not_found(&state, &principal, ObjectKind::Message, &id, "message_not_found").await),
+        None => Err(super::not_found(state, principal, ObjectKind::Message, id, "message_not_found").await),
     }
 }
 
@@ -645,8 +683,19 @@ async fn handoff(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<HandoffRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<MessageView>)> {
+    let message = hand_off(&state, &principal, &id, body).await?;
+    Ok((StatusCode::CREATED, axum::Json(MessageView::from(&message))))
+}
+
+/// Moves a conversation to another channel (audited); returns the first message sent there.
+pub async fn hand_off(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    body: HandoffRequest,
+) -> ApiResult<messages::Message> {
     principal.require(Permission::ReplyConversations)?;
-    let conversation = load(&state, &principal, &id).await?;
+    let conversation = load(state, principal, id).await?;
     if !sb_core::ids::is_id(&body.channel_account_id) {
         return Err(ApiError::unprocessable(
             "channel_account_not_found",
@@ -660,6 +709,5 @@ async fn handoff(
         address: body.address,
     };
     let by = sb_inbox::widget::HandoffBy::Agent(principal.actor());
-    let message = sb_inbox::widget::handoff(&state.engine, &state.channels, &state.live, request, by).await?;
-    Ok((StatusCode::CREATED, axum::Json(MessageView::from(&message))))
+    Ok(sb_inbox::widget::handoff(&state.engine, &state.channels, &state.live, request, by).await?)
 }

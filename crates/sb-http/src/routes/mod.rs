@@ -1,10 +1,10 @@
 //! One module per resource. Every handler states the permission it needs.
 
 mod attachments;
-mod auth;
+pub(crate) mod auth;
 mod channel_accounts;
-mod commerce;
-mod conversations;
+pub(crate) mod commerce;
+pub(crate) mod conversations;
 mod customers;
 mod events;
 mod health;
@@ -51,7 +51,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// The answer for an id the caller's workspace does not have: always a plain 404, and when
 /// the id belongs to another workspace the attempt is written to the audit log.
-pub(crate) async fn not_found(
+pub async fn not_found(
     state: &AppState,
     principal: &Principal,
     kind: ObjectKind,

@@ -13,6 +13,7 @@ mod nothing_lost;
 mod postgres;
 mod sms;
 mod telegram;
+mod web;
 mod whatsapp;
 mod widget;
 mod widget_client;

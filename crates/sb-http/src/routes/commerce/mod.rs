@@ -4,7 +4,7 @@
 mod carts;
 mod catalog;
 mod inventory;
-mod orders;
+pub(crate) mod orders;
 
 use axum::http::StatusCode;
 use sb_store::StoreError;

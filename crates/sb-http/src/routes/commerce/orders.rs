@@ -14,7 +14,8 @@ use crate::extract::{ApiJson, Principal};
 
 use super::{inventory_error, touched_by};
 
-pub(super) fn order_error(e: sb_store::orders::OrderError) -> ApiError {
+/// An order failure as the API answers it.
+pub fn order_error(e: sb_store::orders::OrderError) -> ApiError {
     use sb_store::orders::OrderError;
     match e {
         OrderError::NotFound(what) => ApiError::not_found("not_found", format!("{what} not found")),
@@ -171,8 +172,22 @@ pub(super) async fn order_action(
     Path((id, action)): Path<(String, String)>,
     ApiJson(body): ApiJson<OrderActionBody>,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
+    let (order, lines) = order_step(&state, &principal, &id, &action, body).await?;
+    Ok(axum::Json(serde_json::json!({ "order": order, "lines": lines })))
+}
+
+/// A store or warehouse step on an order: `ready` (a pickup code and deadline, the customer
+/// told on the channel they last used), `pickup` (with the code), `ship` or `cancel`.
+/// Idempotent; availability changes and the notice are pushed live.
+pub async fn order_step(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    action: &str,
+    body: OrderActionBody,
+) -> ApiResult<(sb_store::orders::Order, Vec<sb_store::orders::OrderLine>)> {
     principal.require(Permission::ManageOrders)?;
-    if !matches!(action.as_str(), "ready" | "pickup" | "ship" | "cancel") {
+    if !matches!(action, "ready" | "pickup" | "ship" | "cancel") {
         return Err(ApiError::not_found(
             "not_found",
             "no such action: ready, pickup, ship or cancel",
@@ -185,6 +200,7 @@ pub(super) async fn order_action(
     );
     let actor_name = super::ledger_actor(&actor);
     let channels = state.channels.clone();
+    let (id, action) = (id.to_owned(), action.to_owned());
     let code = format!("{:06}", rand::random::<u32>() % 1_000_000);
     let (view, events) = state
         .store
@@ -220,13 +236,13 @@ pub(super) async fn order_action(
             let lines = orders::lines(c, &order.id)?;
             let touched = touched_by(c, lines.iter().map(|l| l.variant_id.clone()), &order.location_id)?;
             events.extend(sb_commerce::live::availability_changed(c, &ws, touched, now)?);
-            Ok::<_, orders::OrderError>((serde_json::json!({ "order": order, "lines": lines }), events))
+            Ok::<_, orders::OrderError>(((order, lines), events))
         })
         .await
         .map_err(order_error)?;
     state.engine.notify_jobs();
     state.live.publish(&events).await;
-    Ok(axum::Json(view))
+    Ok(view)
 }
 
 /// The customer's orders and their timeline (`Order Completed`, `Order Ready For Pickup`,
@@ -298,6 +314,22 @@ pub(super) async fn receive_return(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ReceiveReturn>,
 ) -> ApiResult<(StatusCode, axum::Json<serde_json::Value>)> {
+    let (received, lines) = take_return(&state, &principal, &id, body).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({ "return": received, "lines": lines })),
+    ))
+}
+
+/// Takes a return of an order at a location that accepts returns: each line restocked there,
+/// set aside as damaged or not restocked, the refund recorded; the same key again returns the
+/// first result. Availability changes are pushed live.
+pub async fn take_return(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    body: ReceiveReturn,
+) -> ApiResult<(sb_store::returns::Return, Vec<sb_store::returns::ReturnLine>)> {
     principal.require(Permission::ManageOrders)?;
     if body.idempotency_key.trim().is_empty() {
         return Err(ApiError::unprocessable(
@@ -311,6 +343,7 @@ pub(super) async fn receive_return(
         state.store.now(),
     );
     let actor_name = super::ledger_actor(&actor);
+    let id = id.to_owned();
     let (view, events) = state
         .store
         .db
@@ -336,10 +369,10 @@ pub(super) async fn receive_return(
             }
             let touched = touched_by(c, variants, &received.location_id)?;
             let events = sb_commerce::live::availability_changed(c, &ws, touched, now)?;
-            Ok::<_, sb_store::orders::OrderError>((serde_json::json!({ "return": received, "lines": lines }), events))
+            Ok::<_, sb_store::orders::OrderError>(((received, lines), events))
         })
         .await
         .map_err(order_error)?;
     state.live.publish(&events).await;
-    Ok((StatusCode::CREATED, axum::Json(view)))
+    Ok(view)
 }

@@ -1,0 +1,52 @@
+//! The agents' and store staff's web app: server-rendered askama pages under `/app/…`, made
+//! live with htmx and its SSE extension (both vendored under `static/vendor/`, embedded in
+//! the binary). Every page runs on the server-side session of `sb-http` and calls the same
+//! use cases as the JSON API (`sb_http::shared`), always in the session's workspace.
+
+mod assets;
+mod auth;
+mod customer;
+mod format;
+mod inbox;
+mod shop;
+mod store;
+mod web;
+
+use axum::Router;
+use axum::routing::{get, post};
+use sb_http::AppState;
+
+/// The web app's routes; `sb-server` merges them with `sb_http::app`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/app/static/{name}", get(assets::serve))
+        .route("/app", get(auth::home))
+        .route("/app/login", get(auth::login_page).post(auth::login))
+        .route("/app/logout", post(auth::logout))
+        .route("/app/inbox", get(inbox::inbox_page))
+        .route("/app/inbox/list", get(inbox::list_fragment))
+        .route("/app/conversations/{id}", get(inbox::conversation_page))
+        .route("/app/conversations/{id}/thread", get(inbox::thread_fragment))
+        .route("/app/conversations/{id}/header", get(inbox::header_fragment))
+        .route("/app/conversations/{id}/customer", get(inbox::customer_fragment))
+        .route("/app/conversations/{id}/reply", post(inbox::reply))
+        .route("/app/conversations/{id}/measure", get(inbox::measure))
+        .route("/app/conversations/{id}/templates", get(inbox::templates))
+        .route("/app/conversations/{id}/handoff", post(inbox::handoff))
+        .route("/app/conversations/{id}/status", post(inbox::change_status))
+        .route("/app/conversations/{id}/assign", post(inbox::assign))
+        .route("/app/conversations/{id}/labels", post(inbox::labels))
+        .route("/app/conversations/{id}/read", post(inbox::mark_read))
+        .route("/app/messages/{id}/retry", post(inbox::retry))
+        .route("/app/store", get(store::pickup_page))
+        .route("/app/store/queue", get(store::queue_fragment))
+        .route("/app/orders/{id}/ready", post(store::mark_ready))
+        .route("/app/orders/{id}/pickup", post(store::hand_over))
+        .route("/app/orders/{id}/return", post(store::take_return))
+        .route("/app/stock", get(store::stock_page))
+        .route("/app/lookup", get(store::lookup_page))
+        .route("/app/{*rest}", get(web::not_found))
+        .route("/shop", get(shop::only_storefront))
+        .route("/shop/{website_token}", get(shop::storefront))
+        .route("/shop/{website_token}/availability", get(shop::availability))
+}

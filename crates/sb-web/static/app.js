@@ -1,0 +1,273 @@
+// Switchboard web app: the few behaviours htmx attributes cannot express. No build step.
+(function () {
+  "use strict";
+
+  function showRule() {
+    var picker = document.getElementById("channel-picker");
+    var rule = document.getElementById("reply-rule");
+    var note = document.getElementById("note-toggle");
+    if (!rule) return;
+    if (note && note.checked) {
+      rule.textContent = "A private note: only agents see it; nothing is sent.";
+      rule.dataset.allowed = "true";
+      return;
+    }
+    var option = picker && picker.selectedOptions[0];
+    if (option) {
+      rule.textContent = option.dataset.rule;
+      rule.dataset.allowed = option.dataset.allowed;
+    }
+  }
+
+  function stickThreadToBottom(thread, wasNearBottom, previousTop) {
+    if (!thread) return;
+    thread.scrollTop = wasNearBottom ? thread.scrollHeight : previousTop;
+  }
+
+  var threadState = null;
+  var opened = false;
+
+  // A notice from the last action goes away when the next one starts.
+  document.addEventListener("htmx:beforeRequest", function (e) {
+    var notice = document.getElementById("notice");
+    if (notice && e.detail.requestConfig && e.detail.requestConfig.verb !== "get") notice.textContent = "";
+  });
+
+  // Never pull the conversation header out from under someone using its forms (a half-typed
+  // label, a chosen assignee): a live refresh waits until the focus leaves the header.
+  var headerStale = false;
+  document.addEventListener("htmx:beforeRequest", function (e) {
+    var header = document.getElementById("conversation-header");
+    if (header && e.detail.elt === header && header.contains(document.activeElement)) {
+      e.preventDefault();
+      headerStale = true;
+    }
+  });
+  document.addEventListener("focusout", function (e) {
+    var header = document.getElementById("conversation-header");
+    if (headerStale && header && !header.contains(e.relatedTarget)) {
+      headerStale = false;
+      htmx.trigger(header, "sse-reconnected");
+    }
+  });
+
+  document.addEventListener("change", function (e) {
+    if (e.target.id === "channel-picker" || e.target.id === "note-toggle") {
+      showRule();
+      var text = document.getElementById("composer-text");
+      if (text && window.htmx) htmx.trigger(text, "remeasure");
+      var templates = document.getElementById("template-area");
+      if (e.target.id === "channel-picker" && templates && window.htmx) htmx.trigger(templates, "load-templates");
+    }
+  });
+
+  // Ctrl/Cmd+Enter sends from the composer.
+  document.addEventListener("keydown", function (e) {
+    if (e.target.id === "composer-text" && e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+      e.preventDefault();
+      e.target.form.requestSubmit();
+    }
+  });
+
+  // After a successful send (the server triggers this), clear the text but keep the focus.
+  document.addEventListener("composer-sent", function () {
+    var text = document.getElementById("composer-text");
+    var error = document.getElementById("composer-error");
+    if (error) error.textContent = "";
+    var measure = document.getElementById("measure");
+    if (measure) measure.textContent = "";
+    var templates = document.getElementById("template-area");
+    if (templates && window.htmx) htmx.trigger(templates, "load-templates");
+    if (text) {
+      text.value = "";
+      text.focus();
+    }
+  });
+
+  // A live refresh must not steal keyboard focus: remember where it was inside the swapped part
+  // (the nearest element with an id) and put it back on the same element in the new content.
+  var focusBefore = null;
+  document.addEventListener("htmx:beforeSwap", function (e) {
+    var active = document.activeElement;
+    var target = e.detail.target;
+    // Only the swap that holds the focus records it (another region's swap may come in between).
+    if (active && active !== document.body && target && target.contains(active)) {
+      var anchor = active.id ? active : active.closest("[id]");
+      if (anchor) focusBefore = { id: anchor.id, tag: active.tagName, self: anchor === active };
+    }
+  });
+  document.addEventListener("htmx:afterSettle", function () {
+    if (!focusBefore) return;
+    var anchor = document.getElementById(focusBefore.id);
+    var again = anchor && (focusBefore.self ? anchor : anchor.querySelector(focusBefore.tag));
+    if (again && document.activeElement !== again) again.focus({ preventScroll: true });
+    focusBefore = null;
+  });
+
+  // A live refresh replaces the thread: keep the reader where they were (or at the newest message).
+  document.addEventListener("htmx:beforeSwap", function (e) {
+    var thread = document.getElementById("thread");
+    if (thread && e.detail.target === thread) {
+      threadState = {
+        near: thread.scrollHeight - thread.scrollTop - thread.clientHeight < 80,
+        top: thread.scrollTop,
+      };
+    }
+  });
+  document.addEventListener("htmx:afterSettle", function () {
+    if (threadState) {
+      stickThreadToBottom(document.getElementById("thread"), threadState.near, threadState.top);
+      threadState = null;
+    }
+  });
+
+  // The stream reconnects without Last-Event-ID: refresh every live region once, so nothing
+  // missed while disconnected stays missing.
+  document.addEventListener("htmx:sseOpen", function () {
+    // Reading the open conversation is marked once the stream is open, so the list hears of it.
+    document.querySelectorAll("[data-mark-read]").forEach(function (el) {
+      htmx.trigger(el, "mark-read");
+    });
+    if (opened) {
+      document.querySelectorAll('[hx-trigger*="sse-reconnected"]').forEach(function (el) {
+        htmx.trigger(el, "sse-reconnected");
+      });
+    }
+    opened = true;
+  });
+
+  // Typing, both ways. Theirs: the stream's `typing` events (never stored) for this conversation
+  // fill a line of fixed height, so nothing moves. Ours: the API's typing call, at most every
+  // 3 s while typing, and "stopped" after 4 s of quiet or a send.
+  var typingClear = null;
+  document.addEventListener("htmx:sseBeforeMessage", function (e) {
+    var line = document.getElementById("typing");
+    if (!line || e.target !== line) return;
+    e.preventDefault(); // the event is JSON, not HTML: write the line here
+    var event;
+    try { event = JSON.parse(e.detail.data); } catch (_) { return; }
+    var data = event.data || {};
+    if (event.conversation_id !== line.dataset.conversation || data.user_id === line.dataset.me) return;
+    var who = data.author === "customer" ? line.dataset.customer : "Another agent";
+    clearTimeout(typingClear);
+    line.textContent = data.on ? who + " is typing…" : "";
+    if (data.on) typingClear = setTimeout(function () { line.textContent = ""; }, 8000);
+  });
+
+  var lastTypingSent = 0;
+  var typingStop = null;
+  function sendTyping(on) {
+    var line = document.getElementById("typing");
+    if (!line) return;
+    fetch("/api/v1/conversations/" + line.dataset.conversation + "/typing", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ on: on }),
+      credentials: "same-origin",
+    }).catch(function () {});
+  }
+  document.addEventListener("input", function (e) {
+    if (e.target.id !== "composer-text") return;
+    var now = Date.now();
+    if (now - lastTypingSent > 3000) {
+      lastTypingSent = now;
+      sendTyping(true);
+    }
+    clearTimeout(typingStop);
+    typingStop = setTimeout(function () { lastTypingSent = 0; sendTyping(false); }, 4000);
+  });
+  document.addEventListener("composer-sent", function () {
+    if (lastTypingSent) {
+      clearTimeout(typingStop);
+      lastTypingSent = 0;
+      sendTyping(false);
+    }
+  });
+
+  // Presence: a heartbeat while the app is open (round-robin assignment goes to online agents);
+  // the chosen status is remembered in this browser.
+  function heartbeat() {
+    var picker = document.getElementById("presence");
+    if (!picker) return;
+    fetch("/api/v1/presence", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ status: picker.value }),
+      credentials: "same-origin",
+    }).catch(function () {});
+  }
+  document.addEventListener("change", function (e) {
+    if (e.target.id !== "presence") return;
+    try { localStorage.setItem("sb-presence", e.target.value); } catch (_) {}
+    heartbeat();
+  });
+
+  // Attachments: the file goes to the API's upload first; the reply carries its id.
+  document.addEventListener("change", function (e) {
+    if (e.target.id !== "attach" || !e.target.files.length) return;
+    var file = e.target.files[0];
+    var list = document.getElementById("attachments");
+    var error = document.getElementById("composer-error");
+    fetch("/api/v1/attachments?filename=" + encodeURIComponent(file.name), {
+      method: "POST",
+      headers: { "content-type": file.type || "application/octet-stream" },
+      body: file,
+      credentials: "same-origin",
+    })
+      .then(function (r) { return r.json().then(function (b) { return { ok: r.ok, body: b }; }); })
+      .then(function (r) {
+        if (!r.ok) {
+          if (error) error.textContent = (r.body.error && r.body.error.message) || "upload failed";
+          return;
+        }
+        var item = document.createElement("li");
+        item.dataset.name = r.body.filename;
+        var hidden = document.createElement("input");
+        hidden.type = "hidden";
+        hidden.name = "attachment_id";
+        hidden.value = r.body.id;
+        var remove = document.createElement("button");
+        remove.type = "button";
+        remove.className = "link";
+        remove.textContent = "×";
+        remove.setAttribute("aria-label", "Remove " + r.body.filename);
+        remove.addEventListener("click", function () { item.remove(); });
+        item.append("📎 " + r.body.filename + " ", hidden, remove);
+        list.appendChild(item);
+      })
+      .catch(function () { if (error) error.textContent = "upload failed"; })
+      .finally(function () { e.target.value = ""; });
+  });
+  document.addEventListener("composer-sent", function () {
+    var list = document.getElementById("attachments");
+    if (list) list.textContent = "";
+  });
+
+  // Times arrive in UTC with their instant in `datetime`; show them in the viewer's zone, in
+  // the same shape (HH:MM today, YYYY-MM-DD HH:MM otherwise), so nothing moves.
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+  function localDay(d) { return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()); }
+  function localizeTimes(root) {
+    var today = localDay(new Date());
+    root.querySelectorAll("time[datetime]").forEach(function (t) {
+      var d = new Date(t.getAttribute("datetime"));
+      if (isNaN(d)) return;
+      var hm = pad(d.getHours()) + ":" + pad(d.getMinutes());
+      t.textContent = localDay(d) === today ? hm : localDay(d) + " " + hm;
+      t.title = d.toString();
+    });
+  }
+  document.addEventListener("htmx:load", function (e) { localizeTimes(e.detail.elt); });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    localizeTimes(document);
+    var picker = document.getElementById("presence");
+    if (picker) {
+      try { picker.value = localStorage.getItem("sb-presence") || "online"; } catch (_) {}
+      heartbeat();
+      setInterval(heartbeat, 30000);
+    }
+    showRule();
+    stickThreadToBottom(document.getElementById("thread"), true, 0);
+  });
+})();
