@@ -38,7 +38,9 @@ pub mod shared {
         Assign, ChangeLabels, ChangeStatus, CreateMessage, HandoffRequest, assign_to, hand_off,
         load as load_conversation, mark_conversation_read, post_message, relabel, retry_failed, set_status,
     };
+    pub use crate::routes::customers::{MergeRequest, merge_into, undo_merge_as};
     pub use crate::routes::not_found;
+    pub use crate::views::MergeView;
 }
 pub use limits::LoginLimits;
 

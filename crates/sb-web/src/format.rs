@@ -64,6 +64,13 @@ pub fn identity_label(kind: &str) -> &str {
         "whatsapp_bsuid" => "WhatsApp user",
         "telegram_user" => "Telegram user",
         "external" | "external_id" => "External id",
+        "user_id" => "User id",
+        "anonymous_id" => "Anonymous id",
+        "loyalty_id" => "Loyalty id",
+        "device_id" => "Device",
+        "messenger_psid" => "Messenger user",
+        "instagram_igsid" => "Instagram user",
+        "api" => "API user",
         other => other,
     }
 }

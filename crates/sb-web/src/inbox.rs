@@ -237,6 +237,16 @@ pub struct AgentChoice {
 pub struct CustomerFragment {
     pub conversation_id: String,
     pub panel: CustomerPanel,
+    /// The viewer may merge customers and undo merges.
+    pub can_merge: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "partials/merge_candidates.html")]
+pub struct MergeCandidates {
+    pub conversation_id: String,
+    pub query: String,
+    pub candidates: Vec<customer::MergeCandidate>,
 }
 
 pub struct ChannelChoice {
@@ -435,6 +445,7 @@ async fn load_customer(state: &AppState, signed: &Signed, id: &str) -> WebResult
     Ok(CustomerFragment {
         conversation_id: id.to_owned(),
         panel,
+        can_merge: signed.may(Permission::ReplyConversations),
     })
 }
 
@@ -547,6 +558,88 @@ pub async fn customer_fragment(
     Path(id): Path<String>,
 ) -> WebResult<CustomerFragment> {
     load_customer(&state, &signed, &id).await
+}
+
+#[derive(Deserialize)]
+pub struct CandidateQuery {
+    #[serde(default)]
+    q: String,
+}
+
+/// Customers that could be merged into this conversation's customer, with a preview of what
+/// each merge would move (identities, messages, events, orders) or why it would be refused.
+pub async fn merge_candidates(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(id): Path<String>,
+    Query(query): Query<CandidateQuery>,
+) -> WebResult<MergeCandidates> {
+    signed.require(Permission::ReplyConversations)?;
+    let conversation = shared::load_conversation(&state, &signed.0, &id).await?;
+    let (ws, q) = (signed.ws(), query.q.trim().to_owned());
+    let candidates = if q.is_empty() {
+        Vec::new()
+    } else {
+        let q = q.clone();
+        state
+            .store
+            .db
+            .read(move |c| customer::merge_candidates(c, &ws, &conversation.customer_id, &q))
+            .await?
+    };
+    Ok(MergeCandidates {
+        conversation_id: id,
+        query: q,
+        candidates,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct MergeForm {
+    source_customer_id: String,
+}
+
+/// Merges the chosen customer into this conversation's customer (the same use case as
+/// `POST /api/v1/customers/{id}/merge`); answers with the refreshed panel.
+pub async fn merge(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<MergeForm>,
+) -> Response {
+    let htmx = is_htmx(&headers);
+    let conversation = match shared::load_conversation(&state, &signed.0, &id).await {
+        Ok(c) => c,
+        Err(e) => return WebError::from(e).with_htmx(htmx).into_response(),
+    };
+    let request = shared::MergeRequest {
+        source_customer_id: form.source_customer_id,
+    };
+    if let Err(e) = shared::merge_into(&state, &signed.0, conversation.customer_id, request).await {
+        return WebError::from(e).with_htmx(htmx).into_response();
+    }
+    panel_after(&state, &signed, &headers, &id).await
+}
+
+/// Undoes a merge shown in the panel; answers with the refreshed panel.
+pub async fn undo_merge(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Path((id, merge_id)): Path<(String, String)>,
+) -> Response {
+    if let Err(e) = shared::undo_merge_as(&state, &signed.0, merge_id).await {
+        return WebError::from(e).with_htmx(is_htmx(&headers)).into_response();
+    }
+    panel_after(&state, &signed, &headers, &id).await
+}
+
+async fn panel_after(state: &AppState, signed: &Signed, headers: &HeaderMap, id: &str) -> Response {
+    match load_customer(state, signed, id).await {
+        Ok(panel) => after_post(headers, panel, &back_to(id)),
+        Err(e) => e.with_htmx(is_htmx(headers)).into_response(),
+    }
 }
 
 fn back_to(id: &str) -> String {

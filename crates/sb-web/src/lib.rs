@@ -29,6 +29,12 @@ pub fn router() -> Router<AppState> {
         .route("/app/conversations/{id}/thread", get(inbox::thread_fragment))
         .route("/app/conversations/{id}/header", get(inbox::header_fragment))
         .route("/app/conversations/{id}/customer", get(inbox::customer_fragment))
+        .route("/app/conversations/{id}/merge-candidates", get(inbox::merge_candidates))
+        .route("/app/conversations/{id}/merge", post(inbox::merge))
+        .route(
+            "/app/conversations/{id}/merges/{merge_id}/undo",
+            post(inbox::undo_merge),
+        )
         .route("/app/conversations/{id}/reply", post(inbox::reply))
         .route("/app/conversations/{id}/measure", get(inbox::measure))
         .route("/app/conversations/{id}/templates", get(inbox::templates))

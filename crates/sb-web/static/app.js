@@ -33,22 +33,28 @@
     if (notice && e.detail.requestConfig && e.detail.requestConfig.verb !== "get") notice.textContent = "";
   });
 
-  // Never pull the conversation header out from under someone using its forms (a half-typed
-  // label, a chosen assignee): a live refresh waits until the focus leaves the header.
-  var headerStale = false;
+  // Never pull the conversation header or the customer panel out from under someone using
+  // their forms (a half-typed label, a chosen assignee, a merge search): a live refresh waits
+  // until the focus leaves that region.
+  var guarded = ["conversation-header", "customer-panel"];
+  var stale = {};
   document.addEventListener("htmx:beforeRequest", function (e) {
-    var header = document.getElementById("conversation-header");
-    if (header && e.detail.elt === header && header.contains(document.activeElement)) {
-      e.preventDefault();
-      headerStale = true;
-    }
+    guarded.forEach(function (id) {
+      var region = document.getElementById(id);
+      if (region && e.detail.elt === region && region.contains(document.activeElement)) {
+        e.preventDefault();
+        stale[id] = true;
+      }
+    });
   });
   document.addEventListener("focusout", function (e) {
-    var header = document.getElementById("conversation-header");
-    if (headerStale && header && !header.contains(e.relatedTarget)) {
-      headerStale = false;
-      htmx.trigger(header, "sse-reconnected");
-    }
+    guarded.forEach(function (id) {
+      var region = document.getElementById(id);
+      if (stale[id] && region && !region.contains(e.relatedTarget)) {
+        stale[id] = false;
+        htmx.trigger(region, "sse-reconnected");
+      }
+    });
   });
 
   document.addEventListener("change", function (e) {

@@ -254,6 +254,17 @@ async fn merge_customers(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<MergeRequest>,
 ) -> ApiResult<axum::Json<MergeView>> {
+    merge_into(&state, &principal, id, body).await.map(axum::Json)
+}
+
+/// Merges `body.source_customer_id` into customer `id` as `principal` (the JSON route and the
+/// web app's customer panel).
+pub async fn merge_into(
+    state: &AppState,
+    principal: &Principal,
+    id: String,
+    body: MergeRequest,
+) -> ApiResult<MergeView> {
     principal.require(Permission::ReplyConversations)?;
     let (ws, target, source, actor, now) = (
         principal.workspace_id().to_owned(),
@@ -292,7 +303,7 @@ async fn merge_customers(
     match outcome {
         Ok((merge, events)) => {
             state.live.publish(&events).await;
-            Ok(axum::Json(MergeView::from(&merge)))
+            Ok(MergeView::from(&merge))
         }
         Err(MergeError::NotFound) => {
             let (ws, target) = (principal.workspace_id().to_owned(), id.clone());
@@ -303,7 +314,7 @@ async fn merge_customers(
                 .await?
                 .is_some();
             let missing = if target_exists { body.source_customer_id } else { id };
-            Err(super::not_found(&state, &principal, ObjectKind::Customer, &missing, "customer_not_found").await)
+            Err(super::not_found(state, principal, ObjectKind::Customer, &missing, "customer_not_found").await)
         }
         Err(other) => Err(merge_error(other)),
     }
@@ -320,6 +331,11 @@ async fn undo_merge(
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<MergeView>> {
+    undo_merge_as(&state, &principal, id).await.map(axum::Json)
+}
+
+/// Undoes merge `id` as `principal` (the JSON route and the web app's customer panel).
+pub async fn undo_merge_as(state: &AppState, principal: &Principal, id: String) -> ApiResult<MergeView> {
     principal.require(Permission::ReplyConversations)?;
     let (ws, mid, actor, now) = (
         principal.workspace_id().to_owned(),
@@ -362,7 +378,7 @@ async fn undo_merge(
     match outcome {
         Ok((merge, events)) => {
             state.live.publish(&events).await;
-            Ok(axum::Json(MergeView::from(&merge)))
+            Ok(MergeView::from(&merge))
         }
         Err(MergeError::NotFound) => Err(ApiError::not_found(
             "merge_not_found",

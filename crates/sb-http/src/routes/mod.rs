@@ -5,7 +5,7 @@ pub(crate) mod auth;
 mod channel_accounts;
 pub(crate) mod commerce;
 pub(crate) mod conversations;
-mod customers;
+pub(crate) mod customers;
 mod events;
 mod health;
 mod jobs;

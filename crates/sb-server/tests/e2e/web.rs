@@ -1545,3 +1545,114 @@ async fn browser_website_chat_live_with_typing_both_ways() {
     b.close().await;
     s.server.shutdown().await;
 }
+
+/// The customer panel shows what customer data knows (recent events, loyalty), previews what
+/// merging another customer in would move, merges, and undoes the merge — all in place.
+#[tokio::test]
+async fn browser_customer_panel_merges_with_a_preview_and_undoes() {
+    let _one = ONE_BROWSER.lock().await;
+    let Some(b) = browser("browser_customer_panel_merges_with_a_preview_and_undoes").await else {
+        return;
+    };
+    let c = &b.client;
+    let s = TestServer::start().await;
+    let sim = demo_sim(&s, "whatsapp");
+    let (email, password) = s.demo_user("agent");
+    whatsapp_says(&s, &sim, "34600111333", "Nora", "Hi, it's Nora from the web shop").await;
+    let (conversation, customer) = only_conversation(&s).await;
+    // The same person browsed the web shop and joined the loyalty programme with her e-mail.
+    let key = s.server.demo.as_ref().expect("demo").segment["write_key"]
+        .as_str()
+        .expect("write key")
+        .to_owned();
+    let resp = s
+        .client
+        .post(format!("{}/v1/batch", s.base))
+        .json(&json!({"writeKey": key, "batch": [
+            {"type": "identify", "anonymousId": "web-nora", "messageId": "n-1", "traits": {"email": "nora@example.com"}},
+            {"type": "track", "event": "Product Added", "anonymousId": "web-nora", "messageId": "n-2",
+             "properties": {"sku": "GLV-1"}},
+        ]}))
+        .send()
+        .await
+        .expect("segment batch");
+    assert_eq!(resp.status(), StatusCode::OK);
+    s.until("/api/v1/profiles/lookup?kind=email&value=nora%40example.com", |p| {
+        p["identifiers"].as_array().is_some_and(|a| a.len() == 2)
+    })
+    .await;
+    let (status, member) = s
+        .post(
+            "/api/v1/loyalty/members",
+            &s.admin_token,
+            json!({"email": "nora@example.com", "incentive": "free gloves"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{member}");
+    let web_profile = member["customer_id"].as_str().expect("id").to_owned();
+    assert_ne!(web_profile, customer);
+
+    sign_in(c, &s, &email, &password).await;
+    c.goto(&format!("{}/app/conversations/{conversation}", s.base))
+        .await
+        .expect("open the conversation");
+    until_text(c, "#recent-events", "None yet").await;
+
+    // The preview says what would move before anything does.
+    let search = c.find(Locator::Css("#merge-q")).await.expect("merge search");
+    search.send_keys("nora@example.com").await.expect("type");
+    c.find(Locator::Css("#merge-search button"))
+        .await
+        .expect("find")
+        .click()
+        .await
+        .expect("click");
+    let preview = until_text(c, "#merge-candidates", "Merging moves here").await;
+    assert!(
+        preview.contains("3 identities") && preview.contains("2 events") && preview.contains("0 messages"),
+        "{preview}"
+    );
+    assert!(preview.contains("nora@example.com"), "{preview}");
+    let (_, still_apart) = s
+        .get(&format!("/api/v1/customers/{customer}/profile"), &s.admin_token)
+        .await;
+    assert_eq!(
+        still_apart["identifiers"].as_array().map(Vec::len),
+        Some(1),
+        "a preview changes nothing"
+    );
+
+    c.find(Locator::Css("#merge-candidates .confirm-merge"))
+        .await
+        .expect("merge button")
+        .click()
+        .await
+        .expect("merge");
+    let panel = until_text(c, "#merges", "merged in").await;
+    assert!(panel.contains("manual"), "{panel}");
+    let events = until_text(c, "#recent-events", "Product Added").await;
+    assert!(events.contains("commerce"), "{events}");
+    until_text(c, "#loyalty", "free gloves").await;
+    let ids = until_text(c, "#identities", "nora@example.com").await;
+    assert!(ids.contains("34600111333"), "{ids}");
+    save_element_screenshot(c, "#customer-panel", "customer-panel-merged.png").await;
+
+    // Undo puts each side back.
+    c.find(Locator::Css("#merges .undo-merge"))
+        .await
+        .expect("undo button")
+        .click()
+        .await
+        .expect("undo");
+    until_text(c, "#merges", "undone").await;
+    until_text(c, "#recent-events", "None yet").await;
+    let (_, apart) = s
+        .get(&format!("/api/v1/customers/{customer}/profile"), &s.admin_token)
+        .await;
+    assert_eq!(apart["identifiers"].as_array().map(Vec::len), Some(1), "{apart}");
+    let (_, web) = s
+        .get(&format!("/api/v1/customers/{web_profile}/profile"), &s.admin_token)
+        .await;
+    assert_eq!(web["loyalty"]["incentive"], "free gloves", "{web}");
+    s.server.shutdown().await;
+}
