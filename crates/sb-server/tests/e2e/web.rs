@@ -1593,6 +1593,7 @@ async fn browser_customer_panel_merges_with_a_preview_and_undoes() {
     assert_ne!(web_profile, customer);
 
     sign_in(c, &s, &email, &password).await;
+    until_text(c, "#list-title", "Conversations").await;
     c.goto(&format!("{}/app/conversations/{conversation}", s.base))
         .await
         .expect("open the conversation");
