@@ -19,6 +19,32 @@ pub struct CannedResponse {
 }
 from_row!(CannedResponse in "canned_responses" { id, workspace_id, short_code, content, created_by, created_at, updated_at });
 
+/// Longest short code accepted, in characters.
+pub const MAX_SHORT_CODE_CHARS: usize = 50;
+/// Longest content accepted, in characters.
+pub const MAX_CONTENT_CHARS: usize = 5_000;
+
+/// Checks a short code; the error says what is allowed. Lowercase ASCII so `/code` is typed
+/// the same way by everyone.
+pub fn validate_short_code(short_code: &str) -> Result<(), String> {
+    let allowed = |ch: char| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_' || ch == '-';
+    let length = short_code.chars().count();
+    if (1..=MAX_SHORT_CODE_CHARS).contains(&length) && short_code.chars().all(allowed) {
+        Ok(())
+    } else {
+        Err(format!("short_code must be 1–{MAX_SHORT_CODE_CHARS} characters of a-z, 0-9, _ and -"))
+    }
+}
+
+/// Checks a response's text; the error says what is allowed.
+pub fn validate_content(content: &str) -> Result<(), String> {
+    if content.trim().is_empty() || content.chars().count() > MAX_CONTENT_CHARS {
+        Err(format!("content must be 1–{MAX_CONTENT_CHARS} characters"))
+    } else {
+        Ok(())
+    }
+}
+
 const COLUMNS: &str = "id, workspace_id, short_code, content, created_by, created_at, updated_at";
 
 fn short_code_taken(short_code: &str) -> StoreError {
