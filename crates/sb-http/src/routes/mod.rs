@@ -2,7 +2,7 @@
 
 mod attachments;
 pub(crate) mod auth;
-pub(crate) mod canned_responses;
+pub mod canned_responses;
 mod channel_accounts;
 pub(crate) mod commerce;
 pub(crate) mod conversations;

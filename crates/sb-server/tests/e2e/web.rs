@@ -1545,3 +1545,113 @@ async fn browser_website_chat_live_with_typing_both_ways() {
     b.close().await;
     s.server.shutdown().await;
 }
+
+/// Canned responses: the agent adds one on the library page (a taken code is refused there),
+/// then in the composer, after a greeting, inserts one from the picker and one by typing its
+/// `/code` and Tab; the greeting stays, and the customer's WhatsApp receives the whole text.
+#[tokio::test]
+async fn browser_agent_inserts_canned_responses_into_the_composer() {
+    let _one = ONE_BROWSER.lock().await;
+    let Some(b) = browser("browser_agent_inserts_canned_responses_into_the_composer").await else {
+        return;
+    };
+    let c = &b.client;
+    let s = TestServer::start().await;
+    let sim = demo_sim(&s, "whatsapp");
+    let (email, password) = s.demo_user("agent");
+    let (_, seeded) = s.get("/api/v1/canned-responses?q=pickup", &s.admin_token).await;
+    let pickup = seeded["items"][0]["content"].as_str().expect("the demo's pickup text").to_owned();
+
+    sign_in(c, &s, &email, &password).await;
+    until_text(c, "#list-title", "Conversations").await;
+    c.find(Locator::Css(".top nav a[href='/app/canned-responses']"))
+        .await
+        .expect("a header link")
+        .click()
+        .await
+        .expect("open the library");
+    until_text(c, "#canned-list", "/returns").await;
+    let add = |code: &'static str, text: &'static str| async move {
+        c.find(Locator::Css("#canned-code"))
+            .await
+            .expect("code field")
+            .send_keys(code)
+            .await
+            .expect("type");
+        c.find(Locator::Css("#canned-content"))
+            .await
+            .expect("text field")
+            .send_keys(text)
+            .await
+            .expect("type");
+        c.find(Locator::Css("#canned-form button[type=submit]"))
+            .await
+            .expect("add button")
+            .click()
+            .await
+            .expect("add");
+    };
+    add("hours", "Another text for a taken code.").await;
+    until_text(c, "#canned-error", "canned_response_exists").await;
+    js(c, "document.getElementById('canned-form').reset(); return true;").await;
+    add("sizes", "Our jackets run true to size.").await;
+    until_text(c, "#canned-list", "/sizes").await;
+    let cleared = js(c, "return document.getElementById('canned-code').value;").await;
+    assert_eq!(cleared, json!(""), "the form clears after adding");
+    save_screenshot(c, "canned-responses.png").await;
+
+    whatsapp_says(&s, &sim, "34600111222", "Ana García", "Can I pick up my jacket today?").await;
+    let (conversation, _) = only_conversation(&s).await;
+    c.goto(&format!("{}/app/conversations/{conversation}", s.base))
+        .await
+        .expect("open the conversation");
+    until_text(c, "#thread", "Can I pick up my jacket today?").await;
+    until_text(c, "#canned-area", "/sizes").await;
+
+    let composer = c.find(Locator::Css("#composer-text")).await.expect("composer");
+    composer.send_keys("Hi Ana!").await.expect("type");
+    c.find(Locator::Css("#canned-picker option[value='pickup']"))
+        .await
+        .expect("the pickup option")
+        .click()
+        .await
+        .expect("choose");
+    c.find(Locator::Css("#canned-insert"))
+        .await
+        .expect("insert button")
+        .click()
+        .await
+        .expect("insert");
+    let text = js(c, "return document.getElementById('composer-text').value;").await;
+    assert_eq!(text, json!(format!("Hi Ana! {pickup}")), "inserted after what was typed");
+    let focused = js(c, "return document.activeElement.id;").await;
+    assert_eq!(focused, json!("composer-text"), "the caret is back in the composer");
+
+    let composer = c.find(Locator::Css("#composer-text")).await.expect("composer");
+    composer.send_keys(" /siz").await.expect("type");
+    until_text(c, "#canned-hint", "Tab inserts /sizes").await;
+    composer.send_keys(&Key::Tab.to_string()).await.expect("tab");
+    let expected = format!("Hi Ana! {pickup} Our jackets run true to size.");
+    let text = js(c, "return document.getElementById('composer-text').value;").await;
+    assert_eq!(text, json!(expected), "/code expands in place");
+
+    c.find(Locator::Css("#send"))
+        .await
+        .expect("send")
+        .click()
+        .await
+        .expect("click");
+    until_text(c, "#thread .msg-outbound:last-child", "Our jackets run true to size.").await;
+    for _ in 0..100 {
+        if whatsapp_sent_texts(&s, &sim).await.contains(&expected) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        whatsapp_sent_texts(&s, &sim).await.contains(&expected),
+        "the customer's WhatsApp received the text with both canned responses"
+    );
+    b.close().await;
+    s.server.shutdown().await;
+}
