@@ -30,10 +30,8 @@ pub use error::{ApiError, ApiResult};
 /// cases behind the inbox's and the stores' write routes, so that neither copies the other.
 pub mod shared {
     pub use crate::extract::same_origin;
-    pub use crate::routes::canned_responses::{
-        self as canned, CreateCannedResponse, UpdateCannedResponse,
-    };
     pub use crate::routes::auth::{session_cookie, sign_in, sign_out};
+    pub use crate::routes::canned_responses::{self as canned, CreateCannedResponse, UpdateCannedResponse};
     pub use crate::routes::commerce::orders::{
         OrderActionBody, ReceiveReturn, ReturnLineBody, order_error, order_step, take_return,
     };

@@ -32,7 +32,9 @@ pub fn validate_short_code(short_code: &str) -> Result<(), String> {
     if (1..=MAX_SHORT_CODE_CHARS).contains(&length) && short_code.chars().all(allowed) {
         Ok(())
     } else {
-        Err(format!("short_code must be 1–{MAX_SHORT_CODE_CHARS} characters of a-z, 0-9, _ and -"))
+        Err(format!(
+            "short_code must be 1–{MAX_SHORT_CODE_CHARS} characters of a-z, 0-9, _ and -"
+        ))
     }
 }
 

@@ -4,10 +4,10 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use sb_core::Permission;
+use sb_store::StoreError;
 use sb_store::audit::{self, Change};
 use sb_store::canned_responses::{self, CannedResponse, validate_content, validate_short_code};
 use sb_store::objects::ObjectKind;
-use sb_store::StoreError;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -169,8 +169,9 @@ pub async fn edit(
             let Some(before) = canned_responses::get(c, &ws, &rid)? else {
                 return Ok(None);
             };
-            let after = canned_responses::update(c, &ws, &rid, body.short_code.as_deref(), body.content.as_deref(), now)?
-                .ok_or(StoreError::NotFound("canned response"))?;
+            let after =
+                canned_responses::update(c, &ws, &rid, body.short_code.as_deref(), body.content.as_deref(), now)?
+                    .ok_or(StoreError::NotFound("canned response"))?;
             let updated_change = change("canned_response.updated", &rid, Some(&before), Some(&after));
             audit::record(c, &ws, &actor, &updated_change, now)?;
             Ok::<_, StoreError>(Some(after))
@@ -200,7 +201,13 @@ pub async fn remove(state: &AppState, principal: &Principal, id: &str) -> ApiRes
                 return Ok(false);
             };
             canned_responses::delete(c, &ws, &rid)?;
-            audit::record(c, &ws, &actor, &change("canned_response.deleted", &rid, Some(&before), None), now)?;
+            audit::record(
+                c,
+                &ws,
+                &actor,
+                &change("canned_response.deleted", &rid, Some(&before), None),
+                now,
+            )?;
             Ok::<_, StoreError>(true)
         })
         .await?;
@@ -212,7 +219,14 @@ pub async fn remove(state: &AppState, principal: &Principal, id: &str) -> ApiRes
 }
 
 async fn not_found(state: &AppState, principal: &Principal, id: &str) -> ApiError {
-    super::not_found(state, principal, ObjectKind::CannedResponse, id, "canned_response_not_found").await
+    super::not_found(
+        state,
+        principal,
+        ObjectKind::CannedResponse,
+        id,
+        "canned_response_not_found",
+    )
+    .await
 }
 
 /// The workspace's canned responses by short code, optionally filtered by a search term.

@@ -23,7 +23,11 @@ async fn agents_manage_the_workspace_library_of_canned_responses() {
 
     let (status, seeded) = s.get("/api/v1/canned-responses", &agent).await;
     assert_eq!(status, StatusCode::OK, "{seeded}");
-    assert_eq!(short_codes(&seeded), ["hours", "pickup", "returns"], "the demo seeds three");
+    assert_eq!(
+        short_codes(&seeded),
+        ["hours", "pickup", "returns"],
+        "the demo seeds three"
+    );
 
     let (status, created) = s
         .post(
@@ -34,10 +38,18 @@ async fn agents_manage_the_workspace_library_of_canned_responses() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let id = created["id"].as_str().expect("id").to_owned();
-    assert_eq!(created["created_by"].as_str().map(str::len), Some(id.len()), "the agent's user id");
+    assert_eq!(
+        created["created_by"].as_str().map(str::len),
+        Some(id.len()),
+        "the agent's user id"
+    );
 
     let (_, found) = s.get("/api/v1/canned-responses?q=FOLLOW%20your", &agent).await;
-    assert_eq!(short_codes(&found), ["order_status"], "search ignores case over the content");
+    assert_eq!(
+        short_codes(&found),
+        ["order_status"],
+        "search ignores case over the content"
+    );
     let (_, found) = s.get("/api/v1/canned-responses?q=RETURN", &agent).await;
     assert_eq!(short_codes(&found), ["returns"]);
 
@@ -55,7 +67,11 @@ async fn agents_manage_the_workspace_library_of_canned_responses() {
 
     // A taken short code, on create and on rename.
     let (status, body) = s
-        .post("/api/v1/canned-responses", &agent, json!({"short_code": "hours", "content": "again"}))
+        .post(
+            "/api/v1/canned-responses",
+            &agent,
+            json!({"short_code": "hours", "content": "again"}),
+        )
         .await;
     assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "canned_response_exists"));
     let (status, body) = s
@@ -95,7 +111,10 @@ async fn agents_manage_the_workspace_library_of_canned_responses() {
             Some(json!({"short_code": "no/slash"})),
         )
         .await;
-    assert_eq!((status, code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_canned_response"));
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_canned_response")
+    );
     let longest = s
         .post(
             "/api/v1/canned-responses",
@@ -112,13 +131,26 @@ async fn agents_manage_the_workspace_library_of_canned_responses() {
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     let (status, _) = s
-        .call(Method::DELETE, &format!("/api/v1/canned-responses/{id}"), Some(&agent), None)
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/canned-responses/{id}"),
+            Some(&agent),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, body) = s
-        .call(Method::DELETE, &format!("/api/v1/canned-responses/{id}"), Some(&agent), None)
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/canned-responses/{id}"),
+            Some(&agent),
+            None,
+        )
         .await;
-    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "canned_response_not_found"));
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::NOT_FOUND, "canned_response_not_found")
+    );
     let (_, list) = s.get("/api/v1/canned-responses", &agent).await;
     assert!(!short_codes(&list).contains(&"order_status"));
 
@@ -130,7 +162,11 @@ async fn agents_manage_the_workspace_library_of_canned_responses() {
         .filter(|e| e["object_id"].as_str() == Some(id.as_str()))
         .filter_map(|e| e["action"].as_str())
         .collect();
-    for action in ["canned_response.created", "canned_response.updated", "canned_response.deleted"] {
+    for action in [
+        "canned_response.created",
+        "canned_response.updated",
+        "canned_response.deleted",
+    ] {
         assert!(actions.contains(&action), "{action} audited: {audit}");
     }
     s.server.shutdown().await;
@@ -149,7 +185,10 @@ async fn another_workspaces_canned_response_is_not_found() {
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let b_token = s.token_for("owner@other.test", "correct horse battery").await;
     let (_, b_list) = s.get("/api/v1/canned-responses", &b_token).await;
-    assert!(short_codes(&b_list).is_empty(), "a new workspace starts with an empty library");
+    assert!(
+        short_codes(&b_list).is_empty(),
+        "a new workspace starts with an empty library"
+    );
     let (status, b_hours) = s
         .post(
             "/api/v1/canned-responses",
@@ -157,21 +196,39 @@ async fn another_workspaces_canned_response_is_not_found() {
             json!({"short_code": "hours", "content": "Other Shop opens at noon."}),
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED, "the same short code in another workspace: {b_hours}");
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "the same short code in another workspace: {b_hours}"
+    );
     let b_id = b_hours["id"].as_str().expect("id");
 
     let path = format!("/api/v1/canned-responses/{b_id}");
     let (status, body) = s
-        .call(Method::PATCH, &path, Some(&s.admin_token), Some(json!({"content": "hijacked"})))
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&s.admin_token),
+            Some(json!({"content": "hijacked"})),
+        )
         .await;
-    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "canned_response_not_found"));
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::NOT_FOUND, "canned_response_not_found")
+    );
     let (status, body) = s.call(Method::DELETE, &path, Some(&s.admin_token), None).await;
-    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "canned_response_not_found"));
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::NOT_FOUND, "canned_response_not_found")
+    );
     let (_, a_list) = s.get("/api/v1/canned-responses?q=noon", &s.admin_token).await;
     assert!(short_codes(&a_list).is_empty(), "A does not see B's responses");
 
     let (_, b_list) = s.get("/api/v1/canned-responses", &b_token).await;
-    assert_eq!(b_list["items"][0]["content"], "Other Shop opens at noon.", "B's response is untouched");
+    assert_eq!(
+        b_list["items"][0]["content"], "Other Shop opens at noon.",
+        "B's response is untouched"
+    );
     let (_, audit) = s
         .get("/api/v1/audit?action=access.cross_workspace_denied", &s.admin_token)
         .await;

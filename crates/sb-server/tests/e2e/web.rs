@@ -1560,7 +1560,10 @@ async fn browser_agent_inserts_canned_responses_into_the_composer() {
     let sim = demo_sim(&s, "whatsapp");
     let (email, password) = s.demo_user("agent");
     let (_, seeded) = s.get("/api/v1/canned-responses?q=pickup", &s.admin_token).await;
-    let pickup = seeded["items"][0]["content"].as_str().expect("the demo's pickup text").to_owned();
+    let pickup = seeded["items"][0]["content"]
+        .as_str()
+        .expect("the demo's pickup text")
+        .to_owned();
 
     sign_in(c, &s, &email, &password).await;
     until_text(c, "#list-title", "Conversations").await;
@@ -1599,6 +1602,27 @@ async fn browser_agent_inserts_canned_responses_into_the_composer() {
     let cleared = js(c, "return document.getElementById('canned-code').value;").await;
     assert_eq!(cleared, json!(""), "the form clears after adding");
     save_screenshot(c, "canned-responses.png").await;
+    c.find(Locator::Css("#canned-list button[aria-label='Delete /returns']"))
+        .await
+        .expect("the delete button of /returns")
+        .click()
+        .await
+        .expect("delete");
+    let mut listed = String::new();
+    for _ in 0..50 {
+        listed = c
+            .find(Locator::Css("#canned-list"))
+            .await
+            .expect("list")
+            .text()
+            .await
+            .unwrap_or_default();
+        if !listed.contains("/returns") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!listed.contains("/returns") && listed.contains("/sizes"), "{listed}");
 
     whatsapp_says(&s, &sim, "34600111222", "Ana García", "Can I pick up my jacket today?").await;
     let (conversation, _) = only_conversation(&s).await;
@@ -1623,7 +1647,11 @@ async fn browser_agent_inserts_canned_responses_into_the_composer() {
         .await
         .expect("insert");
     let text = js(c, "return document.getElementById('composer-text').value;").await;
-    assert_eq!(text, json!(format!("Hi Ana! {pickup}")), "inserted after what was typed");
+    assert_eq!(
+        text,
+        json!(format!("Hi Ana! {pickup}")),
+        "inserted after what was typed"
+    );
     let focused = js(c, "return document.activeElement.id;").await;
     assert_eq!(focused, json!("composer-text"), "the caret is back in the composer");
 
@@ -1635,6 +1663,7 @@ async fn browser_agent_inserts_canned_responses_into_the_composer() {
     let text = js(c, "return document.getElementById('composer-text').value;").await;
     assert_eq!(text, json!(expected), "/code expands in place");
 
+    save_element_screenshot(c, "#composer", "composer-canned.png").await;
     c.find(Locator::Css("#send"))
         .await
         .expect("send")

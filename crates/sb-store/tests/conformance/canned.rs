@@ -15,7 +15,8 @@ async fn canned_responses_are_created_searched_updated_and_deleted() {
         let (hours, pickup) = t
             .write(move |c| {
                 let hours = canned_responses::create(c, &w, "hours", "We are open Mon–Sat, 9 to 18.", Some(&by), now)?;
-                let pickup = canned_responses::create(c, &w, "pickup_store", "Pick up at the Main Street STORE.", None, now)?;
+                let pickup =
+                    canned_responses::create(c, &w, "pickup_store", "Pick up at the Main Street STORE.", None, now)?;
                 canned_responses::create(c, &w, "returns", "Returns are free within 30 days.", None, now)?;
                 Ok((hours, pickup))
             })
@@ -26,7 +27,8 @@ async fn canned_responses_are_created_searched_updated_and_deleted() {
         let w = ws.id.clone();
         let (all, by_code, by_content_any_case, underscore, none, found) = t
             .read(move |c| {
-                let codes = |v: Vec<canned_responses::CannedResponse>| v.into_iter().map(|r| r.short_code).collect::<Vec<_>>();
+                let codes =
+                    |v: Vec<canned_responses::CannedResponse>| v.into_iter().map(|r| r.short_code).collect::<Vec<_>>();
                 Ok((
                     codes(canned_responses::list(c, &w, None, 100)?),
                     codes(canned_responses::list(c, &w, Some("HOU"), 100)?),
@@ -40,8 +42,16 @@ async fn canned_responses_are_created_searched_updated_and_deleted() {
             .expect("listed");
         assert_eq!(all, ["hours", "pickup_store", "returns"], "ordered by short code");
         assert_eq!(by_code, ["hours"], "search ignores case on the short code");
-        assert_eq!(by_content_any_case, ["pickup_store"], "search ignores case on the content");
-        assert_eq!(underscore, ["pickup_store"], "an underscore in the term is literal, not a wildcard");
+        assert_eq!(
+            by_content_any_case,
+            ["pickup_store"],
+            "search ignores case on the content"
+        );
+        assert_eq!(
+            underscore,
+            ["pickup_store"],
+            "an underscore in the term is literal, not a wildcard"
+        );
         assert!(none.is_empty());
         assert_eq!(found.as_deref(), Some("Returns are free within 30 days."));
 
@@ -52,7 +62,10 @@ async fn canned_responses_are_created_searched_updated_and_deleted() {
             .expect("updated")
             .expect("exists");
         assert_eq!(updated.short_code, "opening_hours");
-        assert_eq!(updated.content, hours.content, "content kept when only the code changes");
+        assert_eq!(
+            updated.content, hours.content,
+            "content kept when only the code changes"
+        );
         assert_eq!((updated.created_at, updated.updated_at), (hours.created_at, later));
 
         let (w, id) = (ws.id.clone(), pickup.id.clone());
@@ -101,7 +114,10 @@ async fn duplicate_short_codes_are_refused_within_a_workspace_only() {
         let renamed_onto_taken = t
             .write(move |c| canned_responses::update(c, &wa, &id, Some("hours"), None, now))
             .await;
-        assert!(matches!(renamed_onto_taken, Err(StoreError::Conflict(_))), "{renamed_onto_taken:?}");
+        assert!(
+            matches!(renamed_onto_taken, Err(StoreError::Conflict(_))),
+            "{renamed_onto_taken:?}"
+        );
 
         // Workspace A cannot see, change or delete B's response.
         let (wa, b_id) = (a.id.clone(), in_b.id.clone());
