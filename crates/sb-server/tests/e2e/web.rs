@@ -1090,6 +1090,42 @@ async fn web_pages_follow_roles_origins_and_workspaces() {
     let (status, _) = get(agent.clone(), "/app/store".into()).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "agents do not run the pickup counter");
 
+    // Canned responses: for those who reply, not for store staff.
+    let (status, body) = get(staff.clone(), "/app/canned-responses".into()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (_, store_page) = get(staff.clone(), "/app/store".into()).await;
+    assert!(
+        !store_page.contains("/app/canned-responses"),
+        "no header link for store staff"
+    );
+    let (status, body) = get(agent.clone(), "/app/canned-responses".into()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("/hours") && body.contains("/returns"), "{body}");
+    // A plain form post (no htmx) adds one and comes back to the page; from another site it is refused.
+    let add_form = form(&[
+        ("short_code", "/Thanks"),
+        ("content", "Thank you for shopping with us!"),
+    ]);
+    let post_add = |origin: String| {
+        no_redirects
+            .post(format!("{}/app/canned-responses", s.base))
+            .header("cookie", agent.clone())
+            .header("origin", origin)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(add_form.clone())
+            .send()
+    };
+    let resp = post_add("https://evil.example".into()).await.expect("post");
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = post_add(s.base.clone()).await.expect("post");
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(resp.headers()["location"], "/app/canned-responses");
+    let (_, added) = s.get("/api/v1/canned-responses?q=thanks", &s.admin_token).await;
+    assert_eq!(
+        added["items"][0]["short_code"], "thanks",
+        "the code is kept without its slash, in lower case"
+    );
+
     // A form post from another site is refused and changes nothing.
     let resp = no_redirects
         .post(format!("{}/app/conversations/{conversation}/status", s.base))
