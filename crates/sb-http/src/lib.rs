@@ -31,6 +31,7 @@ pub use error::{ApiError, ApiResult};
 pub mod shared {
     pub use crate::extract::same_origin;
     pub use crate::routes::auth::{session_cookie, sign_in, sign_out};
+    pub use crate::routes::canned_responses::{self as canned, CreateCannedResponse, UpdateCannedResponse};
     pub use crate::routes::commerce::orders::{
         OrderActionBody, ReceiveReturn, ReturnLineBody, order_error, order_step, take_return,
     };

@@ -11,6 +11,24 @@ use serde::{Deserialize, Serialize};
 pub const DEMO_WORKSPACE: &str = "Demo Shop";
 pub const CREDENTIALS_FILE: &str = "demo-credentials.json";
 
+/// The demo shop's canned responses, matching its stores' pickup and return rules.
+const CANNED_RESPONSES: [(&str, &str); 3] = [
+    (
+        "hours",
+        "Our stores are open Monday to Saturday, 10:00–21:00. Online orders ship every weekday.",
+    ),
+    (
+        "pickup",
+        "Your order is ready about 30 minutes after you place it and we keep it for 5 days. \
+         Bring your order number to the counter.",
+    ),
+    (
+        "returns",
+        "You can return any item within 30 days, in any of our stores or by post. \
+         We refund to your original payment method within 5 working days.",
+    ),
+];
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DemoUser {
     pub email: String,
@@ -179,6 +197,9 @@ pub async fn ensure(store: &Store, data_dir: &Path, base_url: &str) -> Result<Op
             crate::demo_shop::seed(c, &ws.id, now)?;
             sb_store::event_sources::create(c, &ws.id, "Demo web shop", &write_key_digest, 200_000, now)?;
             crate::demo_events::seed(c, &ws.id, now)?;
+            for (short_code, content) in CANNED_RESPONSES {
+                sb_store::canned_responses::create(c, &ws.id, short_code, content, None, now)?;
+            }
             Ok::<_, StoreError>(Some((api.id, widget.id)))
         })
         .await?;

@@ -6,6 +6,7 @@
 
 pub mod attachments;
 pub mod audit;
+pub mod canned_responses;
 pub mod carts;
 pub mod catalog;
 pub mod channel_accounts;

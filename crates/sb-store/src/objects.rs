@@ -14,6 +14,7 @@ pub enum ObjectKind {
     Customer,
     Conversation,
     Message,
+    CannedResponse,
 }
 
 impl ObjectKind {
@@ -26,6 +27,7 @@ impl ObjectKind {
             ObjectKind::Customer => "customer",
             ObjectKind::Conversation => "conversation",
             ObjectKind::Message => "message",
+            ObjectKind::CannedResponse => "canned_response",
         }
     }
 }
@@ -39,6 +41,7 @@ pub fn owner_workspace(c: &mut dyn Conn, kind: ObjectKind, id: &str) -> Result<O
         ObjectKind::Customer => "SELECT workspace_id FROM customers WHERE id = :id",
         ObjectKind::Conversation => "SELECT workspace_id FROM conversations WHERE id = :id",
         ObjectKind::Message => "SELECT workspace_id FROM messages WHERE id = :id",
+        ObjectKind::CannedResponse => "SELECT workspace_id FROM canned_responses WHERE id = :id",
     };
     Ok(match c.query_opt(&Stmt::new(sql).bind("id", id))? {
         Some(r) => r.get::<Option<String>>("workspace_id")?,

@@ -5,6 +5,7 @@
 
 mod assets;
 mod auth;
+mod canned;
 mod customer;
 mod format;
 mod inbox;
@@ -51,6 +52,9 @@ pub fn router() -> Router<AppState> {
         .route("/app/orders/{id}/return", post(store::take_return))
         .route("/app/stock", get(store::stock_page))
         .route("/app/lookup", get(store::lookup_page))
+        .route("/app/canned-responses", get(canned::page).post(canned::add))
+        .route("/app/canned-responses/picker", get(canned::picker))
+        .route("/app/canned-responses/{id}/delete", post(canned::delete))
         .route("/app/{*rest}", get(web::not_found))
         .route("/shop", get(shop::only_storefront))
         .route("/shop/{website_token}", get(shop::storefront))

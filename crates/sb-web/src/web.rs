@@ -63,6 +63,7 @@ impl Signed {
             store: self.may(Permission::ManageOrders),
             stock: self.may(Permission::ReadInventory),
             lookup: self.may(Permission::ReadCustomers) && self.may(Permission::ReadOrders),
+            canned: self.may(Permission::ReplyConversations),
             live: self.may(Permission::ReadConversations),
         }
     }
@@ -72,12 +73,14 @@ impl Signed {
 pub struct Chrome {
     pub user_name: String,
     pub role: String,
-    /// `inbox`, `store`, `stock`, `lookup`: the section the page belongs to.
+    /// `inbox`, `store`, `stock`, `lookup`, `canned`: the section the page belongs to.
     pub section: &'static str,
     pub inbox: bool,
     pub store: bool,
     pub stock: bool,
     pub lookup: bool,
+    /// The workspace's canned responses (everyone who replies manages them).
+    pub canned: bool,
     /// The page subscribes to the agent's event stream (only roles that may read conversations).
     pub live: bool,
 }

@@ -75,6 +75,77 @@
     }
   });
 
+  // Canned responses: "/code" before the caret (at the start or after a space) and then Tab or
+  // Enter, or the picker's Insert button, put the response's text at the caret. The texts
+  // come from the picker's options; what was typed around the caret stays.
+  function cannedOptions() {
+    var picker = document.getElementById("canned-picker");
+    if (!picker) return [];
+    return Array.prototype.filter.call(picker.options, function (o) { return o.value; });
+  }
+  function insertAtCaret(text, content, from, to) {
+    var before = text.value.slice(0, from);
+    text.setRangeText(before && !/\s$/.test(before) ? " " + content : content, from, to, "end");
+    text.focus();
+    // Measures the new text and tells the customer we are typing, as typing would.
+    text.dispatchEvent(new Event("input", { bubbles: true }));
+  }
+  function slashCommand(text) {
+    if (text.selectionStart !== text.selectionEnd) return null;
+    var typed = /(^|\s)\/([a-z0-9_-]*)$/.exec(text.value.slice(0, text.selectionStart));
+    if (!typed) return null;
+    var code = typed[2];
+    var matches = cannedOptions().filter(function (o) { return o.value.indexOf(code) === 0; });
+    if (!matches.length) return null;
+    var exact = matches.filter(function (o) { return o.value === code; })[0];
+    return { option: exact || matches[0], count: matches.length, from: text.selectionStart - code.length - 1 };
+  }
+  function showCannedHint(text) {
+    var hint = document.getElementById("canned-hint");
+    if (!hint) return;
+    var found = slashCommand(text);
+    hint.textContent = !found ? "" : "Tab inserts /" + found.option.value +
+      (found.count > 1 ? " (" + found.count + " codes match, type more to choose)" : "");
+  }
+  document.addEventListener("input", function (e) {
+    if (e.target.id === "composer-text") showCannedHint(e.target);
+  });
+  document.addEventListener("keydown", function (e) {
+    if (e.target.id !== "composer-text" || (e.key !== "Tab" && e.key !== "Enter")) return;
+    if (e.ctrlKey || e.metaKey || e.altKey || e.shiftKey) return;
+    var found = slashCommand(e.target);
+    // Without a matching code, Tab moves on and Enter starts a new line as usual.
+    if (!found) return;
+    e.preventDefault();
+    insertAtCaret(e.target, found.option.dataset.content, found.from, e.target.selectionStart);
+  });
+  document.addEventListener("click", function (e) {
+    if (!e.target.closest || !e.target.closest("#canned-insert")) return;
+    var picker = document.getElementById("canned-picker");
+    var text = document.getElementById("composer-text");
+    var option = picker && picker.selectedOptions[0];
+    if (!text || !option || !option.value) {
+      if (picker) picker.focus();
+      return;
+    }
+    insertAtCaret(text, option.dataset.content, text.selectionStart, text.selectionEnd);
+    picker.value = "";
+  });
+  document.addEventListener("composer-sent", function () {
+    var hint = document.getElementById("canned-hint");
+    if (hint) hint.textContent = "";
+  });
+  // The add form clears only after the response was added (an error is retargeted above it).
+  document.addEventListener("htmx:afterRequest", function (e) {
+    var form = e.detail.elt;
+    if (!form || form.id !== "canned-form" || !e.detail.successful) return;
+    if (e.detail.xhr && e.detail.xhr.getResponseHeader("HX-Retarget")) return;
+    form.reset();
+    var error = document.getElementById("canned-error");
+    if (error) error.textContent = "";
+    document.getElementById("canned-code").focus();
+  });
+
   // After a successful send (the server triggers this), clear the text but keep the focus.
   document.addEventListener("composer-sent", function () {
     var text = document.getElementById("composer-text");

@@ -2,6 +2,7 @@
 
 mod attachments;
 pub(crate) mod auth;
+pub mod canned_responses;
 mod channel_accounts;
 pub(crate) mod commerce;
 pub(crate) mod conversations;
@@ -33,6 +34,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(auth::router())
         .merge(users::router())
         .merge(tokens::router())
+        .merge(canned_responses::router())
         .merge(jobs::router())
         .merge(system::router())
         .merge(channel_accounts::router())

@@ -3,6 +3,7 @@
 
 mod api;
 mod binary;
+mod canned;
 mod cdp;
 mod commerce;
 mod email;

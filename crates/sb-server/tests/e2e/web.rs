@@ -1090,6 +1090,42 @@ async fn web_pages_follow_roles_origins_and_workspaces() {
     let (status, _) = get(agent.clone(), "/app/store".into()).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "agents do not run the pickup counter");
 
+    // Canned responses: for those who reply, not for store staff.
+    let (status, body) = get(staff.clone(), "/app/canned-responses".into()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (_, store_page) = get(staff.clone(), "/app/store".into()).await;
+    assert!(
+        !store_page.contains("/app/canned-responses"),
+        "no header link for store staff"
+    );
+    let (status, body) = get(agent.clone(), "/app/canned-responses".into()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("/hours") && body.contains("/returns"), "{body}");
+    // A plain form post (no htmx) adds one and comes back to the page; from another site it is refused.
+    let add_form = form(&[
+        ("short_code", "/Thanks"),
+        ("content", "Thank you for shopping with us!"),
+    ]);
+    let post_add = |origin: String| {
+        no_redirects
+            .post(format!("{}/app/canned-responses", s.base))
+            .header("cookie", agent.clone())
+            .header("origin", origin)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(add_form.clone())
+            .send()
+    };
+    let resp = post_add("https://evil.example".into()).await.expect("post");
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = post_add(s.base.clone()).await.expect("post");
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(resp.headers()["location"], "/app/canned-responses");
+    let (_, added) = s.get("/api/v1/canned-responses?q=thanks", &s.admin_token).await;
+    assert_eq!(
+        added["items"][0]["short_code"], "thanks",
+        "the code is kept without its slash, in lower case"
+    );
+
     // A form post from another site is refused and changes nothing.
     let resp = no_redirects
         .post(format!("{}/app/conversations/{conversation}/status", s.base))
@@ -1542,6 +1578,145 @@ async fn browser_website_chat_live_with_typing_both_ways() {
     }
     assert_eq!(first["template"]["name"], "handoff_follow_up", "{first}");
     socket.close().await;
+    b.close().await;
+    s.server.shutdown().await;
+}
+
+/// Canned responses: the agent adds one on the library page (a taken code is refused there),
+/// then in the composer, after a greeting, inserts one from the picker and one by typing its
+/// `/code` and Tab; the greeting stays, and the customer's WhatsApp receives the whole text.
+#[tokio::test]
+async fn browser_agent_inserts_canned_responses_into_the_composer() {
+    let _one = ONE_BROWSER.lock().await;
+    let Some(b) = browser("browser_agent_inserts_canned_responses_into_the_composer").await else {
+        return;
+    };
+    let c = &b.client;
+    let s = TestServer::start().await;
+    let sim = demo_sim(&s, "whatsapp");
+    let (email, password) = s.demo_user("agent");
+    let (_, seeded) = s.get("/api/v1/canned-responses?q=pickup", &s.admin_token).await;
+    let pickup = seeded["items"][0]["content"]
+        .as_str()
+        .expect("the demo's pickup text")
+        .to_owned();
+
+    sign_in(c, &s, &email, &password).await;
+    until_text(c, "#list-title", "Conversations").await;
+    c.find(Locator::Css(".top nav a[href='/app/canned-responses']"))
+        .await
+        .expect("a header link")
+        .click()
+        .await
+        .expect("open the library");
+    until_text(c, "#canned-list", "/returns").await;
+    let add = |code: &'static str, text: &'static str| async move {
+        c.find(Locator::Css("#canned-code"))
+            .await
+            .expect("code field")
+            .send_keys(code)
+            .await
+            .expect("type");
+        c.find(Locator::Css("#canned-content"))
+            .await
+            .expect("text field")
+            .send_keys(text)
+            .await
+            .expect("type");
+        c.find(Locator::Css("#canned-form button[type=submit]"))
+            .await
+            .expect("add button")
+            .click()
+            .await
+            .expect("add");
+    };
+    add("hours", "Another text for a taken code.").await;
+    until_text(c, "#canned-error", "canned_response_exists").await;
+    js(c, "document.getElementById('canned-form').reset(); return true;").await;
+    add("sizes", "Our jackets run true to size.").await;
+    until_text(c, "#canned-list", "/sizes").await;
+    let cleared = js(c, "return document.getElementById('canned-code').value;").await;
+    assert_eq!(cleared, json!(""), "the form clears after adding");
+    save_screenshot(c, "canned-responses.png").await;
+    c.find(Locator::Css("#canned-list button[aria-label='Delete /returns']"))
+        .await
+        .expect("the delete button of /returns")
+        .click()
+        .await
+        .expect("delete");
+    let mut listed = String::new();
+    for _ in 0..50 {
+        listed = c
+            .find(Locator::Css("#canned-list"))
+            .await
+            .expect("list")
+            .text()
+            .await
+            .unwrap_or_default();
+        if !listed.contains("/returns") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!listed.contains("/returns") && listed.contains("/sizes"), "{listed}");
+
+    whatsapp_says(&s, &sim, "34600111222", "Ana García", "Can I pick up my jacket today?").await;
+    let (conversation, _) = only_conversation(&s).await;
+    c.goto(&format!("{}/app/conversations/{conversation}", s.base))
+        .await
+        .expect("open the conversation");
+    until_text(c, "#thread", "Can I pick up my jacket today?").await;
+    until_text(c, "#canned-area", "/sizes").await;
+
+    let composer = c.find(Locator::Css("#composer-text")).await.expect("composer");
+    composer.send_keys("Hi Ana!").await.expect("type");
+    c.find(Locator::Css("#canned-picker option[value='pickup']"))
+        .await
+        .expect("the pickup option")
+        .click()
+        .await
+        .expect("choose");
+    c.find(Locator::Css("#canned-insert"))
+        .await
+        .expect("insert button")
+        .click()
+        .await
+        .expect("insert");
+    let text = js(c, "return document.getElementById('composer-text').value;").await;
+    assert_eq!(
+        text,
+        json!(format!("Hi Ana! {pickup}")),
+        "inserted after what was typed"
+    );
+    let focused = js(c, "return document.activeElement.id;").await;
+    assert_eq!(focused, json!("composer-text"), "the caret is back in the composer");
+
+    let composer = c.find(Locator::Css("#composer-text")).await.expect("composer");
+    composer.send_keys(" /siz").await.expect("type");
+    until_text(c, "#canned-hint", "Tab inserts /sizes").await;
+    composer.send_keys(&Key::Tab.to_string()).await.expect("tab");
+    let expected = format!("Hi Ana! {pickup} Our jackets run true to size.");
+    let text = js(c, "return document.getElementById('composer-text').value;").await;
+    assert_eq!(text, json!(expected), "/code expands in place");
+
+    save_element_screenshot(c, "#composer", "composer-canned.png").await;
+    c.find(Locator::Css("#send"))
+        .await
+        .expect("send")
+        .click()
+        .await
+        .expect("click");
+    until_text(c, "#thread .msg-outbound:last-child", "Our jackets run true to size.").await;
+    for _ in 0..100 {
+        if whatsapp_sent_texts(&s, &sim).await.contains(&expected) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        whatsapp_sent_texts(&s, &sim).await.contains(&expected),
+        "the customer's WhatsApp received the text with both canned responses"
+    );
     b.close().await;
     s.server.shutdown().await;
 }

@@ -10,6 +10,7 @@ mod harness;
 
 mod access;
 mod audit;
+mod canned;
 mod inbox;
 mod inventory;
 mod jobs;
