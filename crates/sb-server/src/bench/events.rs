@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use super::ingest::{demo_server, fail, histogram, rss_mb};
+use super::ingest::{RssSampler, demo_server, fail, histogram, rss_mb, until_drained};
 use crate::config::{Config, ConfigError};
 
 /// perf-limits.md §2 (c'): SQLite group commit with index keys arriving in order, rows/s.
@@ -166,21 +166,7 @@ async fn run(
     let idle_rss_mb = rss_mb(pid);
     let next = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
-    let peak = Arc::new(std::sync::Mutex::new(idle_rss_mb));
-    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let sampler = {
-        let (peak, sampling) = (peak.clone(), sampling.clone());
-        tokio::spawn(async move {
-            while sampling.load(Ordering::Relaxed) {
-                let now = rss_mb(pid);
-                {
-                    let mut p = peak.lock().expect("lock");
-                    *p = p.max(now);
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-    };
+    let sampler = RssSampler::start(pid, idle_rss_mb);
     let url = format!("{base}/v1/batch");
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -224,27 +210,11 @@ async fn run(
     let seconds = started.elapsed().as_secs_f64();
     let stored = batches.len() as usize * args.batch;
     // Wait (bounded) for the processor to empty the queue.
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let stats: serde_json::Value = client
-            .get(format!("{base}/api/v1/event-batches/stats"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .map_err(fail)?
-            .json()
-            .await
-            .map_err(fail)?;
-        if stats["queued"].as_i64() == Some(0) || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let stats = format!("{base}/api/v1/event-batches/stats");
+    until_drained(&client, &stats, &token, "queued", Duration::from_secs(600)).await?;
     let processed_seconds = started.elapsed().as_secs_f64();
-    sampling.store(false, Ordering::Relaxed);
-    let _ = sampler.await;
+    let peak_rss_mb = sampler.stop().await;
     let stored_events_per_sec = stored as f64 / seconds;
-    let peak_rss_mb = *peak.lock().expect("lock");
     Ok(EventsFigures {
         events: stored,
         batch: args.batch,

@@ -103,6 +103,65 @@ impl Drop for ServerProcess {
     }
 }
 
+/// Samples a process's resident memory every 100 ms and keeps the peak.
+pub(crate) struct RssSampler {
+    peak: Arc<Mutex<f64>>,
+    sampling: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RssSampler {
+    pub(crate) fn start(pid: u32, floor: f64) -> Self {
+        let peak = Arc::new(Mutex::new(floor));
+        let sampling = Arc::new(AtomicBool::new(true));
+        let (p, on) = (peak.clone(), sampling.clone());
+        let task = tokio::spawn(async move {
+            while on.load(Ordering::Relaxed) {
+                let now = rss_mb(pid);
+                {
+                    let mut max = p.lock().expect("lock");
+                    *max = max.max(now);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        RssSampler { peak, sampling, task }
+    }
+
+    /// Stops sampling; the peak in MB.
+    pub(crate) async fn stop(self) -> f64 {
+        self.sampling.store(false, Ordering::Relaxed);
+        let _ = self.task.await;
+        *self.peak.lock().expect("lock")
+    }
+}
+
+/// Polls `GET {url}` (bounded by `limit`) until its JSON `field` is 0: the server's queue is drained.
+pub(crate) async fn until_drained(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    field: &str,
+    limit: Duration,
+) -> Result<(), ConfigError> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let body: serde_json::Value = client
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(fail)?
+            .json()
+            .await
+            .map_err(fail)?;
+        if body[field].as_i64() == Some(0) || Instant::now() > deadline {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid histogram bounds")
 }
@@ -334,21 +393,7 @@ async fn run(
     let per_request: u64 = if whatsapp { 2 } else { 1 };
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_rss_mb = rss_mb(pid);
-    let peak = Arc::new(Mutex::new(idle_rss_mb));
-    let sampling = Arc::new(AtomicBool::new(true));
-    let sampler = {
-        let (peak, sampling) = (peak.clone(), sampling.clone());
-        tokio::spawn(async move {
-            while sampling.load(Ordering::Relaxed) {
-                let now = rss_mb(pid);
-                {
-                    let mut p = peak.lock().expect("lock");
-                    *p = p.max(now);
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-    };
+    let sampler = RssSampler::start(pid, idle_rss_mb);
 
     // Phase 1: acknowledged throughput.
     let next = Arc::new(AtomicU64::new(0));
@@ -390,22 +435,8 @@ async fn run(
     let processing_started = Instant::now();
 
     // Let processing of phase 1 finish before measuring push latency.
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let body: serde_json::Value = client
-            .get(format!("{base}/api/v1/inbound-requests/stats"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .map_err(fail)?
-            .json()
-            .await
-            .map_err(fail)?;
-        if body["unprocessed"].as_i64() == Some(0) || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let stats = format!("{base}/api/v1/inbound-requests/stats");
+    until_drained(&client, &stats, &token, "unprocessed", Duration::from_secs(300)).await?;
 
     let processed_per_sec = (total * per_request) as f64 / (seconds + processing_started.elapsed().as_secs_f64());
 
@@ -451,10 +482,8 @@ async fn run(
     for s in streams {
         s.abort();
     }
-    sampling.store(false, Ordering::Relaxed);
-    let _ = sampler.await;
+    let peak_rss_mb = sampler.stop().await;
     let push = latencies.lock().expect("lock").clone();
-    let peak_rss_mb = *peak.lock().expect("lock");
     Ok(IngestFigures {
         channel: args.channel.clone(),
         messages: (total * per_request) as usize,
