@@ -109,8 +109,8 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
     let engine = Engine::new(store.clone(), time.clone(), EngineConfig::default());
     let channels = sb_inbox::Channels::new(sb_channels::registry());
     maintenance::register(&engine);
-    sb_commerce::sweeper::register(&engine);
     let live = sb_inbox::live::Live::new(bus);
+    sb_commerce::sweeper::register(&engine, &live);
     sb_inbox::register(&engine, &channels, &live, &base_url);
     engine.start();
     let intake = sb_inbox::Intake::default();

@@ -537,7 +537,8 @@ pub fn resolve(c: &mut dyn Conn, ws: &str, id: &str, to: Resolution, actor: &str
 
 /// Expires up to `limit` holds whose time has passed (any workspace); returns how many.
 /// Until swept, an expired hold still blocks its stock: the safe direction.
-pub fn expire_due(c: &mut dyn Conn, now: i64, limit: i64) -> Result<usize> {
+/// Expires holds past their time; returns them with their workspace.
+pub fn expire_due(c: &mut dyn Conn, now: i64, limit: i64) -> Result<Vec<(String, Reservation)>> {
     let due = c.query(
         &Stmt::new(
             "SELECT workspace_id, id FROM reservations WHERE status = 'active' AND expires_at <= :now
@@ -546,11 +547,11 @@ pub fn expire_due(c: &mut dyn Conn, now: i64, limit: i64) -> Result<usize> {
         .bind("now", now)
         .bind("limit", limit),
     )?;
-    let mut expired = 0;
+    let mut expired = Vec::new();
     for row in due {
         let (ws, id): (String, String) = (row.get("workspace_id")?, row.get("id")?);
         match resolve(c, &ws, &id, Resolution::Expired, "system:sweeper", now) {
-            Ok(_) => expired += 1,
+            Ok(hold) => expired.push((ws, hold)),
             Err(InventoryError::AlreadyResolved(_)) => {}
             Err(e) => return Err(e),
         }

@@ -848,6 +848,7 @@ async fn checkout_holds_stock_until_the_order_or_until_they_expire() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(left().await, 0);
+    let mut stream = EventStream::open(&s, None).await;
     clock.advance(61_000);
     let mut now_left = 0;
     for _ in 0..300 {
@@ -859,6 +860,25 @@ async fn checkout_holds_stock_until_the_order_or_until_they_expire() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(now_left, 1, "the expired hold was swept");
+    // Staff screens following availability see the unit come back.
+    let pushed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let (_, kind, event) = stream.next().await;
+            if kind == "inventory.availability_changed" && event["data"]["sku"] == "JKT-BLU-L" {
+                return event;
+            }
+        }
+    })
+    .await
+    .expect("the sweep's availability change is pushed");
+    assert_eq!(
+        (
+            pushed["data"]["location_id"].as_str(),
+            pushed["data"]["available"].as_i64()
+        ),
+        (Some(madrid.as_str()), Some(1)),
+        "{pushed}"
+    );
     let (_, checked) = s.get("/api/v1/inventory/check", &s.admin_token).await;
     assert_eq!(checked["problems"], json!([]));
 }
