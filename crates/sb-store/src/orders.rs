@@ -23,6 +23,9 @@ pub enum OrderError {
     /// The order is not in a state that allows this.
     #[error("{0}")]
     State(String),
+    /// The location has taken as many orders today (in its time zone) as it can handle.
+    #[error("{0} has taken all the orders it can handle today")]
+    AtCapacity(String),
     #[error(transparent)]
     Inventory(#[from] InventoryError),
 }
@@ -216,12 +219,16 @@ fn route(
     ws: &str,
     demand: &BTreeMap<String, i64>,
     ship_to: Option<(f64, f64)>,
+    now: i64,
 ) -> Result<Option<String>> {
     let mut candidates = Vec::new();
     for location in catalog::locations(c, ws)?
         .into_iter()
         .filter(|l| l.active && l.can_ship)
     {
+        if at_capacity(c, ws, &location, now)? {
+            continue;
+        }
         let mut spare = 0;
         let mut covers = true;
         for (item, wanted) in demand {
@@ -240,6 +247,38 @@ fn route(
     }
     candidates.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then_with(|| a.2.cmp(&b.2)));
     Ok(candidates.into_iter().next().map(|(_, _, _, id)| id))
+}
+
+/// Midnight of `now`'s day in the location's time zone (UTC when the zone is unknown).
+fn local_day_start(timezone: &str, now: i64) -> i64 {
+    let utc_midnight = now - now.rem_euclid(86_400_000);
+    let Ok(ts) = jiff::Timestamp::from_millisecond(now) else {
+        return utc_midnight;
+    };
+    let zone = jiff::tz::TimeZone::get(timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+    ts.to_zoned(zone)
+        .start_of_day()
+        .map_or(utc_midnight, |z| z.timestamp().as_millisecond())
+}
+
+/// Whether the location has taken its daily capacity of orders today (its own calendar day).
+/// A soft limit: on PostgreSQL two concurrent orders may both see the last free slot.
+fn at_capacity(c: &mut dyn Conn, ws: &str, location: &catalog::Location, now: i64) -> Result<bool> {
+    let Some(capacity) = location.daily_capacity else {
+        return Ok(false);
+    };
+    let taken: i64 = c
+        .query_one(
+            &Stmt::new(
+                "SELECT COUNT(*) AS n FROM orders
+                 WHERE workspace_id = :ws AND location_id = :location AND placed_at >= :since AND status <> 'canceled'",
+            )
+            .bind("ws", ws)
+            .bind("location", &location.id)
+            .bind("since", local_day_start(&location.timezone, now)),
+        )?
+        .get("n")?;
+    Ok(taken >= capacity)
 }
 
 /// A cart that can be ordered: its customer, lines and the units of each item they take.
@@ -279,8 +318,9 @@ fn choose_location(
     ws: &str,
     req: &Checkout<'_>,
     demand: &BTreeMap<String, i64>,
+    now: i64,
 ) -> Result<catalog::Location> {
-    Ok(match (req.fulfillment, req.location_id) {
+    let chosen = match (req.fulfillment, req.location_id) {
         ("pickup", Some(id)) => {
             let l = catalog::location(c, ws, id)?.ok_or(OrderError::NotFound("location"))?;
             if !l.can_pickup || !l.active {
@@ -297,7 +337,7 @@ fn choose_location(
             l
         }
         ("ship", None) => {
-            let Some(id) = route(c, ws, demand, req.ship_to)? else {
+            let Some(id) = route(c, ws, demand, req.ship_to, now)? else {
                 let (item, wanted) = demand.iter().next().map(|(i, w)| (i.clone(), *w)).unwrap_or_default();
                 return Err(OrderError::Inventory(InventoryError::Insufficient {
                     item,
@@ -308,7 +348,12 @@ fn choose_location(
             catalog::location(c, ws, &id)?.ok_or(OrderError::NotFound("location"))?
         }
         _ => return Err(OrderError::Invalid("fulfillment must be `ship` or `pickup`".into())),
-    })
+    };
+    // Routing already passed over full locations; one the shopper chose must be asked.
+    if req.location_id.is_some() && at_capacity(c, ws, &chosen, now)? {
+        return Err(OrderError::AtCapacity(chosen.name));
+    }
+    Ok(chosen)
 }
 
 /// The cart's active checkout holds; ones past their time are expired here (their stock is
@@ -372,7 +417,7 @@ pub fn start_checkout(
         return Ok(held);
     }
     release(c, ws, &held, req.actor, now)?;
-    let location = choose_location(c, ws, req, &demand)?;
+    let location = choose_location(c, ws, req, &demand, now)?;
     let mut holds = Vec::with_capacity(demand.len());
     for (item, quantity) in &demand {
         let key = format!("checkout:{}:{item}:{now}", cart.id);
@@ -427,7 +472,7 @@ pub fn checkout(c: &mut dyn Conn, req: &Checkout<'_>, now: i64) -> Result<Order>
         Some(location) => (location, true),
         None => {
             release(c, ws, &held, req.actor, now)?;
-            (choose_location(c, ws, req, &demand)?, false)
+            (choose_location(c, ws, req, &demand, now)?, false)
         }
     };
     let id = sb_core::new_id();

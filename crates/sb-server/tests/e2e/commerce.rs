@@ -882,3 +882,72 @@ async fn checkout_holds_stock_until_the_order_or_until_they_expire() {
     let (_, checked) = s.get("/api/v1/inventory/check", &s.admin_token).await;
     assert_eq!(checked["problems"], json!([]));
 }
+
+/// A location's daily capacity: once it has taken that many orders today (its own calendar
+/// day), a shopper choosing it is told so and routing sends shipments elsewhere.
+#[tokio::test]
+async fn a_location_at_its_daily_capacity_takes_no_more_orders_today() {
+    let s = TestServer::start().await;
+    let r = crate::harness::Receiver::start().await;
+    let ana = customer_with_a_channel(&s, &r).await;
+    let (status, body) = s
+        .post(
+            "/api/v1/locations",
+            &s.admin_token,
+            json!({"code": "CAP-1", "kind": "store", "name": "Small shop", "address": "Gran Vía 1",
+                   "lat": 40.4168, "lng": -3.7038, "timezone": "Europe/Madrid",
+                   "can_pickup": true, "daily_capacity": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let small = body["id"].as_str().expect("id").to_owned();
+    let (status, body) = change(
+        &s,
+        "cap-stock",
+        json!([{"sku": "GLV-1", "location_id": small, "movement": {"kind": "receive", "quantity": 50}}]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let order = |cart: String, key: &'static str, body: Value| {
+        let s = &s;
+        async move {
+            let mut request = body;
+            request["cart_id"] = json!(cart);
+            request["idempotency_key"] = json!(key);
+            s.post("/api/v1/orders", &s.admin_token, request).await
+        }
+    };
+    let pickup = json!({"fulfillment": "pickup", "location_id": small});
+    let cart = cart_with(&s, &ana, &[("GLV-1", 1)]).await;
+    let (status, first) = order(cart, "cap-1", pickup.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let cart = cart_with(&s, &ana, &[("GLV-1", 1)]).await;
+    let (status, refused) = order(cart.clone(), "cap-2", pickup).await;
+    assert_eq!(
+        (status, code(&refused)),
+        (StatusCode::CONFLICT, "location_at_capacity"),
+        "{refused}"
+    );
+    // The nearest location to this address is the full one: routing ships from another.
+    let (status, shipped) = order(
+        cart,
+        "cap-3",
+        json!({"fulfillment": "ship", "ship_to": {"lat": 40.4168, "lng": -3.7038}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{shipped}");
+    assert_ne!(shipped["order"]["location_id"], small.as_str());
+    // A cancelled order gives its slot back.
+    let first_id = first["order"]["id"].as_str().expect("id");
+    let (status, body) = s
+        .post(
+            &format!("/api/v1/orders/{first_id}/cancel"),
+            &s.admin_token,
+            json!({"reason": "changed her mind"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let cart = cart_with(&s, &ana, &[("GLV-1", 1)]).await;
+    let (status, again) = order(cart, "cap-4", json!({"fulfillment": "pickup", "location_id": small})).await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+}

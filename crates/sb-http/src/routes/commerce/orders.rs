@@ -21,6 +21,7 @@ pub fn order_error(e: sb_store::orders::OrderError) -> ApiError {
         OrderError::NotFound(what) => ApiError::not_found("not_found", format!("{what} not found")),
         OrderError::Invalid(m) => ApiError::unprocessable("invalid_order", m),
         OrderError::State(m) => ApiError::new(StatusCode::CONFLICT, "order_state", m),
+        e @ OrderError::AtCapacity(_) => ApiError::new(StatusCode::CONFLICT, "location_at_capacity", e.to_string()),
         OrderError::Inventory(e) => inventory_error(e),
     }
 }
