@@ -1,11 +1,11 @@
 //! Consent per customer, channel and purpose: the current state and every change.
 
 use sb_sql::{Conn, Stmt, from_row};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Result;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Consent {
     pub channel: String,
     /// `marketing`, …

@@ -86,8 +86,6 @@ pub struct Outcome {
     pub merges: usize,
     /// Identifier values refused (blocked or invalid), as `kind: reason`.
     pub refused_identifiers: Vec<String>,
-    /// Customers whose timelines changed.
-    pub customers: Vec<String>,
 }
 
 /// Processes a queued batch inside the caller's transaction and takes it off the queue.
@@ -117,8 +115,6 @@ pub fn process_batch(c: &mut dyn Conn, batch: &QueuedBatch) -> Result<Option<Out
             erasures,
         )?;
     }
-    outcome.customers.sort();
-    outcome.customers.dedup();
     Ok(Some(outcome))
 }
 
@@ -177,34 +173,7 @@ fn apply_with(
         outcome.merges += r.merges.len();
         Some(r.customer_id)
     };
-    let json = |m: &serde_json::Map<String, serde_json::Value>| serde_json::Value::Object(m.clone()).to_string();
-    c.execute(
-        &Stmt::new(
-            "INSERT INTO events (id, workspace_id, source_id, message_id, type, name, category, customer_id, user_id,
-                                 anonymous_id, ts, original_ts, sent_at, received_at, properties_json, traits_json,
-                                 context_json, integrations_json)
-             VALUES (:id, :ws, :source, :mid, :type, :name, :category, :customer, :user, :anon, :ts, :original, :sent,
-                     :received, :properties, :traits, :context, :integrations)",
-        )
-        .bind("id", &event_id)
-        .bind("ws", ws)
-        .bind("source", source_id)
-        .bind("mid", &event.message_id)
-        .bind("type", &event.kind)
-        .bind("name", event.name.as_deref())
-        .bind("category", event.category())
-        .bind("customer", customer.as_deref())
-        .bind("user", event.user_id.as_deref())
-        .bind("anon", event.anonymous_id.as_deref())
-        .bind("ts", event.ts)
-        .bind("original", event.original_ts)
-        .bind("sent", event.sent_at)
-        .bind("received", event.received_at)
-        .bind("properties", json(&event.properties))
-        .bind("traits", json(&event.traits))
-        .bind("context", json(&event.context))
-        .bind("integrations", json(&event.integrations)),
-    )?;
+    insert(c, ws, &event_id, source_id, event, customer.as_deref())?;
     outcome.stored += 1;
     if let Some(customer) = customer {
         let traits = if event.kind == "identify" {
@@ -219,8 +188,46 @@ fn apply_with(
             let source = format!("segment:{}", source_id.unwrap_or("api"));
             profiles::set_traits(c, ws, &customer, &traits, &source, Some(&event_id), event.ts)?;
         }
-        outcome.customers.push(customer);
     }
+    Ok(())
+}
+
+fn insert(
+    c: &mut dyn Conn,
+    ws: &str,
+    id: &str,
+    source_id: Option<&str>,
+    event: &TrackedEvent,
+    customer: Option<&str>,
+) -> Result<()> {
+    let json = |m: &serde_json::Map<String, serde_json::Value>| serde_json::Value::Object(m.clone()).to_string();
+    c.execute(
+        &Stmt::new(
+            "INSERT INTO events (id, workspace_id, source_id, message_id, type, name, category, customer_id, user_id,
+                                 anonymous_id, ts, original_ts, sent_at, received_at, properties_json, traits_json,
+                                 context_json, integrations_json)
+             VALUES (:id, :ws, :source, :mid, :type, :name, :category, :customer, :user, :anon, :ts, :original, :sent,
+                     :received, :properties, :traits, :context, :integrations)",
+        )
+        .bind("id", id)
+        .bind("ws", ws)
+        .bind("source", source_id)
+        .bind("mid", &event.message_id)
+        .bind("type", &event.kind)
+        .bind("name", event.name.as_deref())
+        .bind("category", event.category())
+        .bind("customer", customer)
+        .bind("user", event.user_id.as_deref())
+        .bind("anon", event.anonymous_id.as_deref())
+        .bind("ts", event.ts)
+        .bind("original", event.original_ts)
+        .bind("sent", event.sent_at)
+        .bind("received", event.received_at)
+        .bind("properties", json(&event.properties))
+        .bind("traits", json(&event.traits))
+        .bind("context", json(&event.context))
+        .bind("integrations", json(&event.integrations)),
+    )?;
     Ok(())
 }
 
@@ -236,24 +243,24 @@ pub fn record_commerce(
     at: i64,
 ) -> Result<()> {
     let id = sb_core::new_id();
-    c.execute(
-        &Stmt::new(
-            "INSERT INTO events (id, workspace_id, source_id, message_id, type, name, category, customer_id, user_id,
-                                 anonymous_id, ts, original_ts, sent_at, received_at, properties_json, traits_json,
-                                 context_json, integrations_json)
-             VALUES (:id, :ws, NULL, :mid, 'track', :name, 'commerce', :customer, NULL, :anon, :at, NULL, NULL, :at,
-                     :properties, '{}', '{\"source\":\"switchboard\"}', '{}')",
-        )
-        .bind("mid", format!("switchboard:{id}"))
-        .bind("id", &id)
-        .bind("ws", ws)
-        .bind("name", name)
-        .bind("customer", customer_id)
-        .bind("anon", anonymous_id)
-        .bind("at", at)
-        .bind("properties", properties.to_string()),
-    )?;
-    Ok(())
+    let event = TrackedEvent {
+        kind: "track".into(),
+        message_id: format!("switchboard:{id}"),
+        user_id: None,
+        anonymous_id: anonymous_id.map(str::to_owned),
+        previous_id: None,
+        group_id: None,
+        name: Some(name.to_owned()),
+        properties: properties.as_object().cloned().unwrap_or_default(),
+        traits: serde_json::Map::new(),
+        context: serde_json::Map::from_iter([("source".to_owned(), serde_json::json!("switchboard"))]),
+        integrations: serde_json::Map::new(),
+        ts: at,
+        original_ts: None,
+        sent_at: None,
+        received_at: at,
+    };
+    insert(c, ws, &id, None, &event, customer_id)
 }
 
 /// Events of an anonymous shopper that belong to nobody yet become `customer_id`'s.

@@ -4,14 +4,14 @@
 
 use sb_core::identity::{self, Found, Held, Identifier};
 use sb_sql::{Conn, Stmt, from_row};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::merges::{self, Cause, MergeError};
 use crate::{Result, StoreError};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Trait {
     pub name: String,
     pub value_json: String,
@@ -195,6 +195,20 @@ pub fn snapshot(c: &mut dyn Conn, ws: &str, customer: &str) -> Result<Value> {
 
 /// Puts back a customer's traits and current consents exactly as `snapshot` recorded them.
 pub fn restore(c: &mut dyn Conn, ws: &str, customer: &str, snapshot: &Value) -> Result<()> {
+    clear_traits_and_consents(c, ws, customer)?;
+    let traits: Vec<Trait> = serde_json::from_value(snapshot["traits"].clone()).unwrap_or_default();
+    for t in &traits {
+        put_trait_if_newer(c, ws, customer, t)?;
+    }
+    let consents: Vec<crate::consents::Consent> =
+        serde_json::from_value(snapshot["consents"].clone()).unwrap_or_default();
+    for k in &consents {
+        put_consent_if_newer(c, ws, customer, k)?;
+    }
+    Ok(())
+}
+
+fn clear_traits_and_consents(c: &mut dyn Conn, ws: &str, customer: &str) -> Result<()> {
     for table in ["customer_traits", "consents"] {
         c.execute(
             &Stmt::new(format!(
@@ -204,87 +218,61 @@ pub fn restore(c: &mut dyn Conn, ws: &str, customer: &str, snapshot: &Value) -> 
             .bind("customer", customer),
         )?;
     }
-    for t in snapshot["traits"].as_array().into_iter().flatten() {
-        c.execute(
-            &Stmt::new(
-                "INSERT INTO customer_traits (workspace_id, customer_id, name, value_json, source, event_id, at)
-                 VALUES (:ws, :customer, :name, :value, :source, :event, :at)",
-            )
-            .bind("ws", ws)
-            .bind("customer", customer)
-            .bind("name", t["name"].as_str().unwrap_or_default())
-            .bind("value", t["value_json"].as_str().unwrap_or("null"))
-            .bind("source", t["source"].as_str().unwrap_or_default())
-            .bind("event", t["event_id"].as_str())
-            .bind("at", t["at"].as_i64().unwrap_or_default()),
-        )?;
-    }
-    for k in snapshot["consents"].as_array().into_iter().flatten() {
-        c.execute(
-            &Stmt::new(
-                "INSERT INTO consents (workspace_id, customer_id, channel, purpose, granted, source, at)
-                 VALUES (:ws, :customer, :channel, :purpose, :granted, :source, :at)",
-            )
-            .bind("ws", ws)
-            .bind("customer", customer)
-            .bind("channel", k["channel"].as_str().unwrap_or_default())
-            .bind("purpose", k["purpose"].as_str().unwrap_or_default())
-            .bind("granted", k["granted"].as_bool().unwrap_or_default())
-            .bind("source", k["source"].as_str().unwrap_or_default())
-            .bind("at", k["at"].as_i64().unwrap_or_default()),
-        )?;
-    }
+    Ok(())
+}
+
+/// Gives `customer` the trait unless it holds a newer statement of it.
+fn put_trait_if_newer(c: &mut dyn Conn, ws: &str, customer: &str, t: &Trait) -> Result<()> {
+    c.execute(
+        &Stmt::new(
+            "INSERT INTO customer_traits (workspace_id, customer_id, name, value_json, source, event_id, at)
+             VALUES (:ws, :customer, :name, :value, :source, :event, :at)
+             ON CONFLICT (workspace_id, customer_id, name) DO UPDATE
+                SET value_json = excluded.value_json, source = excluded.source, event_id = excluded.event_id,
+                    at = excluded.at
+                WHERE customer_traits.at < excluded.at",
+        )
+        .bind("ws", ws)
+        .bind("customer", customer)
+        .bind("name", &t.name)
+        .bind("value", &t.value_json)
+        .bind("source", &t.source)
+        .bind("event", t.event_id.as_deref())
+        .bind("at", t.at),
+    )?;
+    Ok(())
+}
+
+/// Gives `customer` the current consent unless it holds a newer statement for that channel and purpose.
+fn put_consent_if_newer(c: &mut dyn Conn, ws: &str, customer: &str, k: &crate::consents::Consent) -> Result<()> {
+    c.execute(
+        &Stmt::new(
+            "INSERT INTO consents (workspace_id, customer_id, channel, purpose, granted, source, at)
+             VALUES (:ws, :customer, :channel, :purpose, :granted, :source, :at)
+             ON CONFLICT (workspace_id, customer_id, channel, purpose) DO UPDATE
+                SET granted = excluded.granted, source = excluded.source, at = excluded.at
+                WHERE consents.at < excluded.at",
+        )
+        .bind("ws", ws)
+        .bind("customer", customer)
+        .bind("channel", &k.channel)
+        .bind("purpose", &k.purpose)
+        .bind("granted", k.granted)
+        .bind("source", &k.source)
+        .bind("at", k.at),
+    )?;
     Ok(())
 }
 
 /// Folds `source`'s traits and current consents into `target`'s, the newer statement winning.
 pub fn absorb(c: &mut dyn Conn, ws: &str, target: &str, source: &str) -> Result<()> {
     for t in traits(c, ws, source)? {
-        c.execute(
-            &Stmt::new(
-                "INSERT INTO customer_traits (workspace_id, customer_id, name, value_json, source, event_id, at)
-                 VALUES (:ws, :customer, :name, :value, :source, :event, :at)
-                 ON CONFLICT (workspace_id, customer_id, name) DO UPDATE
-                    SET value_json = excluded.value_json, source = excluded.source, event_id = excluded.event_id,
-                        at = excluded.at
-                    WHERE customer_traits.at < excluded.at",
-            )
-            .bind("ws", ws)
-            .bind("customer", target)
-            .bind("name", &t.name)
-            .bind("value", &t.value_json)
-            .bind("source", &t.source)
-            .bind("event", t.event_id.as_deref())
-            .bind("at", t.at),
-        )?;
+        put_trait_if_newer(c, ws, target, &t)?;
     }
     for k in crate::consents::list(c, ws, source)? {
-        c.execute(
-            &Stmt::new(
-                "INSERT INTO consents (workspace_id, customer_id, channel, purpose, granted, source, at)
-                 VALUES (:ws, :customer, :channel, :purpose, :granted, :source, :at)
-                 ON CONFLICT (workspace_id, customer_id, channel, purpose) DO UPDATE
-                    SET granted = excluded.granted, source = excluded.source, at = excluded.at
-                    WHERE consents.at < excluded.at",
-            )
-            .bind("ws", ws)
-            .bind("customer", target)
-            .bind("channel", &k.channel)
-            .bind("purpose", &k.purpose)
-            .bind("granted", k.granted)
-            .bind("source", &k.source)
-            .bind("at", k.at),
-        )?;
+        put_consent_if_newer(c, ws, target, &k)?;
     }
-    for table in ["customer_traits", "consents"] {
-        c.execute(
-            &Stmt::new(format!(
-                "DELETE FROM {table} WHERE workspace_id = :ws AND customer_id = :customer"
-            ))
-            .bind("ws", ws)
-            .bind("customer", source),
-        )?;
-    }
+    clear_traits_and_consents(c, ws, source)?;
     Ok(())
 }
 

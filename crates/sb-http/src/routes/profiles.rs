@@ -567,6 +567,52 @@ async fn may_send(
     }
 }
 
+/// Runs `act` on customer `id` of the caller's workspace in one transaction and audits it as
+/// `action`, with what `act` reports as the change; a missing customer is a 404 (audited when
+/// the id belongs to another workspace). Store errors are left to the caller to name.
+async fn audited_on_customer<T, F>(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    action: &'static str,
+    act: F,
+) -> ApiResult<Result<T, StoreError>>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut dyn sb_store::Conn, &str, &str, i64) -> Result<(T, Option<Value>), StoreError> + Send + 'static,
+{
+    let (ws, cid, actor, now) = (
+        principal.workspace_id().to_owned(),
+        id.to_owned(),
+        principal.actor(),
+        state.store.now(),
+    );
+    let outcome = state
+        .store
+        .db
+        .write(move |c| {
+            if customers::get(c, &ws, &cid)?.is_none() {
+                return Ok(None);
+            }
+            let (done, after) = act(c, &ws, &cid, now)?;
+            let change = Change {
+                action,
+                object_kind: "customer",
+                object_id: Some(&cid),
+                before: None,
+                after,
+            };
+            audit::record(c, &ws, &actor, &change, now)?;
+            Ok::<_, StoreError>(Some(done))
+        })
+        .await;
+    match outcome {
+        Ok(Some(done)) => Ok(Ok(done)),
+        Ok(None) => Err(super::not_found(state, principal, ObjectKind::Customer, id, "customer_not_found").await),
+        Err(e) => Ok(Err(e)),
+    }
+}
+
 /// Everything stored about a customer, as JSON (a data-access or portability request). Audited.
 #[utoipa::path(get, path = "/api/v1/customers/{id}/export", tag = "customer data", params(("id" = String, Path)), responses(
     (status = 200, body = Object),
@@ -578,35 +624,11 @@ async fn export(
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
     principal.require(Permission::ManagePrivacy)?;
-    let (ws, cid, actor, now) = (
-        principal.workspace_id().to_owned(),
-        id.clone(),
-        principal.actor(),
-        state.store.now(),
-    );
-    let exported = state
-        .store
-        .db
-        .write(move |c| {
-            if customers::get(c, &ws, &cid)?.is_none() {
-                return Ok(None);
-            }
-            let data = profiles::export(c, &ws, &cid)?;
-            let change = Change {
-                action: "customer.exported",
-                object_kind: "customer",
-                object_id: Some(&cid),
-                before: None,
-                after: None,
-            };
-            audit::record(c, &ws, &actor, &change, now)?;
-            Ok::<_, StoreError>(Some(data))
-        })
-        .await?;
-    match exported {
-        Some(data) => Ok(axum::Json(data)),
-        None => Err(super::not_found(&state, &principal, ObjectKind::Customer, &id, "customer_not_found").await),
-    }
+    let exported = audited_on_customer(&state, &principal, &id, "customer.exported", |c, ws, cid, _| {
+        Ok((profiles::export(c, ws, cid)?, None))
+    })
+    .await?;
+    Ok(axum::Json(exported?))
 }
 
 /// Erases a customer: their events, traits, identifiers, messages, consents and loyalty
@@ -623,34 +645,13 @@ async fn erase(
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
     principal.require(Permission::ManagePrivacy)?;
-    let (ws, cid, actor, now) = (
-        principal.workspace_id().to_owned(),
-        id.clone(),
-        principal.actor(),
-        state.store.now(),
-    );
-    let erased = state
-        .store
-        .db
-        .write(move |c| {
-            if customers::get(c, &ws, &cid)?.is_none() {
-                return Ok(None);
-            }
-            let deleted = profiles::erase(c, &ws, &cid, now)?;
-            let change = Change {
-                action: "customer.erased",
-                object_kind: "customer",
-                object_id: Some(&cid),
-                before: None,
-                after: Some(Value::Object(deleted.clone())),
-            };
-            audit::record(c, &ws, &actor, &change, now)?;
-            Ok::<_, StoreError>(Some(deleted))
-        })
-        .await;
+    let erased = audited_on_customer(&state, &principal, &id, "customer.erased", |c, ws, cid, now| {
+        let deleted = profiles::erase(c, ws, cid, now)?;
+        Ok((deleted.clone(), Some(Value::Object(deleted))))
+    })
+    .await?;
     match erased {
-        Ok(Some(deleted)) => Ok(axum::Json(json!({ "erased": true, "deleted": deleted }))),
-        Ok(None) => Err(super::not_found(&state, &principal, ObjectKind::Customer, &id, "customer_not_found").await),
+        Ok(deleted) => Ok(axum::Json(json!({ "erased": true, "deleted": deleted }))),
         Err(StoreError::Conflict(m)) => Err(ApiError::new(StatusCode::CONFLICT, "customer_merged", m)),
         Err(e) => Err(e.into()),
     }
@@ -721,37 +722,17 @@ async fn split(
         .iter()
         .map(|i| sb_core::identity::Identifier::new(&i.kind, &i.scope, &i.value))
         .collect();
-    let (ws, cid, actor, now) = (
-        principal.workspace_id().to_owned(),
-        id.clone(),
-        principal.actor(),
-        state.store.now(),
-    );
-    let result = state
-        .store
-        .db
-        .write(move |c| {
-            if customers::get(c, &ws, &cid)?.is_none() {
-                return Ok(None);
-            }
-            let new = profiles::split(c, &ws, &cid, &ids, now)?;
-            let change = Change {
-                action: "customer.split",
-                object_kind: "customer",
-                object_id: Some(&cid),
-                before: None,
-                after: Some(json!({"new_customer_id": new, "identifiers": ids})),
-            };
-            audit::record(c, &ws, &actor, &change, now)?;
-            Ok::<_, StoreError>(Some(new))
-        })
-        .await;
+    let result = audited_on_customer(&state, &principal, &id, "customer.split", move |c, ws, cid, now| {
+        let new = profiles::split(c, ws, cid, &ids, now)?;
+        let after = json!({"new_customer_id": new, "identifiers": ids});
+        Ok((new, Some(after)))
+    })
+    .await?;
     match result {
-        Ok(Some(new)) => {
+        Ok(new) => {
             let profile = profile_or_404(&state, &principal, new).await?;
             Ok((StatusCode::CREATED, profile))
         }
-        Ok(None) => Err(super::not_found(&state, &principal, ObjectKind::Customer, &id, "customer_not_found").await),
         Err(StoreError::Invalid(m)) => Err(ApiError::unprocessable("invalid_split", m)),
         Err(StoreError::Conflict(m)) => Err(ApiError::new(StatusCode::CONFLICT, "customer_merged", m)),
         Err(e) => Err(e.into()),
