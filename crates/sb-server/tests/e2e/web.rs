@@ -1653,7 +1653,9 @@ async fn browser_agent_inserts_canned_responses_into_the_composer() {
             .text()
             .await
             .unwrap_or_default();
-        if !listed.contains("/returns") {
+        // Read while the list is being replaced, the element can be gone for a moment (an
+        // empty text): wait for the new list, not just for the old entry to disappear.
+        if !listed.contains("/returns") && listed.contains("/sizes") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
