@@ -628,6 +628,9 @@ async fn mailgun_webhook_is_signed_and_retried_on_the_sim_clock() {
     assert_eq!(rx.hits().len(), 1);
     clock.advance(MIN);
     assert_eq!(rx.wait_for(2).await.len(), 2);
+    // The receiver records the hit before the simulator reads its 503 and schedules the
+    // retry on the clock: let it do so before moving the clock.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     clock.advance(15 * MIN);
     let hits = rx.wait_for(3).await;
     assert_eq!(hits.len(), 3);
