@@ -38,7 +38,12 @@ pub async fn round(store: &Store) -> Result<usize, StoreError> {
     let n = batches.len();
     for batch in batches {
         let (id, failed_id) = (batch.id.clone(), batch.id.clone());
-        match store.db.write(move |c| events::process_batch(c, &batch)).await {
+        // Background: Segment batches are acknowledged first, applied to profiles right after.
+        match store
+            .db
+            .write_background(move |c| events::process_batch(c, &batch))
+            .await
+        {
             Ok(Some(outcome)) => {
                 metrics::counter!("switchboard_cdp_events_stored_total").increment(outcome.stored as u64);
                 metrics::counter!("switchboard_cdp_events_duplicate_total").increment(outcome.duplicates as u64);

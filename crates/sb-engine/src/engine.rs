@@ -246,7 +246,15 @@ impl Engine {
             let now = inner.time.now_ms();
             let free = concurrency - running.len();
             let mut claimed = 0;
-            if free > 0 {
+            // A look on a reader first, so a wake-up with nothing due costs the writer nothing.
+            let due_now = free > 0 && {
+                let q = queue.name.clone();
+                match inner.store.db.read(move |c| jobs::next_due(c, &q)).await {
+                    Ok(due) => due.is_some_and(|due| due <= now),
+                    Err(_) => true, // let the claim report the trouble
+                }
+            };
+            if due_now {
                 let (q, owner, lease) = (queue.name.clone(), inner.owner.clone(), inner.config.lease_ms);
                 match inner
                     .store

@@ -232,6 +232,29 @@ pub fn message_event(c: &mut dyn Conn, kind: &str, m: &Message, now: i64) -> Res
     )
 }
 
+/// A new message and the conversation it changed, as two events with one counter bump.
+pub fn message_created_events(
+    c: &mut dyn Conn,
+    m: &Message,
+    conversation: &Conversation,
+    now: i64,
+) -> Result<Vec<LiveEvent>, StoreError> {
+    let (message, conversation_json) = (message_payload(m), conversation_payload(conversation));
+    live_events::append_all(
+        c,
+        &m.workspace_id,
+        &[
+            ("message.created", Some(m.conversation_id.as_str()), &message),
+            (
+                "conversation.updated",
+                Some(conversation.id.as_str()),
+                &conversation_json,
+            ),
+        ],
+        now,
+    )
+}
+
 pub fn conversation_event(c: &mut dyn Conn, conversation: &Conversation, now: i64) -> Result<LiveEvent, StoreError> {
     live_events::append(
         c,

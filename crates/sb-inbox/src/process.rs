@@ -21,6 +21,9 @@ use crate::{Channels, Intake};
 
 /// How many stored requests one transaction processes.
 const BATCH: i64 = 256;
+/// Requests a batch processes before it yields to waiting acknowledgements (it commits what
+/// it did; the rest stays queued for the next batch).
+const BEFORE_YIELDING: usize = 8;
 /// A request whose processing fails this often is set aside (with its error kept).
 const MAX_ATTEMPTS: i64 = 5;
 
@@ -158,7 +161,7 @@ impl Processor {
         loop {
             loop {
                 match self.batch().await {
-                    Ok(n) if n as i64 == BATCH && !*stop.borrow() => continue,
+                    Ok((n, more)) if (more || n as i64 == BATCH) && !*stop.borrow() => continue,
                     Ok(_) => break,
                     Err(e) => {
                         tracing::warn!(error = %e, "processing inbound requests failed; retrying");
@@ -175,34 +178,41 @@ impl Processor {
         }
     }
 
-    /// Processes one batch; returns how many requests it took.
-    pub async fn batch(&self) -> Result<usize, StoreError> {
+    /// Processes one batch; returns how many requests it took, and whether it left some
+    /// for the next batch to let waiting writes go first.
+    pub async fn batch(&self) -> Result<(usize, bool), StoreError> {
         let (channels, now) = (self.channels.clone(), self.store.now());
+        // Background: a burst of webhooks is acknowledged first, processed right after.
         let result = self
             .store
             .db
-            .write(move |c| {
+            .write_background(move |c| {
                 let requests = inbound::claim_batch(c, BATCH)?;
                 let mut events = Vec::new();
+                let mut done = 0;
                 for request in &requests {
+                    if done >= BEFORE_YIELDING && c.others_waiting() {
+                        break;
+                    }
                     process_request(c, &channels, request, now, &mut events)?;
+                    done += 1;
                 }
-                Ok::<_, StoreError>((requests.len(), events))
+                Ok::<_, StoreError>((done, done < requests.len(), events))
             })
             .await;
         match result {
-            Ok((n, events)) => {
+            Ok((n, more, events)) => {
                 // Processing may have queued jobs (media to fetch).
                 if n > 0 {
                     self.engine.notify_jobs();
                 }
                 self.live.publish(&events).await;
                 metrics::counter!("switchboard_inbound_processed_total").increment(n as u64);
-                Ok(n)
+                Ok((n, more))
             }
             Err(e) => {
                 tracing::warn!(error = %e, "an inbound batch failed; processing its requests one by one");
-                self.one_by_one().await
+                Ok((self.one_by_one().await?, false))
             }
         }
     }
@@ -376,8 +386,7 @@ pub(crate) fn apply_message(
         crate::media::enqueue_fetch(c, &message, &m.media, now)?;
     }
     let updated = conversations::record_inbound(c, ws, &conversation.id, &account.id, m.sent_at_ms, now)?;
-    events.push(live::message_event(c, "message.created", &message, now)?);
-    events.push(live::conversation_event(c, &updated, now)?);
+    events.extend(live::message_created_events(c, &message, &updated, now)?);
     Ok(Some(message))
 }
 

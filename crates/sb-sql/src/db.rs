@@ -32,6 +32,11 @@ pub trait Conn {
     fn query(&mut self, stmt: &Stmt) -> Result<Vec<Row>, SqlError>;
     /// Runs several `;`-separated statements without parameters (migrations).
     fn execute_script(&mut self, sql: &str) -> Result<(), SqlError>;
+    /// Whether other work waits for this transaction to end (one writer: SQLite). Long
+    /// background work may commit what it has done and leave the rest for later.
+    fn others_waiting(&self) -> bool {
+        false
+    }
 }
 
 impl dyn Conn + '_ {
@@ -75,6 +80,12 @@ pub trait Executor: Send + Sync + 'static {
     fn backend(&self) -> Backend;
     /// Runs `work` in a write transaction; it commits when `work` returns `Ok`.
     async fn write(&self, work: Work) -> Result<WorkOutput, WorkError>;
+    /// Runs `work` in a write transaction that may wait while `write` work is queued: bulk
+    /// work nobody is waiting on (processing what ingest stored), so acknowledgements come
+    /// first. The default treats it like `write`.
+    async fn write_background(&self, work: Work) -> Result<WorkOutput, WorkError> {
+        self.write(work).await
+    }
     /// Runs `work` on a read snapshot.
     async fn read(&self, work: Work) -> Result<WorkOutput, WorkError>;
     /// Runs one statement as its own transaction. The default goes through `write`; a backend
@@ -129,6 +140,17 @@ impl Db {
         E: From<SqlError> + Send + 'static,
     {
         unbox(self.executor.write(boxed(f)).await)
+    }
+
+    /// Runs `f` in a write transaction that yields to `write` work (see
+    /// [`Executor::write_background`]); for bulk work nobody is waiting on.
+    pub async fn write_background<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut dyn Conn) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<SqlError> + Send + 'static,
+    {
+        unbox(self.executor.write_background(boxed(f)).await)
     }
 
     /// Runs `f` on a read snapshot.

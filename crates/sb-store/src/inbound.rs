@@ -63,12 +63,16 @@ pub fn store(c: &mut dyn Conn, r: &NewInbound<'_>, now: i64) -> Result<Stored> {
     if inserted == 1 {
         return Ok(Stored::New(id));
     }
+    // The same signed bytes again carry the same message id: the stored row tells a replay
+    // (same signature) from a provider's retry (signed anew).
     let replayed = c
         .query_opt(
             &Stmt::new(
-                "SELECT id FROM inbound_requests WHERE channel_account_id = :account AND signature_digest = :signature",
+                "SELECT id FROM inbound_requests
+                 WHERE channel_account_id = :account AND dedupe_key = :key AND signature_digest = :signature",
             )
             .bind("account", r.channel_account_id)
+            .bind("key", r.dedupe_key)
             .bind("signature", r.signature_digest),
         )?
         .is_some();

@@ -26,37 +26,57 @@ pub fn append(
     payload: &serde_json::Value,
     now: i64,
 ) -> Result<LiveEvent> {
-    let seq: i64 = c
+    let mut appended = append_all(c, ws, &[(kind, conversation_id, payload)], now)?;
+    Ok(appended.pop().expect("one event appended"))
+}
+
+/// Appends events in order with one bump of the workspace's counter.
+pub fn append_all(
+    c: &mut dyn Conn,
+    ws: &str,
+    events: &[(&str, Option<&str>, &serde_json::Value)],
+    now: i64,
+) -> Result<Vec<LiveEvent>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let n = events.len() as i64;
+    let last: i64 = c
         .query_one(
             &Stmt::new(
-                "INSERT INTO event_counters (workspace_id, seq) VALUES (:ws, 1)
-                 ON CONFLICT (workspace_id) DO UPDATE SET seq = event_counters.seq + 1
+                "INSERT INTO event_counters (workspace_id, seq) VALUES (:ws, :n)
+                 ON CONFLICT (workspace_id) DO UPDATE SET seq = event_counters.seq + :n
                  RETURNING seq",
             )
-            .bind("ws", ws),
+            .bind("ws", ws)
+            .bind("n", n),
         )?
         .get_in("event_counters", "seq")?;
-    let event = LiveEvent {
-        workspace_id: ws.to_owned(),
-        seq,
-        kind: kind.to_owned(),
-        conversation_id: conversation_id.map(str::to_owned),
-        payload_json: payload.to_string(),
-        at: now,
-    };
-    c.execute(
-        &Stmt::new(
-            "INSERT INTO live_events (workspace_id, seq, kind, conversation_id, payload_json, at)
-             VALUES (:ws, :seq, :kind, :conversation, :payload, :at)",
-        )
-        .bind("ws", ws)
-        .bind("seq", seq)
-        .bind("kind", kind)
-        .bind("conversation", conversation_id)
-        .bind("payload", &event.payload_json)
-        .bind("at", now),
-    )?;
-    Ok(event)
+    let mut appended = Vec::with_capacity(events.len());
+    for (seq, (kind, conversation_id, payload)) in (last - n + 1..).zip(events) {
+        let event = LiveEvent {
+            workspace_id: ws.to_owned(),
+            seq,
+            kind: (*kind).to_owned(),
+            conversation_id: conversation_id.map(str::to_owned),
+            payload_json: payload.to_string(),
+            at: now,
+        };
+        c.execute(
+            &Stmt::new(
+                "INSERT INTO live_events (workspace_id, seq, kind, conversation_id, payload_json, at)
+                 VALUES (:ws, :seq, :kind, :conversation, :payload, :at)",
+            )
+            .bind("ws", ws)
+            .bind("seq", seq)
+            .bind("kind", *kind)
+            .bind("conversation", *conversation_id)
+            .bind("payload", &event.payload_json)
+            .bind("at", now),
+        )?;
+        appended.push(event);
+    }
+    Ok(appended)
 }
 
 pub fn after(c: &mut dyn Conn, ws: &str, seq: i64, limit: i64) -> Result<Vec<LiveEvent>> {

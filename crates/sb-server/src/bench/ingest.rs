@@ -509,30 +509,44 @@ async fn run(
 }
 
 /// Reads one agent's event stream and records, for each new message, the time from its
-/// commit (`occurred_at_ms`) to its arrival here.
+/// commit (`occurred_at_ms`) to its arrival here. The load generator shares the 2 cores with
+/// the server it measures, so frames are split on bytes (no UTF-8 copy, no per-frame buffer
+/// shift) and only a `message.created` frame's commit time is read.
 async fn read_stream(
     mut response: reqwest::Response,
     latencies: Arc<Mutex<Histogram<u64>>>,
     deliveries: Arc<AtomicUsize>,
 ) {
-    let mut buffer = String::new();
+    let frame_end = memchr::memmem::Finder::new(b"\n\n");
+    let stamp = memchr::memmem::Finder::new(b"\"occurred_at_ms\":");
+    let mut buffer: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut local = Vec::new();
     while let Ok(Some(chunk)) = response.chunk().await {
         let arrived = now_ms();
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buffer.find("\n\n") {
-            let frame: String = buffer.drain(..end + 2).collect();
-            if !frame.contains("event: message.created") {
+        buffer.extend_from_slice(&chunk);
+        let mut start = 0;
+        while let Some(end) = frame_end.find(&buffer[start..]) {
+            let frame = &buffer[start..start + end];
+            start += end + 2;
+            if memchr::memmem::find(frame, b"\nevent: message.created").is_none()
+                && !frame.starts_with(b"event: message.created")
+            {
                 continue;
             }
-            // Only the commit time is needed: found without parsing the whole event, so the
-            // load generator (sharing the 2 cores) takes less from the server it measures.
-            let at = frame
-                .split_once("\"occurred_at_ms\":")
-                .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
-                .and_then(|digits| digits.parse::<i64>().ok());
+            let at = stamp.find(frame).and_then(|i| {
+                let digits = &frame[i + b"\"occurred_at_ms\":".len()..];
+                let n = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+                std::str::from_utf8(&digits[..n]).ok()?.parse::<i64>().ok()
+            });
             if let Some(at) = at {
-                let micros = ((arrived - at).max(0) as u64 * 1000).max(1);
-                latencies.lock().expect("lock").record(micros).ok();
+                local.push(((arrived - at).max(0) as u64 * 1000).max(1));
+            }
+        }
+        buffer.drain(..start);
+        if !local.is_empty() {
+            let mut histogram = latencies.lock().expect("lock");
+            for micros in local.drain(..) {
+                histogram.record(micros).ok();
                 deliveries.fetch_add(1, Ordering::Relaxed);
             }
         }
