@@ -32,6 +32,7 @@ pub mod sessions;
 pub mod suppressions;
 pub mod templates;
 pub mod timers;
+pub mod transfers;
 pub mod tokens;
 pub mod users;
 pub mod workspaces;

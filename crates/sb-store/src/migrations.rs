@@ -13,8 +13,8 @@ macro_rules! tree {
     };
 }
 
-pub static SQLITE: &[Migration] = tree!("sqlite": (1, "0001_foundation"), (2, "0002_inbox"), (3, "0003_live_events"), (4, "0004_customer_merges"), (5, "0005_presence"), (6, "0006_widget"), (7, "0007_inbound_batches"), (8, "0008_templates"), (9, "0009_consents"), (10, "0010_outbound_rules"), (11, "0011_mailbox_sync"), (12, "0012_inventory"), (13, "0013_carts"), (14, "0014_orders"), (15, "0015_returns"), (16, "0016_customer_data"), (17, "0017_canned_responses"));
-pub static POSTGRES: &[Migration] = tree!("postgres": (1, "0001_foundation"), (2, "0002_inbox"), (3, "0003_live_events"), (4, "0004_customer_merges"), (5, "0005_presence"), (6, "0006_widget"), (7, "0007_inbound_batches"), (8, "0008_templates"), (9, "0009_consents"), (10, "0010_outbound_rules"), (11, "0011_mailbox_sync"), (12, "0012_inventory"), (13, "0013_carts"), (14, "0014_orders"), (15, "0015_returns"), (16, "0016_customer_data"), (17, "0017_canned_responses"));
+pub static SQLITE: &[Migration] = tree!("sqlite": (1, "0001_foundation"), (2, "0002_inbox"), (3, "0003_live_events"), (4, "0004_customer_merges"), (5, "0005_presence"), (6, "0006_widget"), (7, "0007_inbound_batches"), (8, "0008_templates"), (9, "0009_consents"), (10, "0010_outbound_rules"), (11, "0011_mailbox_sync"), (12, "0012_inventory"), (13, "0013_carts"), (14, "0014_orders"), (15, "0015_returns"), (16, "0016_customer_data"), (17, "0017_canned_responses"), (18, "0018_fulfillments_transfers"));
+pub static POSTGRES: &[Migration] = tree!("postgres": (1, "0001_foundation"), (2, "0002_inbox"), (3, "0003_live_events"), (4, "0004_customer_merges"), (5, "0005_presence"), (6, "0006_widget"), (7, "0007_inbound_batches"), (8, "0008_templates"), (9, "0009_consents"), (10, "0010_outbound_rules"), (11, "0011_mailbox_sync"), (12, "0012_inventory"), (13, "0013_carts"), (14, "0014_orders"), (15, "0015_returns"), (16, "0016_customer_data"), (17, "0017_canned_responses"), (18, "0018_fulfillments_transfers"));
 
 pub fn for_backend(backend: Backend) -> &'static [Migration] {
     match backend {
