@@ -843,7 +843,7 @@ pub fn checkout(c: &mut dyn Conn, req: &Checkout<'_>, now: i64) -> Result<Order>
     }
     let mut shown_transfers = Vec::new();
     for (from, items) in &plan.transfers {
-        let transfer = crate::transfers::create(
+        let (transfer, _) = crate::transfers::create(
             c,
             &crate::transfers::NewTransfer {
                 workspace_id: ws,

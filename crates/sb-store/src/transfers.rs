@@ -115,8 +115,9 @@ pub fn list(
 }
 
 /// Sends units: off the sender's shelf, `incoming` at the receiver. The same key and request
-/// again returns the first transfer; the same key with another request is refused.
-pub fn create(c: &mut dyn Conn, t: &NewTransfer<'_>, now: i64) -> Result<Transfer> {
+/// again returns the first transfer (`false`: nothing new); the same key with another request
+/// is refused.
+pub fn create(c: &mut dyn Conn, t: &NewTransfer<'_>, now: i64) -> Result<(Transfer, bool)> {
     let ws = t.workspace_id;
     if t.from_location_id == t.to_location_id {
         return Err(OrderError::Invalid("a transfer goes to another location".into()));
@@ -154,7 +155,8 @@ pub fn create(c: &mut dyn Conn, t: &NewTransfer<'_>, now: i64) -> Result<Transfe
     };
     if let Outcome::Replayed { reference_id, .. } = inventory::apply(c, &change, now)? {
         let first = reference_id.ok_or(OrderError::NotFound("transfer"))?;
-        return get(c, ws, &first)?.ok_or(OrderError::NotFound("transfer"));
+        let first = get(c, ws, &first)?.ok_or(OrderError::NotFound("transfer"))?;
+        return Ok((first, false));
     }
     let transfer: Transfer = c
         .fetch_opt(
@@ -185,7 +187,7 @@ pub fn create(c: &mut dyn Conn, t: &NewTransfer<'_>, now: i64) -> Result<Transfe
             .bind("q", *quantity),
         )?;
     }
-    Ok(transfer)
+    Ok((transfer, true))
 }
 
 /// Moves an in-transit transfer to `to`; `None` when it is no longer in transit.

@@ -288,8 +288,8 @@ pub(super) async fn get_availability(
         .ok_or_else(|| ApiError::not_found("not_found", "no variant with this SKU"))
 }
 
-/// Recomputes every balance from the ledger and the active holds: `{problems: []}` when all
-/// agree.
+/// Recomputes every balance from the ledger and the active holds, and checks that every
+/// closed transfer's units were received, lost or returned: `{problems: []}` when all agree.
 #[utoipa::path(get, path = "/api/v1/inventory/check", tag = "commerce", responses(
     (status = 200, description = "`{problems: [text]}`")
 ), security(("bearer" = []), ("session" = [])))]
@@ -302,8 +302,12 @@ pub(super) async fn check_inventory(
     let problems = state
         .store
         .db
-        .read(move |c| inventory::check(c, &ws))
+        .read(move |c| {
+            let mut problems = inventory::check(c, &ws)?;
+            problems.extend(sb_store::transfers::check(c, &ws)?);
+            Ok::<_, sb_store::orders::OrderError>(problems)
+        })
         .await
-        .map_err(inventory_error)?;
+        .map_err(super::orders::order_error)?;
     Ok(axum::Json(serde_json::json!({ "problems": problems })))
 }
