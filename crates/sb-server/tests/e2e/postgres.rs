@@ -305,6 +305,10 @@ async fn the_api_runs_on_postgres() {
         "one of them ships from elsewhere"
     );
 
+    // Split shipments and pickups sourced by transfer, the same flows as on SQLite.
+    crate::commerce::split_shipment_flow(&s, &buyers[0]).await;
+    crate::commerce::pickup_transfer_flow(&s, &buyers[1]).await;
+
     s.server.shutdown().await;
     let ddl = format!("DROP SCHEMA {schema} CASCADE");
     admin
