@@ -36,7 +36,11 @@ pub fn single(demand: &BTreeMap<String, i64>, candidates: &[Candidate]) -> Optio
 /// The fewest shipments that together cover `demand` exactly, or `None` when all the
 /// candidates together cannot. A single covering location always wins.
 pub fn plan(demand: &BTreeMap<String, i64>, candidates: &[Candidate]) -> Option<Vec<Part>> {
-    let demand: BTreeMap<String, i64> = demand.iter().filter(|(_, q)| **q > 0).map(|(i, q)| (i.clone(), *q)).collect();
+    let demand: BTreeMap<String, i64> = demand
+        .iter()
+        .filter(|(_, q)| **q > 0)
+        .map(|(i, q)| (i.clone(), *q))
+        .collect();
     if demand.is_empty() {
         return Some(Vec::new());
     }
@@ -111,7 +115,11 @@ mod tests {
 
     #[test]
     fn a_line_can_be_split_and_ties_follow_the_callers_order() {
-        let cs = [candidate("near", &[("x", 2)]), candidate("far", &[("x", 2)]), candidate("z", &[("x", 1)])];
+        let cs = [
+            candidate("near", &[("x", 2)]),
+            candidate("far", &[("x", 2)]),
+            candidate("z", &[("x", 1)]),
+        ];
         let p = plan(&want(&[("x", 3)]), &cs).expect("plan");
         assert_eq!(p.iter().map(|p| p.candidate).collect::<Vec<_>>(), [0, 1]);
         assert_eq!(p[0].items["x"] + p[1].items["x"], 3);
@@ -123,7 +131,11 @@ mod tests {
         (0u32..(1 << n))
             .filter(|mask| {
                 demand.iter().all(|(item, q)| {
-                    (0..n).filter(|i| mask & (1 << i) != 0).map(|i| spare(&cs[i], item)).sum::<i64>() >= *q
+                    (0..n)
+                        .filter(|i| mask & (1 << i) != 0)
+                        .map(|i| spare(&cs[i], item))
+                        .sum::<i64>()
+                        >= *q
                 })
             })
             .map(|mask| mask.count_ones() as usize)
@@ -135,7 +147,12 @@ mod tests {
         let demand = proptest::collection::vec(0i64..5, items.len());
         let stocks = proptest::collection::vec(proptest::collection::vec(0i64..5, items.len()), 1..6);
         (demand, stocks).prop_map(move |(d, s)| {
-            let demand = items.iter().zip(d).filter(|(_, q)| *q > 0).map(|(i, q)| ((*i).to_owned(), q)).collect();
+            let demand = items
+                .iter()
+                .zip(d)
+                .filter(|(_, q)| *q > 0)
+                .map(|(i, q)| ((*i).to_owned(), q))
+                .collect();
             let candidates = s
                 .into_iter()
                 .enumerate()

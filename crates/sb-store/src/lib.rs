@@ -32,8 +32,8 @@ pub mod sessions;
 pub mod suppressions;
 pub mod templates;
 pub mod timers;
-pub mod transfers;
 pub mod tokens;
+pub mod transfers;
 pub mod users;
 pub mod workspaces;
 

@@ -311,13 +311,16 @@ fn demand(c: &mut dyn Conn, lines: &[carts::CartLine]) -> Result<BTreeMap<String
     Ok(demand)
 }
 
+/// Locations with the units of each item they send.
+type Parts = Vec<(catalog::Location, BTreeMap<String, i64>)>;
+
 /// Where an order's units come from.
 struct Plan {
     /// One per sending location, the primary first: the units it sends or hands over.
-    fulfilments: Vec<(catalog::Location, BTreeMap<String, i64>)>,
+    fulfilments: Parts,
     /// Pickup sourced elsewhere: the sender and the units it sends to the (single)
     /// fulfilment's store.
-    transfers: Vec<(catalog::Location, BTreeMap<String, i64>)>,
+    transfers: Parts,
 }
 
 impl Plan {
@@ -404,7 +407,7 @@ fn route(
     demand: &BTreeMap<String, i64>,
     ship_to: Option<(f64, f64)>,
     now: i64,
-) -> Result<Option<Vec<(catalog::Location, BTreeMap<String, i64>)>>> {
+) -> Result<Option<Parts>> {
     let mut eligible = Vec::new();
     for location in catalog::locations(c, ws)?
         .into_iter()
@@ -431,7 +434,7 @@ fn source_transfers(
     ws: &str,
     store: &catalog::Location,
     demand: &BTreeMap<String, i64>,
-) -> Result<Vec<(catalog::Location, BTreeMap<String, i64>)>> {
+) -> Result<Parts> {
     let mut short = BTreeMap::new();
     for (item, wanted) in demand {
         let here = inventory::balance(c, ws, item, &store.id)?.available().max(0);
@@ -451,7 +454,11 @@ fn source_transfers(
     let Some(parts) = sb_core::routing::plan(&short, &list) else {
         let (item, missing) = short.iter().next().map(|(i, q)| (i.clone(), *q)).unwrap_or_default();
         let elsewhere: i64 = list.iter().map(|c| c.stock.get(&item).copied().unwrap_or(0)).sum();
-        return Err(insufficient(&item, &store.id, demand.get(&item).copied().unwrap_or(0) - missing + elsewhere));
+        return Err(insufficient(
+            &item,
+            &store.id,
+            demand.get(&item).copied().unwrap_or(0) - missing + elsewhere,
+        ));
     };
     Ok(parts
         .into_iter()
@@ -621,7 +628,8 @@ fn held_plan(
     if by_item != *demand {
         return Ok(None);
     }
-    if req.location_id.is_some() && (by_location.len() != 1 || !by_location.contains_key(req.location_id.unwrap_or(""))) {
+    if req.location_id.is_some() && (by_location.len() != 1 || !by_location.contains_key(req.location_id.unwrap_or("")))
+    {
         return Ok(None);
     }
     if req.fulfillment == "pickup" && by_location.len() != 1 {
@@ -644,9 +652,7 @@ fn held_plan(
     }
     fulfilments.sort_by(|a, b| {
         let units = |items: &BTreeMap<String, i64>| items.values().sum::<i64>();
-        units(&b.1)
-            .cmp(&units(&a.1))
-            .then_with(|| a.0.code.cmp(&b.0.code))
+        units(&b.1).cmp(&units(&a.1)).then_with(|| a.0.code.cmp(&b.0.code))
     });
     Ok(Some(Plan {
         fulfilments,

@@ -60,9 +60,11 @@ pub struct NewTransfer<'a> {
 
 pub fn get(c: &mut dyn Conn, ws: &str, id: &str) -> Result<Option<Transfer>> {
     Ok(c.fetch_opt(
-        &Stmt::new(format!("SELECT {COLUMNS} FROM transfers WHERE workspace_id = :ws AND id = :id"))
-            .bind("ws", ws)
-            .bind("id", id),
+        &Stmt::new(format!(
+            "SELECT {COLUMNS} FROM transfers WHERE workspace_id = :ws AND id = :id"
+        ))
+        .bind("ws", ws)
+        .bind("id", id),
     )?)
 }
 
@@ -123,7 +125,9 @@ pub fn create(c: &mut dyn Conn, t: &NewTransfer<'_>, now: i64) -> Result<(Transf
         return Err(OrderError::Invalid("a transfer goes to another location".into()));
     }
     if t.items.is_empty() || t.items.values().any(|q| *q < 1) {
-        return Err(OrderError::Invalid("a transfer needs lines of at least one unit".into()));
+        return Err(OrderError::Invalid(
+            "a transfer needs lines of at least one unit".into(),
+        ));
     }
     for location in [t.from_location_id, t.to_location_id] {
         if catalog::location(c, ws, location)?.is_none() {
@@ -229,7 +233,9 @@ pub fn receive(c: &mut dyn Conn, ws: &str, id: &str, actor: &str, now: i64) -> R
             ledger.push(Line {
                 item_id: line.item_id.clone(),
                 location_id: transfer.to_location_id.clone(),
-                movement: Movement::CommitDirect { quantity: line.qty_sent },
+                movement: Movement::CommitDirect {
+                    quantity: line.qty_sent,
+                },
             });
         }
     }
@@ -266,12 +272,16 @@ pub fn cancel(c: &mut dyn Conn, ws: &str, id: &str, actor: &str, now: i64) -> Re
         ledger.push(Line {
             item_id: line.item_id.clone(),
             location_id: transfer.to_location_id.clone(),
-            movement: Movement::Unexpect { quantity: line.qty_sent },
+            movement: Movement::Unexpect {
+                quantity: line.qty_sent,
+            },
         });
         ledger.push(Line {
             item_id: line.item_id.clone(),
             location_id: transfer.from_location_id.clone(),
-            movement: Movement::Receive { quantity: line.qty_sent },
+            movement: Movement::Receive {
+                quantity: line.qty_sent,
+            },
         });
         returned.insert(line.item_id.clone(), line.qty_sent);
     }

@@ -1000,7 +1000,10 @@ pub async fn split_shipment_flow(s: &TestServer, customer: &str) {
     let (status, placed) = s.post("/api/v1/orders", &s.admin_token, place.clone()).await;
     assert_eq!(status, StatusCode::CREATED, "{placed}");
     let order = placed["order"]["id"].as_str().expect("order").to_owned();
-    let parts = placed["order"]["fulfillments"].as_array().expect("fulfillments").clone();
+    let parts = placed["order"]["fulfillments"]
+        .as_array()
+        .expect("fulfillments")
+        .clone();
     assert_eq!(parts.len(), 2, "one fulfilment per location: {placed}");
     let sent_from = |sku: &str| {
         parts
@@ -1012,8 +1015,14 @@ pub async fn split_shipment_flow(s: &TestServer, customer: &str) {
     let (tent, stove) = (sent_from("SPLIT-TENT"), sent_from("SPLIT-STOVE"));
     assert_eq!(tent["location_id"], valencia.as_str());
     assert_eq!(stove["location_id"], madrid.as_str());
-    assert_eq!((tent["lines"][0]["quantity"].as_i64(), tent["status"].as_str()), (Some(1), Some("placed")));
-    assert_eq!(placed["order"]["location_id"], parts[0]["location_id"], "the primary location");
+    assert_eq!(
+        (tent["lines"][0]["quantity"].as_i64(), tent["status"].as_str()),
+        (Some(1), Some("placed"))
+    );
+    assert_eq!(
+        placed["order"]["location_id"], parts[0]["location_id"],
+        "the primary location"
+    );
     // A retried checkout is the same order, stock taken once.
     let (_, again) = s.post("/api/v1/orders", &s.admin_token, place).await;
     assert_eq!(again["order"]["id"], order.as_str());
@@ -1037,10 +1046,17 @@ pub async fn split_shipment_flow(s: &TestServer, customer: &str) {
     assert_eq!(status, StatusCode::OK, "{first}");
     assert_eq!(first["order"]["status"], "placed", "one of two shipped: {first}");
     let (status, again) = ship(tent_id).await;
-    assert_eq!((status, again["order"]["status"].as_str()), (StatusCode::OK, Some("placed")));
+    assert_eq!(
+        (status, again["order"]["status"].as_str()),
+        (StatusCode::OK, Some("placed"))
+    );
     // Part of it has left: it can no longer be cancelled.
     let (status, refused) = order_action(s, &order, "cancel", json!({})).await;
-    assert_eq!((status, code(&refused)), (StatusCode::CONFLICT, "order_state"), "{refused}");
+    assert_eq!(
+        (status, code(&refused)),
+        (StatusCode::CONFLICT, "order_state"),
+        "{refused}"
+    );
     let (status, unknown) = ship("no-such-fulfilment".into()).await;
     assert_eq!((status, code(&unknown)), (StatusCode::NOT_FOUND, "not_found"));
     let (status, done) = ship(stove["id"].as_str().expect("id").to_owned()).await;
@@ -1056,7 +1072,9 @@ pub async fn split_shipment_flow(s: &TestServer, customer: &str) {
     // Shipped units are gone from the shelves; what is left is still sellable.
     assert_eq!(available_at(s, "SPLIT-TENT", "VLC-RUZAFA").await, 2);
     assert_eq!(available_at(s, "SPLIT-STOVE", "MAD-CENTRO").await, 2);
-    let (_, history) = s.get(&format!("/api/v1/customers/{customer}/orders"), &s.admin_token).await;
+    let (_, history) = s
+        .get(&format!("/api/v1/customers/{customer}/orders"), &s.admin_token)
+        .await;
     let shipped_from: Vec<&str> = history["events"]
         .as_array()
         .expect("events")
@@ -1064,7 +1082,11 @@ pub async fn split_shipment_flow(s: &TestServer, customer: &str) {
         .filter(|e| e["name"] == "Order Shipped" && e["order_id"] == order.as_str())
         .filter_map(|e| e["properties"]["location_id"].as_str())
         .collect();
-    assert_eq!(shipped_from, [valencia.as_str(), madrid.as_str()], "one event per fulfilment");
+    assert_eq!(
+        shipped_from,
+        [valencia.as_str(), madrid.as_str()],
+        "one event per fulfilment"
+    );
 
     // A split order cancelled before anything left: both locations get their units back.
     let cart = cart_with(s, customer, &[("SPLIT-TENT", 1), ("SPLIT-STOVE", 1)]).await;
@@ -1111,12 +1133,19 @@ pub async fn split_shipment_flow(s: &TestServer, customer: &str) {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{placed}");
     let parts = placed["order"]["fulfillments"].as_array().expect("fulfillments");
-    assert_eq!(parts.len(), 1, "a single location first, even though Madrid is nearer: {placed}");
+    assert_eq!(
+        parts.len(),
+        1,
+        "a single location first, even though Madrid is nearer: {placed}"
+    );
     assert_eq!(parts[0]["location_id"], valencia.as_str());
     assert_eq!(parts[0]["lines"].as_array().map(Vec::len), Some(2));
     let third = placed["order"]["id"].as_str().expect("order");
     let (status, shipped) = order_action(s, third, "ship", json!({})).await;
-    assert_eq!((status, shipped["order"]["status"].as_str()), (StatusCode::OK, Some("shipped")));
+    assert_eq!(
+        (status, shipped["order"]["status"].as_str()),
+        (StatusCode::OK, Some("shipped"))
+    );
     assert_eq!(available_at(s, "SPLIT-STOVE", "VLC-RUZAFA").await, 1);
     check_clean(s).await;
 }
@@ -1167,11 +1196,19 @@ pub async fn pickup_transfer_flow(s: &TestServer, customer: &str) {
     );
 
     let cart = cart_with(s, customer, &[("XFER-LAMP", 2)]).await;
-    let (status, refused) = s.post("/api/v1/orders", &s.admin_token, pickup(&cart, "xfer-0", false)).await;
-    assert_eq!((status, code(&refused)), (StatusCode::CONFLICT, "insufficient_stock"), "{refused}");
+    let (status, refused) = s
+        .post("/api/v1/orders", &s.admin_token, pickup(&cart, "xfer-0", false))
+        .await;
+    assert_eq!(
+        (status, code(&refused)),
+        (StatusCode::CONFLICT, "insufficient_stock"),
+        "{refused}"
+    );
     assert_eq!(available_at(s, "XFER-LAMP", "ZGZ-WH").await, 6, "nothing taken");
 
-    let (status, placed) = s.post("/api/v1/orders", &s.admin_token, pickup(&cart, "xfer-1", true)).await;
+    let (status, placed) = s
+        .post("/api/v1/orders", &s.admin_token, pickup(&cart, "xfer-1", true))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{placed}");
     let order = placed["order"]["id"].as_str().expect("order").to_owned();
     let transfers = placed["order"]["transfers"].as_array().expect("transfers").clone();
@@ -1184,39 +1221,89 @@ pub async fn pickup_transfer_flow(s: &TestServer, customer: &str) {
             transfers[0]["to_location_id"].as_str(),
             transfers[0]["lines"][0]["qty_sent"].as_i64()
         ),
-        (Some("in_transit"), Some(warehouse.as_str()), Some(madrid.as_str()), Some(2))
+        (
+            Some("in_transit"),
+            Some(warehouse.as_str()),
+            Some(madrid.as_str()),
+            Some(2)
+        )
     );
     assert_eq!(placed["order"]["fulfillments"][0]["location_id"], madrid.as_str());
-    assert_eq!(available_at(s, "XFER-LAMP", "ZGZ-WH").await, 4, "off the warehouse shelf");
-    assert_eq!(available_at(s, "XFER-LAMP", "MAD-CENTRO").await, 0, "on its way, not on hand");
+    assert_eq!(
+        available_at(s, "XFER-LAMP", "ZGZ-WH").await,
+        4,
+        "off the warehouse shelf"
+    );
+    assert_eq!(
+        available_at(s, "XFER-LAMP", "MAD-CENTRO").await,
+        0,
+        "on its way, not on hand"
+    );
     let (_, incoming) = s
-        .get(&format!("/api/v1/transfers?location_id={madrid}&status=in_transit"), &s.admin_token)
+        .get(
+            &format!("/api/v1/transfers?location_id={madrid}&status=in_transit"),
+            &s.admin_token,
+        )
         .await;
     assert!(
-        incoming["items"].as_array().is_some_and(|l| l.iter().any(|t| t["id"] == transfer.as_str())),
+        incoming["items"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|t| t["id"] == transfer.as_str())),
         "{incoming}"
     );
 
     // Not ready before the lamps arrive.
     let (status, early) = order_action(s, &order, "ready", json!({})).await;
-    assert_eq!((status, code(&early)), (StatusCode::CONFLICT, "transfer_not_received"), "{early}");
+    assert_eq!(
+        (status, code(&early)),
+        (StatusCode::CONFLICT, "transfer_not_received"),
+        "{early}"
+    );
     let (status, received) = s
-        .post(&format!("/api/v1/transfers/{transfer}/receive"), &s.admin_token, json!({}))
+        .post(
+            &format!("/api/v1/transfers/{transfer}/receive"),
+            &s.admin_token,
+            json!({}),
+        )
         .await;
-    assert_eq!((status, received["status"].as_str()), (StatusCode::OK, Some("received")), "{received}");
+    assert_eq!(
+        (status, received["status"].as_str()),
+        (StatusCode::OK, Some("received")),
+        "{received}"
+    );
     assert_eq!(received["lines"][0]["qty_received"], 2);
     let (status, again) = s
-        .post(&format!("/api/v1/transfers/{transfer}/receive"), &s.admin_token, json!({}))
+        .post(
+            &format!("/api/v1/transfers/{transfer}/receive"),
+            &s.admin_token,
+            json!({}),
+        )
         .await;
     assert_eq!((status, again["status"].as_str()), (StatusCode::OK, Some("received")));
-    assert_eq!(available_at(s, "XFER-LAMP", "MAD-CENTRO").await, 0, "committed to the order");
+    assert_eq!(
+        available_at(s, "XFER-LAMP", "MAD-CENTRO").await,
+        0,
+        "committed to the order"
+    );
     let (_, audit) = s.get("/api/v1/audit?action=transfer.received", &s.admin_token).await;
-    assert_eq!(audit["items"].as_array().map(Vec::len), Some(1), "audited once: {audit}");
+    assert_eq!(
+        audit["items"].as_array().map(Vec::len),
+        Some(1),
+        "audited once: {audit}"
+    );
     let (status, ready) = order_action(s, &order, "ready", json!({})).await;
-    assert_eq!((status, ready["order"]["status"].as_str()), (StatusCode::OK, Some("ready_for_pickup")), "{ready}");
+    assert_eq!(
+        (status, ready["order"]["status"].as_str()),
+        (StatusCode::OK, Some("ready_for_pickup")),
+        "{ready}"
+    );
     let pickup_code = ready["order"]["pickup_code"].as_str().expect("code").to_owned();
     let (status, done) = order_action(s, &order, "pickup", json!({"code": pickup_code})).await;
-    assert_eq!((status, done["order"]["status"].as_str()), (StatusCode::OK, Some("picked_up")), "{done}");
+    assert_eq!(
+        (status, done["order"]["status"].as_str()),
+        (StatusCode::OK, Some("picked_up")),
+        "{done}"
+    );
     assert_eq!(available_at(s, "XFER-LAMP", "MAD-CENTRO").await, 0);
     assert_eq!(available_at(s, "XFER-LAMP", "ZGZ-WH").await, 4);
     check_clean(s).await;
@@ -1231,37 +1318,68 @@ pub async fn pickup_transfer_flow(s: &TestServer, customer: &str) {
     .await;
     assert_eq!(status, StatusCode::CREATED);
     let cart = cart_with(s, customer, &[("XFER-LAMP", 3)]).await;
-    let (status, placed) = s.post("/api/v1/orders", &s.admin_token, pickup(&cart, "xfer-2", true)).await;
+    let (status, placed) = s
+        .post("/api/v1/orders", &s.admin_token, pickup(&cart, "xfer-2", true))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{placed}");
-    assert_eq!(placed["order"]["transfers"][0]["lines"][0]["qty_sent"], 2, "only what Madrid lacks");
+    assert_eq!(
+        placed["order"]["transfers"][0]["lines"][0]["qty_sent"], 2,
+        "only what Madrid lacks"
+    );
     assert_eq!(available_at(s, "XFER-LAMP", "MAD-CENTRO").await, 0);
     assert_eq!(available_at(s, "XFER-LAMP", "ZGZ-WH").await, 2);
     let second = placed["order"]["id"].as_str().expect("order").to_owned();
     let second_transfer = placed["order"]["transfers"][0]["id"].as_str().expect("id").to_owned();
     let (status, refused) = s
-        .post(&format!("/api/v1/transfers/{second_transfer}/cancel"), &s.admin_token, json!({}))
+        .post(
+            &format!("/api/v1/transfers/{second_transfer}/cancel"),
+            &s.admin_token,
+            json!({}),
+        )
         .await;
-    assert_eq!((status, code(&refused)), (StatusCode::CONFLICT, "transfer_state"), "cancel the order instead");
+    assert_eq!(
+        (status, code(&refused)),
+        (StatusCode::CONFLICT, "transfer_state"),
+        "cancel the order instead"
+    );
     let (status, canceled) = order_action(s, &second, "cancel", json!({"reason": "changed her mind"})).await;
-    assert_eq!((status, canceled["order"]["status"].as_str()), (StatusCode::OK, Some("canceled")), "{canceled}");
+    assert_eq!(
+        (status, canceled["order"]["status"].as_str()),
+        (StatusCode::OK, Some("canceled")),
+        "{canceled}"
+    );
     assert_eq!(transfer_of(s, &second_transfer).await["status"], "canceled");
     assert_eq!(available_at(s, "XFER-LAMP", "MAD-CENTRO").await, 1);
-    assert_eq!(available_at(s, "XFER-LAMP", "ZGZ-WH").await, 4, "back on the warehouse shelf");
+    assert_eq!(
+        available_at(s, "XFER-LAMP", "ZGZ-WH").await,
+        4,
+        "back on the warehouse shelf"
+    );
     check_clean(s).await;
 
     // Cancelled after the lamps arrived: they stay at the store, sellable there.
     let cart = cart_with(s, customer, &[("XFER-LAMP", 2)]).await;
-    let (status, placed) = s.post("/api/v1/orders", &s.admin_token, pickup(&cart, "xfer-3", true)).await;
+    let (status, placed) = s
+        .post("/api/v1/orders", &s.admin_token, pickup(&cart, "xfer-3", true))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{placed}");
     let third = placed["order"]["id"].as_str().expect("order").to_owned();
     let third_transfer = placed["order"]["transfers"][0]["id"].as_str().expect("id").to_owned();
     let (status, _) = s
-        .post(&format!("/api/v1/transfers/{third_transfer}/receive"), &s.admin_token, json!({}))
+        .post(
+            &format!("/api/v1/transfers/{third_transfer}/receive"),
+            &s.admin_token,
+            json!({}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let (status, _) = order_action(s, &third, "cancel", json!({})).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(available_at(s, "XFER-LAMP", "MAD-CENTRO").await, 2, "Madrid's own lamp and the one that came");
+    assert_eq!(
+        available_at(s, "XFER-LAMP", "MAD-CENTRO").await,
+        2,
+        "Madrid's own lamp and the one that came"
+    );
     assert_eq!(available_at(s, "XFER-LAMP", "ZGZ-WH").await, 3);
     check_clean(s).await;
 
@@ -1271,11 +1389,18 @@ pub async fn pickup_transfer_flow(s: &TestServer, customer: &str) {
                "lines": [{"sku": "XFER-LAMP", "quantity": quantity}]})
     };
     let (status, sent) = s.post("/api/v1/transfers", &s.admin_token, send(1)).await;
-    assert_eq!((status, sent["status"].as_str()), (StatusCode::CREATED, Some("in_transit")), "{sent}");
+    assert_eq!(
+        (status, sent["status"].as_str()),
+        (StatusCode::CREATED, Some("in_transit")),
+        "{sent}"
+    );
     let (_, again) = s.post("/api/v1/transfers", &s.admin_token, send(1)).await;
     assert_eq!(again["id"], sent["id"]);
     let (status, reused) = s.post("/api/v1/transfers", &s.admin_token, send(2)).await;
-    assert_eq!((status, code(&reused)), (StatusCode::CONFLICT, "idempotency_key_reused"));
+    assert_eq!(
+        (status, code(&reused)),
+        (StatusCode::CONFLICT, "idempotency_key_reused")
+    );
     let (status, too_many) = s
         .post(
             "/api/v1/transfers",

@@ -27,7 +27,6 @@ pub fn order_error(e: sb_store::orders::OrderError) -> ApiError {
     }
 }
 
-
 #[derive(Deserialize, ToSchema)]
 pub struct PlaceOrder {
     pub cart_id: String,

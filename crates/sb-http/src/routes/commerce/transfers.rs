@@ -251,7 +251,11 @@ pub(super) async fn transfer_action(
                 let moved = touched(c, &transfer)?;
                 events = sb_commerce::live::availability_changed(c, &ws, moved, now)?;
                 let change = AuditChange {
-                    action: if action == "receive" { "transfer.received" } else { "transfer.canceled" },
+                    action: if action == "receive" {
+                        "transfer.received"
+                    } else {
+                        "transfer.canceled"
+                    },
                     object_kind: "transfer",
                     object_id: Some(&transfer.id),
                     before: Some(serde_json::json!({ "status": before.status })),
