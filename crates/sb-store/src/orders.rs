@@ -700,6 +700,8 @@ pub fn start_checkout(
         };
         holds.push(inventory::reserve(c, &hold, now)?);
     }
+    // In the order asking again lists them.
+    holds.sort_by(|a, b| (&a.item_id, &a.location_id).cmp(&(&b.item_id, &b.location_id)));
     Ok(holds)
 }
 

@@ -1089,7 +1089,35 @@ pub async fn split_shipment_flow(s: &TestServer, customer: &str) {
     );
 
     // A split order cancelled before anything left: both locations get their units back.
+    // Its checkout first holds the units at both locations; the order commits those holds.
     let cart = cart_with(s, customer, &[("SPLIT-TENT", 1), ("SPLIT-STOVE", 1)]).await;
+    let (status, started) = s
+        .post(
+            &format!("/api/v1/carts/{cart}/checkout"),
+            &s.admin_token,
+            json!({"fulfillment": "ship", "hold_seconds": 600}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{started}");
+    let mut held_at: Vec<&str> = started["holds"]
+        .as_array()
+        .expect("holds")
+        .iter()
+        .filter_map(|h| h["location_id"].as_str())
+        .collect();
+    held_at.sort();
+    let mut both = [valencia.as_str(), madrid.as_str()];
+    both.sort();
+    assert_eq!(held_at, both, "held where each part ships from: {started}");
+    assert_eq!(available_at(s, "SPLIT-TENT", "VLC-RUZAFA").await, 1);
+    let (_, again) = s
+        .post(
+            &format!("/api/v1/carts/{cart}/checkout"),
+            &s.admin_token,
+            json!({"fulfillment": "ship", "hold_seconds": 600}),
+        )
+        .await;
+    assert_eq!(again["holds"], started["holds"], "asking again keeps the same holds");
     let (status, placed) = s
         .post(
             "/api/v1/orders",

@@ -308,6 +308,36 @@ async fn the_api_runs_on_postgres() {
     // Split shipments and pickups sourced by transfer, the same flows as on SQLite.
     crate::commerce::split_shipment_flow(&s, &buyers[0]).await;
     crate::commerce::pickup_transfer_flow(&s, &buyers[1]).await;
+    // Another workspace sees none of it: its ids are unknown there.
+    let (_, sent) = s.get("/api/v1/transfers?limit=1", &s.admin_token).await;
+    let transfer = sent["items"][0]["id"].as_str().expect("a transfer").to_owned();
+    let (_, orders) = s
+        .get(&format!("/api/v1/customers/{}/orders", buyers[0]), &s.admin_token)
+        .await;
+    let split = orders["items"]
+        .as_array()
+        .expect("orders")
+        .iter()
+        .find_map(|o| o["id"].as_str().map(str::to_owned))
+        .expect("an order");
+    for (path, body) in [
+        (format!("/api/v1/transfers/{transfer}"), None),
+        (format!("/api/v1/transfers/{transfer}/receive"), Some(json!({}))),
+        (
+            format!("/api/v1/orders/{split}/fulfillments/{split}/ship"),
+            Some(json!({})),
+        ),
+    ] {
+        let method = if body.is_some() { Method::POST } else { Method::GET };
+        let (status, answer) = s.call(method, &path, Some(&b_token), body).await;
+        assert_eq!(
+            (status, code(&answer)),
+            (StatusCode::NOT_FOUND, "not_found"),
+            "{path}: {answer}"
+        );
+    }
+    let (_, listed) = s.get("/api/v1/transfers", &b_token).await;
+    assert_eq!(listed["items"], json!([]), "{listed}");
 
     s.server.shutdown().await;
     let ddl = format!("DROP SCHEMA {schema} CASCADE");
