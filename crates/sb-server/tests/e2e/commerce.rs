@@ -21,7 +21,7 @@ async fn location(s: &TestServer, code: &str, name: &str, lat: f64, lng: f64, ki
     body["id"].as_str().expect("id").to_owned()
 }
 
-async fn change(s: &TestServer, key: &str, lines: Value) -> (StatusCode, Value) {
+pub(crate) async fn change(s: &TestServer, key: &str, lines: Value) -> (StatusCode, Value) {
     s.post(
         "/api/v1/inventory/changes",
         &s.admin_token,
@@ -410,7 +410,7 @@ async fn scenario_07_cart_across_devices() {
 }
 
 /// A customer with a conversation on an API channel (its webhook is `r`), and her id.
-async fn customer_with_a_channel(s: &TestServer, r: &crate::harness::Receiver) -> String {
+pub(crate) async fn customer_with_a_channel(s: &TestServer, r: &crate::harness::Receiver) -> String {
     let shop = s.api_account("shop app", &r.url).await;
     let hello =
         json!({"type": "message", "id": "m-1", "from": {"id": "u-ana", "email": "ana@example.com"}, "text": "hi"});
@@ -423,7 +423,7 @@ async fn customer_with_a_channel(s: &TestServer, r: &crate::harness::Receiver) -
     found["items"][0]["id"].as_str().expect("customer").to_owned()
 }
 
-async fn cart_with(s: &TestServer, customer: &str, lines: &[(&str, i64)]) -> String {
+pub(crate) async fn cart_with(s: &TestServer, customer: &str, lines: &[(&str, i64)]) -> String {
     let (_, cart) = s
         .post("/api/v1/carts", &s.admin_token, json!({"customer_id": customer}))
         .await;
@@ -442,7 +442,7 @@ async fn cart_with(s: &TestServer, customer: &str, lines: &[(&str, i64)]) -> Str
     id
 }
 
-async fn location_id(s: &TestServer, code: &str) -> String {
+pub(crate) async fn location_id(s: &TestServer, code: &str) -> String {
     let (_, list) = s.get("/api/v1/locations", &s.admin_token).await;
     list["items"]
         .as_array()
@@ -953,7 +953,7 @@ async fn a_location_at_its_daily_capacity_takes_no_more_orders_today() {
     assert_eq!(status, StatusCode::CREATED, "{again}");
 }
 
-async fn product(s: &TestServer, sku: &str, price: i64) {
+pub(crate) async fn product(s: &TestServer, sku: &str, price: i64) {
     let (status, body) = s
         .post(
             "/api/v1/products",

@@ -6,7 +6,7 @@ mod carts;
 mod catalog;
 mod inventory;
 pub(crate) mod orders;
-mod transfers;
+pub(crate) mod transfers;
 
 use axum::http::StatusCode;
 use sb_store::StoreError;

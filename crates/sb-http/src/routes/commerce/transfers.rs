@@ -220,10 +220,22 @@ pub(super) async fn transfer_action(
     principal: Principal,
     Path((id, action)): Path<(String, String)>,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
+    transfer_step(&state, &principal, &id, &action).await.map(axum::Json)
+}
+
+/// Receives or cancels a transfer (the API's and the store page's use case): idempotent,
+/// audited, availability changes pushed live. Returns the transfer with its lines.
+pub async fn transfer_step(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    action: &str,
+) -> ApiResult<serde_json::Value> {
     principal.require(Permission::ManageInventory)?;
-    if !matches!(action.as_str(), "receive" | "cancel") {
+    if !matches!(action, "receive" | "cancel") {
         return Err(ApiError::not_found("not_found", "no such action: receive or cancel"));
     }
+    let (id, action) = (id.to_owned(), action.to_owned());
     let (ws, actor, now) = (
         principal.workspace_id().to_owned(),
         principal.actor(),
@@ -268,5 +280,5 @@ pub(super) async fn transfer_action(
         .await
         .map_err(order_error)?;
     state.live.publish(&events).await;
-    Ok(axum::Json(view))
+    Ok(view)
 }
