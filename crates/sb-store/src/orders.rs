@@ -601,10 +601,10 @@ fn valid_holds(
     Ok(valid)
 }
 
-/// The fulfilments the holds make, when they cover exactly the demand at locations the
-/// request allows (a chosen location: only there; routed: active shipping locations), the
-/// one holding most units first. Holds for a transfer-sourced pickup never match: that
-/// checkout is planned again (in the same transaction, so the units are not lost).
+/// The plan the holds make, when they cover exactly the demand at locations the request
+/// allows: a chosen location only there — except that a pickup allowing transfers may hold
+/// what the store lacks at other active locations (those become its transfers); routed: at
+/// active shipping locations, the one holding most units first.
 fn held_plan(
     c: &mut dyn Conn,
     ws: &str,
@@ -628,27 +628,42 @@ fn held_plan(
     if by_item != *demand {
         return Ok(None);
     }
-    if req.location_id.is_some() && (by_location.len() != 1 || !by_location.contains_key(req.location_id.unwrap_or("")))
-    {
-        return Ok(None);
+    let fits = |l: &catalog::Location, pickup: bool| l.active && if pickup { l.can_pickup } else { l.can_ship };
+    if let Some(chosen) = req.location_id {
+        let pickup = req.fulfillment == "pickup";
+        let Some(location) = catalog::location(c, ws, chosen)? else {
+            return Ok(None);
+        };
+        if !fits(&location, pickup) {
+            return Ok(None);
+        }
+        let mut transfers = Vec::new();
+        for (id, items) in by_location {
+            if id == chosen {
+                continue;
+            }
+            if !(pickup && req.allow_transfer) {
+                return Ok(None);
+            }
+            match catalog::location(c, ws, id)? {
+                Some(from) if from.active => transfers.push((from, items)),
+                _ => return Ok(None),
+            }
+        }
+        return Ok(Some(Plan {
+            fulfilments: vec![(location, demand.clone())],
+            transfers,
+        }));
     }
-    if req.fulfillment == "pickup" && by_location.len() != 1 {
+    if req.fulfillment != "ship" {
         return Ok(None);
     }
     let mut fulfilments = Vec::new();
     for (id, items) in by_location {
-        let Some(location) = catalog::location(c, ws, id)? else {
-            return Ok(None);
-        };
-        let fits = location.active
-            && match req.fulfillment {
-                "pickup" => location.can_pickup,
-                _ => location.can_ship,
-            };
-        if !fits {
-            return Ok(None);
+        match catalog::location(c, ws, id)? {
+            Some(location) if fits(&location, false) => fulfilments.push((location, items)),
+            _ => return Ok(None),
         }
-        fulfilments.push((location, items));
     }
     fulfilments.sort_by(|a, b| {
         let units = |items: &BTreeMap<String, i64>| items.values().sum::<i64>();
@@ -746,8 +761,15 @@ pub fn checkout(c: &mut dyn Conn, req: &Checkout<'_>, now: i64) -> Result<Order>
     let total: i64 = lines.iter().map(|l| l.current_price_minor * l.quantity).sum();
     let number = format!("{}", 1000 + count(c, ws)? + 1);
     if use_holds {
+        // Holds where the order is fulfilled become its commitment; those at a transfer's
+        // sender are let go and taken at once by the transfer below (same transaction).
         for hold in &held {
-            inventory::resolve(c, ws, &hold.id, inventory::Resolution::Committed, req.actor, now)?;
+            let to = if plan.fulfilments.iter().any(|(l, _)| l.id == hold.location_id) {
+                inventory::Resolution::Committed
+            } else {
+                inventory::Resolution::Released
+            };
+            inventory::resolve(c, ws, &hold.id, to, req.actor, now)?;
         }
     } else {
         // Taken here only: the transfers' units leave their senders below.

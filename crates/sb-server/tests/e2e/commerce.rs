@@ -1346,6 +1346,20 @@ pub async fn pickup_transfer_flow(s: &TestServer, customer: &str) {
     .await;
     assert_eq!(status, StatusCode::CREATED);
     let cart = cart_with(s, customer, &[("XFER-LAMP", 3)]).await;
+    // Its checkout holds Madrid's lamp and the two the warehouse will send; asking again
+    // keeps the same holds, and the order turns them into the commitment and the transfer.
+    let start = json!({"fulfillment": "pickup", "location_id": madrid, "allow_transfer": true, "hold_seconds": 600});
+    let (status, started) = s
+        .post(&format!("/api/v1/carts/{cart}/checkout"), &s.admin_token, start.clone())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{started}");
+    assert_eq!(started["holds"].as_array().map(Vec::len), Some(2), "{started}");
+    assert_eq!(available_at(s, "XFER-LAMP", "MAD-CENTRO").await, 0);
+    assert_eq!(available_at(s, "XFER-LAMP", "ZGZ-WH").await, 2);
+    let (_, again) = s
+        .post(&format!("/api/v1/carts/{cart}/checkout"), &s.admin_token, start)
+        .await;
+    assert_eq!(again["holds"], started["holds"], "the same holds");
     let (status, placed) = s
         .post("/api/v1/orders", &s.admin_token, pickup(&cart, "xfer-2", true))
         .await;
