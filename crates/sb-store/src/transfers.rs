@@ -210,23 +210,54 @@ fn close(c: &mut dyn Conn, ws: &str, id: &str, to: &str, now: i64) -> Result<Opt
 }
 
 /// The units arrive: on hand at the receiver, and committed to the order the transfer
-/// sources. Receiving again changes nothing (`false`).
-pub fn receive(c: &mut dyn Conn, ws: &str, id: &str, actor: &str, now: i64) -> Result<(Transfer, bool)> {
+/// sources. `lost` (units per item that never arrived, a plain transfer only) are written
+/// off: per line `qty_sent = qty_received + qty_lost`. Receiving again changes nothing
+/// (`false`).
+pub fn receive(
+    c: &mut dyn Conn,
+    ws: &str,
+    id: &str,
+    lost: &BTreeMap<String, i64>,
+    actor: &str,
+    now: i64,
+) -> Result<(Transfer, bool)> {
     let current = get(c, ws, id)?.ok_or(OrderError::NotFound("transfer"))?;
     if current.status == "received" {
         return Ok((current, false));
     }
+    let lines = lines(c, id)?;
+    if current.order_id.is_some() && lost.values().any(|q| *q != 0) {
+        return Err(OrderError::Invalid(
+            "a transfer sourcing an order is received whole: cancel the order if units were lost".into(),
+        ));
+    }
+    for (item, q) in lost {
+        let sent = lines.iter().find(|l| l.item_id == *item).map(|l| l.qty_sent);
+        match sent {
+            Some(sent) if (0..=sent).contains(q) => {}
+            Some(_) => {
+                return Err(OrderError::Invalid(
+                    "lost units must be between 0 and the units sent".into(),
+                ));
+            }
+            None => {
+                return Err(OrderError::Invalid(
+                    "lost units of an item the transfer did not send".into(),
+                ));
+            }
+        }
+    }
     let transfer = close(c, ws, id, "received", now)?
         .ok_or_else(|| OrderError::TransferState(format!("the transfer is {}", current.status)))?;
-    let lines = lines(c, id)?;
     let mut ledger = Vec::with_capacity(lines.len() * 2);
     for line in &lines {
+        let missing = lost.get(&line.item_id).copied().unwrap_or(0);
         ledger.push(Line {
             item_id: line.item_id.clone(),
             location_id: transfer.to_location_id.clone(),
             movement: Movement::TransferIn {
-                received: line.qty_sent,
-                lost: 0,
+                received: line.qty_sent - missing,
+                lost: missing,
             },
         });
         if transfer.order_id.is_some() {
@@ -238,6 +269,16 @@ pub fn receive(c: &mut dyn Conn, ws: &str, id: &str, actor: &str, now: i64) -> R
                 },
             });
         }
+        c.execute(
+            &Stmt::new(
+                "UPDATE transfer_lines SET qty_received = :received, qty_lost = :lost
+                 WHERE transfer_id = :id AND item_id = :item",
+            )
+            .bind("received", line.qty_sent - missing)
+            .bind("lost", missing)
+            .bind("id", id)
+            .bind("item", &line.item_id),
+        )?;
     }
     inventory::apply(
         c,
@@ -252,7 +293,6 @@ pub fn receive(c: &mut dyn Conn, ws: &str, id: &str, actor: &str, now: i64) -> R
         },
         now,
     )?;
-    c.execute(&Stmt::new("UPDATE transfer_lines SET qty_received = qty_sent WHERE transfer_id = :id").bind("id", id))?;
     Ok((transfer, true))
 }
 

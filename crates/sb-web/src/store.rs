@@ -217,7 +217,7 @@ pub async fn receive_transfer(
     Form(form): Form<StepForm>,
 ) -> Response {
     let htmx = is_htmx(&headers);
-    if let Err(e) = shared::transfer_step(&state, &signed.0, &id, "receive").await {
+    if let Err(e) = shared::transfer_step(&state, &signed.0, &id, "receive", Default::default()).await {
         return WebError::from(e).with_htmx(htmx).into_response();
     }
     let done = "Transfer received: the order can be prepared.".to_owned();

@@ -1460,6 +1460,48 @@ pub async fn pickup_transfer_flow(s: &TestServer, customer: &str) {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(available_at(s, "XFER-LAMP", "MAD-CENTRO").await, 3);
     check_clean(s).await;
+
+    // Two sent, one lost on the way: one arrives, one is written off (sent = received + lost).
+    let (status, sent) = s
+        .post(
+            "/api/v1/transfers",
+            &s.admin_token,
+            json!({"idempotency_key": "restock-2", "from_location_id": warehouse, "to_location_id": madrid,
+                   "lines": [{"sku": "XFER-LAMP", "quantity": 2}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{sent}");
+    let id = sent["id"].as_str().expect("id");
+    let (status, wrong) = s
+        .post(
+            &format!("/api/v1/transfers/{id}/receive"),
+            &s.admin_token,
+            json!({"lost": [{"sku": "XFER-LAMP", "quantity": 3}]}),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&wrong)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_order")
+    );
+    let (status, received) = s
+        .post(
+            &format!("/api/v1/transfers/{id}/receive"),
+            &s.admin_token,
+            json!({"lost": [{"sku": "XFER-LAMP", "quantity": 1}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{received}");
+    assert_eq!(
+        (
+            received["lines"][0]["qty_sent"].as_i64(),
+            received["lines"][0]["qty_received"].as_i64(),
+            received["lines"][0]["qty_lost"].as_i64()
+        ),
+        (Some(2), Some(1), Some(1))
+    );
+    assert_eq!(available_at(s, "XFER-LAMP", "MAD-CENTRO").await, 4);
+    assert_eq!(available_at(s, "XFER-LAMP", "ZGZ-WH").await, 0);
+    check_clean(s).await;
 }
 
 #[tokio::test]

@@ -205,22 +205,35 @@ pub(super) async fn get_transfer(
         .ok_or_else(|| ApiError::not_found("not_found", "transfer not found"))
 }
 
-/// `receive`: the units arrive at the receiving location (on hand there; committed to the
-/// pickup order the transfer sources, which staff can then mark ready). `cancel`: a transfer
-/// on its way goes back to the sender's shelf (one sourcing an order: cancel the order).
-/// Each is idempotent and audited.
+#[derive(Deserialize, ToSchema, Default)]
+pub struct TransferActionBody {
+    /// `receive` of a plain transfer: units that never arrived, written off
+    /// (`qty_sent = qty_received + qty_lost`).
+    #[serde(default)]
+    pub lost: Vec<TransferLineBody>,
+}
+
+/// `receive` (body `{}` or `{"lost": [{sku, quantity}]}`): the units arrive at the receiving
+/// location (on hand there; committed to the pickup order the transfer sources, which staff
+/// can then mark ready). `cancel`: a transfer on its way goes back to the sender's shelf
+/// (one sourcing an order: cancel the order). Each is idempotent and audited.
 #[utoipa::path(post, path = "/api/v1/transfers/{id}/{action}", tag = "commerce",
-    params(("id" = String, Path), ("action" = String, Path, description = "`receive` or `cancel`")), responses(
+    params(("id" = String, Path), ("action" = String, Path, description = "`receive` or `cancel`")),
+    request_body = TransferActionBody, responses(
     (status = 200, description = "the transfer with its `lines`"),
     (status = 404, description = "`not_found`", body = ErrorBody),
-    (status = 409, description = "`transfer_state`", body = ErrorBody)
+    (status = 409, description = "`transfer_state`", body = ErrorBody),
+    (status = 422, description = "`invalid_order` (lost units out of range, or on an order's transfer)", body = ErrorBody)
 ), security(("bearer" = []), ("session" = [])))]
 pub(super) async fn transfer_action(
     State(state): State<AppState>,
     principal: Principal,
     Path((id, action)): Path<(String, String)>,
+    ApiJson(body): ApiJson<TransferActionBody>,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
-    transfer_step(&state, &principal, &id, &action).await.map(axum::Json)
+    transfer_step(&state, &principal, &id, &action, body)
+        .await
+        .map(axum::Json)
 }
 
 /// Receives or cancels a transfer (the API's and the store page's use case): idempotent,
@@ -230,6 +243,7 @@ pub async fn transfer_step(
     principal: &Principal,
     id: &str,
     action: &str,
+    body: TransferActionBody,
 ) -> ApiResult<serde_json::Value> {
     principal.require(Permission::ManageInventory)?;
     if !matches!(action, "receive" | "cancel") {
@@ -248,7 +262,12 @@ pub async fn transfer_step(
         .write(move |c| {
             let before = transfers::get(c, &ws, &id)?.ok_or(OrderError::NotFound("transfer"))?;
             let changed = if action == "receive" {
-                transfers::receive(c, &ws, &id, &actor_name, now)?.1
+                let mut lost: BTreeMap<String, i64> = BTreeMap::new();
+                for line in &body.lost {
+                    let item = catalog::find_item(c, &ws, &line.sku)?.ok_or(OrderError::NotFound("SKU"))?;
+                    *lost.entry(item).or_insert(0) += line.quantity;
+                }
+                transfers::receive(c, &ws, &id, &lost, &actor_name, now)?.1
             } else {
                 if before.order_id.is_some() {
                     return Err(OrderError::TransferState(
