@@ -805,6 +805,29 @@ pub fn checkout(c: &mut dyn Conn, req: &Checkout<'_>, now: i64) -> Result<Order>
             inventory::apply(c, &change, now)?;
         }
     }
+    // The transfers take their units before the order row exists (like the commitments
+    // above): a concurrent checkout that took them first makes this one fail on the stock
+    // and be planned again, never on the order's number.
+    let mut shown_transfers = Vec::new();
+    let mut sent = Vec::new();
+    for (from, items) in &plan.transfers {
+        let (transfer, _) = crate::transfers::create(
+            c,
+            &crate::transfers::NewTransfer {
+                workspace_id: ws,
+                idempotency_key: &format!("order:{}:transfer:{}", req.idempotency_key, from.id),
+                from_location_id: &from.id,
+                to_location_id: &primary.id,
+                order_id: None,
+                reason: "pickup",
+                actor: req.actor,
+                items,
+            },
+            now,
+        )?;
+        shown_transfers.push(serde_json::json!({ "transfer_id": transfer.id, "from_location_id": from.id }));
+        sent.push(transfer.id);
+    }
     let order: Order = c
         .fetch_opt(
             &Stmt::new(format!(
@@ -871,23 +894,8 @@ pub fn checkout(c: &mut dyn Conn, req: &Checkout<'_>, now: i64) -> Result<Order>
         }
         shown_parts.push(serde_json::json!({ "fulfillment_id": fid, "location_id": location.id }));
     }
-    let mut shown_transfers = Vec::new();
-    for (from, items) in &plan.transfers {
-        let (transfer, _) = crate::transfers::create(
-            c,
-            &crate::transfers::NewTransfer {
-                workspace_id: ws,
-                idempotency_key: &format!("order:{}:transfer:{}", req.idempotency_key, from.id),
-                from_location_id: &from.id,
-                to_location_id: &primary.id,
-                order_id: Some(&order.id),
-                reason: "pickup",
-                actor: req.actor,
-                items,
-            },
-            now,
-        )?;
-        shown_transfers.push(serde_json::json!({ "transfer_id": transfer.id, "from_location_id": from.id }));
+    for transfer in &sent {
+        crate::transfers::attach_to_order(c, ws, transfer, &order.id)?;
     }
     c.execute(
         &Stmt::new("UPDATE carts SET status = 'converted', updated_at = :now WHERE id = :id")

@@ -194,6 +194,17 @@ pub fn create(c: &mut dyn Conn, t: &NewTransfer<'_>, now: i64) -> Result<(Transf
     Ok((transfer, true))
 }
 
+/// Records that a transfer sources an order (sent during its checkout).
+pub fn attach_to_order(c: &mut dyn Conn, ws: &str, transfer_id: &str, order_id: &str) -> Result<()> {
+    c.execute(
+        &Stmt::new("UPDATE transfers SET order_id = :order WHERE workspace_id = :ws AND id = :id")
+            .bind("order", order_id)
+            .bind("ws", ws)
+            .bind("id", transfer_id),
+    )?;
+    Ok(())
+}
+
 /// Moves an in-transit transfer to `to`; `None` when it is no longer in transit.
 fn close(c: &mut dyn Conn, ws: &str, id: &str, to: &str, now: i64) -> Result<Option<Transfer>> {
     Ok(c.fetch_opt(

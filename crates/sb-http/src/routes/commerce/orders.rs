@@ -3,6 +3,8 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use sb_core::Permission;
+use sb_sql::SqlError;
+use sb_store::StoreError;
 use sb_store::catalog;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -110,10 +112,17 @@ pub(super) async fn place_order(
                 Ok::<_, sb_store::orders::OrderError>((sb_store::orders::view(c, &ws, &order)?, events))
             })
             .await;
+        use sb_store::inventory::InventoryError;
+        use sb_store::orders::OrderError;
         match result {
-            Err(sb_store::orders::OrderError::Inventory(sb_store::inventory::InventoryError::Insufficient {
-                ..
-            })) if routed && attempt < 3 => {
+            Err(OrderError::Inventory(InventoryError::Insufficient { .. })) if routed && attempt < 3 => {
+                metrics::counter!("switchboard_order_replans_total").increment(1);
+            }
+            // A concurrent checkout took the same order number (or placed this very order):
+            // again, it gets the next number (or returns the order placed).
+            Err(OrderError::Inventory(InventoryError::Store(StoreError::Sql(SqlError::UniqueViolation(_)))))
+                if attempt < 3 =>
+            {
                 metrics::counter!("switchboard_order_replans_total").increment(1);
             }
             other => break other.map_err(order_error)?,
