@@ -265,9 +265,10 @@ pub struct AvailabilityQuery {
 }
 
 /// "Available at my local branch": per location, the units and the level (in stock / low /
-/// out of stock), nearest first.
+/// out of stock), nearest first, and how soon it can be picked up there (longer when the
+/// store must get it from another location by transfer).
 #[utoipa::path(get, path = "/api/v1/inventory/availability", tag = "commerce", params(AvailabilityQuery), responses(
-    (status = 200, description = "`{sku, title, locations: [{location_id, code, name, available, level, distance_km, can_pickup, can_ship}]}`"),
+    (status = 200, description = "`{sku, title, locations: [{location_id, code, name, available, level, distance_km, can_pickup, can_ship, pickup_ready_minutes, pickup_by_transfer}]}`"),
     (status = 404, description = "`not_found`: no such SKU", body = ErrorBody)
 ), security(("bearer" = []), ("session" = [])))]
 pub(super) async fn get_availability(
