@@ -8,6 +8,10 @@ use serde::Serialize;
 /// Units at or below this are shown to shoppers as "low".
 pub const LOW_STOCK_AT: i64 = 3;
 
+/// How much longer a pickup takes when the store has to get the stock from another location
+/// first (a transfer, commerce.md §5 "Pickup sourcing").
+pub const TRANSFER_PICKUP_EXTRA_MINUTES: i64 = 2 * 24 * 60;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Availability {
     pub sku: String,
@@ -27,6 +31,12 @@ pub struct LocationAvailability {
     pub available: i64,
     pub level: StockLevel,
     pub distance_km: Option<f64>,
+    /// Pickup here: minutes until it can be collected (the store's preparation time, plus
+    /// [`TRANSFER_PICKUP_EXTRA_MINUTES`] when it must come from another location by
+    /// transfer); `None` when it cannot be picked up here at all.
+    pub pickup_ready_minutes: Option<i64>,
+    /// Pickup here needs a transfer from another location (order with `allow_transfer`).
+    pub pickup_by_transfer: bool,
 }
 
 /// The variant's availability at every active location; `None` for an unknown SKU.
@@ -49,6 +59,7 @@ pub fn availability(
         .into_iter()
         .filter(|l| l.active)
         .map(|l| {
+            let prep = l.pickup_prep_minutes;
             let available = per_component
                 .iter()
                 .map(|(balances, per_unit)| {
@@ -75,9 +86,25 @@ pub fn availability(
                 available,
                 level: level(available, LOW_STOCK_AT),
                 distance_km: distance.map(|d| (d * 10.0).round() / 10.0),
+                pickup_ready_minutes: Some(prep),
+                pickup_by_transfer: false,
             }
         })
         .collect();
+    // A store without it can still offer pickup when another location can send it.
+    let elsewhere: Vec<(String, i64)> = locations.iter().map(|l| (l.location_id.clone(), l.available)).collect();
+    for l in &mut locations {
+        if !l.can_pickup {
+            l.pickup_ready_minutes = None;
+        } else if l.available <= 0 {
+            if elsewhere.iter().any(|(id, a)| *id != l.location_id && *a > 0) {
+                l.pickup_by_transfer = true;
+                l.pickup_ready_minutes = l.pickup_ready_minutes.map(|m| m + TRANSFER_PICKUP_EXTRA_MINUTES);
+            } else {
+                l.pickup_ready_minutes = None;
+            }
+        }
+    }
     // Nearest first (unknown distances last), then by code for a stable order.
     locations.sort_by(|a, b| {
         let key = |l: &LocationAvailability| l.distance_km.unwrap_or(f64::MAX);

@@ -180,6 +180,9 @@ pub enum Movement {
     Expect { quantity: i64 },
     /// Units on their way arrive (`received`) or are lost (`lost`).
     TransferIn { received: i64, lost: i64 },
+    /// Units announced as on their way here will not come (the transfer was cancelled and
+    /// they go back to where they were sent from).
+    Unexpect { quantity: i64 },
 }
 
 impl Movement {
@@ -238,6 +241,7 @@ impl Movement {
                 }
                 d.with(Incoming, -(received + lost)).with(OnHand, received)
             }
+            Movement::Unexpect { quantity } => d.with(Incoming, -positive(quantity)?),
         })
     }
 }
@@ -355,6 +359,7 @@ mod tests {
             }),
             q.clone().prop_map(|quantity| Movement::TransferOut { quantity }),
             q.clone().prop_map(|quantity| Movement::Expect { quantity }),
+            q.clone().prop_map(|quantity| Movement::Unexpect { quantity }),
             (0i64..4, 0i64..2).prop_map(|(received, lost)| Movement::TransferIn { received, lost }),
         ]
     }

@@ -12,6 +12,7 @@ pub mod identity;
 pub mod ids;
 pub mod inbox;
 pub mod inventory;
+pub mod routing;
 pub mod sms;
 
 pub use access::{Permission, Role};

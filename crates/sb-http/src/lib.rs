@@ -35,6 +35,7 @@ pub mod shared {
     pub use crate::routes::commerce::orders::{
         OrderActionBody, ReceiveReturn, ReturnLineBody, order_error, order_step, take_return,
     };
+    pub use crate::routes::commerce::transfers::{TransferActionBody, transfer_step};
     pub use crate::routes::conversations::{
         Assign, ChangeLabels, ChangeStatus, CreateMessage, HandoffRequest, assign_to, hand_off,
         load as load_conversation, mark_conversation_read, post_message, relabel, retry_failed, set_status,

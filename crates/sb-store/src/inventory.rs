@@ -456,7 +456,7 @@ pub fn active_holds(c: &mut dyn Conn, ws: &str, owner_type: &str, owner_id: &str
         &Stmt::new(format!(
             "SELECT {RESERVATION_COLUMNS} FROM reservations
              WHERE workspace_id = :ws AND owner_type = :owner_type AND owner_id = :owner_id AND status = 'active'
-             ORDER BY item_id"
+             ORDER BY item_id, location_id"
         ))
         .bind("ws", ws)
         .bind("owner_type", owner_type)

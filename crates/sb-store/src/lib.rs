@@ -33,6 +33,7 @@ pub mod suppressions;
 pub mod templates;
 pub mod timers;
 pub mod tokens;
+pub mod transfers;
 pub mod users;
 pub mod workspaces;
 

@@ -49,6 +49,7 @@ pub fn router() -> Router<AppState> {
         .route("/app/store/queue", get(store::queue_fragment))
         .route("/app/orders/{id}/ready", post(store::mark_ready))
         .route("/app/orders/{id}/pickup", post(store::hand_over))
+        .route("/app/transfers/{id}/receive", post(store::receive_transfer))
         .route("/app/orders/{id}/return", post(store::take_return))
         .route("/app/stock", get(store::stock_page))
         .route("/app/lookup", get(store::lookup_page))

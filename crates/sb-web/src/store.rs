@@ -1,6 +1,7 @@
-//! Store staff: the pickup queue (prepare → ready → hand over with the customer's code), live
-//! stock per location with search, and order / customer look-up. Order steps go through
-//! `sb_http::shared::order_step`, the API's own use case (which also tells the customer).
+//! Store staff: the pickup queue (prepare → ready → hand over with the customer's code; an
+//! order sourced by transfer is received first), live stock per location with search, and
+//! order / customer look-up. Order steps go through `sb_http::shared::order_step`, the API's
+//! own use case (which also tells the customer), transfers through `transfer_step`.
 
 use std::collections::HashMap;
 
@@ -34,6 +35,8 @@ pub struct QueueRow {
     pub order: OrderRow,
     pub customer: String,
     pub ready: bool,
+    /// Transfers bringing its stock that have not arrived: (id, where from).
+    pub awaiting: Vec<(String, String)>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -89,12 +92,35 @@ async fn load_queue(state: &AppState, signed: &Signed, location: &str, done: Opt
                 .map(|o| names.get(&o.customer_id).cloned().unwrap_or_default())
                 .collect();
             let ready: Vec<bool> = list.iter().map(|o| o.status == "ready_for_pickup").collect();
+            let names: HashMap<String, String> = catalog::locations(c, &ws)?
+                .into_iter()
+                .map(|l| (l.id, l.name))
+                .collect();
+            let mut awaiting = Vec::with_capacity(list.len());
+            for o in &list {
+                let on_the_way = sb_store::transfers::for_order(c, &ws, &o.id)
+                    .map_err(|e| StoreError::Invalid(e.to_string()))?
+                    .into_iter()
+                    .filter(|t| t.status == "in_transit")
+                    .map(|t| {
+                        let from = names.get(&t.from_location_id).cloned().unwrap_or_default();
+                        (t.id, from)
+                    })
+                    .collect::<Vec<_>>();
+                awaiting.push(on_the_way);
+            }
             let rows = order_rows(c, &ws, list, now)?;
             Ok::<_, StoreError>(
                 rows.into_iter()
                     .zip(customers)
                     .zip(ready)
-                    .map(|((order, customer), ready)| QueueRow { order, customer, ready })
+                    .zip(awaiting)
+                    .map(|(((order, customer), ready), awaiting)| QueueRow {
+                        order,
+                        customer,
+                        ready,
+                        awaiting,
+                    })
                     .collect::<Vec<_>>(),
             )
         })
@@ -179,6 +205,27 @@ pub async fn mark_ready(
     Form(form): Form<StepForm>,
 ) -> Response {
     step(state, signed, headers, id, "ready", form).await
+}
+
+/// The store receives a transfer bringing a pickup order's stock; the order can then be
+/// marked ready.
+pub async fn receive_transfer(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<StepForm>,
+) -> Response {
+    let htmx = is_htmx(&headers);
+    if let Err(e) = shared::transfer_step(&state, &signed.0, &id, "receive", Default::default()).await {
+        return WebError::from(e).with_htmx(htmx).into_response();
+    }
+    let done = "Transfer received: the order can be prepared.".to_owned();
+    let back = format!("/app/store?{}", location_query(&form.location));
+    match load_queue(&state, &signed, &form.location, Some(done)).await {
+        Ok(queue) => after_post(&headers, queue, &back),
+        Err(e) => e.with_htmx(htmx).into_response(),
+    }
 }
 
 pub async fn hand_over(

@@ -21,7 +21,7 @@ async fn location(s: &TestServer, code: &str, name: &str, lat: f64, lng: f64, ki
     body["id"].as_str().expect("id").to_owned()
 }
 
-async fn change(s: &TestServer, key: &str, lines: Value) -> (StatusCode, Value) {
+pub(crate) async fn change(s: &TestServer, key: &str, lines: Value) -> (StatusCode, Value) {
     s.post(
         "/api/v1/inventory/changes",
         &s.admin_token,
@@ -410,7 +410,7 @@ async fn scenario_07_cart_across_devices() {
 }
 
 /// A customer with a conversation on an API channel (its webhook is `r`), and her id.
-async fn customer_with_a_channel(s: &TestServer, r: &crate::harness::Receiver) -> String {
+pub(crate) async fn customer_with_a_channel(s: &TestServer, r: &crate::harness::Receiver) -> String {
     let shop = s.api_account("shop app", &r.url).await;
     let hello =
         json!({"type": "message", "id": "m-1", "from": {"id": "u-ana", "email": "ana@example.com"}, "text": "hi"});
@@ -423,7 +423,7 @@ async fn customer_with_a_channel(s: &TestServer, r: &crate::harness::Receiver) -
     found["items"][0]["id"].as_str().expect("customer").to_owned()
 }
 
-async fn cart_with(s: &TestServer, customer: &str, lines: &[(&str, i64)]) -> String {
+pub(crate) async fn cart_with(s: &TestServer, customer: &str, lines: &[(&str, i64)]) -> String {
     let (_, cart) = s
         .post("/api/v1/carts", &s.admin_token, json!({"customer_id": customer}))
         .await;
@@ -442,7 +442,7 @@ async fn cart_with(s: &TestServer, customer: &str, lines: &[(&str, i64)]) -> Str
     id
 }
 
-async fn location_id(s: &TestServer, code: &str) -> String {
+pub(crate) async fn location_id(s: &TestServer, code: &str) -> String {
     let (_, list) = s.get("/api/v1/locations", &s.admin_token).await;
     list["items"]
         .as_array()
@@ -594,7 +594,8 @@ fn code_of(body: &Value) -> &str {
 }
 
 /// Scenario 10: any store can ship. An order for an item only a store has is routed there
-/// and shipped from it; one that no single location can send is refused, changing nothing.
+/// and shipped from it; one that all the locations together cannot send is refused, changing
+/// nothing.
 #[tokio::test]
 async fn scenario_10_ship_from_store() {
     let s = TestServer::start().await;
@@ -619,8 +620,8 @@ async fn scenario_10_ship_from_store() {
     .await;
     assert_eq!(status, StatusCode::CREATED);
 
-    // Three lanterns: no single place has them all.
-    let cart = cart_with(&s, &ana, &[("LANTERN-1", 3)]).await;
+    // Four lanterns: not even all the locations together have them.
+    let cart = cart_with(&s, &ana, &[("LANTERN-1", 4)]).await;
     let (status, refused) = s
         .post(
             "/api/v1/orders",
@@ -950,4 +951,563 @@ async fn a_location_at_its_daily_capacity_takes_no_more_orders_today() {
     let cart = cart_with(&s, &ana, &[("GLV-1", 1)]).await;
     let (status, again) = order(cart, "cap-4", json!({"fulfillment": "pickup", "location_id": small})).await;
     assert_eq!(status, StatusCode::CREATED, "{again}");
+}
+
+pub(crate) async fn product(s: &TestServer, sku: &str, price: i64) {
+    let (status, body) = s
+        .post(
+            "/api/v1/products",
+            &s.admin_token,
+            json!({"title": sku, "variants": [{"sku": sku, "title": sku, "price_minor": price, "currency": "EUR"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+async fn available_at(s: &TestServer, sku: &str, code: &str) -> i64 {
+    at(&availability(s, sku).await, code)["available"]
+        .as_i64()
+        .expect("available")
+}
+
+async fn check_clean(s: &TestServer) {
+    let (status, checked) = s.get("/api/v1/inventory/check", &s.admin_token).await;
+    assert_eq!(status, StatusCode::OK, "{checked}");
+    assert_eq!(checked["problems"], json!([]), "ledger and balances agree");
+}
+
+/// Split shipments ("fewest shipments", commerce.md §8.5): no single location has both SKUs,
+/// so one order gets two fulfilments, each shipping on its own from its location; the order
+/// is shipped after both. A cancelled split order gives every location its stock back, and
+/// once one location has everything the order is a single fulfilment there.
+pub async fn split_shipment_flow(s: &TestServer, customer: &str) {
+    let valencia = location_id(s, "VLC-RUZAFA").await;
+    let madrid = location_id(s, "MAD-CENTRO").await;
+    product(s, "SPLIT-TENT", 15000).await;
+    product(s, "SPLIT-STOVE", 4500).await;
+    let (status, body) = change(
+        s,
+        "split-stock",
+        json!([{"sku": "SPLIT-TENT", "location_id": valencia, "movement": {"kind": "receive", "quantity": 3}},
+               {"sku": "SPLIT-STOVE", "location_id": madrid, "movement": {"kind": "receive", "quantity": 3}}]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let cart = cart_with(s, customer, &[("SPLIT-TENT", 1), ("SPLIT-STOVE", 1)]).await;
+    let place = json!({"cart_id": cart, "idempotency_key": "split-1", "fulfillment": "ship",
+                       "ship_to": {"lat": 40.4168, "lng": -3.7038}});
+    let (status, placed) = s.post("/api/v1/orders", &s.admin_token, place.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let order = placed["order"]["id"].as_str().expect("order").to_owned();
+    let parts = placed["order"]["fulfillments"]
+        .as_array()
+        .expect("fulfillments")
+        .clone();
+    assert_eq!(parts.len(), 2, "one fulfilment per location: {placed}");
+    let sent_from = |sku: &str| {
+        parts
+            .iter()
+            .find(|f| f["lines"].as_array().is_some_and(|l| l.iter().any(|l| l["sku"] == sku)))
+            .expect("a fulfilment sends it")
+            .clone()
+    };
+    let (tent, stove) = (sent_from("SPLIT-TENT"), sent_from("SPLIT-STOVE"));
+    assert_eq!(tent["location_id"], valencia.as_str());
+    assert_eq!(stove["location_id"], madrid.as_str());
+    assert_eq!(
+        (tent["lines"][0]["quantity"].as_i64(), tent["status"].as_str()),
+        (Some(1), Some("placed"))
+    );
+    assert_eq!(
+        placed["order"]["location_id"], parts[0]["location_id"],
+        "the primary location"
+    );
+    // A retried checkout is the same order, stock taken once.
+    let (_, again) = s.post("/api/v1/orders", &s.admin_token, place).await;
+    assert_eq!(again["order"]["id"], order.as_str());
+    assert_eq!(available_at(s, "SPLIT-TENT", "VLC-RUZAFA").await, 2);
+    assert_eq!(available_at(s, "SPLIT-STOVE", "MAD-CENTRO").await, 2);
+
+    // Valencia ships its part: the order waits for Madrid's.
+    let ship = |fid: String| {
+        let (s, order) = (s, order.clone());
+        async move {
+            s.post(
+                &format!("/api/v1/orders/{order}/fulfillments/{fid}/ship"),
+                &s.admin_token,
+                json!({}),
+            )
+            .await
+        }
+    };
+    let tent_id = tent["id"].as_str().expect("id").to_owned();
+    let (status, first) = ship(tent_id.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["order"]["status"], "placed", "one of two shipped: {first}");
+    let (status, again) = ship(tent_id).await;
+    assert_eq!(
+        (status, again["order"]["status"].as_str()),
+        (StatusCode::OK, Some("placed"))
+    );
+    // Part of it has left: it can no longer be cancelled.
+    let (status, refused) = order_action(s, &order, "cancel", json!({})).await;
+    assert_eq!(
+        (status, code(&refused)),
+        (StatusCode::CONFLICT, "order_state"),
+        "{refused}"
+    );
+    let (status, unknown) = ship("no-such-fulfilment".into()).await;
+    assert_eq!((status, code(&unknown)), (StatusCode::NOT_FOUND, "not_found"));
+    let (status, done) = ship(stove["id"].as_str().expect("id").to_owned()).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["order"]["status"], "shipped", "shipped after both: {done}");
+    assert!(
+        done["order"]["fulfillments"]
+            .as_array()
+            .expect("fulfillments")
+            .iter()
+            .all(|f| f["status"] == "shipped")
+    );
+    // Shipped units are gone from the shelves; what is left is still sellable.
+    assert_eq!(available_at(s, "SPLIT-TENT", "VLC-RUZAFA").await, 2);
+    assert_eq!(available_at(s, "SPLIT-STOVE", "MAD-CENTRO").await, 2);
+    let (_, history) = s
+        .get(&format!("/api/v1/customers/{customer}/orders"), &s.admin_token)
+        .await;
+    let shipped_from: Vec<&str> = history["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["name"] == "Order Shipped" && e["order_id"] == order.as_str())
+        .filter_map(|e| e["properties"]["location_id"].as_str())
+        .collect();
+    assert_eq!(
+        shipped_from,
+        [valencia.as_str(), madrid.as_str()],
+        "one event per fulfilment"
+    );
+
+    // A split order cancelled before anything left: both locations get their units back.
+    // Its checkout first holds the units at both locations; the order commits those holds.
+    let cart = cart_with(s, customer, &[("SPLIT-TENT", 1), ("SPLIT-STOVE", 1)]).await;
+    let (status, started) = s
+        .post(
+            &format!("/api/v1/carts/{cart}/checkout"),
+            &s.admin_token,
+            json!({"fulfillment": "ship", "hold_seconds": 600}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{started}");
+    let mut held_at: Vec<&str> = started["holds"]
+        .as_array()
+        .expect("holds")
+        .iter()
+        .filter_map(|h| h["location_id"].as_str())
+        .collect();
+    held_at.sort();
+    let mut both = [valencia.as_str(), madrid.as_str()];
+    both.sort();
+    assert_eq!(held_at, both, "held where each part ships from: {started}");
+    assert_eq!(available_at(s, "SPLIT-TENT", "VLC-RUZAFA").await, 1);
+    let (_, again) = s
+        .post(
+            &format!("/api/v1/carts/{cart}/checkout"),
+            &s.admin_token,
+            json!({"fulfillment": "ship", "hold_seconds": 600}),
+        )
+        .await;
+    assert_eq!(again["holds"], started["holds"], "asking again keeps the same holds");
+    let (status, placed) = s
+        .post(
+            "/api/v1/orders",
+            &s.admin_token,
+            json!({"cart_id": cart, "idempotency_key": "split-2", "fulfillment": "ship"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    assert_eq!(placed["order"]["fulfillments"].as_array().map(Vec::len), Some(2));
+    assert_eq!(available_at(s, "SPLIT-TENT", "VLC-RUZAFA").await, 1);
+    assert_eq!(available_at(s, "SPLIT-STOVE", "MAD-CENTRO").await, 1);
+    let second = placed["order"]["id"].as_str().expect("order");
+    let (status, canceled) = order_action(s, second, "cancel", json!({"reason": "changed her mind"})).await;
+    assert_eq!(status, StatusCode::OK, "{canceled}");
+    assert!(
+        canceled["order"]["fulfillments"]
+            .as_array()
+            .expect("fulfillments")
+            .iter()
+            .all(|f| f["status"] == "canceled")
+    );
+    assert_eq!(available_at(s, "SPLIT-TENT", "VLC-RUZAFA").await, 2);
+    assert_eq!(available_at(s, "SPLIT-STOVE", "MAD-CENTRO").await, 2);
+
+    // Valencia gets stoves too: the next order is one fulfilment there, not a split.
+    let (status, _) = change(
+        s,
+        "split-stoves-vlc",
+        json!([{"sku": "SPLIT-STOVE", "location_id": valencia, "movement": {"kind": "receive", "quantity": 2}}]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let cart = cart_with(s, customer, &[("SPLIT-TENT", 1), ("SPLIT-STOVE", 1)]).await;
+    let (status, placed) = s
+        .post(
+            "/api/v1/orders",
+            &s.admin_token,
+            json!({"cart_id": cart, "idempotency_key": "split-3", "fulfillment": "ship",
+                   "ship_to": {"lat": 40.4168, "lng": -3.7038}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let parts = placed["order"]["fulfillments"].as_array().expect("fulfillments");
+    assert_eq!(
+        parts.len(),
+        1,
+        "a single location first, even though Madrid is nearer: {placed}"
+    );
+    assert_eq!(parts[0]["location_id"], valencia.as_str());
+    assert_eq!(parts[0]["lines"].as_array().map(Vec::len), Some(2));
+    let third = placed["order"]["id"].as_str().expect("order");
+    let (status, shipped) = order_action(s, third, "ship", json!({})).await;
+    assert_eq!(
+        (status, shipped["order"]["status"].as_str()),
+        (StatusCode::OK, Some("shipped"))
+    );
+    assert_eq!(available_at(s, "SPLIT-STOVE", "VLC-RUZAFA").await, 1);
+    check_clean(s).await;
+}
+
+#[tokio::test]
+async fn split_shipment_when_no_single_location_has_everything() {
+    let s = TestServer::start().await;
+    let r = crate::harness::Receiver::start().await;
+    let ana = customer_with_a_channel(&s, &r).await;
+    split_shipment_flow(&s, &ana).await;
+}
+
+async fn transfer_of(s: &TestServer, id: &str) -> Value {
+    let (status, body) = s.get(&format!("/api/v1/transfers/{id}"), &s.admin_token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+/// Pickup sourced by transfer (commerce.md §5 "Pickup sourcing", §8.5.6): Madrid lacks the
+/// lamps; without `allow_transfer` the order is refused, with it the warehouse sends them
+/// (off its shelf, in transit), the order cannot be ready before they are received, and
+/// once received they are committed to it at the store and handed over with the code.
+/// Cancelling returns the units wherever they are; plain transfers replay by key.
+pub async fn pickup_transfer_flow(s: &TestServer, customer: &str) {
+    let madrid = location_id(s, "MAD-CENTRO").await;
+    let warehouse = location_id(s, "ZGZ-WH").await;
+    product(s, "XFER-LAMP", 3900).await;
+    let (status, body) = change(
+        s,
+        "xfer-stock",
+        json!([{"sku": "XFER-LAMP", "location_id": warehouse, "movement": {"kind": "receive", "quantity": 6}}]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let pickup = |cart: &str, key: &str, allow: bool| {
+        json!({"cart_id": cart, "idempotency_key": key, "fulfillment": "pickup", "location_id": madrid,
+               "allow_transfer": allow})
+    };
+    // The pickup option says how long it takes: longer when the store has to get it first.
+    let lamp = availability(s, "XFER-LAMP").await;
+    let at_madrid = at(&lamp, "MAD-CENTRO");
+    assert_eq!(at_madrid["pickup_by_transfer"], true, "{lamp}");
+    let jacket = availability(s, "JKT-BLU-M").await;
+    assert_eq!(at(&jacket, "MAD-CENTRO")["pickup_by_transfer"], false, "{jacket}");
+    assert!(
+        at_madrid["pickup_ready_minutes"].as_i64() > at(&jacket, "MAD-CENTRO")["pickup_ready_minutes"].as_i64(),
+        "{lamp} {jacket}"
+    );
+
+    let cart = cart_with(s, customer, &[("XFER-LAMP", 2)]).await;
+    let (status, refused) = s
+        .post("/api/v1/orders", &s.admin_token, pickup(&cart, "xfer-0", false))
+        .await;
+    assert_eq!(
+        (status, code(&refused)),
+        (StatusCode::CONFLICT, "insufficient_stock"),
+        "{refused}"
+    );
+    assert_eq!(available_at(s, "XFER-LAMP", "ZGZ-WH").await, 6, "nothing taken");
+
+    let (status, placed) = s
+        .post("/api/v1/orders", &s.admin_token, pickup(&cart, "xfer-1", true))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let order = placed["order"]["id"].as_str().expect("order").to_owned();
+    let transfers = placed["order"]["transfers"].as_array().expect("transfers").clone();
+    assert_eq!(transfers.len(), 1, "{placed}");
+    let transfer = transfers[0]["id"].as_str().expect("transfer").to_owned();
+    assert_eq!(
+        (
+            transfers[0]["status"].as_str(),
+            transfers[0]["from_location_id"].as_str(),
+            transfers[0]["to_location_id"].as_str(),
+            transfers[0]["lines"][0]["qty_sent"].as_i64()
+        ),
+        (
+            Some("in_transit"),
+            Some(warehouse.as_str()),
+            Some(madrid.as_str()),
+            Some(2)
+        )
+    );
+    assert_eq!(placed["order"]["fulfillments"][0]["location_id"], madrid.as_str());
+    assert_eq!(
+        available_at(s, "XFER-LAMP", "ZGZ-WH").await,
+        4,
+        "off the warehouse shelf"
+    );
+    assert_eq!(
+        available_at(s, "XFER-LAMP", "MAD-CENTRO").await,
+        0,
+        "on its way, not on hand"
+    );
+    let (_, incoming) = s
+        .get(
+            &format!("/api/v1/transfers?location_id={madrid}&status=in_transit"),
+            &s.admin_token,
+        )
+        .await;
+    assert!(
+        incoming["items"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|t| t["id"] == transfer.as_str())),
+        "{incoming}"
+    );
+
+    // Not ready before the lamps arrive.
+    let (status, early) = order_action(s, &order, "ready", json!({})).await;
+    assert_eq!(
+        (status, code(&early)),
+        (StatusCode::CONFLICT, "transfer_not_received"),
+        "{early}"
+    );
+    let (status, received) = s
+        .post(
+            &format!("/api/v1/transfers/{transfer}/receive"),
+            &s.admin_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, received["status"].as_str()),
+        (StatusCode::OK, Some("received")),
+        "{received}"
+    );
+    assert_eq!(received["lines"][0]["qty_received"], 2);
+    let (status, again) = s
+        .post(
+            &format!("/api/v1/transfers/{transfer}/receive"),
+            &s.admin_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!((status, again["status"].as_str()), (StatusCode::OK, Some("received")));
+    assert_eq!(
+        available_at(s, "XFER-LAMP", "MAD-CENTRO").await,
+        0,
+        "committed to the order"
+    );
+    let (_, audit) = s.get("/api/v1/audit?action=transfer.received", &s.admin_token).await;
+    assert_eq!(
+        audit["items"].as_array().map(Vec::len),
+        Some(1),
+        "audited once: {audit}"
+    );
+    let (status, ready) = order_action(s, &order, "ready", json!({})).await;
+    assert_eq!(
+        (status, ready["order"]["status"].as_str()),
+        (StatusCode::OK, Some("ready_for_pickup")),
+        "{ready}"
+    );
+    let pickup_code = ready["order"]["pickup_code"].as_str().expect("code").to_owned();
+    let (status, done) = order_action(s, &order, "pickup", json!({"code": pickup_code})).await;
+    assert_eq!(
+        (status, done["order"]["status"].as_str()),
+        (StatusCode::OK, Some("picked_up")),
+        "{done}"
+    );
+    assert_eq!(available_at(s, "XFER-LAMP", "MAD-CENTRO").await, 0);
+    assert_eq!(available_at(s, "XFER-LAMP", "ZGZ-WH").await, 4);
+    check_clean(s).await;
+
+    // Madrid has one lamp: a pickup of three takes it and brings two. Cancelled while they
+    // are on the way, they go back to the warehouse and Madrid's lamp is sellable again.
+    let (status, _) = change(
+        s,
+        "xfer-madrid-one",
+        json!([{"sku": "XFER-LAMP", "location_id": madrid, "movement": {"kind": "receive", "quantity": 1}}]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let cart = cart_with(s, customer, &[("XFER-LAMP", 3)]).await;
+    // Its checkout holds Madrid's lamp and the two the warehouse will send; asking again
+    // keeps the same holds, and the order turns them into the commitment and the transfer.
+    let start = json!({"fulfillment": "pickup", "location_id": madrid, "allow_transfer": true, "hold_seconds": 600});
+    let (status, started) = s
+        .post(&format!("/api/v1/carts/{cart}/checkout"), &s.admin_token, start.clone())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{started}");
+    assert_eq!(started["holds"].as_array().map(Vec::len), Some(2), "{started}");
+    assert_eq!(available_at(s, "XFER-LAMP", "MAD-CENTRO").await, 0);
+    assert_eq!(available_at(s, "XFER-LAMP", "ZGZ-WH").await, 2);
+    let (_, again) = s
+        .post(&format!("/api/v1/carts/{cart}/checkout"), &s.admin_token, start)
+        .await;
+    assert_eq!(again["holds"], started["holds"], "the same holds");
+    let (status, placed) = s
+        .post("/api/v1/orders", &s.admin_token, pickup(&cart, "xfer-2", true))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    assert_eq!(
+        placed["order"]["transfers"][0]["lines"][0]["qty_sent"], 2,
+        "only what Madrid lacks"
+    );
+    assert_eq!(available_at(s, "XFER-LAMP", "MAD-CENTRO").await, 0);
+    assert_eq!(available_at(s, "XFER-LAMP", "ZGZ-WH").await, 2);
+    let second = placed["order"]["id"].as_str().expect("order").to_owned();
+    let second_transfer = placed["order"]["transfers"][0]["id"].as_str().expect("id").to_owned();
+    let (status, refused) = s
+        .post(
+            &format!("/api/v1/transfers/{second_transfer}/cancel"),
+            &s.admin_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&refused)),
+        (StatusCode::CONFLICT, "transfer_state"),
+        "cancel the order instead"
+    );
+    let (status, canceled) = order_action(s, &second, "cancel", json!({"reason": "changed her mind"})).await;
+    assert_eq!(
+        (status, canceled["order"]["status"].as_str()),
+        (StatusCode::OK, Some("canceled")),
+        "{canceled}"
+    );
+    assert_eq!(transfer_of(s, &second_transfer).await["status"], "canceled");
+    assert_eq!(available_at(s, "XFER-LAMP", "MAD-CENTRO").await, 1);
+    assert_eq!(
+        available_at(s, "XFER-LAMP", "ZGZ-WH").await,
+        4,
+        "back on the warehouse shelf"
+    );
+    check_clean(s).await;
+
+    // Cancelled after the lamps arrived: they stay at the store, sellable there.
+    let cart = cart_with(s, customer, &[("XFER-LAMP", 2)]).await;
+    let (status, placed) = s
+        .post("/api/v1/orders", &s.admin_token, pickup(&cart, "xfer-3", true))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let third = placed["order"]["id"].as_str().expect("order").to_owned();
+    let third_transfer = placed["order"]["transfers"][0]["id"].as_str().expect("id").to_owned();
+    let (status, _) = s
+        .post(
+            &format!("/api/v1/transfers/{third_transfer}/receive"),
+            &s.admin_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = order_action(s, &third, "cancel", json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        available_at(s, "XFER-LAMP", "MAD-CENTRO").await,
+        2,
+        "Madrid's own lamp and the one that came"
+    );
+    assert_eq!(available_at(s, "XFER-LAMP", "ZGZ-WH").await, 3);
+    check_clean(s).await;
+
+    // A plain transfer: the same key again is the same transfer; with another request, 409.
+    let send = |quantity: i64| {
+        json!({"idempotency_key": "restock-bcn", "from_location_id": warehouse, "to_location_id": madrid,
+               "lines": [{"sku": "XFER-LAMP", "quantity": quantity}]})
+    };
+    let (status, sent) = s.post("/api/v1/transfers", &s.admin_token, send(1)).await;
+    assert_eq!(
+        (status, sent["status"].as_str()),
+        (StatusCode::CREATED, Some("in_transit")),
+        "{sent}"
+    );
+    let (_, again) = s.post("/api/v1/transfers", &s.admin_token, send(1)).await;
+    assert_eq!(again["id"], sent["id"]);
+    let (status, reused) = s.post("/api/v1/transfers", &s.admin_token, send(2)).await;
+    assert_eq!(
+        (status, code(&reused)),
+        (StatusCode::CONFLICT, "idempotency_key_reused")
+    );
+    let (status, too_many) = s
+        .post(
+            "/api/v1/transfers",
+            &s.admin_token,
+            json!({"idempotency_key": "too-many", "from_location_id": warehouse, "to_location_id": madrid,
+                   "lines": [{"sku": "XFER-LAMP", "quantity": 50}]}),
+        )
+        .await;
+    assert_eq!((status, code(&too_many)), (StatusCode::CONFLICT, "insufficient_stock"));
+    assert_eq!(available_at(s, "XFER-LAMP", "ZGZ-WH").await, 2);
+    let id = sent["id"].as_str().expect("id");
+    let (status, _) = s
+        .post(&format!("/api/v1/transfers/{id}/receive"), &s.admin_token, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(available_at(s, "XFER-LAMP", "MAD-CENTRO").await, 3);
+    check_clean(s).await;
+
+    // Two sent, one lost on the way: one arrives, one is written off (sent = received + lost).
+    let (status, sent) = s
+        .post(
+            "/api/v1/transfers",
+            &s.admin_token,
+            json!({"idempotency_key": "restock-2", "from_location_id": warehouse, "to_location_id": madrid,
+                   "lines": [{"sku": "XFER-LAMP", "quantity": 2}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{sent}");
+    let id = sent["id"].as_str().expect("id");
+    let (status, wrong) = s
+        .post(
+            &format!("/api/v1/transfers/{id}/receive"),
+            &s.admin_token,
+            json!({"lost": [{"sku": "XFER-LAMP", "quantity": 3}]}),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&wrong)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_order")
+    );
+    let (status, received) = s
+        .post(
+            &format!("/api/v1/transfers/{id}/receive"),
+            &s.admin_token,
+            json!({"lost": [{"sku": "XFER-LAMP", "quantity": 1}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{received}");
+    assert_eq!(
+        (
+            received["lines"][0]["qty_sent"].as_i64(),
+            received["lines"][0]["qty_received"].as_i64(),
+            received["lines"][0]["qty_lost"].as_i64()
+        ),
+        (Some(2), Some(1), Some(1))
+    );
+    assert_eq!(available_at(s, "XFER-LAMP", "MAD-CENTRO").await, 4);
+    assert_eq!(available_at(s, "XFER-LAMP", "ZGZ-WH").await, 0);
+    check_clean(s).await;
+}
+
+#[tokio::test]
+async fn pickup_with_transfer_from_another_location() {
+    let s = TestServer::start().await;
+    let r = crate::harness::Receiver::start().await;
+    let ana = customer_with_a_channel(&s, &r).await;
+    pickup_transfer_flow(&s, &ana).await;
 }

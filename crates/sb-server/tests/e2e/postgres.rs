@@ -305,6 +305,95 @@ async fn the_api_runs_on_postgres() {
         "one of them ships from elsewhere"
     );
 
+    // Split shipments and pickups sourced by transfer, the same flows as on SQLite.
+    crate::commerce::split_shipment_flow(&s, &buyers[0]).await;
+    crate::commerce::pickup_transfer_flow(&s, &buyers[1]).await;
+    // Two pickups at Madrid sourced by transfer race for the warehouse's two lamps: the one
+    // that loses is planned again and brings its lamps from Barcelona.
+    let madrid = crate::commerce::location_id(&s, "MAD-CENTRO").await;
+    let warehouse = crate::commerce::location_id(&s, "ZGZ-WH").await;
+    let barcelona = crate::commerce::location_id(&s, "BCN-GRACIA").await;
+    crate::commerce::product(&s, "RACE-LAMP", 1000).await;
+    let (status, _) = crate::commerce::change(
+        &s,
+        "race-lamps",
+        json!([{"sku": "RACE-LAMP", "location_id": warehouse, "movement": {"kind": "receive", "quantity": 2}},
+               {"sku": "RACE-LAMP", "location_id": barcelona, "movement": {"kind": "receive", "quantity": 2}}]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let mut carts = Vec::new();
+    for buyer in &buyers {
+        carts.push(crate::commerce::cart_with(&s, buyer, &[("RACE-LAMP", 2)]).await);
+    }
+    let pickup = |cart: String| {
+        let (s, madrid) = (&s, madrid.clone());
+        async move {
+            s.post(
+                "/api/v1/orders",
+                &s.admin_token,
+                json!({"cart_id": cart, "idempotency_key": format!("race-pickup-{cart}"), "fulfillment": "pickup",
+                       "location_id": madrid, "allow_transfer": true}),
+            )
+            .await
+        }
+    };
+    let (a, b) = tokio::join!(pickup(carts[0].clone()), pickup(carts[1].clone()));
+    assert_eq!(
+        (a.0, b.0),
+        (StatusCode::CREATED, StatusCode::CREATED),
+        "{} {}",
+        a.1,
+        b.1
+    );
+    let mut senders = [
+        a.1["order"]["transfers"][0]["from_location_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        b.1["order"]["transfers"][0]["from_location_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    ];
+    senders.sort();
+    let mut expected = [warehouse.clone(), barcelona.clone()];
+    expected.sort();
+    assert_eq!(senders, expected, "one from each: {} {}", a.1, b.1);
+    let (_, checked) = s.get("/api/v1/inventory/check", &s.admin_token).await;
+    assert_eq!(checked["problems"], json!([]));
+
+    // Another workspace sees none of it: its ids are unknown there.
+    let (_, sent) = s.get("/api/v1/transfers?limit=1", &s.admin_token).await;
+    let transfer = sent["items"][0]["id"].as_str().expect("a transfer").to_owned();
+    let (_, orders) = s
+        .get(&format!("/api/v1/customers/{}/orders", buyers[0]), &s.admin_token)
+        .await;
+    let split = orders["items"]
+        .as_array()
+        .expect("orders")
+        .iter()
+        .find_map(|o| o["id"].as_str().map(str::to_owned))
+        .expect("an order");
+    for (path, body) in [
+        (format!("/api/v1/transfers/{transfer}"), None),
+        (format!("/api/v1/transfers/{transfer}/receive"), Some(json!({}))),
+        (
+            format!("/api/v1/orders/{split}/fulfillments/{split}/ship"),
+            Some(json!({})),
+        ),
+    ] {
+        let method = if body.is_some() { Method::POST } else { Method::GET };
+        let (status, answer) = s.call(method, &path, Some(&b_token), body).await;
+        assert_eq!(
+            (status, code(&answer)),
+            (StatusCode::NOT_FOUND, "not_found"),
+            "{path}: {answer}"
+        );
+    }
+    let (_, listed) = s.get("/api/v1/transfers", &b_token).await;
+    assert_eq!(listed["items"], json!([]), "{listed}");
+
     s.server.shutdown().await;
     let ddl = format!("DROP SCHEMA {schema} CASCADE");
     admin

@@ -1834,3 +1834,82 @@ async fn browser_customer_panel_merges_with_a_preview_and_undoes() {
     assert_eq!(web["loyalty"]["incentive"], "free gloves", "{web}");
     s.server.shutdown().await;
 }
+
+/// The pickup queue shows an order whose stock is still on its way by transfer with a
+/// "Receive transfer" step instead of "Mark ready"; receiving it there (a same-origin form
+/// post) puts the units at the store and the order can be prepared.
+#[tokio::test]
+async fn pickup_queue_receives_a_transfer_before_the_order_is_ready() {
+    use crate::commerce::{cart_with, change, customer_with_a_channel, location_id, product};
+    let s = TestServer::start().await;
+    let r = Receiver::start().await;
+    let ana = customer_with_a_channel(&s, &r).await;
+    let madrid = location_id(&s, "MAD-CENTRO").await;
+    let warehouse = location_id(&s, "ZGZ-WH").await;
+    product(&s, "WEB-XFER-1", 1200).await;
+    let (status, _) = change(
+        &s,
+        "web-xfer-stock",
+        json!([{"sku": "WEB-XFER-1", "location_id": warehouse, "movement": {"kind": "receive", "quantity": 2}}]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let cart = cart_with(&s, &ana, &[("WEB-XFER-1", 1)]).await;
+    let (status, placed) = s
+        .post(
+            "/api/v1/orders",
+            &s.admin_token,
+            json!({"cart_id": cart, "idempotency_key": "web-xfer", "fulfillment": "pickup", "location_id": madrid,
+                   "allow_transfer": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let number = placed["order"]["number"].as_str().expect("number").to_owned();
+    let transfer = placed["order"]["transfers"][0]["id"]
+        .as_str()
+        .expect("transfer")
+        .to_owned();
+
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let (email, password) = s.demo_user("store_staff");
+    let staff = web_session(&s, &email, &password).await;
+    let queue = |cookie: String| {
+        let (client, url) = (no_redirects.clone(), format!("{}/app/store?location={madrid}", s.base));
+        async move {
+            let resp = client.get(url).header("cookie", cookie).send().await.expect("get");
+            resp.text().await.unwrap_or_default()
+        }
+    };
+    let page = queue(staff.clone()).await;
+    let row = &page[page
+        .find(&format!("id=\"order-{number}\""))
+        .expect("the order is queued")..];
+    let row = &row[..row.find("</tr>").unwrap_or(row.len())];
+    assert!(
+        row.contains(&format!("/app/transfers/{transfer}/receive")) && row.contains("Zaragoza"),
+        "{row}"
+    );
+    assert!(!row.contains("Mark ready"), "{row}");
+
+    let resp = no_redirects
+        .post(format!("{}/app/transfers/{transfer}/receive", s.base))
+        .header("cookie", staff.clone())
+        .header("origin", s.base.clone())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("location", madrid.as_str())]))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let (_, received) = s.get(&format!("/api/v1/transfers/{transfer}"), &s.admin_token).await;
+    assert_eq!(received["status"], "received", "{received}");
+    let page = queue(staff).await;
+    let row = &page[page
+        .find(&format!("id=\"order-{number}\""))
+        .expect("the order is queued")..];
+    let row = &row[..row.find("</tr>").unwrap_or(row.len())];
+    assert!(row.contains("Mark ready") && !row.contains("Receive transfer"), "{row}");
+}

@@ -14,6 +14,7 @@ mod canned;
 mod inbox;
 mod inventory;
 mod jobs;
+mod orders;
 mod profiles;
 mod regressions;
 mod schema;

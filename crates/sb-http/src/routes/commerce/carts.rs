@@ -291,11 +291,15 @@ pub struct StartCheckout {
     pub location_id: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub ship_to: Option<super::orders::ShipTo>,
+    /// Pickup: hold what the store lacks at other locations, to be sent by transfer.
+    #[serde(default)]
+    pub allow_transfer: bool,
     /// How long the stock is held for this checkout (default 600 s, at most an hour).
     pub hold_seconds: Option<i64>,
 }
 
-/// Starts the checkout: the cart's stock is held at the fulfilling location until the order
+/// Starts the checkout: the cart's stock is held at the fulfilling locations (several when a
+/// shipment is split; the senders too for a pickup sourced by transfer) until the order
 /// is placed (the holds are committed) or the time runs out (the sweeper gives it back).
 /// Starting again while the holds are valid returns them.
 #[utoipa::path(post, path = "/api/v1/carts/{id}/checkout", tag = "commerce", params(("id" = String, Path)),
@@ -330,6 +334,7 @@ pub(super) async fn start_checkout(
                 fulfillment: &body.fulfillment,
                 location_id: body.location_id.as_deref(),
                 ship_to: body.ship_to.as_ref().map(|p| (p.lat, p.lng)),
+                allow_transfer: body.allow_transfer,
                 actor: &actor_name,
             };
             let before: Vec<String> = sb_store::inventory::active_holds(c, &ws, "cart", &id)?

@@ -265,9 +265,10 @@ pub struct AvailabilityQuery {
 }
 
 /// "Available at my local branch": per location, the units and the level (in stock / low /
-/// out of stock), nearest first.
+/// out of stock), nearest first, and how soon it can be picked up there (longer when the
+/// store must get it from another location by transfer).
 #[utoipa::path(get, path = "/api/v1/inventory/availability", tag = "commerce", params(AvailabilityQuery), responses(
-    (status = 200, description = "`{sku, title, locations: [{location_id, code, name, available, level, distance_km, can_pickup, can_ship}]}`"),
+    (status = 200, description = "`{sku, title, locations: [{location_id, code, name, available, level, distance_km, can_pickup, can_ship, pickup_ready_minutes, pickup_by_transfer}]}`"),
     (status = 404, description = "`not_found`: no such SKU", body = ErrorBody)
 ), security(("bearer" = []), ("session" = [])))]
 pub(super) async fn get_availability(
@@ -288,8 +289,8 @@ pub(super) async fn get_availability(
         .ok_or_else(|| ApiError::not_found("not_found", "no variant with this SKU"))
 }
 
-/// Recomputes every balance from the ledger and the active holds: `{problems: []}` when all
-/// agree.
+/// Recomputes every balance from the ledger and the active holds, and checks that every
+/// closed transfer's units were received, lost or returned: `{problems: []}` when all agree.
 #[utoipa::path(get, path = "/api/v1/inventory/check", tag = "commerce", responses(
     (status = 200, description = "`{problems: [text]}`")
 ), security(("bearer" = []), ("session" = [])))]
@@ -302,8 +303,12 @@ pub(super) async fn check_inventory(
     let problems = state
         .store
         .db
-        .read(move |c| inventory::check(c, &ws))
+        .read(move |c| {
+            let mut problems = inventory::check(c, &ws)?;
+            problems.extend(sb_store::transfers::check(c, &ws)?);
+            Ok::<_, sb_store::orders::OrderError>(problems)
+        })
         .await
-        .map_err(inventory_error)?;
+        .map_err(super::orders::order_error)?;
     Ok(axum::Json(serde_json::json!({ "problems": problems })))
 }

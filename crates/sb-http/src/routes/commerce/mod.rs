@@ -1,10 +1,12 @@
 //! Commerce: locations and the catalogue, inventory changes through the ledger, checkout
-//! holds and per-location availability, carts, orders (pickup and shipping) and returns.
+//! holds and per-location availability, carts, orders (pickup and shipping, split across
+//! locations or sourced by transfer), transfers between locations and returns.
 
 mod carts;
 mod catalog;
 mod inventory;
 pub(crate) mod orders;
+pub(crate) mod transfers;
 
 use axum::http::StatusCode;
 use sb_store::StoreError;
@@ -35,6 +37,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(orders::order_action))
         .routes(routes!(orders::customer_orders))
         .routes(routes!(orders::receive_return))
+        .routes(routes!(orders::ship_fulfillment))
+        .routes(routes!(transfers::create_transfer, transfers::list_transfers))
+        .routes(routes!(transfers::get_transfer))
+        .routes(routes!(transfers::transfer_action))
 }
 
 pub(super) fn inventory_error(e: InventoryError) -> ApiError {

@@ -3,6 +3,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use sb_core::Permission;
+use sb_sql::SqlError;
 use sb_store::StoreError;
 use sb_store::catalog;
 use serde::Deserialize;
@@ -22,13 +23,10 @@ pub fn order_error(e: sb_store::orders::OrderError) -> ApiError {
         OrderError::Invalid(m) => ApiError::unprocessable("invalid_order", m),
         OrderError::State(m) => ApiError::new(StatusCode::CONFLICT, "order_state", m),
         e @ OrderError::AtCapacity(_) => ApiError::new(StatusCode::CONFLICT, "location_at_capacity", e.to_string()),
+        OrderError::AwaitingTransfer(m) => ApiError::new(StatusCode::CONFLICT, "transfer_not_received", m),
+        OrderError::TransferState(m) => ApiError::new(StatusCode::CONFLICT, "transfer_state", m),
         OrderError::Inventory(e) => inventory_error(e),
     }
-}
-
-fn order_view(c: &mut dyn sb_store::Conn, order: sb_store::orders::Order) -> Result<serde_json::Value, StoreError> {
-    let lines = sb_store::orders::lines(c, &order.id).map_err(|e| StoreError::Invalid(e.to_string()))?;
-    Ok(serde_json::json!({ "order": order, "lines": lines }))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -38,12 +36,18 @@ pub struct PlaceOrder {
     pub idempotency_key: String,
     /// `ship` or `pickup`.
     pub fulfillment: String,
-    /// The pickup store; for `ship`, omit to let routing choose a location that can send the
-    /// whole order (any store can ship), the nearest to `ship_to` when given.
+    /// The pickup store; for `ship`, omit to let routing choose: one location that can send
+    /// the whole order when there is one (any store can ship), else the fewest locations that
+    /// together can (one fulfilment each); the nearest to `ship_to` first when given.
     pub location_id: Option<String>,
     /// Where a shipment goes: `{"lat", "lng"}`.
     #[schema(value_type = Option<Object>)]
     pub ship_to: Option<ShipTo>,
+    /// Pickup: what the store lacks may be sent there from other locations by transfer (the
+    /// order is ready once the transfers are received). Without it, a store short of stock
+    /// answers `insufficient_stock`.
+    #[serde(default)]
+    pub allow_transfer: bool,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -53,9 +57,10 @@ pub struct ShipTo {
 }
 
 /// Checkout from any sales channel (web, app, store, an agent in a conversation): the cart's
-/// stock is committed at the fulfilling location in the same transaction as the order.
+/// stock is committed at the fulfilling locations (one fulfilment each) in the same
+/// transaction as the order, and the transfers sourcing a pickup are sent.
 #[utoipa::path(post, path = "/api/v1/orders", tag = "commerce", request_body = PlaceOrder, responses(
-    (status = 201, description = "`{order, lines}`"),
+    (status = 201, description = "`{order: {…, fulfillments: [{id, location_id, status, lines}], transfers}, lines}`"),
     (status = 404, description = "`not_found`: cart or location", body = ErrorBody),
     (status = 409, description = "`insufficient_stock`, `order_state` (the cart is closed)", body = ErrorBody),
     (status = 422, description = "`invalid_order`", body = ErrorBody)
@@ -82,7 +87,7 @@ pub(super) async fn place_order(
     // A routed shipment can lose the last units to a concurrent order between reading the
     // balances and taking the stock (PostgreSQL runs them side by side): the whole checkout
     // is then planned again on the balances as they are now, a few times before giving up.
-    let routed = body.fulfillment == "ship" && body.location_id.is_none();
+    let routed = (body.fulfillment == "ship" && body.location_id.is_none()) || body.allow_transfer;
     let mut attempt = 0;
     let outcome = loop {
         attempt += 1;
@@ -98,19 +103,26 @@ pub(super) async fn place_order(
                     fulfillment: &body.fulfillment,
                     location_id: body.location_id.as_deref(),
                     ship_to: body.ship_to.as_ref().map(|p| (p.lat, p.lng)),
+                    allow_transfer: body.allow_transfer,
                     actor: &actor_name,
                 };
                 let order = sb_store::orders::checkout(c, &request, now)?;
-                let lines = sb_store::orders::lines(c, &order.id)?;
-                let touched = touched_by(c, lines.iter().map(|l| l.variant_id.clone()), &order.location_id)?;
+                let touched = sb_store::orders::touched(c, &ws, &order.id)?;
                 let events = sb_commerce::live::availability_changed(c, &ws, touched, now)?;
-                Ok::<_, sb_store::orders::OrderError>((serde_json::json!({ "order": order, "lines": lines }), events))
+                Ok::<_, sb_store::orders::OrderError>((sb_store::orders::view(c, &ws, &order)?, events))
             })
             .await;
+        use sb_store::inventory::InventoryError;
+        use sb_store::orders::OrderError;
         match result {
-            Err(sb_store::orders::OrderError::Inventory(sb_store::inventory::InventoryError::Insufficient {
-                ..
-            })) if routed && attempt < 3 => {
+            Err(OrderError::Inventory(InventoryError::Insufficient { .. })) if routed && attempt < 3 => {
+                metrics::counter!("switchboard_order_replans_total").increment(1);
+            }
+            // A concurrent checkout took the same order number (or placed this very order):
+            // again, it gets the next number (or returns the order placed).
+            Err(OrderError::Inventory(InventoryError::Store(StoreError::Sql(SqlError::UniqueViolation(_)))))
+                if attempt < 3 =>
+            {
                 metrics::counter!("switchboard_order_replans_total").increment(1);
             }
             other => break other.map_err(order_error)?,
@@ -121,9 +133,9 @@ pub(super) async fn place_order(
     Ok((StatusCode::CREATED, axum::Json(view)))
 }
 
-/// An order with its lines.
+/// An order with its lines, fulfilments and transfers.
 #[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "commerce", params(("id" = String, Path)), responses(
-    (status = 200, description = "`{order, lines}`"),
+    (status = 200, description = "`{order: {…, fulfillments: [{id, location_id, status, lines}], transfers}, lines}`"),
     (status = 404, description = "`not_found`", body = ErrorBody)
 ), security(("bearer" = []), ("session" = [])))]
 pub(super) async fn get_order(
@@ -133,16 +145,19 @@ pub(super) async fn get_order(
 ) -> ApiResult<axum::Json<serde_json::Value>> {
     principal.require(Permission::ReadOrders)?;
     let ws = principal.workspace_id().to_owned();
+    show_order(&state, ws, id).await
+}
+
+async fn show_order(state: &AppState, ws: String, id: String) -> ApiResult<axum::Json<serde_json::Value>> {
     state
         .store
         .db
-        .read(
-            move |c| match sb_store::orders::get(c, &ws, &id).map_err(|e| StoreError::Invalid(e.to_string()))? {
-                Some(order) => order_view(c, order).map(Some),
-                None => Ok(None),
-            },
-        )
-        .await?
+        .read(move |c| match sb_store::orders::get(c, &ws, &id)? {
+            Some(order) => sb_store::orders::view(c, &ws, &order).map(Some),
+            None => Ok(None),
+        })
+        .await
+        .map_err(order_error)?
         .map(axum::Json)
         .ok_or_else(|| ApiError::not_found("not_found", "order not found"))
 }
@@ -156,15 +171,16 @@ pub struct OrderActionBody {
 }
 
 /// Store and warehouse steps (body `{}` or with `code` / `reason`): `ready` (a pickup order is prepared: a pickup code and a
-/// deadline, and the customer is told on the channel they last used), `pickup` (handed over
-/// with the code: the stock leaves), `ship`, `cancel` (the stock is sellable again). Each is
-/// idempotent.
+/// deadline, and the customer is told on the channel they last used; refused with
+/// `transfer_not_received` while a transfer sourcing it is on its way), `pickup` (handed over
+/// with the code: the stock leaves), `ship` (every fulfilment not yet shipped), `cancel` (the
+/// stock is sellable again where it is; transfers on their way go back). Each is idempotent.
 #[utoipa::path(post, path = "/api/v1/orders/{id}/{action}", tag = "commerce",
     params(("id" = String, Path), ("action" = String, Path, description = "`ready`, `pickup`, `ship` or `cancel`")),
     request_body = OrderActionBody, responses(
     (status = 200, description = "`{order, lines}`"),
     (status = 404, description = "`not_found`", body = ErrorBody),
-    (status = 409, description = "`order_state`", body = ErrorBody),
+    (status = 409, description = "`order_state`, `transfer_not_received`", body = ErrorBody),
     (status = 422, description = "`invalid_order` (e.g. a wrong pickup code)", body = ErrorBody)
 ), security(("bearer" = []), ("session" = [])))]
 pub(super) async fn order_action(
@@ -173,8 +189,44 @@ pub(super) async fn order_action(
     Path((id, action)): Path<(String, String)>,
     ApiJson(body): ApiJson<OrderActionBody>,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
-    let (order, lines) = order_step(&state, &principal, &id, &action, body).await?;
-    Ok(axum::Json(serde_json::json!({ "order": order, "lines": lines })))
+    let (order, _) = order_step(&state, &principal, &id, &action, body).await?;
+    show_order(&state, principal.workspace_id().to_owned(), order.id).await
+}
+
+/// Ships one fulfilment of a (possibly split) ship order from its location; the order is
+/// `shipped` once all of its fulfilments are. Again: unchanged.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/fulfillments/{fulfillment_id}/ship", tag = "commerce",
+    params(("id" = String, Path), ("fulfillment_id" = String, Path)), responses(
+    (status = 200, description = "`{order: {…, fulfillments}, lines}`"),
+    (status = 404, description = "`not_found`: order or fulfilment", body = ErrorBody),
+    (status = 409, description = "`order_state`", body = ErrorBody)
+), security(("bearer" = []), ("session" = [])))]
+pub(super) async fn ship_fulfillment(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((id, fulfillment_id)): Path<(String, String)>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    principal.require(Permission::ManageOrders)?;
+    let (ws, actor, now) = (
+        principal.workspace_id().to_owned(),
+        principal.actor(),
+        state.store.now(),
+    );
+    let actor_name = super::ledger_actor(&actor);
+    let (view, events) = state
+        .store
+        .db
+        .write(move |c| {
+            use sb_store::orders;
+            let order = orders::ship_fulfillment(c, &ws, &id, &fulfillment_id, &actor_name, now)?;
+            let touched = orders::touched(c, &ws, &order.id)?;
+            let events = sb_commerce::live::availability_changed(c, &ws, touched, now)?;
+            Ok::<_, orders::OrderError>((orders::view(c, &ws, &order)?, events))
+        })
+        .await
+        .map_err(order_error)?;
+    state.live.publish(&events).await;
+    Ok(axum::Json(view))
 }
 
 /// A store or warehouse step on an order: `ready` (a pickup code and deadline, the customer
@@ -235,7 +287,7 @@ pub async fn order_step(
                 _ => orders::cancel(c, &ws, &id, body.reason.as_deref().unwrap_or("requested"), &actor_name, now)?,
             };
             let lines = orders::lines(c, &order.id)?;
-            let touched = touched_by(c, lines.iter().map(|l| l.variant_id.clone()), &order.location_id)?;
+            let touched = orders::touched(c, &ws, &order.id)?;
             events.extend(sb_commerce::live::availability_changed(c, &ws, touched, now)?);
             Ok::<_, orders::OrderError>(((order, lines), events))
         })
