@@ -190,6 +190,13 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
     let (task_engine, task_store) = (engine.clone(), store.clone());
     let mut drain_deadline = stopped;
     let task = tokio::spawn(async move {
+        // No Nagle: a live event is a small write that must leave now, not after the
+        // client's delayed ACK (up to 40 ms on Linux).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY was refused");
+            }
+        });
         let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal);
         // In-flight requests get a bounded time to finish once draining starts.
         let limit = async move {
