@@ -82,6 +82,7 @@ pub fn seed(c: &mut dyn Conn, ws: &str, now: i64) -> Result<(), StoreError> {
             pickup_prep_minutes: 30,
             pickup_hold_days: 5,
             daily_capacity: None,
+            routing_rank: 0,
         };
         let location = catalog::create_location(c, &new, now)?.ok_or(StoreError::Conflict(code.into()))?;
         locations.push(location.id);

@@ -25,17 +25,19 @@ pub struct Location {
     pub pickup_prep_minutes: i64,
     pub pickup_hold_days: i64,
     pub daily_capacity: Option<i64>,
+    /// Routing preference among locations that can send the same order: lower first.
+    pub routing_rank: i64,
     pub active: bool,
     pub created_at: i64,
     pub updated_at: i64,
 }
 from_row!(Location in "locations" {
     id, workspace_id, code, kind, name, address, lat, lng, timezone, can_ship, can_pickup, accepts_returns,
-    pickup_prep_minutes, pickup_hold_days, daily_capacity, active, created_at, updated_at
+    pickup_prep_minutes, pickup_hold_days, daily_capacity, routing_rank, active, created_at, updated_at
 });
 
 const LOCATION_COLUMNS: &str = "id, workspace_id, code, kind, name, address, lat, lng, timezone, can_ship, can_pickup, \
-    accepts_returns, pickup_prep_minutes, pickup_hold_days, daily_capacity, active, created_at, updated_at";
+    accepts_returns, pickup_prep_minutes, pickup_hold_days, daily_capacity, routing_rank, active, created_at, updated_at";
 
 #[derive(Debug, Clone)]
 pub struct NewLocation<'a> {
@@ -53,6 +55,7 @@ pub struct NewLocation<'a> {
     pub pickup_prep_minutes: i64,
     pub pickup_hold_days: i64,
     pub daily_capacity: Option<i64>,
+    pub routing_rank: i64,
 }
 
 /// Creates a location; `None` when the workspace already has its code.
@@ -61,7 +64,7 @@ pub fn create_location(c: &mut dyn Conn, l: &NewLocation<'_>, now: i64) -> Resul
         &Stmt::new(format!(
             "INSERT INTO locations ({LOCATION_COLUMNS})
              VALUES (:id, :ws, :code, :kind, :name, :address, :lat, :lng, :tz, :ship, :pickup, :returns, :prep, :hold,
-                     :capacity, :active, :now, :now)
+                     :capacity, :rank, :active, :now, :now)
              ON CONFLICT (workspace_id, code) DO NOTHING
              RETURNING {LOCATION_COLUMNS}"
         ))
@@ -80,6 +83,7 @@ pub fn create_location(c: &mut dyn Conn, l: &NewLocation<'_>, now: i64) -> Resul
         .bind("prep", l.pickup_prep_minutes)
         .bind("hold", l.pickup_hold_days)
         .bind("capacity", l.daily_capacity)
+        .bind("rank", l.routing_rank)
         .bind("active", true)
         .bind("now", now),
     )?)

@@ -194,6 +194,7 @@ async fn run(
                     pickup_prep_minutes: 0,
                     pickup_hold_days: 1,
                     daily_capacity: None,
+                    routing_rank: 0,
                 };
                 location_ids.push(
                     catalog::create_location(c, &new, now)?

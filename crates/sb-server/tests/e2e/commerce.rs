@@ -1178,6 +1178,61 @@ pub async fn split_shipment_flow(s: &TestServer, customer: &str) {
     check_clean(s).await;
 }
 
+/// Routing order (commerce.md §8.5, issue 8 item 6): one location for everything, then the
+/// merchant's rank, then distance. A far location ranked first sends the order rather than a
+/// near one; but a location that has everything beats a better-ranked one that would split it.
+#[tokio::test]
+async fn routing_prefers_one_location_then_the_merchants_rank_then_distance() {
+    let s = TestServer::start().await;
+    let r = crate::harness::Receiver::start().await;
+    let ana = customer_with_a_channel(&s, &r).await;
+    let ranked = |code: &str, lat: f64, lng: f64, rank: i64| {
+        json!({"code": code, "kind": "warehouse", "name": code, "lat": lat, "lng": lng,
+               "timezone": "Europe/Madrid", "routing_rank": rank})
+    };
+    let (status, near) = s
+        .post(
+            "/api/v1/locations",
+            &s.admin_token,
+            ranked("RANK-NEAR", 40.42, -3.70, 5),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{near}");
+    assert_eq!(near["routing_rank"], 5);
+    let (_, far) = s
+        .post("/api/v1/locations", &s.admin_token, ranked("RANK-FAR", 41.38, 2.17, 1))
+        .await;
+    let (near, far) = (near["id"].as_str().expect("id"), far["id"].as_str().expect("id"));
+    product(&s, "RANK-ROPE", 1200).await;
+    product(&s, "RANK-PEGS", 800).await;
+    let (status, body) = change(
+        &s,
+        "rank-stock",
+        json!([{"sku": "RANK-ROPE", "location_id": near, "movement": {"kind": "receive", "quantity": 3}},
+               {"sku": "RANK-ROPE", "location_id": far, "movement": {"kind": "receive", "quantity": 3}},
+               {"sku": "RANK-PEGS", "location_id": near, "movement": {"kind": "receive", "quantity": 3}}]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let madrid = json!({"lat": 40.4168, "lng": -3.7038});
+    let ship = |cart: String, key: &str| json!({"cart_id": cart, "idempotency_key": key, "fulfillment": "ship", "ship_to": madrid});
+
+    let cart = cart_with(&s, &ana, &[("RANK-ROPE", 1)]).await;
+    let (status, placed) = s.post("/api/v1/orders", &s.admin_token, ship(cart, "rank-1")).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    assert_eq!(placed["order"]["location_id"], far, "rank before distance: {placed}");
+
+    let cart = cart_with(&s, &ana, &[("RANK-ROPE", 1), ("RANK-PEGS", 1)]).await;
+    let (status, placed) = s.post("/api/v1/orders", &s.admin_token, ship(cart, "rank-2")).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let parts = placed["order"]["fulfillments"].as_array().expect("fulfillments");
+    assert_eq!(
+        (parts.len(), placed["order"]["location_id"].as_str()),
+        (1, Some(near)),
+        "one location for everything before rank: {placed}"
+    );
+}
+
 #[tokio::test]
 async fn split_shipment_when_no_single_location_has_everything() {
     let s = TestServer::start().await;

@@ -41,6 +41,7 @@ async fn shop(t: &Ctx, skus: &[&str], locations: usize) -> (String, Vec<String>,
                         pickup_prep_minutes: 30,
                         pickup_hold_days: 5,
                         daily_capacity: None,
+                        routing_rank: 0,
                     },
                     now,
                 )?

@@ -42,6 +42,7 @@ async fn orders_placed_before_fulfilments_get_one_each() {
                         pickup_prep_minutes: 30,
                         pickup_hold_days: 5,
                         daily_capacity: None,
+                        routing_rank: 0,
                     },
                     now,
                 )?

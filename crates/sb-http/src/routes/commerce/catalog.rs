@@ -37,6 +37,10 @@ pub struct CreateLocation {
     #[serde(default = "three")]
     pub pickup_hold_days: i64,
     pub daily_capacity: Option<i64>,
+    /// Routing preference among locations that can send the same order, lower first
+    /// (after "one location for everything" and "fewest shipments", before distance).
+    #[serde(default)]
+    pub routing_rank: i64,
 }
 
 fn yes() -> bool {
@@ -100,6 +104,7 @@ pub(super) async fn create_location(
                 pickup_prep_minutes: body.pickup_prep_minutes,
                 pickup_hold_days: body.pickup_hold_days,
                 daily_capacity: body.daily_capacity,
+                routing_rank: body.routing_rank,
             };
             let Some(location) = catalog::create_location(c, &new, now)? else {
                 return Ok(None);
