@@ -359,8 +359,9 @@ fn insufficient(item: &str, location: &str, available: i64) -> OrderError {
     })
 }
 
-/// Candidates to send `demand`, best first: nearest to `to` when it is known, then the one
-/// with most to spare, then by code; with what each can spare of every item (read, no lock).
+/// Candidates to send `demand`, best first: the merchant's routing rank, then nearest to `to`
+/// when it is known, then the one with most to spare, then by code; with what each can spare
+/// of every item (read, no lock).
 fn candidates(
     c: &mut dyn Conn,
     ws: &str,
@@ -389,7 +390,9 @@ fn candidates(
         ranked.push((distance, -spare, location, candidate));
     }
     ranked.sort_by(|a, b| {
-        a.0.total_cmp(&b.0)
+        a.2.routing_rank
+            .cmp(&b.2.routing_rank)
+            .then(a.0.total_cmp(&b.0))
             .then(a.1.cmp(&b.1))
             .then_with(|| a.2.code.cmp(&b.2.code))
     });
@@ -397,10 +400,10 @@ fn candidates(
 }
 
 /// Ship from the fewest locations (commerce.md §8.5): one that can send the whole order when
-/// there is one, else a split chosen by greedy set cover; among equals the nearest to the
-/// destination when it is known, else the one with most stock to spare, then by code
-/// (deterministic). Locations at their daily capacity are passed over. `None` when all of
-/// them together cannot.
+/// there is one, else a split chosen by greedy set cover; among equals the lower routing rank,
+/// then the nearest to the destination when it is known, else the one with most stock to
+/// spare, then by code (deterministic). Locations at their daily capacity are passed over.
+/// `None` when all of them together cannot.
 fn route(
     c: &mut dyn Conn,
     ws: &str,
