@@ -148,8 +148,13 @@ impl Deltas {
 pub enum Movement {
     /// Goods arrive (a delivery, a transfer received): on hand.
     Receive { quantity: i64 },
-    /// A count or a correction: on hand changes by `delta` (either sign).
+    /// A correction: on hand changes by `delta` (either sign).
     Adjust { delta: i64 },
+    /// A physical count: `counted` units found on the shelf where the system had `expected`
+    /// on hand. Applies only while on hand is still `expected` (compare-and-set, as Shopify's
+    /// `compareQuantity`): a sale or delivery since the count began makes it stale, and the
+    /// counter counts again rather than overwrite a movement they did not see.
+    Count { counted: i64, expected: i64 },
     /// Sellable units set aside as damaged or for quality control (still on hand).
     SetAside { bucket: Bucket, quantity: i64 },
     /// Units set aside come back as sellable, or leave (written off).
@@ -186,6 +191,15 @@ pub enum Movement {
 }
 
 impl Movement {
+    /// The on-hand quantity this movement was decided on, when it only applies to that
+    /// (a count).
+    pub fn expected_on_hand(&self) -> Option<i64> {
+        match *self {
+            Movement::Count { expected, .. } => Some(expected),
+            _ => None,
+        }
+    }
+
     /// The bucket changes, or why the request itself is invalid.
     pub fn deltas(&self) -> Result<Deltas, &'static str> {
         use Bucket::*;
@@ -195,6 +209,10 @@ impl Movement {
             Movement::Receive { quantity } => d.with(OnHand, positive(quantity)?),
             Movement::Adjust { delta } if delta != 0 => d.with(OnHand, delta),
             Movement::Adjust { .. } => return Err("delta must not be zero"),
+            Movement::Count { counted, expected } if counted >= 0 && expected >= 0 => {
+                d.with(OnHand, counted - expected)
+            }
+            Movement::Count { .. } => return Err("counted and expected must be ≥ 0"),
             Movement::SetAside { bucket, quantity } => match bucket {
                 Damaged | QualityControl => d.with(bucket, positive(quantity)?),
                 _ => return Err("units can be set aside as damaged or quality_control only"),

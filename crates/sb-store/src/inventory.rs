@@ -26,6 +26,12 @@ pub enum InventoryError {
         location: String,
         available: i64,
     },
+    #[error("the count of {item} at {location} is outdated: {on_hand} on hand now")]
+    CountOutdated {
+        item: String,
+        location: String,
+        on_hand: i64,
+    },
     #[error("the idempotency key was used for a different request")]
     KeyReused,
     #[error("{0}")]
@@ -169,37 +175,56 @@ pub fn apply(c: &mut dyn Conn, change: &Change<'_>, now: i64) -> Result<Outcome>
             reference_id: row.get("reference_id")?,
         });
     }
-    // Demand summed per row, rows in one global order.
-    let mut rows: BTreeMap<(&str, &str), Deltas> = BTreeMap::new();
+    // Demand summed per row, rows in one global order; a count stands alone on its row.
+    let mut rows: BTreeMap<(&str, &str), (Deltas, Option<i64>)> = BTreeMap::new();
     for line in &change.lines {
         let deltas = line.movement.deltas().map_err(|e| InventoryError::Invalid(e.into()))?;
-        let entry = rows
-            .entry((line.item_id.as_str(), line.location_id.as_str()))
-            .or_default();
+        let key = (line.item_id.as_str(), line.location_id.as_str());
+        let counted = line.movement.expected_on_hand();
+        if rows.contains_key(&key) && (counted.is_some() || rows[&key].1.is_some()) {
+            return Err(InventoryError::Invalid(
+                "a count must be the only line for its item and location".into(),
+            ));
+        }
+        let entry = rows.entry(key).or_default();
+        entry.1 = counted;
         for (bucket, delta) in deltas.iter() {
-            entry.add(bucket, delta);
+            entry.0.add(bucket, delta);
         }
     }
-    for ((item, location), deltas) in rows {
-        if deltas.is_empty() {
+    for ((item, location), (deltas, expected)) in rows {
+        // A count that finds what was expected changes nothing but is still compared.
+        if deltas.is_empty() && expected.is_none() {
             continue;
         }
+        let refused = |c: &mut dyn Conn| -> Result<InventoryError> {
+            let on_hand = balance(c, ws, item, location)?.on_hand;
+            Ok(match expected {
+                Some(e) if e != on_hand => InventoryError::CountOutdated {
+                    item: item.to_owned(),
+                    location: location.to_owned(),
+                    on_hand,
+                },
+                _ => insufficient(c, ws, item, location)?,
+            })
+        };
         // The row usually exists: update first, and create it only for a first delivery.
-        let after = match guarded_update(c, ws, item, location, &deltas, now)? {
+        let after = match guarded_update(c, ws, item, location, &deltas, expected, now)? {
             Some(after) => after,
-            None if stored_balance(c, ws, item, location)?.is_some() => {
-                return Err(insufficient(c, ws, item, location)?);
-            }
+            None if stored_balance(c, ws, item, location)?.is_some() => return Err(refused(c)?),
             None => {
                 ensure_balance_row(c, ws, item, location, now)?;
-                match guarded_update(c, ws, item, location, &deltas, now)? {
+                match guarded_update(c, ws, item, location, &deltas, expected, now)? {
                     Some(after) => after,
-                    None => return Err(insufficient(c, ws, item, location)?),
+                    None => return Err(refused(c)?),
                 }
             }
         };
         // One statement for the row's ledger entries.
         let changes: Vec<(Bucket, i64)> = deltas.iter().collect();
+        if changes.is_empty() {
+            continue;
+        }
         let values: Vec<String> = (0..changes.len())
             .map(|i| format!("(:id{i}, :ws, :group, :item, :location, :bucket{i}, :delta{i}, :after{i}, :now)"))
             .collect();
@@ -255,18 +280,24 @@ fn ensure_balance_row(c: &mut dyn Conn, ws: &str, item: &str, location: &str, no
     Ok(())
 }
 
-/// One statement that changes the row only if the result keeps every invariant.
+/// One statement that changes the row only if the result keeps every invariant (and, for a
+/// count, only while on hand is still what the counter was shown).
 fn guarded_update(
     c: &mut dyn Conn,
     ws: &str,
     item: &str,
     location: &str,
     d: &Deltas,
+    expected_on_hand: Option<i64>,
     now: i64,
 ) -> Result<Option<Balance>> {
-    let updated = c.query_opt(
-        &Stmt::new(format!(
-            "UPDATE inventory_balances SET
+    let compare = if expected_on_hand.is_some() {
+        "AND on_hand = :expected"
+    } else {
+        ""
+    };
+    let mut stmt = Stmt::new(format!(
+        "UPDATE inventory_balances SET
                 on_hand = on_hand + :oh, committed = committed + :co, reserved = reserved + :re,
                 damaged = damaged + :da, quality_control = quality_control + :qc, safety_stock = safety_stock + :ss,
                 incoming = incoming + :inc, version = version + 1, updated_at = :now
@@ -275,20 +306,24 @@ fn guarded_update(
                AND quality_control + :qc >= 0 AND safety_stock + :ss >= 0 AND incoming + :inc >= 0
                AND (on_hand + :oh) - (committed + :co) - (reserved + :re) - (damaged + :da)
                    - (quality_control + :qc) - (safety_stock + :ss) >= 0
+               {compare}
              RETURNING {BALANCE_COLUMNS}"
-        ))
-        .bind("oh", d.get(Bucket::OnHand))
-        .bind("co", d.get(Bucket::Committed))
-        .bind("re", d.get(Bucket::Reserved))
-        .bind("da", d.get(Bucket::Damaged))
-        .bind("qc", d.get(Bucket::QualityControl))
-        .bind("ss", d.get(Bucket::SafetyStock))
-        .bind("inc", d.get(Bucket::Incoming))
-        .bind("now", now)
-        .bind("item", item)
-        .bind("location", location)
-        .bind("ws", ws),
-    )?;
+    ))
+    .bind("oh", d.get(Bucket::OnHand))
+    .bind("co", d.get(Bucket::Committed))
+    .bind("re", d.get(Bucket::Reserved))
+    .bind("da", d.get(Bucket::Damaged))
+    .bind("qc", d.get(Bucket::QualityControl))
+    .bind("ss", d.get(Bucket::SafetyStock))
+    .bind("inc", d.get(Bucket::Incoming))
+    .bind("now", now)
+    .bind("item", item)
+    .bind("location", location)
+    .bind("ws", ws);
+    if let Some(expected) = expected_on_hand {
+        stmt = stmt.bind("expected", expected);
+    }
+    let updated = c.query_opt(&stmt)?;
     Ok(match updated {
         Some(row) => Some(balance_of(&row)?),
         None => None,

@@ -39,20 +39,7 @@ pub struct AvailabilityFragment {
 
 /// The workspace behind a widget's public website token.
 async fn workspace_of(state: &AppState, website_token: &str) -> WebResult<String> {
-    let id = website_token.to_owned();
-    let found = if sb_core::ids::is_id(website_token) {
-        state
-            .store
-            .db
-            .read(move |c| channel_accounts::for_webhook(c, &id))
-            .await?
-            .filter(|(a, _)| a.channel == "widget" && !a.disabled)
-    } else {
-        None
-    };
-    found
-        .map(|(a, _)| a.workspace_id)
-        .ok_or_else(|| WebError::from(ApiError::not_found("widget_not_found", "no shop has this address")))
+    Ok(sb_http::shared::workspace_of_website(state, website_token).await?)
 }
 
 pub async fn storefront(State(state): State<AppState>, Path(website_token): Path<String>) -> WebResult<Response> {

@@ -36,19 +36,110 @@ pub struct EventsQuery {
     pub after: Option<i64>,
 }
 
-struct Cursor {
+/// What a stream shows of the workspace's events.
+#[derive(Clone)]
+pub(crate) enum View {
+    /// Everything, as logged (the agents' stream).
+    Agent,
+    /// Shoppers: availability changes as levels, never unit counts, optionally for some SKUs only.
+    Storefront {
+        skus: Option<Arc<std::collections::HashSet<String>>>,
+    },
+}
+
+impl View {
+    /// The event's SSE `(kind, data)` in this view, or `None` when the view does not show it.
+    fn render(
+        &self,
+        kind: &str,
+        payload: impl FnOnce() -> serde_json::Value,
+        agent_data: &str,
+    ) -> Option<(String, String)> {
+        match self {
+            View::Agent => Some((kind.to_owned(), agent_data.to_owned())),
+            View::Storefront { skus } => {
+                if kind != sb_commerce::live::AVAILABILITY_CHANGED {
+                    return None;
+                }
+                let payload = payload();
+                let sku = payload["sku"].as_str()?;
+                if skus.as_ref().is_some_and(|wanted| !wanted.contains(sku)) {
+                    return None;
+                }
+                let data = serde_json::json!({
+                    "sku": sku,
+                    "location_id": payload["location_id"],
+                    "level": payload["level"],
+                });
+                Some(("availability".to_owned(), data.to_string()))
+            }
+        }
+    }
+}
+
+pub(crate) struct Cursor {
     db: sb_sql::Db,
     ws: String,
     last: i64,
+    view: View,
     deliveries: broadcast::Receiver<Arc<Delivery>>,
-    /// Logged events in order: (seq, kind, data).
-    pending: VecDeque<(i64, String, String)>,
+    /// Logged events in order: (seq, kind and data, or `None` where the view skips it).
+    pending: VecDeque<(i64, Option<(String, String)>)>,
     /// Typing and presence: sent as they come, without an id, never replayed.
     ephemeral: VecDeque<Event>,
     /// Nothing newer than `last` is in the log that the bus has not announced.
     caught_up: bool,
     /// The server is draining: end the stream (the client reconnects elsewhere, with Last-Event-ID).
     draining: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Cursor {
+    /// A cursor after `last` (the caller subscribed to `deliveries` before choosing `last`,
+    /// so nothing committed in between is missed).
+    pub(crate) fn new(
+        state: &AppState,
+        ws: String,
+        last: i64,
+        view: View,
+        deliveries: broadcast::Receiver<Arc<Delivery>>,
+    ) -> Cursor {
+        Cursor {
+            db: state.store.db.clone(),
+            ws,
+            last,
+            view,
+            deliveries,
+            pending: VecDeque::new(),
+            ephemeral: VecDeque::new(),
+            caught_up: false,
+            draining: state.draining(),
+        }
+    }
+
+    pub(crate) fn into_stream(self) -> impl Stream<Item = Result<Event, Infallible>> {
+        futures_util::stream::unfold(self, next_event)
+    }
+}
+
+/// Where a stream resumes: `Last-Event-ID`, else `?after=`, else from now on.
+pub(crate) async fn resume_point(
+    state: &AppState,
+    ws: &str,
+    headers: &HeaderMap,
+    after: Option<i64>,
+) -> ApiResult<i64> {
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .or(after);
+    Ok(match resume {
+        Some(seq) => seq.max(0),
+        None => {
+            let w = ws.to_owned();
+            state.store.db.read(move |c| live_events::latest(c, &w)).await?
+        }
+    })
 }
 
 async fn next_event(mut c: Cursor) -> Option<(Result<Event, Infallible>, Cursor)> {
@@ -59,11 +150,12 @@ async fn next_event(mut c: Cursor) -> Option<(Result<Event, Infallible>, Cursor)
         if let Some(e) = c.ephemeral.pop_front() {
             return Some((Ok(e), c));
         }
-        if let Some((seq, kind, data)) = c.pending.pop_front() {
+        if let Some((seq, shown)) = c.pending.pop_front() {
             if seq <= c.last {
                 continue; // already sent (the log and the bus both carried it)
             }
             c.last = seq;
+            let Some((kind, data)) = shown else { continue };
             return Some((Ok(Event::default().id(seq.to_string()).event(kind).data(data)), c));
         }
         if !c.caught_up {
@@ -71,8 +163,15 @@ async fn next_event(mut c: Cursor) -> Option<(Result<Event, Infallible>, Cursor)
             match c.db.read(move |conn| live_events::after(conn, &ws, last, 200)).await {
                 Ok(events) => {
                     c.caught_up = events.len() < 200;
-                    c.pending
-                        .extend(events.iter().map(|e| (e.seq, e.kind.clone(), sse_data(e))));
+                    let view = &c.view;
+                    c.pending.extend(events.iter().map(|e| {
+                        let payload = || serde_json::from_str(&e.payload_json).unwrap_or_default();
+                        let shown = match view {
+                            View::Agent => Some((e.kind.clone(), sse_data(e))),
+                            _ => view.render(&e.kind, payload, ""),
+                        };
+                        (e.seq, shown)
+                    }));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "reading live events failed; retrying");
@@ -87,10 +186,16 @@ async fn next_event(mut c: Cursor) -> Option<(Result<Event, Infallible>, Cursor)
         };
         match delivery.as_deref() {
             // The next one in order: no need to read the log.
-            Ok(Delivery::Logged { event, sse_data, .. }) if event.seq == c.last + 1 => {
-                c.pending.push_back((event.seq, event.kind.clone(), sse_data.clone()));
+            Ok(Delivery::Logged {
+                event,
+                payload,
+                sse_data,
+            }) if event.seq == c.last + 1 => {
+                let shown = c.view.render(&event.kind, || payload.clone(), sse_data);
+                c.pending.push_back((event.seq, shown));
             }
             Ok(Delivery::Logged { event, .. }) if event.seq <= c.last => {}
+            Ok(Delivery::Ephemeral { .. }) if !matches!(c.view, View::Agent) => {}
             Ok(Delivery::Ephemeral { kind, sse_data, .. }) => {
                 c.ephemeral
                     .push_back(Event::default().event(kind.as_str()).data(sse_data.as_str()));
@@ -124,28 +229,7 @@ async fn events(
         .subscribe(&ws)
         .await
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "bus_unavailable", e.to_string()))?;
-    let resume = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<i64>().ok())
-        .or(q.after);
-    let last = match resume {
-        Some(seq) => seq.max(0),
-        None => {
-            let w = ws.clone();
-            state.store.db.read(move |c| live_events::latest(c, &w)).await?
-        }
-    };
-    let cursor = Cursor {
-        db: state.store.db.clone(),
-        ws,
-        last,
-        deliveries,
-        pending: VecDeque::new(),
-        ephemeral: VecDeque::new(),
-        caught_up: false,
-        draining: state.draining(),
-    };
-    let stream = futures_util::stream::unfold(cursor, next_event);
+    let last = resume_point(&state, &ws, &headers, q.after).await?;
+    let stream = Cursor::new(&state, ws, last, View::Agent, deliveries).into_stream();
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

@@ -13,6 +13,7 @@ mod jobs;
 mod presence;
 mod profiles;
 mod segment;
+pub(crate) mod storefront;
 mod system;
 mod tokens;
 mod unsubscribe;
@@ -49,6 +50,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(commerce::router())
         .merge(profiles::router())
         .merge(segment::router().layer(tower_http::cors::CorsLayer::permissive()))
+        // Any shop page may read stock levels; nothing here needs or sends credentials.
+        .merge(storefront::router().layer(tower_http::cors::CorsLayer::permissive()))
 }
 
 /// The answer for an id the caller's workspace does not have: always a plain 404, and when

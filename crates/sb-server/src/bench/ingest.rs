@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use hdrhistogram::Histogram;
 
+use super::raw_http;
 use crate::config::{Config, ConfigError};
 
 /// perf-limits.md §2: durable inserts with SQLite group commit (random-key indexes).
@@ -273,12 +274,10 @@ struct Target {
 }
 
 impl Target {
-    /// Posts a WhatsApp envelope with messages `2n` and `2n + 1`, signed like Meta does.
-    async fn post_whatsapp(&self, n: u64) -> bool {
+    /// A WhatsApp envelope with messages `2n` and `2n + 1` and its signature, as Meta signs.
+    fn whatsapp_request(&self, n: u64) -> Option<(Vec<u8>, String)> {
         use hmac::{KeyInit, Mac};
-        let Some((hook, app_secret)) = &self.whatsapp else {
-            return false;
-        };
+        let (_, app_secret) = self.whatsapp.as_ref()?;
         let message = |k: u64| {
             serde_json::json!({
                 "from": format!("3460{:07}", k % 2_000), "id": format!("wamid.BENCH{k}"),
@@ -302,20 +301,11 @@ impl Target {
         .expect("a JSON object serialises");
         let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(app_secret.as_bytes()).expect("any key length");
         mac.update(&body);
-        let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-        let sent = self
-            .client
-            .post(hook)
-            .header("content-type", "application/json")
-            .header("x-hub-signature-256", signature)
-            .body(body)
-            .send()
-            .await;
-        matches!(sent, Ok(r) if r.status().is_success())
+        Some((body, format!("sha256={}", hex::encode(mac.finalize().into_bytes()))))
     }
 
-    /// Posts one signed message; returns whether it was acknowledged.
-    async fn post(&self, n: u64) -> bool {
+    /// One API-channel message and its signature.
+    fn api_request(&self, n: u64) -> (Vec<u8>, String) {
         let body = serde_json::to_vec(&serde_json::json!({
             "type": "message",
             "id": format!("bench-{n}"),
@@ -324,6 +314,29 @@ impl Target {
         }))
         .expect("a JSON object serialises");
         let signature = sb_channels::signing::sign(&self.secret, now_ms() / 1000, &body);
+        (body, signature)
+    }
+
+    /// Request `n` of the throughput phase as bytes on the wire, signed now (well within the
+    /// API channel's five minutes).
+    fn prepared(&self, n: u64, whatsapp: bool) -> Vec<u8> {
+        let (url, header, (body, signature)) = if whatsapp {
+            let (hook, _) = self.whatsapp.as_ref().expect("checked before");
+            (
+                hook.as_str(),
+                "x-hub-signature-256",
+                self.whatsapp_request(n).expect("checked before"),
+            )
+        } else {
+            (self.hook.as_str(), sb_channels::signing::HEADER, self.api_request(n))
+        };
+        let (host, path) = raw_http::split_url(url).expect("an http:// URL");
+        raw_http::post_request(host, path, &[(header, &signature)], &body)
+    }
+
+    /// Posts one signed message; returns whether it was acknowledged.
+    async fn post(&self, n: u64) -> bool {
+        let (body, signature) = self.api_request(n);
         let sent = self
             .client
             .post(&self.hook)
@@ -395,14 +408,20 @@ async fn run(
     let idle_rss_mb = rss_mb(pid);
     let sampler = RssSampler::start(pid, idle_rss_mb);
 
-    // Phase 1: acknowledged throughput.
+    // Phase 1: acknowledged throughput, every request prepared before the clock starts.
+    let total = args.messages as u64 / per_request;
+    let requests: Arc<Vec<Vec<u8>>> = Arc::new((0..total).map(|n| target.prepared(n, whatsapp)).collect());
+    let (host, _) = raw_http::split_url(base).ok_or_else(|| fail("the server's URL is not http://"))?;
+    let mut connections = Vec::with_capacity(args.clients.max(1));
+    for _ in 0..args.clients.max(1) {
+        connections.push(raw_http::RawConnection::connect(host).await.map_err(fail)?);
+    }
     let next = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
-    let total = args.messages as u64 / per_request;
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..args.clients.max(1) {
-        let (target, next, failed) = (target.clone(), next.clone(), failed.clone());
+    for mut connection in connections {
+        let (requests, next, failed) = (requests.clone(), next.clone(), failed.clone());
         tasks.push(tokio::spawn(async move {
             let mut hist = histogram();
             loop {
@@ -411,15 +430,18 @@ async fn run(
                     return hist;
                 }
                 let t = Instant::now();
-                let acked = if whatsapp {
-                    target.post_whatsapp(n).await
-                } else {
-                    target.post(n).await
-                };
-                if acked {
-                    hist.record(t.elapsed().as_micros().max(1) as u64).ok();
-                } else {
-                    failed.fetch_add(1, Ordering::Relaxed);
+                match connection.round_trip(&requests[n as usize]).await {
+                    Ok(status) if (200..300).contains(&status) => {
+                        hist.record(t.elapsed().as_micros().max(1) as u64).ok();
+                    }
+                    Ok(_) => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        // The connection is gone: count the rest of this client's share as failed.
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        return hist;
+                    }
                 }
             }
         }));

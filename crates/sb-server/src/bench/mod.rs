@@ -4,6 +4,7 @@
 
 pub mod events;
 pub mod ingest;
+mod raw_http;
 pub mod stock;
 pub mod store;
 

@@ -50,7 +50,7 @@ async fn health_readiness_metrics_and_openapi_document() {
 
 /// Public routes; webhooks authenticate by the channel's signature instead (tested in `inbox`),
 /// Segment calls by their write key (tested in `cdp`).
-const PUBLIC: [&str; 8] = [
+const PUBLIC: [&str; 10] = [
     "/v1/{call}",
     "/healthz",
     "/readyz",
@@ -59,6 +59,8 @@ const PUBLIC: [&str; 8] = [
     "/api/v1/auth/logout",
     "/hooks/{channel}/{account_id}",
     "/widget/v1/sessions",
+    "/storefront/v1/{website_token}/availability",
+    "/storefront/v1/{website_token}/availability/events",
 ];
 
 /// Walks the OpenAPI document: every route not meant to be public refuses an anonymous caller.

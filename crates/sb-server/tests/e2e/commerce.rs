@@ -1566,3 +1566,189 @@ async fn pickup_with_transfer_from_another_location() {
     let ana = customer_with_a_channel(&s, &r).await;
     pickup_transfer_flow(&s, &ana).await;
 }
+
+/// A stock count (commerce.md §3.2, Shopify's `compareQuantity`): the counted quantity
+/// replaces on hand only while on hand is still what the counter was shown; a count
+/// overtaken by a movement is refused with the quantity now on hand and changes nothing, a
+/// count below what is promised is refused, and a replay has one effect.
+#[tokio::test]
+async fn a_stock_count_applies_only_to_what_the_counter_saw() {
+    let s = TestServer::start().await;
+    let shop = location(&s, "CNT-1", "Count shop", 40.4, -3.7, "store").await;
+    product(&s, "CNT-SKU", 1500).await;
+    let line = |movement: Value| json!([{"sku": "CNT-SKU", "location_id": shop, "movement": movement}]);
+    let (status, body) = change(&s, "cnt-delivery", line(json!({"kind": "receive", "quantity": 10}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // Two units missing on the shelf.
+    let count = line(json!({"kind": "count", "counted": 8, "expected": 10}));
+    let (status, first) = change(&s, "cnt-1", count.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    assert_eq!(available_at(&s, "CNT-SKU", "CNT-1").await, 8);
+    let (status, again) = change(&s, "cnt-1", count).await;
+    assert_eq!((status, again["replayed"].as_bool()), (StatusCode::CREATED, Some(true)));
+    assert_eq!(available_at(&s, "CNT-SKU", "CNT-1").await, 8, "a replay has no effect");
+
+    // A second counter still looking at the old figure: refused, told what is on hand now.
+    let (status, stale) = change(
+        &s,
+        "cnt-2",
+        line(json!({"kind": "count", "counted": 12, "expected": 10})),
+    )
+    .await;
+    assert_eq!(
+        (status, code(&stale)),
+        (StatusCode::CONFLICT, "count_outdated"),
+        "{stale}"
+    );
+    assert_eq!(stale["error"]["details"]["on_hand"], 8, "{stale}");
+    assert_eq!(
+        available_at(&s, "CNT-SKU", "CNT-1").await,
+        8,
+        "a refused count changes nothing"
+    );
+
+    // Five units held for a checkout: a count of 3 cannot be true of a shelf that holds them.
+    let (status, hold) = s
+        .post(
+            "/api/v1/inventory/reservations",
+            &s.admin_token,
+            json!({"idempotency_key": "cnt-hold", "sku": "CNT-SKU", "location_id": shop, "quantity": 5}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{hold}");
+    let (status, short) = change(&s, "cnt-3", line(json!({"kind": "count", "counted": 3, "expected": 8}))).await;
+    assert_eq!(
+        (status, code(&short)),
+        (StatusCode::CONFLICT, "insufficient_stock"),
+        "{short}"
+    );
+    // A count that confirms the figure changes nothing and is accepted.
+    let (status, body) = change(&s, "cnt-4", line(json!({"kind": "count", "counted": 8, "expected": 8}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(available_at(&s, "CNT-SKU", "CNT-1").await, 3);
+
+    // Bad counts: negative, or mixed with another movement of the same shelf.
+    let (status, bad) = change(
+        &s,
+        "cnt-5",
+        line(json!({"kind": "count", "counted": -1, "expected": 8})),
+    )
+    .await;
+    assert_eq!(
+        (status, code(&bad)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_inventory_change")
+    );
+    let mixed = json!([
+        {"sku": "CNT-SKU", "location_id": shop, "movement": {"kind": "count", "counted": 9, "expected": 8}},
+        {"sku": "CNT-SKU", "location_id": shop, "movement": {"kind": "receive", "quantity": 1}}
+    ]);
+    let (status, bad) = change(&s, "cnt-6", mixed).await;
+    assert_eq!(
+        (status, code(&bad)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_inventory_change")
+    );
+    assert_eq!(available_at(&s, "CNT-SKU", "CNT-1").await, 3);
+    check_clean(&s).await;
+}
+
+/// Scenario 8 for shoppers: "is it in stock at my branch" without signing in, by the
+/// website's public token — levels nearest first, never unit counts — and a live stream of
+/// level changes for the SKUs a page shows, resumable by `Last-Event-ID`.
+#[tokio::test]
+async fn storefront_availability_shows_levels_and_streams_changes() {
+    let s = TestServer::start().await;
+    let website = crate::widget_client::demo_website_token(&s);
+    let shop = location(&s, "PUB-1", "Public test shop", 40.0, -3.0, "store").await;
+    product(&s, "PUB-SKU", 2500).await;
+    product(&s, "PUB-OTHER", 2500).await;
+    let line = |sku: &str, movement: Value| json!([{"sku": sku, "location_id": shop, "movement": movement}]);
+    let (status, body) = change(
+        &s,
+        "pub-in",
+        line("PUB-SKU", json!({"kind": "receive", "quantity": 10})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let public = |path: String| {
+        let s = &s;
+        async move {
+            let resp = s
+                .client
+                .get(format!("{}{path}", s.base))
+                .header("origin", "https://shop.example")
+                .send()
+                .await
+                .expect("request");
+            let cors = resp
+                .headers()
+                .get("access-control-allow-origin")
+                .map(|v| v.to_str().unwrap_or_default().to_owned());
+            (resp.status(), cors, resp.json::<Value>().await.expect("json"))
+        }
+    };
+    let (status, cors, found) = public(format!(
+        "/storefront/v1/{website}/availability?sku=PUB-SKU&lat=40.0&lng=-3.0"
+    ))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(cors.as_deref(), Some("*"), "any shop page may ask");
+    let first = &found["locations"][0];
+    assert_eq!(
+        (first["name"].as_str(), first["level"].as_str()),
+        (Some("Public test shop"), Some("in_stock"))
+    );
+    assert_eq!(first["distance_km"], 0.0);
+    for l in found["locations"].as_array().expect("locations") {
+        let keys: Vec<&String> = l.as_object().expect("object").keys().collect();
+        assert!(
+            !keys
+                .iter()
+                .any(|k| ["available", "on_hand", "balance", "code"].contains(&k.as_str())),
+            "shoppers see levels, not counts: {l}"
+        );
+    }
+
+    // Bad requests, each with its code.
+    let (status, _, body) = public(format!("/storefront/v1/{}/availability?sku=PUB-SKU", sb_core::new_id())).await;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "widget_not_found"));
+    let (status, _, body) = public("/storefront/v1/not-a-token/availability?sku=PUB-SKU".into()).await;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "widget_not_found"));
+    let (status, _, body) = public(format!("/storefront/v1/{website}/availability?sku=NOPE")).await;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+    let (status, _, body) = public(format!("/storefront/v1/{website}/availability?sku=PUB-SKU&lat=40")).await;
+    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "invalid_position"));
+    let (status, _, body) = public(format!("/storefront/v1/{website}/availability/events?skus=,")).await;
+    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "invalid_skus"));
+
+    // Live: only the SKU asked for, as levels.
+    let stream_url = format!("{}/storefront/v1/{website}/availability/events?skus=PUB-SKU", s.base);
+    let mut stream = EventStream::open_url(&s, &stream_url, None, None).await;
+    let (status, body) = change(&s, "pub-sold", line("PUB-SKU", json!({"kind": "adjust", "delta": -8}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = change(
+        &s,
+        "pub-other",
+        line("PUB-OTHER", json!({"kind": "receive", "quantity": 4})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = change(&s, "pub-gone", line("PUB-SKU", json!({"kind": "adjust", "delta": -2}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (low_id, kind, low) = stream.next().await;
+    assert_eq!(kind, "availability");
+    assert_eq!(low, json!({"sku": "PUB-SKU", "location_id": shop, "level": "low"}));
+    let (out_id, _, out) = stream.next().await;
+    assert_eq!(
+        out,
+        json!({"sku": "PUB-SKU", "location_id": shop, "level": "out_of_stock"}),
+        "PUB-OTHER is filtered out"
+    );
+    assert!(out_id > low_id);
+
+    // A page that lost its connection resumes after the last event it saw.
+    let mut resumed = EventStream::open_url(&s, &stream_url, None, Some(&low_id.to_string())).await;
+    let (id, _, again) = resumed.next().await;
+    assert_eq!((id, again), (out_id, out));
+}

@@ -321,6 +321,14 @@ enum Step {
         item: usize,
         quantity: i64,
     },
+    /// A physical count finding `offset` more (or fewer) units than the system showed;
+    /// `stale` counts against on hand + 1, as a count overtaken by a sale would.
+    Count {
+        item: usize,
+        location: usize,
+        offset: i64,
+        stale: bool,
+    },
     Replay,
 }
 
@@ -358,10 +366,12 @@ fn step() -> impl Strategy<Value = Step> {
     ];
     prop_oneof![
         4 => (at.clone(), movement).prop_map(|((item, location), movement)| Step::Move { item, location, movement }),
-        2 => (at, q.clone()).prop_map(|((item, location), quantity)| Step::Hold { item, location, quantity }),
+        2 => (at.clone(), q.clone()).prop_map(|((item, location), quantity)| Step::Hold { item, location, quantity }),
         2 => (0usize..8, 0u8..3).prop_map(|(hold, to)| Step::Resolve { hold, to }),
         1 => (1i64..3).prop_map(|m| Step::Expire { after_ms: m * 30_000 }),
         1 => (0usize..2, q).prop_map(|(item, quantity)| Step::Transfer { item, quantity }),
+        1 => (at.clone(), -3i64..3, proptest::bool::weighted(0.25))
+            .prop_map(|((item, location), offset, stale)| Step::Count { item, location, offset, stale }),
         1 => Just(Step::Replay),
     ]
 }
@@ -418,6 +428,34 @@ async fn model_based_random_sequences_keep_every_invariant_and_replay_from_the_l
                         let result = apply(&t, &ws, &key, lines.clone()).await;
                         let expected = model.apply(&[(item, location, movement)]);
                         assert_eq!(result.is_ok(), expected, "{context}: {result:?}");
+                        if result.is_ok() {
+                            last_key = Some((key, lines));
+                        }
+                    }
+                    Step::Count {
+                        item,
+                        location,
+                        offset,
+                        stale,
+                    } => {
+                        let shown = model.balances.get(&(item, location)).copied().unwrap_or_default().on_hand;
+                        let expected = shown + i64::from(stale);
+                        let movement = Movement::Count {
+                            counted: (expected + offset).max(0),
+                            expected,
+                        };
+                        let lines = vec![line(&items[item], &locs[location], movement)];
+                        let key = format!("{run}-{n}");
+                        let result = apply(&t, &ws, &key, lines.clone()).await;
+                        // The model refuses a stale count first, then a shortfall.
+                        let applied = !stale && model.apply(&[(item, location, movement)]);
+                        assert_eq!(result.is_ok(), applied, "{context}: {result:?}");
+                        if stale {
+                            assert!(
+                                matches!(result, Err(InventoryError::CountOutdated { on_hand, .. }) if on_hand == shown),
+                                "{context}: {result:?}"
+                            );
+                        }
                         if result.is_ok() {
                             last_key = Some((key, lines));
                         }

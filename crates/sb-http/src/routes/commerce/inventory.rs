@@ -34,7 +34,9 @@ pub struct ChangeLine {
     /// An inventory item's SKU.
     pub sku: String,
     pub location_id: String,
-    /// `{"kind": "receive", "quantity": 5}`; kinds: `receive`, `adjust` (`delta`),
+    /// `{"kind": "receive", "quantity": 5}`; kinds: `receive`, `adjust` (`delta`), `count`
+    /// (`counted`, `expected`: refused with `count_outdated` once on hand is no longer
+    /// `expected`),
     /// `set_aside` / `resolve` (`bucket`: `damaged` | `quality_control`), `safety_stock`
     /// (`delta`), `return_in` (`bucket`: `on_hand` | `damaged` | `quality_control`),
     /// `transfer_out`, `expect`, `transfer_in` (`received`, `lost`).
@@ -48,7 +50,7 @@ pub struct ChangeLine {
 #[utoipa::path(post, path = "/api/v1/inventory/changes", tag = "commerce", request_body = InventoryChange, responses(
     (status = 201, description = "`{group_id, replayed}`"),
     (status = 404, description = "`not_found`: an unknown SKU or location", body = ErrorBody),
-    (status = 409, description = "`insufficient_stock`, `idempotency_key_reused`", body = ErrorBody),
+    (status = 409, description = "`insufficient_stock`, `count_outdated` (on hand moved since the count began; `details.on_hand`), `idempotency_key_reused`", body = ErrorBody),
     (status = 422, description = "`invalid_inventory_change`", body = ErrorBody)
 ), security(("bearer" = []), ("session" = [])))]
 pub(super) async fn change_inventory(

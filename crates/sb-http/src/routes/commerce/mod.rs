@@ -55,6 +55,16 @@ pub(super) fn inventory_error(e: InventoryError) -> ApiError {
             format!("not enough stock: {available} available at that location"),
         )
         .with_details(serde_json::json!({ "item_id": item, "location_id": location, "available": available })),
+        InventoryError::CountOutdated {
+            item,
+            location,
+            on_hand,
+        } => ApiError::new(
+            StatusCode::CONFLICT,
+            "count_outdated",
+            format!("stock moved since the count began: {on_hand} on hand now; count again"),
+        )
+        .with_details(serde_json::json!({ "item_id": item, "location_id": location, "on_hand": on_hand })),
         InventoryError::KeyReused => ApiError::new(
             StatusCode::CONFLICT,
             "idempotency_key_reused",

@@ -1,0 +1,175 @@
+//! The public storefront API: what a shop page may tell anyone about stock. A website
+//! widget's public token names the workspace (it is already in the page's `<script>` tag);
+//! answers carry levels (in stock / low / out of stock), never unit counts, so competitors
+//! learn nothing a shopper could not see on the shelf.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{KeepAlive, Sse};
+use sb_core::inventory::StockLevel;
+use sb_store::channel_accounts;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::events::{Cursor, View, resume_point};
+use crate::AppState;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(availability))
+        .routes(routes!(availability_events))
+}
+
+/// The workspace behind a website widget's public token (`widget_not_found` otherwise).
+pub async fn workspace_of_website(state: &AppState, website_token: &str) -> ApiResult<String> {
+    let id = website_token.to_owned();
+    let found = if sb_core::ids::is_id(website_token) {
+        state
+            .store
+            .db
+            .read(move |c| channel_accounts::for_webhook(c, &id))
+            .await?
+            .filter(|(a, _)| a.channel == "widget" && !a.disabled)
+    } else {
+        None
+    };
+    found
+        .map(|(a, _)| a.workspace_id)
+        .ok_or_else(|| ApiError::not_found("widget_not_found", "no shop has this website token"))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StorefrontAvailabilityQuery {
+    /// A variant's SKU.
+    pub sku: String,
+    /// The shopper's position: locations come nearest first.
+    pub lat: Option<f64>,
+    pub lng: Option<f64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PublicAvailability {
+    pub sku: String,
+    pub title: String,
+    pub locations: Vec<PublicLocation>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PublicLocation {
+    pub location_id: String,
+    pub name: String,
+    /// `in_stock`, `low` or `out_of_stock`.
+    #[schema(value_type = String)]
+    pub level: StockLevel,
+    pub distance_km: Option<f64>,
+    pub can_pickup: bool,
+    /// Minutes until a pickup order can be collected here, when pickup is offered.
+    pub pickup_ready_minutes: Option<i64>,
+}
+
+/// "Available at my local branch" for shoppers: every active location with its stock level,
+/// nearest to `lat`/`lng` first. No authentication; levels only.
+#[utoipa::path(get, path = "/storefront/v1/{website_token}/availability", tag = "storefront",
+    params(("website_token" = String, Path, description = "the website widget's public token"), StorefrontAvailabilityQuery),
+    responses(
+        (status = 200, body = PublicAvailability),
+        (status = 404, description = "`widget_not_found`, `not_found` (no such SKU)", body = ErrorBody)
+    ))]
+async fn availability(
+    State(state): State<AppState>,
+    Path(website_token): Path<String>,
+    Query(q): Query<StorefrontAvailabilityQuery>,
+) -> ApiResult<axum::Json<PublicAvailability>> {
+    let ws = workspace_of_website(&state, &website_token).await?;
+    let near = match (q.lat, q.lng) {
+        (Some(lat), Some(lng)) if (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lng) => Some((lat, lng)),
+        (None, None) => None,
+        _ => {
+            return Err(ApiError::invalid(
+                "invalid_position",
+                "give both lat (−90…90) and lng (−180…180), or neither",
+            ));
+        }
+    };
+    let found = state
+        .store
+        .db
+        .read(move |c| sb_commerce::availability(c, &ws, &q.sku, near))
+        .await?
+        .ok_or_else(|| ApiError::not_found("not_found", "no product with this SKU"))?;
+    Ok(axum::Json(PublicAvailability {
+        sku: found.sku,
+        title: found.title,
+        locations: found
+            .locations
+            .into_iter()
+            .map(|l| PublicLocation {
+                location_id: l.location_id,
+                name: l.name,
+                level: l.level,
+                distance_km: l.distance_km.map(|d| (d * 10.0).round() / 10.0),
+                can_pickup: l.can_pickup,
+                pickup_ready_minutes: l.pickup_ready_minutes,
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StorefrontEventsQuery {
+    /// Only these SKUs (comma-separated inventory item SKUs); every SKU when absent.
+    pub skus: Option<String>,
+    /// Replay changes after this event id (what `Last-Event-ID` does on reconnect).
+    pub after: Option<i64>,
+}
+
+/// Live stock levels for shoppers: an `availability` event (`{sku, location_id, level}`) each
+/// time stock changes at a location, with ids that `Last-Event-ID` resumes from.
+#[utoipa::path(get, path = "/storefront/v1/{website_token}/availability/events", tag = "storefront",
+    params(("website_token" = String, Path, description = "the website widget's public token"), StorefrontEventsQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "the id of the last event received")),
+    responses(
+        (status = 200, content_type = "text/event-stream", body = String, description = "`event: availability`, `data: {sku, location_id, level}`"),
+        (status = 404, description = "`widget_not_found`", body = ErrorBody),
+        (status = 503, description = "`bus_unavailable`", body = ErrorBody)
+    ))]
+async fn availability_events(
+    State(state): State<AppState>,
+    Path(website_token): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<StorefrontEventsQuery>,
+) -> ApiResult<Sse<impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>>> {
+    let ws = workspace_of_website(&state, &website_token).await?;
+    let skus = q.skus.as_deref().map(|list| {
+        Arc::new(
+            list.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect::<HashSet<_>>(),
+        )
+    });
+    if skus.as_ref().is_some_and(|s| s.is_empty() || s.len() > 100) {
+        return Err(ApiError::invalid(
+            "invalid_skus",
+            "name 1–100 SKUs, separated by commas",
+        ));
+    }
+    // Subscribe before reading the log, so nothing committed in between is missed.
+    let deliveries = state
+        .live
+        .subscribe(&ws)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "bus_unavailable", e.to_string()))?;
+    let last = resume_point(&state, &ws, &headers, q.after).await?;
+    let stream = Cursor::new(&state, ws, last, View::Storefront { skus }, deliveries).into_stream();
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
