@@ -4,7 +4,7 @@
 
 use sb_core::inventory::Movement;
 use sb_sql::Stmt;
-use sb_store::catalog::{self, NewLocation, NewVariant};
+use sb_store::catalog::{self, NewVariant};
 use sb_store::inventory::{self, Change, Line};
 use sb_store::{StoreError, migrations, orders};
 
@@ -25,28 +25,20 @@ async fn orders_placed_before_fulfilments_get_one_each() {
         let (w, now) = (ws.clone(), t.now());
         let (item, shipped, ready) = t
             .write(move |c| {
-                let location = catalog::create_location(
-                    c,
-                    &NewLocation {
-                        workspace_id: &w,
-                        code: "OLD-1",
-                        kind: "store",
-                        name: "Old store",
-                        address: "Main street",
-                        lat: None,
-                        lng: None,
-                        timezone: "Europe/Madrid",
-                        can_ship: true,
-                        can_pickup: true,
-                        accepts_returns: true,
-                        pickup_prep_minutes: 30,
-                        pickup_hold_days: 5,
-                        daily_capacity: None,
-                        routing_rank: 0,
-                    },
-                    now,
-                )?
-                .expect("new code");
+                // The location as that schema had it (no routing rank yet).
+                let location_id = sb_core::new_id();
+                c.execute(
+                    &Stmt::new(
+                        "INSERT INTO locations (id, workspace_id, code, kind, name, address, lat, lng, timezone, can_ship,
+                                                can_pickup, accepts_returns, pickup_prep_minutes, pickup_hold_days,
+                                                daily_capacity, active, created_at, updated_at)
+                         VALUES (:id, :ws, 'OLD-1', 'store', 'Old store', 'Main street', NULL, NULL, 'Europe/Madrid',
+                                 TRUE, TRUE, TRUE, 30, 5, NULL, TRUE, :now, :now)",
+                    )
+                    .bind("id", &location_id)
+                    .bind("ws", &w)
+                    .bind("now", now),
+                )?;
                 let variant = NewVariant {
                     sku: "OLD-SKU".into(),
                     title: "Old".into(),
@@ -66,7 +58,7 @@ async fn orders_placed_before_fulfilments_get_one_each() {
                     reference_id: None,
                     lines: vec![Line {
                         item_id: item.clone(),
-                        location_id: location.id.clone(),
+                        location_id: location_id.clone(),
                         movement,
                     }],
                 };
@@ -91,7 +83,7 @@ async fn orders_placed_before_fulfilments_get_one_each() {
                         .bind("ws", &w)
                         .bind("number", number)
                         .bind("fulfillment", fulfillment)
-                        .bind("location", &location.id)
+                        .bind("location", &location_id)
                         .bind("status", status)
                         .bind("now", now),
                     )?;
