@@ -22,20 +22,47 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
+/// A label value that lives as long as the process, allocated once per distinct value
+/// (route templates and status codes: a few hundred at most, never client-chosen text), so
+/// counting a request allocates nothing.
+fn interned(value: &str) -> &'static str {
+    static SEEN: OnceLock<std::sync::RwLock<std::collections::HashSet<&'static str>>> = OnceLock::new();
+    let seen = SEEN.get_or_init(Default::default);
+    if let Some(found) = seen.read().expect("label cache").get(value) {
+        return found;
+    }
+    let mut write = seen.write().expect("label cache");
+    if let Some(found) = write.get(value) {
+        return found;
+    }
+    let leaked: &'static str = Box::leak(value.to_owned().into_boxed_str());
+    write.insert(leaked);
+    leaked
+}
+
 pub async fn track(req: Request, next: Next, timeout: Duration) -> Response {
     let start = Instant::now();
-    let method = req.method().to_string();
+    // Methods are any token a client sends: only the standard ones get a label of their own.
+    let method = match *req.method() {
+        axum::http::Method::GET => "GET",
+        axum::http::Method::POST => "POST",
+        axum::http::Method::PUT => "PUT",
+        axum::http::Method::PATCH => "PATCH",
+        axum::http::Method::DELETE => "DELETE",
+        axum::http::Method::HEAD => "HEAD",
+        axum::http::Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
+        .map_or("unmatched", |p| interned(p.as_str()));
     let response = match tokio::time::timeout(timeout, next.run(req)).await {
         Ok(r) => r,
         Err(_) => crate::timed_out(),
     };
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("switchboard_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+    let status = interned(response.status().as_str());
+    metrics::counter!("switchboard_http_requests_total", "method" => method, "route" => route, "status" => status)
         .increment(1);
     metrics::histogram!("switchboard_http_request_duration_seconds", "method" => method, "route" => route)
         .record(start.elapsed().as_secs_f64());

@@ -24,6 +24,8 @@ const BATCH: i64 = 256;
 /// Requests a batch processes before it yields to waiting acknowledgements (it commits what
 /// it did; the rest stays queued for the next batch).
 const BEFORE_YIELDING: usize = 8;
+/// Requests claimed at a time after the first few.
+const CLAIM_CHUNK: i64 = 32;
 /// A request whose processing fails this often is set aside (with its error kept).
 const MAX_ATTEMPTS: i64 = 5;
 
@@ -187,17 +189,29 @@ impl Processor {
             .store
             .db
             .write_background(move |c| {
-                let requests = inbound::claim_batch(c, BATCH)?;
                 let mut events = Vec::new();
-                let mut done = 0;
-                for request in &requests {
-                    if done >= BEFORE_YIELDING && c.others_waiting() {
+                let (mut done, mut more) = (0, false);
+                // Claimed a few at a time: under a burst the batch yields after
+                // BEFORE_YIELDING requests, and reading a full batch of bodies for those would
+                // cost the writer more than processing them.
+                'batch: while (done as i64) < BATCH {
+                    let chunk = if done == 0 { BEFORE_YIELDING as i64 } else { CLAIM_CHUNK };
+                    let requests = inbound::claim_batch(c, chunk.min(BATCH - done as i64))?;
+                    let claimed = requests.len() as i64;
+                    for request in &requests {
+                        if done >= BEFORE_YIELDING && c.others_waiting() {
+                            more = true;
+                            break 'batch;
+                        }
+                        process_request(c, &channels, request, now, &mut events)?;
+                        done += 1;
+                    }
+                    if claimed < chunk {
                         break;
                     }
-                    process_request(c, &channels, request, now, &mut events)?;
-                    done += 1;
+                    more = true;
                 }
-                Ok::<_, StoreError>((done, done < requests.len(), events))
+                Ok::<_, StoreError>((done, more, events))
             })
             .await;
         match result {
