@@ -308,12 +308,20 @@ pub(crate) async fn download(request: reqwest::RequestBuilder) -> Result<(Vec<u8
     Ok((bytes.to_vec(), mime))
 }
 
-/// A client for provider APIs, with a request timeout.
+/// A client for provider APIs, with a request timeout. Channels with the same timeout share
+/// one client (its connection pool and its copy of the system's root certificates, ~60 KB).
 pub(crate) fn http_client(timeout: std::time::Duration) -> reqwest::Client {
-    reqwest::Client::builder()
+    static CLIENTS: std::sync::Mutex<Vec<(std::time::Duration, reqwest::Client)>> = std::sync::Mutex::new(Vec::new());
+    let mut clients = CLIENTS.lock().expect("client cache");
+    if let Some((_, client)) = clients.iter().find(|(t, _)| *t == timeout) {
+        return client.clone();
+    }
+    let client = reqwest::Client::builder()
         .timeout(timeout)
         .build()
-        .expect("a client with a timeout builds")
+        .expect("a client with a timeout builds");
+    clients.push((timeout, client.clone()));
+    client
 }
 
 /// What the channel allows, so the API can say before sending.

@@ -197,14 +197,15 @@ pub fn app(state: AppState) -> Router {
 pub fn app_with(state: AppState, pages: Router<AppState>) -> Router {
     let (api, openapi) = api();
     let api = api.merge(pages);
-    let openapi = Arc::new(openapi);
+    // Served as the bytes serialised once: the document's own structure is a few MB of heap.
+    let openapi = bytes::Bytes::from(serde_json::to_vec(&openapi).expect("the OpenAPI document serialises"));
     let x_request_id = HeaderName::from_static("x-request-id");
     let timeout = state.config.request_timeout;
     api.route(
         "/api/openapi.json",
         axum::routing::get(move || {
             let doc = openapi.clone();
-            async move { axum::Json(doc.as_ref().clone()) }
+            async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], doc) }
         }),
     )
     .fallback(|| async { ApiError::not_found("route_not_found", "no such route") })
