@@ -40,6 +40,7 @@ impl Role {
                     | ReadCustomers
                     | ManageCustomers
                     | ReadOrders
+                    | PlaceOrders
                     | ReadInventory
             ),
             Role::Marketer => matches!(
@@ -53,6 +54,7 @@ impl Role {
                     | ReadCustomers
                     | ManageCustomers
                     | ReadOrders
+                    | PlaceOrders
                     | ManageOrders
                     | ReadInventory
                     | ManageInventory
@@ -80,6 +82,10 @@ pub enum Permission {
     ManageCustomers,
     ManageCampaigns,
     ReadOrders,
+    /// Open carts for customers, change their lines, check out and place orders: a sale in
+    /// any channel, an agent's from a conversation included.
+    PlaceOrders,
+    /// Run fulfilment: ready, hand over, ship, cancel, returns.
     ManageOrders,
     ReadInventory,
     ManageInventory,

@@ -28,8 +28,9 @@ pub const TARGET_IDLE_RSS_MB: f64 = 30.0;
 
 #[derive(Debug, Args)]
 pub struct IngestBenchArgs {
-    /// Messages in the throughput phase.
-    #[arg(long, default_value_t = 20_000)]
+    /// Messages in the throughput phase (about 3 s of load; a one-second phase is mostly
+    /// warm-up).
+    #[arg(long, default_value_t = 60_000)]
     pub messages: usize,
     /// Concurrent HTTP clients in the throughput phase.
     #[arg(long, default_value_t = 64)]

@@ -1752,3 +1752,88 @@ async fn storefront_availability_shows_levels_and_streams_changes() {
     let (id, _, again) = resumed.next().await;
     assert_eq!((id, again), (out_id, out));
 }
+
+/// Orders from any sales channel, chat included: an agent opens a cart for the customer they
+/// are talking to, on the `chat` channel, and places a pickup order for them. The order is
+/// the customer's and says it was sold in chat; running the counter (ready, hand over) stays
+/// with store staff, and a marketer may not sell.
+#[tokio::test]
+async fn an_agent_places_an_order_for_the_customer_of_a_conversation() {
+    let s = TestServer::start().await;
+    let r = crate::harness::Receiver::start().await;
+    let ana = customer_with_a_channel(&s, &r).await;
+    let shop = location(&s, "CHAT-1", "Chat pickup shop", 40.4, -3.7, "store").await;
+    product(&s, "CHAT-SKU", 1999).await;
+    let line = json!([{"sku": "CHAT-SKU", "location_id": shop, "movement": {"kind": "receive", "quantity": 3}}]);
+    assert_eq!(change(&s, "chat-in", line).await.0, StatusCode::CREATED);
+    let (email, password) = s.demo_user("agent");
+    let agent = s.token_for(&email, &password).await;
+
+    // The agent sees whom they are talking to.
+    let (status, customer) = s.get(&format!("/api/v1/customers/{ana}"), &agent).await;
+    assert_eq!(status, StatusCode::OK, "{customer}");
+    let (status, bad) = s
+        .post("/api/v1/carts", &agent, json!({"customer_id": ana, "channel": "fax"}))
+        .await;
+    assert_eq!(
+        (status, code(&bad)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_sales_channel")
+    );
+    let (status, cart) = s
+        .post("/api/v1/carts", &agent, json!({"customer_id": ana, "channel": "chat"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{cart}");
+    let cart_id = cart["cart"]["id"].as_str().expect("cart").to_owned();
+    let (status, body) = s
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/carts/{cart_id}/lines/CHAT-SKU"),
+            Some(&agent),
+            Some(json!({"quantity": 2})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, placed) = s
+        .post(
+            "/api/v1/orders",
+            &agent,
+            json!({"cart_id": cart_id, "idempotency_key": "chat-order-1", "fulfillment": "pickup", "location_id": shop}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let order = &placed["order"];
+    assert_eq!(
+        (order["channel"].as_str(), order["customer_id"].as_str()),
+        (Some("chat"), Some(ana.as_str()))
+    );
+    let order_id = order["id"].as_str().expect("order").to_owned();
+    assert_eq!(
+        available_at(&s, "CHAT-SKU", "CHAT-1").await,
+        1,
+        "the order holds its units"
+    );
+
+    let (status, orders) = s.get(&format!("/api/v1/customers/{ana}/orders"), &agent).await;
+    assert_eq!(status, StatusCode::OK, "{orders}");
+    assert!(
+        orders.to_string().contains(&order_id),
+        "the order is on the customer's record: {orders}"
+    );
+
+    // The counter is store staff's; a marketer sells nothing.
+    let (status, refused) = s
+        .post(&format!("/api/v1/orders/{order_id}/ready"), &agent, json!({}))
+        .await;
+    assert_eq!((status, code(&refused)), (StatusCode::FORBIDDEN, "permission_denied"));
+    let (email, password) = s.demo_user("marketer");
+    let marketer = s.token_for(&email, &password).await;
+    let (status, refused) = s
+        .post(
+            "/api/v1/carts",
+            &marketer,
+            json!({"customer_id": ana, "channel": "chat"}),
+        )
+        .await;
+    assert_eq!((status, code(&refused)), (StatusCode::FORBIDDEN, "permission_denied"));
+    check_clean(&s).await;
+}

@@ -25,6 +25,9 @@ pub struct OpenCart {
     pub currency: String,
 }
 
+/// Where a sale happens: the web shop, the app, a store's till, or an agent in a conversation.
+const SALES_CHANNELS: [&str; 4] = ["web", "app", "pos", "chat"];
+
 fn web() -> String {
     "web".into()
 }
@@ -78,18 +81,24 @@ fn cart_conflict(e: StoreError) -> ApiError {
 #[utoipa::path(post, path = "/api/v1/carts", tag = "commerce", request_body = OpenCart, responses(
     (status = 201, description = "`{cart, lines, total_minor}`"),
     (status = 404, description = "`customer_not_found`", body = ErrorBody),
-    (status = 422, description = "`invalid_cart`", body = ErrorBody)
+    (status = 422, description = "`invalid_cart`, `invalid_sales_channel`", body = ErrorBody)
 ), security(("bearer" = []), ("session" = [])))]
 pub(super) async fn open_cart(
     State(state): State<AppState>,
     principal: Principal,
     ApiJson(body): ApiJson<OpenCart>,
 ) -> ApiResult<(StatusCode, axum::Json<serde_json::Value>)> {
-    principal.require(Permission::ManageOrders)?;
+    principal.require(Permission::PlaceOrders)?;
     if body.customer_id.is_none() && body.anonymous_id.as_deref().is_none_or(str::is_empty) {
         return Err(ApiError::unprocessable(
             "invalid_cart",
             "a customer_id or an anonymous_id is required",
+        ));
+    }
+    if !SALES_CHANNELS.contains(&body.channel.as_str()) {
+        return Err(ApiError::unprocessable(
+            "invalid_sales_channel",
+            "channel is one of web, app, pos, chat",
         ));
     }
     let (ws, now) = (principal.workspace_id().to_owned(), state.store.now());
@@ -171,7 +180,7 @@ pub(super) async fn set_cart_line(
     Path((id, sku)): Path<(String, String)>,
     ApiJson(body): ApiJson<SetLine>,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
-    principal.require(Permission::ManageOrders)?;
+    principal.require(Permission::PlaceOrders)?;
     if !(0..=999).contains(&body.quantity) {
         return Err(ApiError::unprocessable("invalid_cart", "quantity must be 0–999"));
     }
@@ -245,7 +254,7 @@ pub(super) async fn assign_cart(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<AssignCart>,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
-    principal.require(Permission::ManageOrders)?;
+    principal.require(Permission::PlaceOrders)?;
     let (ws, now) = (principal.workspace_id().to_owned(), state.store.now());
     let outcome = state
         .store
@@ -315,7 +324,7 @@ pub(super) async fn start_checkout(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<StartCheckout>,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
-    principal.require(Permission::ManageOrders)?;
+    principal.require(Permission::PlaceOrders)?;
     let hold_ms = body.hold_seconds.unwrap_or(600).clamp(1, 3_600) * 1000;
     let (ws, actor, now) = (
         principal.workspace_id().to_owned(),

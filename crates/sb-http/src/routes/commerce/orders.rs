@@ -70,7 +70,7 @@ pub(super) async fn place_order(
     principal: Principal,
     ApiJson(body): ApiJson<PlaceOrder>,
 ) -> ApiResult<(StatusCode, axum::Json<serde_json::Value>)> {
-    principal.require(Permission::ManageOrders)?;
+    principal.require(Permission::PlaceOrders)?;
     if body.idempotency_key.trim().is_empty() || body.idempotency_key.len() > 200 {
         return Err(ApiError::unprocessable(
             "invalid_order",
