@@ -77,7 +77,7 @@ impl View {
     }
 }
 
-pub(crate) struct Cursor {
+struct Cursor {
     db: sb_sql::Db,
     ws: String,
     last: i64,
@@ -96,7 +96,7 @@ pub(crate) struct Cursor {
 impl Cursor {
     /// A cursor after `last` (the caller subscribed to `deliveries` before choosing `last`,
     /// so nothing committed in between is missed).
-    pub(crate) fn new(
+    fn new(
         state: &AppState,
         ws: String,
         last: i64,
@@ -116,18 +116,13 @@ impl Cursor {
         }
     }
 
-    pub(crate) fn into_stream(self) -> impl Stream<Item = Result<Event, Infallible>> {
+    fn into_stream(self) -> impl Stream<Item = Result<Event, Infallible>> {
         futures_util::stream::unfold(self, next_event)
     }
 }
 
 /// Where a stream resumes: `Last-Event-ID`, else `?after=`, else from now on.
-pub(crate) async fn resume_point(
-    state: &AppState,
-    ws: &str,
-    headers: &HeaderMap,
-    after: Option<i64>,
-) -> ApiResult<i64> {
+async fn resume_point(state: &AppState, ws: &str, headers: &HeaderMap, after: Option<i64>) -> ApiResult<i64> {
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -223,13 +218,24 @@ async fn events(
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     principal.require(Permission::ReadConversations)?;
     let ws = principal.workspace_id().to_owned();
+    live_stream(&state, ws, &headers, q.after, View::Agent).await
+}
+
+/// The workspace's events in `view` as server-sent events, from where the client resumes.
+pub(crate) async fn live_stream(
+    state: &AppState,
+    ws: String,
+    headers: &HeaderMap,
+    after: Option<i64>,
+    view: View,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>> + use<>>> {
     // Subscribe before reading the log, so nothing committed in between is missed.
     let deliveries = state
         .live
         .subscribe(&ws)
         .await
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "bus_unavailable", e.to_string()))?;
-    let last = resume_point(&state, &ws, &headers, q.after).await?;
-    let stream = Cursor::new(&state, ws, last, View::Agent, deliveries).into_stream();
+    let last = resume_point(state, &ws, headers, after).await?;
+    let stream = Cursor::new(state, ws, last, view, deliveries).into_stream();
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{KeepAlive, Sse};
+use axum::http::HeaderMap;
+use axum::response::sse::Sse;
 use sb_core::inventory::StockLevel;
 use sb_store::channel_accounts;
 use serde::{Deserialize, Serialize};
@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::events::{Cursor, View, resume_point};
+use super::events::{View, live_stream};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 
@@ -163,13 +163,5 @@ async fn availability_events(
             "name 1–100 SKUs, separated by commas",
         ));
     }
-    // Subscribe before reading the log, so nothing committed in between is missed.
-    let deliveries = state
-        .live
-        .subscribe(&ws)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "bus_unavailable", e.to_string()))?;
-    let last = resume_point(&state, &ws, &headers, q.after).await?;
-    let stream = Cursor::new(&state, ws, last, View::Storefront { skus }, deliveries).into_stream();
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    live_stream(&state, ws, &headers, q.after, View::Storefront { skus }).await
 }

@@ -1219,15 +1219,16 @@ async fn browser_stock_search_lookup_and_storefront_availability() {
         .expect("type");
     let mut table = String::new();
     for _ in 0..100 {
-        table = c
-            .find(Locator::Css("#stock-table"))
-            .await
-            .expect("table")
-            .text()
-            .await
-            .expect("text");
-        if !table.contains("JKT-BLU-S") {
-            break;
+        // The table is swapped as the search narrows: an element read mid-swap is stale.
+        let read = match c.find(Locator::Css("#stock-table")).await {
+            Ok(element) => element.text().await.ok(),
+            Err(_) => None,
+        };
+        if let Some(text) = read {
+            table = text;
+            if !table.contains("JKT-BLU-S") {
+                break;
+            }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -1315,15 +1316,16 @@ async fn browser_stock_search_lookup_and_storefront_availability() {
         .expect("click");
     let mut levels = String::new();
     for _ in 0..100 {
-        levels = jacket
-            .find(Locator::Css(".availability"))
-            .await
-            .expect("availability")
-            .text()
-            .await
-            .expect("text");
-        if levels.contains("Valencia") {
-            break;
+        // The answer is swapped in by htmx: an element read mid-swap is stale.
+        let read = match jacket.find(Locator::Css(".availability")).await {
+            Ok(element) => element.text().await.ok(),
+            Err(_) => None,
+        };
+        if let Some(text) = read {
+            levels = text;
+            if levels.contains("Valencia") {
+                break;
+            }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
