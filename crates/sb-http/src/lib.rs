@@ -100,6 +100,7 @@ pub struct SharedState {
     pub base_url: Arc<str>,
     limiter: Arc<limits::LoginLimiter>,
     visitor_limiter: Arc<routes::widget::VisitorLimiter>,
+    storefront_limiter: Arc<routes::storefront::StorefrontLimiter>,
     /// Flipped when the server starts draining: long-lived streams end so the drain can finish.
     draining: Arc<tokio::sync::watch::Sender<bool>>,
 }
@@ -127,6 +128,7 @@ impl AppState {
             base_url: base_url.into(),
             limiter,
             visitor_limiter: Arc::default(),
+            storefront_limiter: Arc::default(),
             draining: Arc::new(tokio::sync::watch::channel(false).0),
         }))
     }

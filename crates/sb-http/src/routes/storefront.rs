@@ -6,9 +6,13 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use std::num::NonZeroU32;
+
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::HeaderMap;
+use axum::http::request::Parts;
 use axum::response::sse::Sse;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sb_core::inventory::StockLevel;
 use sb_store::channel_accounts;
 use serde::{Deserialize, Serialize};
@@ -24,6 +28,45 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(availability))
         .routes(routes!(availability_events))
+}
+
+/// Requests per client IP to the public routes: a burst of 100, then 20 a second — far more
+/// than shoppers' pages ask, far less than a scraper or a flood of open streams would.
+pub struct StorefrontLimiter(DefaultKeyedRateLimiter<String>);
+
+impl Default for StorefrontLimiter {
+    fn default() -> Self {
+        let quota = Quota::per_second(NonZeroU32::new(20).expect("non-zero"))
+            .allow_burst(NonZeroU32::new(100).expect("non-zero"));
+        StorefrontLimiter(RateLimiter::keyed(quota))
+    }
+}
+
+impl StorefrontLimiter {
+    /// Forgets clients not seen lately (the limiter keeps one entry per IP).
+    pub fn forget_idle(&self) {
+        self.0.retain_recent();
+    }
+}
+
+/// A public caller within its IP's rate limit (`rate_limited` with `Retry-After` otherwise).
+pub struct Limited;
+
+impl FromRequestParts<AppState> for Limited {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let ip = crate::extract::client_ip(parts).unwrap_or_default();
+        state
+            .storefront_limiter
+            .0
+            .check_key(&ip)
+            .map_err(|_| ApiError::rate_limited(1))?;
+        if state.storefront_limiter.0.len() > 100_000 {
+            state.storefront_limiter.forget_idle();
+        }
+        Ok(Limited)
+    }
 }
 
 /// The workspace behind a website widget's public token (`widget_not_found` otherwise).
@@ -80,9 +123,12 @@ pub struct PublicLocation {
     params(("website_token" = String, Path, description = "the website widget's public token"), StorefrontAvailabilityQuery),
     responses(
         (status = 200, body = PublicAvailability),
-        (status = 404, description = "`widget_not_found`, `not_found` (no such SKU)", body = ErrorBody)
+        (status = 400, description = "`invalid_position`", body = ErrorBody),
+        (status = 404, description = "`widget_not_found`, `not_found` (no such SKU)", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (per client IP)", body = ErrorBody)
     ))]
 async fn availability(
+    _: Limited,
     State(state): State<AppState>,
     Path(website_token): Path<String>,
     Query(q): Query<StorefrontAvailabilityQuery>,
@@ -138,10 +184,13 @@ pub struct StorefrontEventsQuery {
         ("Last-Event-ID" = Option<String>, Header, description = "the id of the last event received")),
     responses(
         (status = 200, content_type = "text/event-stream", body = String, description = "`event: availability`, `data: {sku, location_id, level}`"),
+        (status = 400, description = "`invalid_skus`", body = ErrorBody),
         (status = 404, description = "`widget_not_found`", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (per client IP)", body = ErrorBody),
         (status = 503, description = "`bus_unavailable`", body = ErrorBody)
     ))]
 async fn availability_events(
+    _: Limited,
     State(state): State<AppState>,
     Path(website_token): Path<String>,
     headers: HeaderMap,

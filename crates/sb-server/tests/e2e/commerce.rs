@@ -1751,6 +1751,31 @@ async fn storefront_availability_shows_levels_and_streams_changes() {
     let mut resumed = EventStream::open_url(&s, &stream_url, None, Some(&low_id.to_string())).await;
     let (id, _, again) = resumed.next().await;
     assert_eq!((id, again), (out_id, out));
+
+    // Public, so limited per client IP: a flood is told to wait.
+    let mut limited = None;
+    for _ in 0..400 {
+        let resp = s
+            .client
+            .get(format!("{}/storefront/v1/{website}/availability?sku=PUB-SKU", s.base))
+            .send()
+            .await
+            .expect("request");
+        if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+            let wait = resp
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap_or("").to_owned());
+            limited = Some((wait, resp.json::<Value>().await.expect("json")));
+            break;
+        }
+    }
+    let (wait, body) = limited.expect("a flood from one address is limited");
+    assert_eq!(code(&body), "rate_limited");
+    assert!(
+        wait.is_some_and(|w| w.parse::<u64>().is_ok_and(|s| s >= 1)),
+        "Retry-After"
+    );
 }
 
 /// Orders from any sales channel, chat included: an agent opens a cart for the customer they
