@@ -27,6 +27,13 @@ pub struct LoginLimiter {
     ip: DefaultKeyedRateLimiter<String>,
 }
 
+/// A limiter per key (an IP, a visitor): a burst of `burst`, then `per_second`.
+pub(crate) fn keyed_per_second(per_second: u32, burst: u32) -> DefaultKeyedRateLimiter<String> {
+    let quota = Quota::per_second(NonZeroU32::new(per_second.max(1)).expect("at least one"))
+        .allow_burst(NonZeroU32::new(burst.max(1)).expect("at least one"));
+    RateLimiter::keyed(quota)
+}
+
 fn quota(per_minute: u32) -> Quota {
     Quota::per_minute(NonZeroU32::new(per_minute.max(1)).expect("at least one"))
 }

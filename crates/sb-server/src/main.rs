@@ -4,7 +4,7 @@ use clap::Parser;
 use sb_server::config::{BenchCommand, Cli, Command, Config};
 
 /// mimalloc instead of glibc's malloc: allocation was a fifth of the SQLite writer's and the
-/// HTTP workers' time under ingest, and glibc keeps per-thread arenas that idle memory pays for.
+/// HTTP workers' time under ingest (perf, session 6).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -197,15 +197,21 @@ pub fn apply(c: &mut dyn Conn, change: &Change<'_>, now: i64) -> Result<Outcome>
         if deltas.is_empty() && expected.is_none() {
             continue;
         }
+        // Why the guarded update changed nothing: a count overtaken by a movement, else a shortfall.
         let refused = |c: &mut dyn Conn| -> Result<InventoryError> {
-            let on_hand = balance(c, ws, item, location)?.on_hand;
+            let now = balance(c, ws, item, location)?;
+            let (item, location) = (item.to_owned(), location.to_owned());
             Ok(match expected {
-                Some(e) if e != on_hand => InventoryError::CountOutdated {
-                    item: item.to_owned(),
-                    location: location.to_owned(),
-                    on_hand,
+                Some(e) if e != now.on_hand => InventoryError::CountOutdated {
+                    item,
+                    location,
+                    on_hand: now.on_hand,
                 },
-                _ => insufficient(c, ws, item, location)?,
+                _ => InventoryError::Insufficient {
+                    item,
+                    location,
+                    available: now.available(),
+                },
             })
         };
         // The row usually exists: update first, and create it only for a first delivery.
@@ -327,14 +333,6 @@ fn guarded_update(
     Ok(match updated {
         Some(row) => Some(balance_of(&row)?),
         None => None,
-    })
-}
-
-fn insufficient(c: &mut dyn Conn, ws: &str, item: &str, location: &str) -> Result<InventoryError> {
-    Ok(InventoryError::Insufficient {
-        item: item.to_owned(),
-        location: location.to_owned(),
-        available: balance(c, ws, item, location)?.available(),
     })
 }
 

@@ -49,14 +49,15 @@ pub(crate) enum View {
 
 impl View {
     /// The event's SSE `(kind, data)` in this view, or `None` when the view does not show it.
+    /// `payload` and `agent_data` are computed only when the view needs them.
     fn render(
         &self,
         kind: &str,
         payload: impl FnOnce() -> serde_json::Value,
-        agent_data: &str,
+        agent_data: impl FnOnce() -> String,
     ) -> Option<(String, String)> {
         match self {
-            View::Agent => Some((kind.to_owned(), agent_data.to_owned())),
+            View::Agent => Some((kind.to_owned(), agent_data())),
             View::Storefront { skus } => {
                 if kind != sb_commerce::live::AVAILABILITY_CHANGED {
                     return None;
@@ -161,11 +162,7 @@ async fn next_event(mut c: Cursor) -> Option<(Result<Event, Infallible>, Cursor)
                     let view = &c.view;
                     c.pending.extend(events.iter().map(|e| {
                         let payload = || serde_json::from_str(&e.payload_json).unwrap_or_default();
-                        let shown = match view {
-                            View::Agent => Some((e.kind.clone(), sse_data(e))),
-                            _ => view.render(&e.kind, payload, ""),
-                        };
-                        (e.seq, shown)
+                        (e.seq, view.render(&e.kind, payload, || sse_data(e)))
                     }));
                 }
                 Err(e) => {
@@ -186,7 +183,7 @@ async fn next_event(mut c: Cursor) -> Option<(Result<Event, Infallible>, Cursor)
                 payload,
                 sse_data,
             }) if event.seq == c.last + 1 => {
-                let shown = c.view.render(&event.kind, || payload.clone(), sse_data);
+                let shown = c.view.render(&event.kind, || payload.clone(), || sse_data.clone());
                 c.pending.push_back((event.seq, shown));
             }
             Ok(Delivery::Logged { event, .. }) if event.seq <= c.last => {}

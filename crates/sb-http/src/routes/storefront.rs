@@ -6,13 +6,11 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use std::num::NonZeroU32;
-
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use axum::response::sse::Sse;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::DefaultKeyedRateLimiter;
 use sb_core::inventory::StockLevel;
 use sb_store::channel_accounts;
 use serde::{Deserialize, Serialize};
@@ -20,6 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::commerce::AvailabilityQuery;
 use super::events::{View, live_stream};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -36,9 +35,7 @@ pub struct StorefrontLimiter(DefaultKeyedRateLimiter<String>);
 
 impl Default for StorefrontLimiter {
     fn default() -> Self {
-        let quota = Quota::per_second(NonZeroU32::new(20).expect("non-zero"))
-            .allow_burst(NonZeroU32::new(100).expect("non-zero"));
-        StorefrontLimiter(RateLimiter::keyed(quota))
+        StorefrontLimiter(crate::limits::keyed_per_second(20, 100))
     }
 }
 
@@ -87,16 +84,6 @@ pub async fn workspace_of_website(state: &AppState, website_token: &str) -> ApiR
         .ok_or_else(|| ApiError::not_found("widget_not_found", "no shop has this website token"))
 }
 
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct StorefrontAvailabilityQuery {
-    /// A variant's SKU.
-    pub sku: String,
-    /// The shopper's position: locations come nearest first.
-    pub lat: Option<f64>,
-    pub lng: Option<f64>,
-}
-
 #[derive(Serialize, ToSchema)]
 pub struct PublicAvailability {
     pub sku: String,
@@ -120,7 +107,7 @@ pub struct PublicLocation {
 /// "Available at my local branch" for shoppers: every active location with its stock level,
 /// nearest to `lat`/`lng` first. No authentication; levels only.
 #[utoipa::path(get, path = "/storefront/v1/{website_token}/availability", tag = "storefront",
-    params(("website_token" = String, Path, description = "the website widget's public token"), StorefrontAvailabilityQuery),
+    params(("website_token" = String, Path, description = "the website widget's public token"), AvailabilityQuery),
     responses(
         (status = 200, body = PublicAvailability),
         (status = 400, description = "`invalid_position`", body = ErrorBody),
@@ -131,7 +118,7 @@ async fn availability(
     _: Limited,
     State(state): State<AppState>,
     Path(website_token): Path<String>,
-    Query(q): Query<StorefrontAvailabilityQuery>,
+    Query(q): Query<AvailabilityQuery>,
 ) -> ApiResult<axum::Json<PublicAvailability>> {
     let ws = workspace_of_website(&state, &website_token).await?;
     let near = match (q.lat, q.lng) {

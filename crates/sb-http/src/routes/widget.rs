@@ -3,7 +3,6 @@
 //! over a WebSocket with a server-sent-events fallback. Both resume from `after=<seq>`.
 
 use std::convert::Infallible;
-use std::num::NonZeroU32;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -14,7 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use futures_util::Stream;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::DefaultKeyedRateLimiter;
 use std::sync::Arc;
 
 use sb_inbox::live::Delivery;
@@ -71,9 +70,7 @@ pub struct VisitorLimiter(DefaultKeyedRateLimiter<String>);
 impl Default for VisitorLimiter {
     fn default() -> Self {
         // A burst of 30, then one write every 200 ms: more than a person types.
-        let quota = Quota::per_second(NonZeroU32::new(5).expect("non-zero"))
-            .allow_burst(NonZeroU32::new(30).expect("non-zero"));
-        VisitorLimiter(RateLimiter::keyed(quota))
+        VisitorLimiter(crate::limits::keyed_per_second(5, 30))
     }
 }
 

@@ -5,6 +5,8 @@
 mod carts;
 mod catalog;
 mod inventory;
+
+pub(crate) use inventory::AvailabilityQuery;
 pub(crate) mod orders;
 pub(crate) mod transfers;
 
