@@ -19,6 +19,7 @@ fn main() {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => {
                 let config = Config::resolve(&cli.global)?;
+                tokio::spawn(return_freed_memory());
                 sb_server::serve(config, shutdown_signal()).await
             }
             Command::Migrate => {
@@ -58,6 +59,26 @@ fn main() {
     if let Err(e) = result {
         fail(&e.0);
     }
+}
+
+/// mimalloc returns freed pages to the system only from inside its own calls, a second
+/// after they were freed; a server that goes quiet after a burst (start-up, a spike of
+/// traffic) would keep that burst's freed pages resident for good. Once a second, one
+/// collection on a worker returns whatever has expired: the idle memory is what is in use.
+async fn return_freed_memory() {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        collect_allocator();
+    }
+}
+
+#[allow(unsafe_code)]
+fn collect_allocator() {
+    // SAFETY: `mi_collect` takes no pointers and may be called from any thread at any time;
+    // without `force` it only frees empty pages and purges memory whose delay has expired.
+    unsafe { libmimalloc_sys::mi_collect(false) }
 }
 
 fn fail(message: &str) -> ! {
