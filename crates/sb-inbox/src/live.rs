@@ -7,9 +7,11 @@
 //! through a broadcast channel. A stream that falls behind sees `Lagged` and reads the log.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use sb_bus::{Bus, BusError};
 use sb_core::clock::rfc3339;
 use sb_store::conversations::Conversation;
@@ -35,14 +37,14 @@ pub enum Delivery {
     Logged {
         event: LiveEvent,
         payload: serde_json::Value,
-        /// The agents' SSE `data` for it.
-        sse_data: String,
+        /// The agents' SSE frame for it, rendered once and shared by every agent's stream.
+        agent_frame: Bytes,
     },
     Ephemeral {
         kind: String,
         conversation_id: Option<String>,
         data: serde_json::Value,
-        sse_data: String,
+        agent_frame: Bytes,
     },
 }
 
@@ -61,11 +63,35 @@ pub fn sse_data(e: &LiveEvent) -> String {
     )
 }
 
+/// One server-sent event as it goes on the wire: an optional `id`, the `event` name and its
+/// `data`, one `data:` line per line of it.
+pub fn sse_frame(id: Option<i64>, kind: &str, data: &str) -> Bytes {
+    let mut frame = String::with_capacity(data.len() + kind.len() + 40);
+    if let Some(id) = id {
+        let _ = writeln!(frame, "id: {id}");
+    }
+    frame.push_str("event: ");
+    frame.push_str(kind);
+    frame.push('\n');
+    for line in data.lines() {
+        frame.push_str("data: ");
+        frame.push_str(line);
+        frame.push('\n');
+    }
+    frame.push('\n');
+    Bytes::from(frame)
+}
+
+/// The agents' SSE frame of a logged event: its sequence number is the id.
+pub fn agent_frame(e: &LiveEvent) -> Bytes {
+    sse_frame(Some(e.seq), &e.kind, &sse_data(e))
+}
+
 fn decode(bytes: &[u8]) -> Option<Delivery> {
     Some(match serde_json::from_slice::<BusMessage>(bytes).ok()? {
         BusMessage::Logged(event) => Delivery::Logged {
             payload: serde_json::from_str(&event.payload_json).unwrap_or_default(),
-            sse_data: sse_data(&event),
+            agent_frame: agent_frame(&event),
             event,
         },
         BusMessage::Ephemeral {
@@ -73,7 +99,11 @@ fn decode(bytes: &[u8]) -> Option<Delivery> {
             conversation_id,
             data,
         } => Delivery::Ephemeral {
-            sse_data: serde_json::json!({ "kind": kind, "conversation_id": conversation_id, "data": data }).to_string(),
+            agent_frame: sse_frame(
+                None,
+                &kind,
+                &serde_json::json!({ "kind": kind, "conversation_id": conversation_id, "data": data }).to_string(),
+            ),
             kind,
             conversation_id,
             data,
@@ -264,4 +294,21 @@ pub fn conversation_event(c: &mut dyn Conn, conversation: &Conversation, now: i6
         &conversation_payload(conversation),
         now,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sse_frame;
+
+    #[test]
+    fn an_sse_frame_has_one_data_line_per_line_and_ends_with_a_blank_line() {
+        assert_eq!(
+            &sse_frame(Some(7), "message.created", r#"{"a":1}"#)[..],
+            b"id: 7\nevent: message.created\ndata: {\"a\":1}\n\n"
+        );
+        assert_eq!(
+            &sse_frame(None, "typing", "one\r\ntwo\nthree")[..],
+            b"event: typing\ndata: one\ndata: two\ndata: three\n\n"
+        );
+    }
 }

@@ -6,14 +6,15 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
-use futures_util::Stream;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 
 use sb_core::Permission;
-use sb_inbox::live::{Delivery, sse_data};
+use sb_inbox::live::{Delivery, agent_frame, sse_frame};
 use sb_store::live_events;
 use serde::Deserialize;
 use tokio::sync::broadcast;
@@ -48,16 +49,17 @@ pub(crate) enum View {
 }
 
 impl View {
-    /// The event's SSE `(kind, data)` in this view, or `None` when the view does not show it.
-    /// `payload` and `agent_data` are computed only when the view needs them.
+    /// Event `seq`'s SSE frame in this view, or `None` when the view does not show it.
+    /// `payload` and `agent_frame` are computed only when the view needs them.
     fn render(
         &self,
+        seq: i64,
         kind: &str,
         payload: impl FnOnce() -> serde_json::Value,
-        agent_data: impl FnOnce() -> String,
-    ) -> Option<(String, String)> {
+        agent_frame: impl FnOnce() -> Bytes,
+    ) -> Option<Bytes> {
         match self {
-            View::Agent => Some((kind.to_owned(), agent_data())),
+            View::Agent => Some(agent_frame()),
             View::Storefront { skus } => {
                 if kind != sb_commerce::live::AVAILABILITY_CHANGED {
                     return None;
@@ -72,11 +74,18 @@ impl View {
                     "location_id": payload["location_id"],
                     "level": payload["level"],
                 });
-                Some(("availability".to_owned(), data.to_string()))
+                Some(sse_frame(Some(seq), "availability", &data.to_string()))
             }
         }
     }
 }
+
+/// A comment line: keeps proxies from closing a quiet stream.
+const KEEP_ALIVE: &[u8] = b":\n\n";
+/// How long a stream may stay quiet before it sends [`KEEP_ALIVE`].
+const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(15);
+/// A chunk carries at most this much: what is ready beyond it goes in the next write.
+const MAX_CHUNK: usize = 64 * 1024;
 
 struct Cursor {
     db: sb_sql::Db,
@@ -84,14 +93,19 @@ struct Cursor {
     last: i64,
     view: View,
     deliveries: broadcast::Receiver<Arc<Delivery>>,
-    /// Logged events in order: (seq, kind and data, or `None` where the view skips it).
-    pending: VecDeque<(i64, Option<(String, String)>)>,
+    /// Logged events in order: (seq, frame, or `None` where the view skips it).
+    pending: VecDeque<(i64, Option<Bytes>)>,
     /// Typing and presence: sent as they come, without an id, never replayed.
-    ephemeral: VecDeque<Event>,
+    ephemeral: VecDeque<Bytes>,
     /// Nothing newer than `last` is in the log that the bus has not announced.
     caught_up: bool,
+    /// The bus is gone: send what is queued, then end.
+    closed: bool,
     /// The server is draining: end the stream (the client reconnects elsewhere, with Last-Event-ID).
     draining: tokio::sync::watch::Receiver<bool>,
+    keep_alive: tokio::time::Interval,
+    /// Something was written since the keep-alive timer last fired.
+    sent_recently: bool,
 }
 
 impl Cursor {
@@ -104,6 +118,8 @@ impl Cursor {
         view: View,
         deliveries: broadcast::Receiver<Arc<Delivery>>,
     ) -> Cursor {
+        let mut keep_alive = tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE_EVERY, KEEP_ALIVE_EVERY);
+        keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Cursor {
             db: state.store.db.clone(),
             ws,
@@ -113,12 +129,134 @@ impl Cursor {
             pending: VecDeque::new(),
             ephemeral: VecDeque::new(),
             caught_up: false,
+            closed: false,
             draining: state.draining(),
+            keep_alive,
+            sent_recently: false,
         }
     }
 
-    fn into_stream(self) -> impl Stream<Item = Result<Event, Infallible>> {
-        futures_util::stream::unfold(self, next_event)
+    /// The stream's body: one chunk per wake-up, holding every frame that is ready then, so a
+    /// burst of events costs one write per stream rather than one per event.
+    fn into_body(self) -> Body {
+        Body::from_stream(futures_util::stream::unfold(self, |mut c| async move {
+            let mut chunk = BytesMut::from(c.next_frame().await?.as_ref());
+            while chunk.len() < MAX_CHUNK
+                && let Some(frame) = c.ready_frame()
+            {
+                chunk.extend_from_slice(&frame);
+            }
+            c.sent_recently = true;
+            Some((Ok::<_, Infallible>(chunk.freeze()), c))
+        }))
+    }
+
+    /// The next queued frame in order, skipping what was already sent or what the view hides.
+    fn take_queued(&mut self) -> Option<Bytes> {
+        if let Some(frame) = self.ephemeral.pop_front() {
+            return Some(frame);
+        }
+        while let Some((seq, shown)) = self.pending.pop_front() {
+            if seq <= self.last {
+                continue; // already sent (the log and the bus both carried it)
+            }
+            self.last = seq;
+            if let Some(frame) = shown {
+                return Some(frame);
+            }
+        }
+        None
+    }
+
+    /// The next frame, waiting for one; `None` ends the stream.
+    async fn next_frame(&mut self) -> Option<Bytes> {
+        loop {
+            if *self.draining.borrow() {
+                return None;
+            }
+            if let Some(frame) = self.take_queued() {
+                return Some(frame);
+            }
+            if self.closed {
+                return None;
+            }
+            if !self.caught_up {
+                self.read_log().await;
+                continue;
+            }
+            let delivery = tokio::select! {
+                delivery = self.deliveries.recv() => delivery,
+                _ = self.draining.wait_for(|d| *d) => return None,
+                _ = self.keep_alive.tick() => {
+                    if !std::mem::take(&mut self.sent_recently) {
+                        return Some(Bytes::from_static(KEEP_ALIVE));
+                    }
+                    continue;
+                }
+            };
+            self.accept(delivery);
+        }
+    }
+
+    /// A frame that is ready now, without waiting and without reading the log.
+    fn ready_frame(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(frame) = self.take_queued() {
+                return Some(frame);
+            }
+            if !self.caught_up || self.closed {
+                return None;
+            }
+            let delivery = match self.deliveries.try_recv() {
+                Ok(delivery) => Ok(delivery),
+                Err(broadcast::error::TryRecvError::Empty) => return None,
+                Err(broadcast::error::TryRecvError::Closed) => Err(broadcast::error::RecvError::Closed),
+                Err(broadcast::error::TryRecvError::Lagged(n)) => Err(broadcast::error::RecvError::Lagged(n)),
+            };
+            self.accept(delivery);
+        }
+    }
+
+    /// Queues what a delivery from the bus shows in this view.
+    fn accept(&mut self, delivery: Result<Arc<Delivery>, broadcast::error::RecvError>) {
+        match delivery.as_deref() {
+            // The next one in order: no need to read the log.
+            Ok(Delivery::Logged {
+                event,
+                payload,
+                agent_frame,
+            }) if event.seq == self.last + 1 => {
+                let shown = self
+                    .view
+                    .render(event.seq, &event.kind, || payload.clone(), || agent_frame.clone());
+                self.pending.push_back((event.seq, shown));
+            }
+            Ok(Delivery::Logged { event, .. }) if event.seq <= self.last => {}
+            Ok(Delivery::Ephemeral { .. }) if !matches!(self.view, View::Agent) => {}
+            Ok(Delivery::Ephemeral { agent_frame, .. }) => self.ephemeral.push_back(agent_frame.clone()),
+            Err(broadcast::error::RecvError::Closed) => self.closed = true,
+            // A gap (published out of order) or this stream fell behind: read the log.
+            _ => self.caught_up = false,
+        }
+    }
+
+    /// Reads the log after `last` (up to a page), queueing what the view shows.
+    async fn read_log(&mut self) {
+        let (ws, last) = (self.ws.clone(), self.last);
+        match self.db.read(move |conn| live_events::after(conn, &ws, last, 200)).await {
+            Ok(events) => {
+                self.caught_up = events.len() < 200;
+                let view = &self.view;
+                self.pending.extend(events.iter().map(|e| {
+                    let payload = || serde_json::from_str(&e.payload_json).unwrap_or_default();
+                    (e.seq, view.render(e.seq, &e.kind, payload, || agent_frame(e)))
+                }));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading live events failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
     }
 }
 
@@ -138,67 +276,6 @@ async fn resume_point(state: &AppState, ws: &str, headers: &HeaderMap, after: Op
     })
 }
 
-async fn next_event(mut c: Cursor) -> Option<(Result<Event, Infallible>, Cursor)> {
-    loop {
-        if *c.draining.borrow() {
-            return None;
-        }
-        if let Some(e) = c.ephemeral.pop_front() {
-            return Some((Ok(e), c));
-        }
-        if let Some((seq, shown)) = c.pending.pop_front() {
-            if seq <= c.last {
-                continue; // already sent (the log and the bus both carried it)
-            }
-            c.last = seq;
-            let Some((kind, data)) = shown else { continue };
-            return Some((Ok(Event::default().id(seq.to_string()).event(kind).data(data)), c));
-        }
-        if !c.caught_up {
-            let (ws, last) = (c.ws.clone(), c.last);
-            match c.db.read(move |conn| live_events::after(conn, &ws, last, 200)).await {
-                Ok(events) => {
-                    c.caught_up = events.len() < 200;
-                    let view = &c.view;
-                    c.pending.extend(events.iter().map(|e| {
-                        let payload = || serde_json::from_str(&e.payload_json).unwrap_or_default();
-                        (e.seq, view.render(&e.kind, payload, || sse_data(e)))
-                    }));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "reading live events failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-            continue;
-        }
-        let delivery = tokio::select! {
-            delivery = c.deliveries.recv() => delivery,
-            _ = c.draining.wait_for(|d| *d) => return None,
-        };
-        match delivery.as_deref() {
-            // The next one in order: no need to read the log.
-            Ok(Delivery::Logged {
-                event,
-                payload,
-                sse_data,
-            }) if event.seq == c.last + 1 => {
-                let shown = c.view.render(&event.kind, || payload.clone(), || sse_data.clone());
-                c.pending.push_back((event.seq, shown));
-            }
-            Ok(Delivery::Logged { event, .. }) if event.seq <= c.last => {}
-            Ok(Delivery::Ephemeral { .. }) if !matches!(c.view, View::Agent) => {}
-            Ok(Delivery::Ephemeral { kind, sse_data, .. }) => {
-                c.ephemeral
-                    .push_back(Event::default().event(kind.as_str()).data(sse_data.as_str()));
-            }
-            Err(broadcast::error::RecvError::Closed) => return None,
-            // A gap (published out of order) or this stream fell behind: read the log.
-            _ => c.caught_up = false,
-        }
-    }
-}
-
 /// The agent's live stream: `message.created`, `message.updated`, `conversation.updated` (with
 /// ids, replayed after a reconnect) and `typing`, `presence` (without ids, live only).
 #[utoipa::path(get, path = "/api/v1/events", tag = "inbox", params(EventsQuery,
@@ -212,7 +289,7 @@ async fn events(
     principal: Principal,
     headers: HeaderMap,
     Query(q): Query<EventsQuery>,
-) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+) -> ApiResult<Response> {
     principal.require(Permission::ReadConversations)?;
     let ws = principal.workspace_id().to_owned();
     live_stream(&state, ws, &headers, q.after, View::Agent).await
@@ -225,7 +302,7 @@ pub(crate) async fn live_stream(
     headers: &HeaderMap,
     after: Option<i64>,
     view: View,
-) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>> + use<>>> {
+) -> ApiResult<Response> {
     // Subscribe before reading the log, so nothing committed in between is missed.
     let deliveries = state
         .live
@@ -233,6 +310,13 @@ pub(crate) async fn live_stream(
         .await
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "bus_unavailable", e.to_string()))?;
     let last = resume_point(state, &ws, headers, after).await?;
-    let stream = Cursor::new(state, ws, last, view, deliveries).into_stream();
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    let body = Cursor::new(state, ws, last, view, deliveries).into_body();
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response())
 }

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use axum::response::sse::Sse;
 use governor::DefaultKeyedRateLimiter;
 use sb_core::inventory::StockLevel;
 use sb_store::channel_accounts;
@@ -182,7 +181,7 @@ async fn availability_events(
     Path(website_token): Path<String>,
     headers: HeaderMap,
     Query(q): Query<StorefrontEventsQuery>,
-) -> ApiResult<Sse<impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>>> {
+) -> ApiResult<axum::response::Response> {
     let ws = workspace_of_website(&state, &website_token).await?;
     let skus = q.skus.as_deref().map(|list| {
         Arc::new(
