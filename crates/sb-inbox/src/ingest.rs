@@ -230,9 +230,11 @@ async fn store_verified(
         body,
         ..
     } = request;
+    // One insert, then a read only when it inserted nothing: a single-statement unit, which
+    // joins the writer's group commit without a savepoint of its own.
     let stored = store
         .db
-        .write(move |c| {
+        .write_single(move |c| {
             let new = inbound::NewInbound {
                 workspace_id: &ws,
                 channel_account_id: &account_id,

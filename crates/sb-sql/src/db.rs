@@ -86,6 +86,12 @@ pub trait Executor: Send + Sync + 'static {
     async fn write_background(&self, work: Work) -> Result<WorkOutput, WorkError> {
         self.write(work).await
     }
+    /// Runs `work` like `write`, for work that changes rows with at most one statement, its
+    /// last: a statement that fails undoes itself, so a backend that commits units in groups
+    /// may skip the savepoint that would isolate this one. The default treats it like `write`.
+    async fn write_single(&self, work: Work) -> Result<WorkOutput, WorkError> {
+        self.write(work).await
+    }
     /// Runs `work` on a read snapshot.
     async fn read(&self, work: Work) -> Result<WorkOutput, WorkError>;
     /// Runs one statement as its own transaction. The default goes through `write`; a backend
@@ -151,6 +157,18 @@ impl Db {
         E: From<SqlError> + Send + 'static,
     {
         unbox(self.executor.write_background(boxed(f)).await)
+    }
+
+    /// Runs `f` in a write transaction, where `f` changes rows with at most one statement and
+    /// runs nothing after it (an insert, then a read when it inserted nothing). Cheaper than
+    /// `write` when many such units commit together; a second change is refused.
+    pub async fn write_single<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut dyn Conn) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<SqlError> + Send + 'static,
+    {
+        unbox(self.executor.write_single(boxed(f)).await)
     }
 
     /// Runs `f` on a read snapshot.

@@ -26,6 +26,8 @@ type Job = (Work, Reply);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Lane {
     Foreground,
+    /// Foreground work that changes rows with one statement at most (`write_single`).
+    ForegroundSingle,
     Background,
 }
 
@@ -196,11 +198,11 @@ fn writer_loop(
             queues.push(job);
         }
         match queues.next_group(max_group, std::time::Instant::now()) {
-            Some((Lane::Foreground, group)) => {
+            Some((Lane::Background, group)) => run_group(&conn, group, &waiting),
+            Some((_, group)) => {
                 waiting.fetch_sub(group.len(), Ordering::Relaxed);
                 run_group(&conn, group, &waiting);
             }
-            Some((Lane::Background, group)) => run_group(&conn, group, &waiting),
             None => continue,
         }
     }
@@ -211,7 +213,8 @@ fn writer_loop(
 /// once they have waited [`BACKGROUND_MAX_WAIT`].
 #[derive(Default)]
 struct WriterQueues {
-    foreground: std::collections::VecDeque<Job>,
+    /// Units and whether each is a single-statement one.
+    foreground: std::collections::VecDeque<(bool, Job)>,
     background: std::collections::VecDeque<(std::time::Instant, Job)>,
 }
 
@@ -222,12 +225,13 @@ impl WriterQueues {
 
     fn push(&mut self, (lane, job): (Lane, Job)) {
         match lane {
-            Lane::Foreground => self.foreground.push_back(job),
+            Lane::Foreground => self.foreground.push_back((false, job)),
+            Lane::ForegroundSingle => self.foreground.push_back((true, job)),
             Lane::Background => self.background.push_back((std::time::Instant::now(), job)),
         }
     }
 
-    fn next_group(&mut self, max_group: usize, now: std::time::Instant) -> Option<(Lane, Vec<Job>)> {
+    fn next_group(&mut self, max_group: usize, now: std::time::Instant) -> Option<(Lane, Vec<(bool, Job)>)> {
         let background_due = self.background.front().is_some_and(|(queued, _)| {
             self.foreground.is_empty() || now.duration_since(*queued) >= BACKGROUND_MAX_WAIT
         });
@@ -235,7 +239,7 @@ impl WriterQueues {
             return self
                 .background
                 .pop_front()
-                .map(|(_, job)| (Lane::Background, vec![job]));
+                .map(|(_, job)| (Lane::Background, vec![(false, job)]));
         }
         if self.foreground.is_empty() {
             return None;
@@ -247,52 +251,75 @@ impl WriterQueues {
 
 /// One `BEGIN IMMEDIATE … COMMIT` for the whole group; each unit in its own savepoint so a
 /// failing unit rolls back alone (a unit alone needs none: the transaction is its savepoint,
-/// and a savepoint copies every page the unit touches). Replies go out only after `COMMIT`
-/// has returned.
-fn run_group(conn: &rusqlite::Connection, group: Vec<Job>, waiting: &AtomicUsize) {
+/// and a savepoint copies every page the unit touches). A single-statement unit needs none
+/// either: its one change is its last statement, and a statement that fails undoes itself.
+/// Replies go out only after `COMMIT` has returned.
+fn run_group(conn: &rusqlite::Connection, group: Vec<(bool, Job)>, waiting: &AtomicUsize) {
     if group.len() == 1 {
-        return run_alone(conn, group.into_iter().next().expect("one unit"), waiting);
+        let (_, job) = group.into_iter().next().expect("one unit");
+        return run_alone(conn, job, waiting);
     }
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let text = e.to_string();
-        for (_, reply) in group {
+        for (_, (_, reply)) in group {
             let _ = reply.send(Err(WorkError::Sql(SqlError::Unavailable(text.clone()))));
         }
         return;
     }
     let mut results: Vec<(Reply, Result<WorkOutput, WorkError>)> = Vec::with_capacity(group.len());
-    for (work, reply) in group {
-        let result = match control(conn, "SAVEPOINT unit") {
-            Err(e) => Err(WorkError::Sql(e.into())),
-            Ok(()) => {
-                let mut c = SqliteConn {
-                    conn,
-                    failed: false,
-                    waiting: None,
-                };
-                let r = run_guarded(work, &mut c);
-                let end = if r.is_ok() {
-                    control(conn, "RELEASE unit")
-                } else {
-                    control(conn, "ROLLBACK TO unit").and_then(|()| control(conn, "RELEASE unit"))
-                };
-                match end {
-                    Ok(()) => r,
-                    Err(e) => Err(WorkError::Sql(e.into())),
+    // A single-statement unit that failed after changing rows broke its promise: its change
+    // cannot be undone alone, so the whole group rolls back.
+    let mut broken = false;
+    for (single, (work, reply)) in group {
+        let result = if single {
+            let before = conn.total_changes();
+            let mut c = SqliteConn {
+                conn,
+                failed: false,
+                waiting: None,
+                single_since: Some(before),
+            };
+            let r = run_guarded(work, &mut c);
+            broken |= r.is_err() && conn.total_changes() != before;
+            r
+        } else {
+            match control(conn, "SAVEPOINT unit") {
+                Err(e) => Err(WorkError::Sql(e.into())),
+                Ok(()) => {
+                    let mut c = SqliteConn {
+                        conn,
+                        failed: false,
+                        waiting: None,
+                        single_since: None,
+                    };
+                    let r = run_guarded(work, &mut c);
+                    let end = if r.is_ok() {
+                        control(conn, "RELEASE unit")
+                    } else {
+                        control(conn, "ROLLBACK TO unit").and_then(|()| control(conn, "RELEASE unit"))
+                    };
+                    match end {
+                        Ok(()) => r,
+                        Err(e) => Err(WorkError::Sql(e.into())),
+                    }
                 }
             }
         };
         results.push((reply, result));
     }
-    match conn.execute_batch("COMMIT") {
+    let committed = if broken {
+        Err("a single-statement unit failed after its change".to_owned())
+    } else {
+        conn.execute_batch("COMMIT").map_err(|e| e.to_string())
+    };
+    match committed {
         Ok(()) => {
             for (reply, result) in results {
                 let _ = reply.send(result);
             }
         }
-        Err(e) => {
+        Err(text) => {
             let _ = conn.execute_batch("ROLLBACK");
-            let text = e.to_string();
             for (reply, result) in results {
                 let r = match result {
                     Ok(_) => Err(WorkError::Sql(SqlError::Aborted(format!("commit failed: {text}")))),
@@ -314,6 +341,7 @@ fn run_alone(conn: &rusqlite::Connection, (work, reply): Job, waiting: &AtomicUs
         conn,
         failed: false,
         waiting: Some(waiting),
+        single_since: None,
     };
     let result = run_guarded(work, &mut c);
     let result = match result {
@@ -354,6 +382,7 @@ fn reader_loop(conn: rusqlite::Connection, rx: Arc<Mutex<mpsc::Receiver<Job>>>) 
                         conn: &conn,
                         failed: false,
                         waiting: None,
+                        single_since: None,
                     },
                 );
                 let _ = conn.execute_batch("ROLLBACK");
@@ -378,6 +407,12 @@ impl Executor for SqliteExecutor {
 
     async fn write_background(&self, work: Work) -> Result<WorkOutput, WorkError> {
         self.submit(&self.writer, |job| (Lane::Background, job), None, work)
+            .await
+    }
+
+    async fn write_single(&self, work: Work) -> Result<WorkOutput, WorkError> {
+        let queued = Some(&*self.foreground_waiting);
+        self.submit(&self.writer, |job| (Lane::ForegroundSingle, job), queued, work)
             .await
     }
 
@@ -420,12 +455,24 @@ struct SqliteConn<'a> {
     failed: bool,
     /// Foreground units submitted and not yet started (the writer's only).
     waiting: Option<&'a AtomicUsize>,
+    /// A single-statement unit without a savepoint: the connection's change count when it
+    /// started. Once it has changed rows, any further statement is refused.
+    single_since: Option<u64>,
 }
 
 impl SqliteConn<'_> {
     fn guard<T>(&mut self, f: impl FnOnce(&Self) -> Result<T, SqlError>) -> Result<T, SqlError> {
         if self.failed {
             return Err(SqlError::Aborted(crate::error::EARLIER_FAILURE.into()));
+        }
+        if self
+            .single_since
+            .is_some_and(|since| self.conn.total_changes() != since)
+        {
+            self.failed = true;
+            return Err(SqlError::Other(
+                "a single-statement unit ran a statement after its change".into(),
+            ));
         }
         let r = f(self);
         self.failed = r.is_err();
@@ -638,5 +685,120 @@ mod tests {
             .await
             .expect("next unit");
         assert_eq!(rows(&db).await, vec!["after".to_owned()]);
+    }
+
+    /// Holds the writer with one unit until `units` more are queued behind it, so that they
+    /// run as one group; returns the held unit's handle.
+    async fn hold_writer_until_queued(
+        executor: &Arc<SqliteExecutor>,
+        db: &Db,
+        units: usize,
+        queue: impl FnOnce(),
+    ) -> tokio::task::JoinHandle<Result<u64, SqlError>> {
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let held = {
+            let db = db.clone();
+            tokio::spawn(async move {
+                db.write(move |c| {
+                    started_tx.send(()).expect("test alive");
+                    release_rx.recv().expect("released");
+                    c.execute(&Stmt::new("INSERT INTO t (n, v) VALUES (0, 'first')"))
+                })
+                .await
+            })
+        };
+        tokio::task::spawn_blocking(move || started_rx.recv())
+            .await
+            .expect("join")
+            .expect("started");
+        queue();
+        while executor.foreground_waiting.load(Ordering::Relaxed) < units {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        release_tx.send(()).expect("writer alive");
+        held
+    }
+
+    async fn open_with_table() -> (tempfile::TempDir, Arc<SqliteExecutor>, Db) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let executor = Arc::new(SqliteExecutor::open(&SqliteOptions::new(dir.path().join("t.db"))).expect("open"));
+        let db = Db::new(executor.clone());
+        db.write(|c| c.execute(&Stmt::new("CREATE TABLE t (n INTEGER PRIMARY KEY, v TEXT NOT NULL)")))
+            .await
+            .expect("create");
+        (dir, executor, db)
+    }
+
+    /// Single-statement units share a group commit without savepoints: one whose statement
+    /// fails changes nothing and the others, single or not, commit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn single_statement_units_commit_together_and_a_failing_one_changes_nothing() {
+        let (_dir, executor, db) = open_with_table().await;
+        let mut units = Vec::new();
+        let held = hold_writer_until_queued(&executor, &db, 4, || {
+            for (n, v, single) in [
+                (1, "a", true),
+                (0, "duplicate key", true),
+                (2, "b", true),
+                (3, "c", false),
+            ] {
+                let db = db.clone();
+                let insert = move |c: &mut dyn Conn| {
+                    c.execute(
+                        &Stmt::new("INSERT INTO t (n, v) VALUES (:n, :v)")
+                            .bind("n", n)
+                            .bind("v", v),
+                    )
+                };
+                units.push(tokio::spawn(async move {
+                    if single {
+                        db.write_single(insert).await
+                    } else {
+                        db.write(insert).await
+                    }
+                }));
+            }
+        })
+        .await;
+        held.await.expect("join").expect("held unit");
+        let results: Vec<bool> = futures_util::future::join_all(units)
+            .await
+            .into_iter()
+            .map(|r| r.expect("join").is_ok())
+            .collect();
+        assert_eq!(results, vec![true, false, true, true]);
+        assert_eq!(rows(&db).await, vec!["first", "a", "b", "c"]);
+    }
+
+    /// A single-statement unit that tries a second statement after its change is refused,
+    /// and since its change cannot be undone alone, its whole group rolls back and every
+    /// unit in it is told so: nobody is acknowledged for work that was not kept.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_single_statement_unit_that_changes_twice_rolls_back_its_group() {
+        let (_dir, executor, db) = open_with_table().await;
+        let (mut innocent, mut broken) = (None, None);
+        let held = hold_writer_until_queued(&executor, &db, 2, || {
+            let db1 = db.clone();
+            innocent = Some(tokio::spawn(async move {
+                db1.write_single(|c| c.execute(&Stmt::new("INSERT INTO t (n, v) VALUES (1, 'a')")))
+                    .await
+            }));
+            let db2 = db.clone();
+            broken = Some(tokio::spawn(async move {
+                db2.write_single(|c| {
+                    c.execute(&Stmt::new("INSERT INTO t (n, v) VALUES (2, 'b')"))?;
+                    c.execute(&Stmt::new("INSERT INTO t (n, v) VALUES (3, 'c')"))
+                })
+                .await
+            }));
+        })
+        .await;
+        held.await.expect("join").expect("held unit");
+        let innocent = innocent.expect("spawned").await.expect("join");
+        let broken = broken.expect("spawned").await.expect("join");
+        assert!(matches!(innocent, Err(SqlError::Aborted(_))), "{innocent:?}");
+        assert!(broken.is_err());
+        assert_eq!(rows(&db).await, vec!["first"]);
     }
 }

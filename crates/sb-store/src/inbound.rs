@@ -43,6 +43,7 @@ pub struct NewInbound<'a> {
 
 /// Stores the request in one statement; on a conflict, a second look tells a replay (the
 /// same signature) from a provider retry (the same key, signed anew).
+/// One statement changes rows, and nothing runs after it when it did (`Db::write_single`).
 pub fn store(c: &mut dyn Conn, r: &NewInbound<'_>, now: i64) -> Result<Stored> {
     let id = sb_core::new_id();
     let inserted = c.execute(
