@@ -557,12 +557,6 @@ mod tests {
     use super::*;
     use crate::Db;
 
-    fn open() -> (tempfile::TempDir, Db) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let executor = SqliteExecutor::open(&SqliteOptions::new(dir.path().join("t.db"))).expect("open");
-        (dir, Db::new(Arc::new(executor)))
-    }
-
     async fn rows(db: &Db) -> Vec<String> {
         db.read(|c| {
             c.query(&Stmt::new("SELECT v FROM t ORDER BY n"))?
@@ -578,10 +572,7 @@ mod tests {
     /// the foreground write then runs, and the background work picks up the rest next time.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn background_work_yields_to_waiting_writes_and_keeps_what_it_did() {
-        let (_dir, db) = open();
-        db.write(|c| c.execute(&Stmt::new("CREATE TABLE t (n INTEGER PRIMARY KEY, v TEXT NOT NULL)")))
-            .await
-            .expect("create");
+        let (_dir, _, db) = open_with_table().await;
         let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
         let (queued_tx, queued_rx) = std::sync::mpsc::channel::<()>();
         let background = {
@@ -670,10 +661,7 @@ mod tests {
     /// next unit is unaffected.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failing_unit_alone_rolls_back_entirely() {
-        let (_dir, db) = open();
-        db.write(|c| c.execute(&Stmt::new("CREATE TABLE t (n INTEGER PRIMARY KEY, v TEXT NOT NULL)")))
-            .await
-            .expect("create");
+        let (_dir, _, db) = open_with_table().await;
         let failed = db
             .write(|c| {
                 c.execute(&Stmt::new("INSERT INTO t (n, v) VALUES (1, 'kept?')"))?;
