@@ -404,12 +404,9 @@ async fn browser_agent_signs_in_sees_whatsapp_live_and_replies() {
     let code = ready["order"]["pickup_code"].as_str().expect("code").to_owned();
     cart_with(&s, &customer, &[("BOOT-42", 1)]).await;
 
-    c.find(Locator::Css(&format!("#conv-{conversation} a")))
-        .await
-        .expect("row link")
-        .click()
-        .await
-        .expect("open");
+    // Live events re-render the list: a row found mid-swap is stale, so find it again.
+    let row = format!("#conv-{conversation} a");
+    retry_stale(|| async { c.find(Locator::Css(&row)).await?.click().await }).await;
     until_text(c, "#thread", "Hola, is the trail jacket back in stock?").await;
     // Times show in the viewer's zone (UTC+05:30 here), not the server's UTC.
     let (iso, shown) = {
@@ -1479,12 +1476,9 @@ async fn browser_website_chat_live_with_typing_both_ways() {
     assert!(same_page(c).await);
 
     let (conversation, _) = only_conversation(&s).await;
-    c.find(Locator::Css(&format!("#conv-{conversation} a")))
-        .await
-        .expect("row")
-        .click()
-        .await
-        .expect("open");
+    // Live events re-render the list: a row found mid-swap is stale, so find it again.
+    let row = format!("#conv-{conversation} a");
+    retry_stale(|| async { c.find(Locator::Css(&row)).await?.click().await }).await;
     until_text(c, "#thread", "Do you ship to the Canary Islands?").await;
     until_live(c).await;
     mark_page(c).await;
