@@ -140,14 +140,23 @@ impl Cursor {
     /// burst of events costs one write per stream rather than one per event.
     fn into_body(self) -> Body {
         Body::from_stream(futures_util::stream::unfold(self, |mut c| async move {
-            let mut chunk = BytesMut::from(c.next_frame().await?.as_ref());
-            while chunk.len() < MAX_CHUNK
-                && let Some(frame) = c.ready_frame()
-            {
-                chunk.extend_from_slice(&frame);
-            }
+            let first = c.next_frame().await?;
+            // A frame alone goes out as the shared bytes it is; only a burst is copied together.
+            let chunk = match c.ready_frame() {
+                None => first,
+                Some(second) => {
+                    let mut chunk = BytesMut::from(first.as_ref());
+                    chunk.extend_from_slice(&second);
+                    while chunk.len() < MAX_CHUNK
+                        && let Some(frame) = c.ready_frame()
+                    {
+                        chunk.extend_from_slice(&frame);
+                    }
+                    chunk.freeze()
+                }
+            };
             c.sent_recently = true;
-            Some((Ok::<_, Infallible>(chunk.freeze()), c))
+            Some((Ok::<_, Infallible>(chunk), c))
         }))
     }
 
