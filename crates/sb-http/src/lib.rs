@@ -1,51 +1,34 @@
 //! The HTTP layer: axum routes for the agents' and admin API, health and metrics, auth
 //! (sessions and API tokens), error mapping and the OpenAPI document. Only this crate (and
-//! the UI crate) knows about HTTP.
+//! the UI crate) knows about HTTP. Handlers only extract input, call their use case in
+//! `sb-app` and render JSON.
 
-pub mod error;
+/// The API's errors are the use cases' own (`sb_app::AppError`), under the names the routes use.
+pub mod error {
+    pub use sb_app::error::{AppError as ApiError, AppResult as ApiResult, ErrorBody, ErrorDetail};
+}
+pub mod access;
 pub mod extract;
-mod limits;
 mod metrics_layer;
 pub(crate) mod routes;
-mod views;
+pub(crate) use sb_app::views;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::{HeaderName, Request, StatusCode};
 use axum::response::IntoResponse;
 use metrics_exporter_prometheus::PrometheusHandle;
-use sb_engine::Engine;
-use sb_store::Store;
+use sb_app::App;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use error::{ApiError, ApiResult};
-
-/// What the web app (`sb-web`) shares with the JSON routes: sign-in and sessions, and the use
-/// cases behind the inbox's and the stores' write routes, so that neither copies the other.
-pub mod shared {
-    pub use crate::extract::same_origin;
-    pub use crate::routes::auth::{session_cookie, sign_in, sign_out};
-    pub use crate::routes::canned_responses::{self as canned, CreateCannedResponse, UpdateCannedResponse};
-    pub use crate::routes::commerce::orders::{
-        OrderActionBody, ReceiveReturn, ReturnLineBody, order_error, order_step, take_return,
-    };
-    pub use crate::routes::commerce::transfers::{TransferActionBody, transfer_step};
-    pub use crate::routes::conversations::{
-        Assign, ChangeLabels, ChangeStatus, CreateMessage, HandoffRequest, assign_to, hand_off,
-        load as load_conversation, mark_conversation_read, post_message, relabel, retry_failed, set_status,
-    };
-    pub use crate::routes::customers::{MergeRequest, merge_into, undo_merge_as};
-    pub use crate::routes::not_found;
-    pub use crate::routes::storefront::workspace_of_website;
-    pub use crate::views::MergeView;
-}
-pub use limits::LoginLimits;
+pub use sb_app::limits::LoginLimits;
 
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
@@ -71,8 +54,9 @@ impl Default for HttpConfig {
     }
 }
 
-/// Everything a handler can reach. Cloned for every request (axum's `State`), so it is one
-/// shared pointer: cloning the fields one by one cost a few percent of ingest.
+/// Everything a handler can reach: the application (its services, through `Deref`) and what
+/// only HTTP needs. Cloned for every request (axum's `State`), so it is one shared pointer:
+/// cloning the fields one by one cost a few percent of ingest.
 #[derive(Clone)]
 pub struct AppState(Arc<SharedState>);
 
@@ -84,59 +68,42 @@ impl std::ops::Deref for AppState {
     }
 }
 
-#[derive(Clone)]
+/// The web app's pages run on the application alone.
+impl FromRef<AppState> for App {
+    fn from_ref(state: &AppState) -> App {
+        state.app.clone()
+    }
+}
+
 pub struct SharedState {
-    pub store: Store,
-    pub engine: Engine,
+    /// The use cases' services; every route's work goes through `sb_app`.
+    pub app: App,
     pub config: Arc<HttpConfig>,
     pub metrics: PrometheusHandle,
-    pub channels: sb_inbox::Channels,
-    pub live: sb_inbox::live::Live,
-    /// Wakes inbound processing when a webhook was stored.
-    pub intake: sb_inbox::Intake,
-    /// Customer-data ingestion: write keys, rate limits, and the processor's wake-up.
-    pub cdp: sb_cdp::Ingest,
-    /// Where providers and people reach this server (webhook URLs are built from it).
-    pub base_url: Arc<str>,
-    limiter: Arc<limits::LoginLimiter>,
     visitor_limiter: Arc<routes::widget::VisitorLimiter>,
     storefront_limiter: Arc<routes::storefront::StorefrontLimiter>,
     /// Flipped when the server starts draining: long-lived streams end so the drain can finish.
     draining: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
+impl std::ops::Deref for SharedState {
+    type Target = sb_app::Services;
+
+    fn deref(&self) -> &sb_app::Services {
+        &self.app
+    }
+}
+
 impl AppState {
-    pub fn new(
-        store: Store,
-        engine: Engine,
-        live: sb_inbox::live::Live,
-        channels: sb_inbox::Channels,
-        intake: sb_inbox::Intake,
-        base_url: &str,
-        config: HttpConfig,
-    ) -> Self {
-        let limiter = Arc::new(limits::LoginLimiter::new(&config.login_limits));
+    pub fn new(app: App, config: HttpConfig) -> Self {
         AppState(Arc::new(SharedState {
-            store,
-            engine,
+            app,
             config: Arc::new(config),
             metrics: metrics_layer::handle(),
-            live,
-            channels,
-            intake,
-            cdp: sb_cdp::Ingest::default(),
-            base_url: base_url.into(),
-            limiter,
             visitor_limiter: Arc::default(),
             storefront_limiter: Arc::default(),
             draining: Arc::new(tokio::sync::watch::channel(false).0),
         }))
-    }
-
-    /// Shares `cdp` with the event processor the server runs.
-    pub fn with_cdp(mut self, cdp: sb_cdp::Ingest) -> Self {
-        Arc::make_mut(&mut self.0).cdp = cdp;
-        self
     }
 
     /// Ends every open event stream; call when the server starts draining.
@@ -200,6 +167,8 @@ pub fn app_with(state: AppState, pages: Router<AppState>) -> Router {
     let (api, openapi) = api();
     let api = api.merge(pages);
     // Served as the bytes serialised once: the document's own structure is a few MB of heap.
+    let mut openapi = serde_json::to_value(&openapi).expect("the OpenAPI document serialises");
+    access::annotate(&mut openapi);
     let openapi = bytes::Bytes::from(serde_json::to_vec(&openapi).expect("the OpenAPI document serialises"));
     let x_request_id = HeaderName::from_static("x-request-id");
     let timeout = state.config.request_timeout;

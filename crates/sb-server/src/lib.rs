@@ -168,16 +168,20 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
             mail_stopped.clone(),
         ))
     });
-    let state = sb_http::AppState::new(
-        store.clone(),
-        engine.clone(),
-        live,
+    // The use cases, under both the JSON API and the web app.
+    let app = sb_app::App::new(sb_app::AppParts {
+        store: store.clone(),
+        engine: engine.clone(),
         channels,
+        live,
         intake,
-        &base_url,
-        config.http.clone(),
-    )
-    .with_cdp(cdp);
+        cdp,
+        base_url: base_url.clone(),
+        session_ttl: config.http.session_ttl,
+        secure_cookies: config.http.secure_cookies,
+        login_limits: config.http.login_limits.clone(),
+    });
+    let state = sb_http::AppState::new(app, config.http.clone());
     let drain_handle = state.clone();
     // The web app's pages sit beside the API, on the same state and sessions.
     let app = sb_http::app_with(state, sb_web::router()).into_make_service_with_connect_info::<std::net::SocketAddr>();

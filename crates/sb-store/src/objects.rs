@@ -15,6 +15,14 @@ pub enum ObjectKind {
     Conversation,
     Message,
     CannedResponse,
+    Attachment,
+    Cart,
+    Order,
+    Fulfillment,
+    Transfer,
+    Reservation,
+    Merge,
+    Location,
 }
 
 impl ObjectKind {
@@ -28,6 +36,14 @@ impl ObjectKind {
             ObjectKind::Conversation => "conversation",
             ObjectKind::Message => "message",
             ObjectKind::CannedResponse => "canned_response",
+            ObjectKind::Attachment => "attachment",
+            ObjectKind::Cart => "cart",
+            ObjectKind::Order => "order",
+            ObjectKind::Fulfillment => "fulfillment",
+            ObjectKind::Transfer => "transfer",
+            ObjectKind::Reservation => "reservation",
+            ObjectKind::Merge => "merge",
+            ObjectKind::Location => "location",
         }
     }
 }
@@ -42,6 +58,14 @@ pub fn owner_workspace(c: &mut dyn Conn, kind: ObjectKind, id: &str) -> Result<O
         ObjectKind::Conversation => "SELECT workspace_id FROM conversations WHERE id = :id",
         ObjectKind::Message => "SELECT workspace_id FROM messages WHERE id = :id",
         ObjectKind::CannedResponse => "SELECT workspace_id FROM canned_responses WHERE id = :id",
+        ObjectKind::Attachment => "SELECT workspace_id FROM attachments WHERE id = :id",
+        ObjectKind::Cart => "SELECT workspace_id FROM carts WHERE id = :id",
+        ObjectKind::Order => "SELECT workspace_id FROM orders WHERE id = :id",
+        ObjectKind::Fulfillment => "SELECT workspace_id FROM order_fulfillments WHERE id = :id",
+        ObjectKind::Transfer => "SELECT workspace_id FROM transfers WHERE id = :id",
+        ObjectKind::Reservation => "SELECT workspace_id FROM reservations WHERE id = :id",
+        ObjectKind::Merge => "SELECT workspace_id FROM customer_merges WHERE id = :id",
+        ObjectKind::Location => "SELECT workspace_id FROM locations WHERE id = :id",
     };
     Ok(match c.query_opt(&Stmt::new(sql).bind("id", id))? {
         Some(r) => r.get::<Option<String>>("workspace_id")?,

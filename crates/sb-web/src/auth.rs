@@ -1,4 +1,5 @@
-//! Sign-in and sign-out, on the server-side sessions of `sb-http` (same rate limits and audit).
+//! Sign-in and sign-out, on the server-side sessions of `sb_app::auth` (the JSON login's rate
+//! limits and audit).
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -8,9 +9,9 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
+use sb_app::App;
+use sb_app::auth::{self, SESSION_COOKIE};
 use sb_core::Permission;
-use sb_http::AppState;
-use sb_http::shared::{same_origin, session_cookie, sign_in, sign_out};
 use serde::Deserialize;
 
 use crate::web::{Signed, WebError};
@@ -43,21 +44,16 @@ pub struct LoginForm {
     password: String,
 }
 
-pub async fn login(
-    State(state): State<AppState>,
-    parts: Parts,
-    jar: CookieJar,
-    Form(form): Form<LoginForm>,
-) -> Response {
+pub async fn login(State(state): State<App>, parts: Parts, jar: CookieJar, Form(form): Form<LoginForm>) -> Response {
     // Login CSRF: only our own pages may sign someone in.
-    if !same_origin(&parts) {
-        return WebError::from(sb_http::ApiError::forbidden("cross-origin sign-in refused").with_code("csrf_rejected"))
+    if !auth::same_origin(&parts.headers) {
+        return WebError::from(sb_app::AppError::forbidden("cross-origin sign-in refused").with_code("csrf_rejected"))
             .into_response();
     }
-    match sign_in(&state, &parts, &form.email, form.password).await {
-        Ok((secret, user, _)) => {
-            let landing = landing_for(user.role());
-            (jar.add(session_cookie(&state, secret)), Redirect::to(landing)).into_response()
+    match auth::sign_in(&state, &crate::web::origin(&parts), &form.email, form.password).await {
+        Ok(signed) => {
+            let landing = landing_for(signed.user.role());
+            (jar.add(state.sessions.cookie(signed.secret)), Redirect::to(landing)).into_response()
         }
         Err(e) => {
             let status = e.status;
@@ -88,9 +84,9 @@ pub async fn home(signed: Signed) -> Redirect {
     Redirect::to(landing_for(signed.0.user.role()))
 }
 
-pub async fn logout(State(state): State<AppState>, _signed: Signed, jar: CookieJar) -> Response {
-    match sign_out(&state, jar).await {
-        Ok(jar) => (jar, Redirect::to("/app/login")).into_response(),
+pub async fn logout(State(state): State<App>, _signed: Signed, jar: CookieJar) -> Response {
+    match auth::sign_out(&state, jar.get(SESSION_COOKIE).map(|c| c.value())).await {
+        Ok(()) => (jar.remove(state.sessions.removal()), Redirect::to("/app/login")).into_response(),
         Err(e) => WebError::from(e).into_response(),
     }
 }

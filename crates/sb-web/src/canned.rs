@@ -1,6 +1,6 @@
 //! Canned responses in the web app: the composer's picker (its options also carry the texts
 //! that `/code` expands to, see `static/app.js`) and a small page to add and delete them.
-//! Writes go through `sb_http::shared::canned`, the JSON API's own use cases.
+//! Writes go through `sb_app::canned`, the JSON API's own use cases.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -8,8 +8,8 @@ use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use sb_http::AppState;
-use sb_http::shared::{CreateCannedResponse, canned};
+use sb_app::App;
+use sb_app::canned::{self, CreateCannedResponse};
 use sb_store::canned_responses::CannedResponse;
 use serde::Deserialize;
 
@@ -43,7 +43,7 @@ impl From<CannedResponse> for CannedRow {
     }
 }
 
-async fn rows(state: &AppState, signed: &Signed) -> WebResult<Vec<CannedRow>> {
+async fn rows(state: &App, signed: &Signed) -> WebResult<Vec<CannedRow>> {
     let list = canned::list_library(state, &signed.0, None).await?;
     Ok(list.into_iter().map(CannedRow::from).collect())
 }
@@ -55,7 +55,7 @@ pub struct CannedPicker {
 }
 
 /// The composer's picker, loaded with each open conversation.
-pub async fn picker(State(state): State<AppState>, signed: Signed) -> WebResult<CannedPicker> {
+pub async fn picker(State(state): State<App>, signed: Signed) -> WebResult<CannedPicker> {
     Ok(CannedPicker {
         items: rows(&state, &signed).await?,
     })
@@ -74,7 +74,7 @@ pub struct CannedPage {
     pub list: CannedList,
 }
 
-pub async fn page(State(state): State<AppState>, signed: Signed) -> WebResult<CannedPage> {
+pub async fn page(State(state): State<App>, signed: Signed) -> WebResult<CannedPage> {
     let items = rows(&state, &signed).await?;
     Ok(CannedPage {
         chrome: signed.chrome("canned"),
@@ -89,12 +89,7 @@ pub struct AddForm {
 }
 
 /// Adds a response; htmx swaps the list (and the form clears itself), a plain post goes back.
-pub async fn add(
-    State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    Form(form): Form<AddForm>,
-) -> Response {
+pub async fn add(State(state): State<App>, signed: Signed, headers: HeaderMap, Form(form): Form<AddForm>) -> Response {
     let htmx = is_htmx(&headers);
     let body = CreateCannedResponse {
         // Agents type codes with a slash or in capitals; the library keeps one spelling.
@@ -109,12 +104,7 @@ pub async fn add(
 }
 
 /// Deletes a response; htmx swaps the list, a plain post goes back.
-pub async fn delete(
-    State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
+pub async fn delete(State(state): State<App>, signed: Signed, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let htmx = is_htmx(&headers);
     if let Err(e) = canned::remove(&state, &signed.0, &id).await {
         return WebError::from(e).with_htmx(htmx).into_response();
@@ -122,7 +112,7 @@ pub async fn delete(
     list_after_post(&state, &signed, &headers, htmx).await
 }
 
-async fn list_after_post(state: &AppState, signed: &Signed, headers: &HeaderMap, htmx: bool) -> Response {
+async fn list_after_post(state: &App, signed: &Signed, headers: &HeaderMap, htmx: bool) -> Response {
     match rows(state, signed).await {
         Ok(items) => after_post(headers, CannedList { items }, PAGE),
         Err(e) => e.with_htmx(htmx).into_response(),

@@ -1,6 +1,6 @@
 //! The agents' inbox: the conversation list with filters and unread badges, the thread with
 //! every channel's messages, the composer, and the conversation's status, assignee and labels.
-//! Writes go through `sb_http::shared` (the JSON API's own use cases).
+//! Writes go through `sb_app` (the JSON API's own use cases).
 
 use std::collections::HashMap;
 
@@ -10,10 +10,11 @@ use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use sb_app::App;
+use sb_app::conversations::{self as inbox, Assign, ChangeLabels, ChangeStatus, CreateMessage, HandoffRequest};
+use sb_app::customers as profiles;
 use sb_core::Permission;
 use sb_core::clock::rfc3339;
-use sb_http::AppState;
-use sb_http::shared::{self, Assign, ChangeLabels, ChangeStatus, CreateMessage, HandoffRequest};
 use sb_inbox::outbox::ReplyOption;
 use sb_store::conversations::{self, Conversation, Filter};
 use sb_store::{StoreError, customers, messages, users};
@@ -122,52 +123,49 @@ fn agent_names(c: &mut dyn sb_store::Conn, ws: &str) -> Result<HashMap<String, S
 }
 
 async fn load_list(
-    state: &AppState,
+    state: &App,
     signed: &Signed,
     filters: &ListFilters,
     selected: Option<&str>,
 ) -> WebResult<ConversationList> {
     signed.require(Permission::ReadConversations)?;
-    let (ws, filter, now) = (signed.ws(), filters.store_filter(&signed.0.user.id), state.store.now());
+    let (ws, filter, now) = (signed.ws(), filters.store_filter(&signed.0.user.id), state.now());
     let selected = selected.map(str::to_owned);
-    let rows = state
-        .store
-        .db
-        .read(move |c| {
-            let names = agent_names(c, &ws)?;
-            let list = conversations::list(c, &ws, &filter, None, 50)?;
-            let mut rows = Vec::with_capacity(list.len());
-            for conv in list {
-                let customer = customers::get(c, &ws, &conv.customer_id)?;
-                let last = messages::recent(c, &ws, &conv.id, 1)?.pop();
-                let (channel_label, channel_class) =
-                    channel_mark(last.as_ref().and_then(|m| m.channel.as_deref()).unwrap_or(""));
-                let preview = last.as_ref().map_or(String::new(), |m| {
-                    let prefix = match m.direction.as_str() {
-                        "outbound" => "You: ",
-                        "note" => "Note: ",
-                        _ => "",
-                    };
-                    let body: String = m.body.chars().take(90).collect();
-                    format!("{prefix}{body}")
-                });
-                rows.push(Row {
-                    customer: customer.as_ref().map(display_name).unwrap_or_default(),
-                    preview,
-                    channel_label,
-                    channel_class,
-                    time: short_time(conv.last_message_at, now),
-                    time_iso: rfc3339(conv.last_message_at),
-                    unread: conv.unread_count,
-                    status: conv.status.clone(),
-                    assignee: conv.assignee_id.as_ref().and_then(|a| names.get(a).cloned()),
-                    selected: selected.as_deref() == Some(conv.id.as_str()),
-                    id: conv.id,
-                });
-            }
-            Ok::<_, StoreError>(rows)
-        })
-        .await?;
+    let rows = sb_app::read_as(state, &signed.0, Permission::ReadConversations, move |c, _| {
+        let names = agent_names(c, &ws)?;
+        let list = conversations::list(c, &ws, &filter, None, 50)?;
+        let mut rows = Vec::with_capacity(list.len());
+        for conv in list {
+            let customer = customers::get(c, &ws, &conv.customer_id)?;
+            let last = messages::recent(c, &ws, &conv.id, 1)?.pop();
+            let (channel_label, channel_class) =
+                channel_mark(last.as_ref().and_then(|m| m.channel.as_deref()).unwrap_or(""));
+            let preview = last.as_ref().map_or(String::new(), |m| {
+                let prefix = match m.direction.as_str() {
+                    "outbound" => "You: ",
+                    "note" => "Note: ",
+                    _ => "",
+                };
+                let body: String = m.body.chars().take(90).collect();
+                format!("{prefix}{body}")
+            });
+            rows.push(Row {
+                customer: customer.as_ref().map(display_name).unwrap_or_default(),
+                preview,
+                channel_label,
+                channel_class,
+                time: short_time(conv.last_message_at, now),
+                time_iso: rfc3339(conv.last_message_at),
+                unread: conv.unread_count,
+                status: conv.status.clone(),
+                assignee: conv.assignee_id.as_ref().and_then(|a| names.get(a).cloned()),
+                selected: selected.as_deref() == Some(conv.id.as_str()),
+                id: conv.id,
+            });
+        }
+        Ok::<_, StoreError>(rows)
+    })
+    .await?;
     Ok(ConversationList {
         rows,
         filters: filters.clone(),
@@ -308,30 +306,27 @@ pub struct OpenConversation {
     pub default_rule: String,
 }
 
-async fn load_thread(state: &AppState, signed: &Signed, id: &str) -> WebResult<ThreadItems> {
+async fn load_thread(state: &App, signed: &Signed, id: &str) -> WebResult<ThreadItems> {
     signed.require(Permission::ReadConversations)?;
-    shared::load_conversation(state, &signed.0, id).await?;
-    let (ws, cid, now) = (signed.ws(), id.to_owned(), state.store.now());
-    let messages = state
-        .store
-        .db
-        .read(move |c| {
-            let names = agent_names(c, &ws)?;
-            let rows = messages::recent(c, &ws, &cid, 200)?;
-            let customer = rows
-                .first()
-                .map(|m| customers::get(c, &ws, &m.customer_id))
-                .transpose()?
-                .flatten()
-                .map(|c| display_name(&c))
-                .unwrap_or_default();
-            Ok::<_, StoreError>(
-                rows.into_iter()
-                    .map(|m| message_row(m, &names, &customer, now))
-                    .collect::<Vec<_>>(),
-            )
-        })
-        .await?;
+    inbox::get(state, &signed.0, id).await?;
+    let (ws, cid, now) = (signed.ws(), id.to_owned(), state.now());
+    let messages = sb_app::read_as(state, &signed.0, Permission::ReadConversations, move |c, _| {
+        let names = agent_names(c, &ws)?;
+        let rows = messages::recent(c, &ws, &cid, 200)?;
+        let customer = rows
+            .first()
+            .map(|m| customers::get(c, &ws, &m.customer_id))
+            .transpose()?
+            .flatten()
+            .map(|c| display_name(&c))
+            .unwrap_or_default();
+        Ok::<_, StoreError>(
+            rows.into_iter()
+                .map(|m| message_row(m, &names, &customer, now))
+                .collect::<Vec<_>>(),
+        )
+    })
+    .await?;
     Ok(ThreadItems {
         messages,
         can_reply: signed.may(Permission::ReplyConversations),
@@ -378,38 +373,35 @@ fn message_row(m: messages::Message, names: &HashMap<String, String>, customer: 
     }
 }
 
-async fn load_header(state: &AppState, signed: &Signed, id: &str) -> WebResult<HeaderInner> {
+async fn load_header(state: &App, signed: &Signed, id: &str) -> WebResult<HeaderInner> {
     signed.require(Permission::ReadConversations)?;
-    let conversation = shared::load_conversation(state, &signed.0, id).await?;
+    let conversation = inbox::get(state, &signed.0, id).await?;
     let (ws, cid, customer_id, now) = (
         signed.ws(),
         id.to_owned(),
         conversation.customer_id.clone(),
-        state.store.now(),
+        state.now(),
     );
-    let (customer, labels, agents) = state
-        .store
-        .db
-        .read(move |c| {
-            let customer = customers::get(c, &ws, &customer_id)?.map(|c| display_name(&c));
-            let labels = conversations::labels(c, &ws, &cid)?;
-            let presence: HashMap<String, String> = sb_store::presence::list(c, &ws)?
-                .into_iter()
-                .map(|p| (p.user_id.clone(), p.effective_status(now).to_owned()))
-                .collect();
-            // Each agent with their presence, so the one assigning sees who is around.
-            let agents: Vec<AgentChoice> = users::list(c, &ws, None, 200)?
-                .into_iter()
-                .filter(|u| !u.disabled && u.role().allows(Permission::ReplyConversations))
-                .map(|u| AgentChoice {
-                    status: presence.get(&u.id).cloned().unwrap_or_else(|| "offline".to_owned()),
-                    id: u.id,
-                    name: u.name,
-                })
-                .collect();
-            Ok::<_, StoreError>((customer, labels, agents))
-        })
-        .await?;
+    let (customer, labels, agents) = sb_app::read_as(state, &signed.0, Permission::ReadConversations, move |c, _| {
+        let customer = customers::get(c, &ws, &customer_id)?.map(|c| display_name(&c));
+        let labels = conversations::labels(c, &ws, &cid)?;
+        let presence: HashMap<String, String> = sb_store::presence::list(c, &ws)?
+            .into_iter()
+            .map(|p| (p.user_id.clone(), p.effective_status(now).to_owned()))
+            .collect();
+        // Each agent with their presence, so the one assigning sees who is around.
+        let agents: Vec<AgentChoice> = users::list(c, &ws, None, 200)?
+            .into_iter()
+            .filter(|u| !u.disabled && u.role().allows(Permission::ReplyConversations))
+            .map(|u| AgentChoice {
+                status: presence.get(&u.id).cloned().unwrap_or_else(|| "offline".to_owned()),
+                id: u.id,
+                name: u.name,
+            })
+            .collect();
+        Ok::<_, StoreError>((customer, labels, agents))
+    })
+    .await?;
     let assignee = conversation.assignee_id.as_ref().and_then(|a| {
         agents
             .iter()
@@ -420,7 +412,7 @@ async fn load_header(state: &AppState, signed: &Signed, id: &str) -> WebResult<H
         snoozed_until: conversation
             .snoozed_until
             .filter(|_| conversation.status == "snoozed")
-            .map(|t| crate::format::stamp(t, state.store.now())),
+            .map(|t| crate::format::stamp(t, state.now())),
         conversation,
         customer: customer.unwrap_or_default(),
         labels,
@@ -431,17 +423,16 @@ async fn load_header(state: &AppState, signed: &Signed, id: &str) -> WebResult<H
     })
 }
 
-async fn load_customer(state: &AppState, signed: &Signed, id: &str) -> WebResult<CustomerFragment> {
+async fn load_customer(state: &App, signed: &Signed, id: &str) -> WebResult<CustomerFragment> {
     signed.require(Permission::ReadConversations)?;
-    let conversation = shared::load_conversation(state, &signed.0, id).await?;
+    let conversation = inbox::get(state, &signed.0, id).await?;
     let commerce = signed.may(Permission::ReadOrders);
-    let (ws, now) = (signed.ws(), state.store.now());
-    let panel = state
-        .store
-        .db
-        .read(move |c| customer::load(c, &ws, &conversation.customer_id, commerce, now))
-        .await?
-        .ok_or_else(|| sb_http::ApiError::internal("conversation without customer"))?;
+    let (ws, now) = (signed.ws(), state.now());
+    let panel = sb_app::read_as(state, &signed.0, Permission::ReadConversations, move |c, _| {
+        customer::load(c, &ws, &conversation.customer_id, commerce, now)
+    })
+    .await?
+    .ok_or_else(|| sb_app::AppError::internal("conversation without customer"))?;
     Ok(CustomerFragment {
         conversation_id: id.to_owned(),
         panel,
@@ -449,12 +440,11 @@ async fn load_customer(state: &AppState, signed: &Signed, id: &str) -> WebResult
     })
 }
 
-async fn channel_filter_options(state: &AppState, ws: String) -> WebResult<Vec<(String, &'static str)>> {
-    let accounts = state
-        .store
-        .db
-        .read(move |c| sb_store::channel_accounts::list(c, &ws))
-        .await?;
+async fn channel_filter_options(state: &App, signed: &Signed) -> WebResult<Vec<(String, &'static str)>> {
+    let accounts = sb_app::read_as(state, &signed.0, Permission::ReadConversations, |c, ws| {
+        sb_store::channel_accounts::list(c, ws)
+    })
+    .await?;
     let mut kinds: Vec<(String, &'static str)> = accounts
         .into_iter()
         .map(|a| {
@@ -468,7 +458,7 @@ async fn channel_filter_options(state: &AppState, ws: String) -> WebResult<Vec<(
 }
 
 pub async fn inbox_page(
-    State(state): State<AppState>,
+    State(state): State<App>,
     signed: Signed,
     Query(filters): Query<ListFilters>,
 ) -> WebResult<Response> {
@@ -477,13 +467,13 @@ pub async fn inbox_page(
         chrome: signed.chrome("inbox"),
         list,
         open: None,
-        channels: channel_filter_options(&state, signed.ws()).await?,
+        channels: channel_filter_options(&state, &signed).await?,
     }
     .into_response())
 }
 
 pub async fn list_fragment(
-    State(state): State<AppState>,
+    State(state): State<App>,
     signed: Signed,
     Query(filters): Query<ListFilters>,
     Query(sel): Query<Selected>,
@@ -497,7 +487,7 @@ pub struct Selected {
 }
 
 pub async fn conversation_page(
-    State(state): State<AppState>,
+    State(state): State<App>,
     signed: Signed,
     Path(id): Path<String>,
     Query(filters): Query<ListFilters>,
@@ -531,13 +521,13 @@ pub async fn conversation_page(
             choices,
             default_rule,
         }),
-        channels: channel_filter_options(&state, signed.ws()).await?,
+        channels: channel_filter_options(&state, &signed).await?,
     }
     .into_response())
 }
 
 pub async fn thread_fragment(
-    State(state): State<AppState>,
+    State(state): State<App>,
     signed: Signed,
     Path(id): Path<String>,
 ) -> WebResult<ThreadItems> {
@@ -545,7 +535,7 @@ pub async fn thread_fragment(
 }
 
 pub async fn header_fragment(
-    State(state): State<AppState>,
+    State(state): State<App>,
     signed: Signed,
     Path(id): Path<String>,
 ) -> WebResult<HeaderInner> {
@@ -553,7 +543,7 @@ pub async fn header_fragment(
 }
 
 pub async fn customer_fragment(
-    State(state): State<AppState>,
+    State(state): State<App>,
     signed: Signed,
     Path(id): Path<String>,
 ) -> WebResult<CustomerFragment> {
@@ -569,23 +559,22 @@ pub struct CandidateQuery {
 /// Customers that could be merged into this conversation's customer, with a preview of what
 /// each merge would move (identities, messages, events, orders) or why it would be refused.
 pub async fn merge_candidates(
-    State(state): State<AppState>,
+    State(state): State<App>,
     signed: Signed,
     Path(id): Path<String>,
     Query(query): Query<CandidateQuery>,
 ) -> WebResult<MergeCandidates> {
     signed.require(Permission::ReplyConversations)?;
-    let conversation = shared::load_conversation(&state, &signed.0, &id).await?;
+    let conversation = inbox::get(&state, &signed.0, &id).await?;
     let (ws, q) = (signed.ws(), query.q.trim().to_owned());
     let candidates = if q.is_empty() {
         Vec::new()
     } else {
         let q = q.clone();
-        state
-            .store
-            .db
-            .read(move |c| customer::merge_candidates(c, &ws, &conversation.customer_id, &q))
-            .await?
+        sb_app::read_as(&state, &signed.0, Permission::ReplyConversations, move |c, _| {
+            customer::merge_candidates(c, &ws, &conversation.customer_id, &q)
+        })
+        .await?
     };
     Ok(MergeCandidates {
         conversation_id: id,
@@ -602,21 +591,21 @@ pub struct MergeForm {
 /// Merges the chosen customer into this conversation's customer (the same use case as
 /// `POST /api/v1/customers/{id}/merge`); answers with the refreshed panel.
 pub async fn merge(
-    State(state): State<AppState>,
+    State(state): State<App>,
     signed: Signed,
     headers: HeaderMap,
     Path(id): Path<String>,
     Form(form): Form<MergeForm>,
 ) -> Response {
     let htmx = is_htmx(&headers);
-    let conversation = match shared::load_conversation(&state, &signed.0, &id).await {
+    let conversation = match inbox::get(&state, &signed.0, &id).await {
         Ok(c) => c,
         Err(e) => return WebError::from(e).with_htmx(htmx).into_response(),
     };
-    let request = shared::MergeRequest {
+    let request = profiles::MergeRequest {
         source_customer_id: form.source_customer_id,
     };
-    if let Err(e) = shared::merge_into(&state, &signed.0, conversation.customer_id, request).await {
+    if let Err(e) = profiles::merge_into(&state, &signed.0, conversation.customer_id, request).await {
         return WebError::from(e).with_htmx(htmx).into_response();
     }
     panel_after(&state, &signed, &headers, &id).await
@@ -624,18 +613,18 @@ pub async fn merge(
 
 /// Undoes a merge shown in the panel; answers with the refreshed panel.
 pub async fn undo_merge(
-    State(state): State<AppState>,
+    State(state): State<App>,
     signed: Signed,
     headers: HeaderMap,
     Path((id, merge_id)): Path<(String, String)>,
 ) -> Response {
-    if let Err(e) = shared::undo_merge_as(&state, &signed.0, merge_id).await {
+    if let Err(e) = profiles::undo_merge_as(&state, &signed.0, merge_id).await {
         return WebError::from(e).with_htmx(is_htmx(&headers)).into_response();
     }
     panel_after(&state, &signed, &headers, &id).await
 }
 
-async fn panel_after(state: &AppState, signed: &Signed, headers: &HeaderMap, id: &str) -> Response {
+async fn panel_after(state: &App, signed: &Signed, headers: &HeaderMap, id: &str) -> Response {
     match load_customer(state, signed, id).await {
         Ok(panel) => after_post(headers, panel, &back_to(id)),
         Err(e) => e.with_htmx(is_htmx(headers)).into_response(),
@@ -702,7 +691,7 @@ impl ReplyForm {
 }
 
 pub async fn reply(
-    State(state): State<AppState>,
+    State(state): State<App>,
     signed: Signed,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -710,7 +699,7 @@ pub async fn reply(
 ) -> Response {
     let htmx = is_htmx(&headers);
     let (body, note) = ReplyForm::from_pairs(pairs).into_message();
-    if let Err(e) = shared::post_message(&state, &signed.0, &id, body, note).await {
+    if let Err(e) = inbox::post_message(&state, &signed.0, &id, body, note).await {
         // The composer keeps the text; the reason shows above it.
         return WebError::from(e).with_htmx(htmx).at("#composer-error").into_response();
     }
@@ -750,19 +739,18 @@ pub struct TemplatePicker {
 /// The approved templates of the channel picked in the composer (WhatsApp: the way to write
 /// after the 24-hour window), and the parameter fields of the chosen one.
 pub async fn templates(
-    State(state): State<AppState>,
+    State(state): State<App>,
     signed: Signed,
     Path(id): Path<String>,
     Query(q): Query<TemplateQuery>,
 ) -> WebResult<Response> {
     signed.require(Permission::ReplyConversations)?;
-    shared::load_conversation(&state, &signed.0, &id).await?;
+    inbox::get(&state, &signed.0, &id).await?;
     let (ws, account) = (signed.ws(), q.channel_account_id.unwrap_or_default());
-    let list = state
-        .store
-        .db
-        .read(move |c| sb_store::templates::list(c, &ws, &account))
-        .await?;
+    let list = sb_app::read_as(&state, &signed.0, Permission::ReplyConversations, move |c, _| {
+        sb_store::templates::list(c, &ws, &account)
+    })
+    .await?;
     let approved: Vec<_> = list.into_iter().filter(|t| t.status == "APPROVED").collect();
     if approved.is_empty() {
         return Ok(axum::response::Html(String::new()).into_response());
@@ -799,7 +787,7 @@ pub struct StatusForm {
 }
 
 pub async fn change_status(
-    State(state): State<AppState>,
+    State(state): State<App>,
     signed: Signed,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -809,20 +797,20 @@ pub async fn change_status(
     let body = match form.snooze_hours.filter(|h| (1..=24 * 30).contains(h)) {
         Some(hours) => ChangeStatus {
             status: "snoozed".into(),
-            snooze_until: Some(rfc3339(state.store.now() + hours * 3_600_000)),
+            snooze_until: Some(rfc3339(state.now() + hours * 3_600_000)),
         },
         None => ChangeStatus {
             status: form.status.unwrap_or_default(),
             snooze_until: None,
         },
     };
-    if let Err(e) = shared::set_status(&state, &signed.0, &id, body).await {
+    if let Err(e) = inbox::set_status(&state, &signed.0, &id, body).await {
         return WebError::from(e).with_htmx(htmx).into_response();
     }
     header_after(&state, &signed, &headers, &id).await
 }
 
-async fn header_after(state: &AppState, signed: &Signed, headers: &HeaderMap, id: &str) -> Response {
+async fn header_after(state: &App, signed: &Signed, headers: &HeaderMap, id: &str) -> Response {
     match load_header(state, signed, id).await {
         Ok(header) => after_post(headers, header, &back_to(id)),
         Err(e) => e.with_htmx(is_htmx(headers)).into_response(),
@@ -836,7 +824,7 @@ pub struct AssignForm {
 }
 
 pub async fn assign(
-    State(state): State<AppState>,
+    State(state): State<App>,
     signed: Signed,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -851,7 +839,7 @@ pub async fn assign(
         assignee_id,
         team: None,
     };
-    let current = match shared::load_conversation(&state, &signed.0, &id).await {
+    let current = match inbox::get(&state, &signed.0, &id).await {
         Ok(c) => c,
         Err(e) => return WebError::from(e).with_htmx(is_htmx(&headers)).into_response(),
     };
@@ -860,7 +848,7 @@ pub async fn assign(
         team: current.team,
         ..body
     };
-    if let Err(e) = shared::assign_to(&state, &signed.0, &id, body).await {
+    if let Err(e) = inbox::assign_to(&state, &signed.0, &id, body).await {
         return WebError::from(e).with_htmx(is_htmx(&headers)).into_response();
     }
     header_after(&state, &signed, &headers, &id).await
@@ -873,7 +861,7 @@ pub struct LabelForm {
 }
 
 pub async fn labels(
-    State(state): State<AppState>,
+    State(state): State<App>,
     signed: Signed,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -883,32 +871,27 @@ pub async fn labels(
         add: form.add.into_iter().filter(|l| !l.trim().is_empty()).collect(),
         remove: form.remove.into_iter().collect(),
     };
-    if let Err(e) = shared::relabel(&state, &signed.0, &id, body).await {
+    if let Err(e) = inbox::relabel(&state, &signed.0, &id, body).await {
         return WebError::from(e).with_htmx(is_htmx(&headers)).into_response();
     }
     header_after(&state, &signed, &headers, &id).await
 }
 
 pub async fn mark_read(
-    State(state): State<AppState>,
+    State(state): State<App>,
     signed: Signed,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    match shared::mark_conversation_read(&state, &signed.0, &id).await {
+    match inbox::mark_conversation_read(&state, &signed.0, &id).await {
         Ok(_) => after_post(&headers, axum::http::StatusCode::NO_CONTENT, &back_to(&id)),
         Err(e) => WebError::from(e).with_htmx(is_htmx(&headers)).into_response(),
     }
 }
 
-pub async fn retry(
-    State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
+pub async fn retry(State(state): State<App>, signed: Signed, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let htmx = is_htmx(&headers);
-    let message = match shared::retry_failed(&state, &signed.0, &id).await {
+    let message = match inbox::retry_failed(&state, &signed.0, &id).await {
         Ok(m) => m,
         Err(e) => return WebError::from(e).with_htmx(htmx).into_response(),
     };
@@ -929,22 +912,21 @@ pub struct MeasureQuery {
 /// Before sending: the text's length against the channel's limit and, on SMS, the segments
 /// the carrier will bill (the same counting the outbox paces by).
 pub async fn measure(
-    State(state): State<AppState>,
+    State(state): State<App>,
     signed: Signed,
     Path(id): Path<String>,
     Query(q): Query<MeasureQuery>,
 ) -> WebResult<axum::response::Html<String>> {
     signed.require(Permission::ReplyConversations)?;
-    shared::load_conversation(&state, &signed.0, &id).await?;
+    inbox::get(&state, &signed.0, &id).await?;
     let Some(account_id) = q.channel_account_id.filter(|a| !a.is_empty() && q.note.is_none()) else {
         return Ok(axum::response::Html(String::new()));
     };
     let ws = signed.ws();
-    let account = state
-        .store
-        .db
-        .read(move |c| sb_store::channel_accounts::get(c, &ws, &account_id))
-        .await?;
+    let account = sb_app::read_as(&state, &signed.0, Permission::ReplyConversations, move |c, _| {
+        sb_store::channel_accounts::get(c, &ws, &account_id)
+    })
+    .await?;
     let Some(channel) = account.as_ref().and_then(|a| state.channels.get(&a.channel)) else {
         return Ok(axum::response::Html(String::new()));
     };
@@ -959,7 +941,7 @@ pub async fn measure(
         unicode: segments.is_some_and(|s| s.encoding == sb_core::sms::Encoding::Ucs2),
     };
     Ok(axum::response::Html(
-        fragment.render().map_err(sb_http::ApiError::internal)?,
+        fragment.render().map_err(sb_app::AppError::internal)?,
     ))
 }
 
@@ -983,7 +965,7 @@ pub struct HandoffForm {
 /// Moves the conversation to another channel (the API's handoff: the address linked, a first
 /// message there quoting the conversation, the website chat told where it went).
 pub async fn handoff(
-    State(state): State<AppState>,
+    State(state): State<App>,
     signed: Signed,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -995,7 +977,7 @@ pub async fn handoff(
         channel_account_id: form.channel_account_id,
         address: (!address.is_empty()).then(|| address.to_owned()),
     };
-    if let Err(e) = shared::hand_off(&state, &signed.0, &id, body).await {
+    if let Err(e) = inbox::hand_off(&state, &signed.0, &id, body).await {
         return WebError::from(e).with_htmx(htmx).at("#handoff-error").into_response();
     }
     match load_thread(&state, &signed, &id).await {

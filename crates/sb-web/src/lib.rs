@@ -1,7 +1,8 @@
 //! The agents' and store staff's web app: server-rendered askama pages under `/app/…`, made
 //! live with htmx and its SSE extension (both vendored under `static/vendor/`, embedded in
-//! the binary). Every page runs on the server-side session of `sb-http` and calls the same
-//! use cases as the JSON API (`sb_http::shared`), always in the session's workspace.
+//! the binary). Every page runs on a server-side session of `sb_app::auth` and calls the same
+//! use cases as the JSON API (`sb-app`), always in the session's workspace; a page that composes
+//! its own store reads makes them through `sb_app::read_as`, after the permission they need.
 
 mod assets;
 mod auth;
@@ -9,16 +10,23 @@ mod canned;
 mod customer;
 mod format;
 mod inbox;
+pub mod pages;
 mod shop;
 mod store;
 mod web;
 
 use axum::Router;
+use axum::extract::FromRef;
 use axum::routing::{get, post};
-use sb_http::AppState;
+use sb_app::App;
 
-/// The web app's routes; `sb-server` merges them with `sb_http::app`.
-pub fn router() -> Router<AppState> {
+/// The web app's routes, on any state that holds the application (`sb-server` merges them with
+/// `sb_http::app`, whose state does).
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    App: FromRef<S>,
+{
     Router::new()
         .route("/app/static/{name}", get(assets::serve))
         .route("/app", get(auth::home))

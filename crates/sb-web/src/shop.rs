@@ -6,9 +6,8 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
+use sb_app::{App, AppError, storefront};
 use sb_core::inventory::StockLevel;
-use sb_http::{ApiError, AppState};
-use sb_store::{catalog, channel_accounts};
 use serde::Deserialize;
 
 use crate::format::money;
@@ -37,14 +36,8 @@ pub struct AvailabilityFragment {
     pub stores: Vec<(String, &'static str, &'static str)>,
 }
 
-/// The workspace behind a widget's public website token.
-async fn workspace_of(state: &AppState, website_token: &str) -> WebResult<String> {
-    Ok(sb_http::shared::workspace_of_website(state, website_token).await?)
-}
-
-pub async fn storefront(State(state): State<AppState>, Path(website_token): Path<String>) -> WebResult<Response> {
-    let ws = workspace_of(&state, &website_token).await?;
-    let products = state.store.db.read(move |c| catalog::products(c, &ws)).await?;
+pub async fn storefront(State(state): State<App>, Path(website_token): Path<String>) -> WebResult<Response> {
+    let products = storefront::catalogue(&state, &website_token).await?;
     let items = products
         .into_iter()
         .map(|(p, variants)| ShopItem {
@@ -72,17 +65,11 @@ pub struct SkuQuery {
 }
 
 pub async fn availability(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Path(website_token): Path<String>,
     Query(q): Query<SkuQuery>,
 ) -> WebResult<AvailabilityFragment> {
-    let ws = workspace_of(&state, &website_token).await?;
-    let found = state
-        .store
-        .db
-        .read(move |c| sb_commerce::availability(c, &ws, &q.sku, None))
-        .await?
-        .ok_or_else(|| WebError::from(ApiError::not_found("not_found", "no such product")))?;
+    let found = storefront::availability(&state, &website_token, q.sku, None).await?;
     Ok(AvailabilityFragment {
         title: found.title,
         stores: found
@@ -103,15 +90,10 @@ pub async fn availability(
 
 /// `/shop`: the storefront of this instance's website widget when there is exactly one (the
 /// demo's); otherwise the address must name the shop.
-pub async fn only_storefront(State(state): State<AppState>) -> WebResult<axum::response::Redirect> {
-    let widgets = state
-        .store
-        .db
-        .read(|c| channel_accounts::enabled_of_kind(c, "widget"))
-        .await?;
-    match widgets.as_slice() {
-        [(account, _)] => Ok(axum::response::Redirect::to(&format!("/shop/{}", account.id))),
-        _ => Err(WebError::from(ApiError::not_found(
+pub async fn only_storefront(State(state): State<App>) -> WebResult<axum::response::Redirect> {
+    match storefront::only_website(&state).await? {
+        Some(token) => Ok(axum::response::Redirect::to(&format!("/shop/{token}"))),
+        None => Err(WebError::from(AppError::not_found(
             "widget_not_found",
             "open the shop at /shop/<website token>",
         ))),

@@ -1,6 +1,6 @@
 //! Store staff: the pickup queue (prepare → ready → hand over with the customer's code; an
 //! order sourced by transfer is received first), live stock per location with search, and
-//! order / customer look-up. Order steps go through `sb_http::shared::order_step`, the API's
+//! order / customer look-up. Order steps go through `sb_app::commerce::orders::order_step`, the API's
 //! own use case (which also tells the customer), transfers through `transfer_step`.
 
 use std::collections::HashMap;
@@ -11,9 +11,10 @@ use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use sb_app::App;
+use sb_app::commerce::orders::{self as order_steps, OrderActionBody, ReceiveReturn, ReturnLineBody};
+use sb_app::commerce::transfers;
 use sb_core::Permission;
-use sb_http::AppState;
-use sb_http::shared::{self, OrderActionBody, ReceiveReturn, ReturnLineBody};
 use sb_store::{StoreError, catalog, customers, orders};
 use serde::Deserialize;
 
@@ -58,8 +59,14 @@ pub struct StorePage {
     pub queue: Queue,
 }
 
-async fn locations(state: &AppState, ws: String, selected: &str, pickup_only: bool) -> WebResult<Vec<LocationChoice>> {
-    let list = state.store.db.read(move |c| catalog::locations(c, &ws)).await?;
+/// The locations a store page offers; stock and the pickup counter both need them.
+async fn locations(state: &App, signed: &Signed, selected: &str, pickup_only: bool) -> WebResult<Vec<LocationChoice>> {
+    let permission = if pickup_only {
+        Permission::ManageOrders
+    } else {
+        Permission::ReadInventory
+    };
+    let list = sb_app::read_as(state, &signed.0, permission, |c, ws| catalog::locations(c, ws)).await?;
     Ok(list
         .into_iter()
         .filter(|l| l.active && (!pickup_only || l.can_pickup))
@@ -71,60 +78,57 @@ async fn locations(state: &AppState, ws: String, selected: &str, pickup_only: bo
         .collect())
 }
 
-async fn load_queue(state: &AppState, signed: &Signed, location: &str, done: Option<String>) -> WebResult<Queue> {
+async fn load_queue(state: &App, signed: &Signed, location: &str, done: Option<String>) -> WebResult<Queue> {
     signed.require(Permission::ManageOrders)?;
-    let (ws, loc, now) = (signed.ws(), location.to_owned(), state.store.now());
-    let rows = state
-        .store
-        .db
-        .read(move |c| {
-            let list = orders::pickup_queue(c, &ws, (!loc.is_empty()).then_some(loc.as_str()), 200)
-                .map_err(|e| StoreError::Invalid(e.to_string()))?;
-            let mut names = HashMap::new();
-            for o in &list {
-                if !names.contains_key(&o.customer_id) {
-                    let name = customers::get(c, &ws, &o.customer_id)?.map(|c| display_name(&c));
-                    names.insert(o.customer_id.clone(), name.unwrap_or_default());
-                }
+    let (ws, loc, now) = (signed.ws(), location.to_owned(), state.now());
+    let rows = sb_app::read_as(state, &signed.0, Permission::ManageOrders, move |c, _| {
+        let list = orders::pickup_queue(c, &ws, (!loc.is_empty()).then_some(loc.as_str()), 200)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let mut names = HashMap::new();
+        for o in &list {
+            if !names.contains_key(&o.customer_id) {
+                let name = customers::get(c, &ws, &o.customer_id)?.map(|c| display_name(&c));
+                names.insert(o.customer_id.clone(), name.unwrap_or_default());
             }
-            let customers: Vec<String> = list
-                .iter()
-                .map(|o| names.get(&o.customer_id).cloned().unwrap_or_default())
-                .collect();
-            let ready: Vec<bool> = list.iter().map(|o| o.status == "ready_for_pickup").collect();
-            let names: HashMap<String, String> = catalog::locations(c, &ws)?
+        }
+        let customers: Vec<String> = list
+            .iter()
+            .map(|o| names.get(&o.customer_id).cloned().unwrap_or_default())
+            .collect();
+        let ready: Vec<bool> = list.iter().map(|o| o.status == "ready_for_pickup").collect();
+        let names: HashMap<String, String> = catalog::locations(c, &ws)?
+            .into_iter()
+            .map(|l| (l.id, l.name))
+            .collect();
+        let mut awaiting = Vec::with_capacity(list.len());
+        for o in &list {
+            let on_the_way = sb_store::transfers::for_order(c, &ws, &o.id)
+                .map_err(|e| StoreError::Invalid(e.to_string()))?
                 .into_iter()
-                .map(|l| (l.id, l.name))
-                .collect();
-            let mut awaiting = Vec::with_capacity(list.len());
-            for o in &list {
-                let on_the_way = sb_store::transfers::for_order(c, &ws, &o.id)
-                    .map_err(|e| StoreError::Invalid(e.to_string()))?
-                    .into_iter()
-                    .filter(|t| t.status == "in_transit")
-                    .map(|t| {
-                        let from = names.get(&t.from_location_id).cloned().unwrap_or_default();
-                        (t.id, from)
-                    })
-                    .collect::<Vec<_>>();
-                awaiting.push(on_the_way);
-            }
-            let rows = order_rows(c, &ws, list, now)?;
-            Ok::<_, StoreError>(
-                rows.into_iter()
-                    .zip(customers)
-                    .zip(ready)
-                    .zip(awaiting)
-                    .map(|(((order, customer), ready), awaiting)| QueueRow {
-                        order,
-                        customer,
-                        ready,
-                        awaiting,
-                    })
-                    .collect::<Vec<_>>(),
-            )
-        })
-        .await?;
+                .filter(|t| t.status == "in_transit")
+                .map(|t| {
+                    let from = names.get(&t.from_location_id).cloned().unwrap_or_default();
+                    (t.id, from)
+                })
+                .collect::<Vec<_>>();
+            awaiting.push(on_the_way);
+        }
+        let rows = order_rows(c, &ws, list, now)?;
+        Ok::<_, StoreError>(
+            rows.into_iter()
+                .zip(customers)
+                .zip(ready)
+                .zip(awaiting)
+                .map(|(((order, customer), ready), awaiting)| QueueRow {
+                    order,
+                    customer,
+                    ready,
+                    awaiting,
+                })
+                .collect::<Vec<_>>(),
+        )
+    })
+    .await?;
     Ok(Queue {
         query: location_query(location),
         location: location.to_owned(),
@@ -141,13 +145,13 @@ fn location_query(location: &str) -> String {
 }
 
 pub async fn pickup_page(
-    State(state): State<AppState>,
+    State(state): State<App>,
     signed: Signed,
     Query(at): Query<AtLocation>,
 ) -> WebResult<Response> {
     signed.require(Permission::ManageOrders)?;
     let location = at.location.unwrap_or_default();
-    let locations = locations(&state, signed.ws(), &location, true).await?;
+    let locations = locations(&state, &signed, &location, true).await?;
     let queue = load_queue(&state, &signed, &location, None).await?;
     Ok(StorePage {
         chrome: signed.chrome("store"),
@@ -158,7 +162,7 @@ pub async fn pickup_page(
 }
 
 pub async fn queue_fragment(
-    State(state): State<AppState>,
+    State(state): State<App>,
     signed: Signed,
     Query(at): Query<AtLocation>,
 ) -> WebResult<Queue> {
@@ -172,20 +176,13 @@ pub struct StepForm {
     code: Option<String>,
 }
 
-async fn step(
-    state: AppState,
-    signed: Signed,
-    headers: HeaderMap,
-    id: String,
-    action: &str,
-    form: StepForm,
-) -> Response {
+async fn step(state: App, signed: Signed, headers: HeaderMap, id: String, action: &str, form: StepForm) -> Response {
     let htmx = is_htmx(&headers);
     let body = OrderActionBody {
         code: form.code.map(|c| c.trim().to_owned()),
         reason: None,
     };
-    let done = match shared::order_step(&state, &signed.0, &id, action, body).await {
+    let done = match order_steps::order_step(&state, &signed.0, &id, action, body).await {
         Ok((order, _)) if action == "ready" => format!("Order {} is ready; the customer has been told.", order.number),
         Ok((order, _)) => format!("Order {} handed over.", order.number),
         Err(e) => return WebError::from(e).with_htmx(htmx).into_response(),
@@ -198,7 +195,7 @@ async fn step(
 }
 
 pub async fn mark_ready(
-    State(state): State<AppState>,
+    State(state): State<App>,
     signed: Signed,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -210,14 +207,14 @@ pub async fn mark_ready(
 /// The store receives a transfer bringing a pickup order's stock; the order can then be
 /// marked ready.
 pub async fn receive_transfer(
-    State(state): State<AppState>,
+    State(state): State<App>,
     signed: Signed,
     headers: HeaderMap,
     Path(id): Path<String>,
     Form(form): Form<StepForm>,
 ) -> Response {
     let htmx = is_htmx(&headers);
-    if let Err(e) = shared::transfer_step(&state, &signed.0, &id, "receive", Default::default()).await {
+    if let Err(e) = transfers::transfer_step(&state, &signed.0, &id, "receive", Default::default()).await {
         return WebError::from(e).with_htmx(htmx).into_response();
     }
     let done = "Transfer received: the order can be prepared.".to_owned();
@@ -229,7 +226,7 @@ pub async fn receive_transfer(
 }
 
 pub async fn hand_over(
-    State(state): State<AppState>,
+    State(state): State<App>,
     signed: Signed,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -271,7 +268,7 @@ pub struct StockTable {
 }
 
 pub async fn stock_page(
-    State(state): State<AppState>,
+    State(state): State<App>,
     signed: Signed,
     headers: HeaderMap,
     Query(query): Query<StockQuery>,
@@ -279,47 +276,44 @@ pub async fn stock_page(
     signed.require(Permission::ReadInventory)?;
     let location = query.location.clone().unwrap_or_default();
     let (ws, needle) = (signed.ws(), query.q.trim().to_lowercase());
-    let (columns, rows) = state
-        .store
-        .db
-        .read(move |c| {
-            let shown: Vec<catalog::Location> = catalog::locations(c, &ws)?
-                .into_iter()
-                .filter(|l| l.active && (location.is_empty() || l.id == location))
-                .collect();
-            let mut rows = Vec::new();
-            for (product, variants) in catalog::products(c, &ws)? {
-                for v in variants {
-                    let title = format!("{} — {}", product.title, v.title);
-                    if !needle.is_empty()
-                        && !title.to_lowercase().contains(&needle)
-                        && !v.sku.to_lowercase().contains(&needle)
-                    {
-                        continue;
-                    }
-                    let Some(avail) = sb_commerce::availability(c, &ws, &v.sku, None)? else {
-                        continue;
-                    };
-                    let available = shown
-                        .iter()
-                        .map(|l| {
-                            avail
-                                .locations
-                                .iter()
-                                .find(|a| a.location_id == l.id)
-                                .map_or(0, |a| a.available)
-                        })
-                        .collect();
-                    rows.push(StockRow {
-                        sku: v.sku,
-                        title,
-                        available,
-                    });
+    let (columns, rows) = sb_app::read_as(&state, &signed.0, Permission::ReadInventory, move |c, _| {
+        let shown: Vec<catalog::Location> = catalog::locations(c, &ws)?
+            .into_iter()
+            .filter(|l| l.active && (location.is_empty() || l.id == location))
+            .collect();
+        let mut rows = Vec::new();
+        for (product, variants) in catalog::products(c, &ws)? {
+            for v in variants {
+                let title = format!("{} — {}", product.title, v.title);
+                if !needle.is_empty()
+                    && !title.to_lowercase().contains(&needle)
+                    && !v.sku.to_lowercase().contains(&needle)
+                {
+                    continue;
                 }
+                let Some(avail) = sb_commerce::availability(c, &ws, &v.sku, None)? else {
+                    continue;
+                };
+                let available = shown
+                    .iter()
+                    .map(|l| {
+                        avail
+                            .locations
+                            .iter()
+                            .find(|a| a.location_id == l.id)
+                            .map_or(0, |a| a.available)
+                    })
+                    .collect();
+                rows.push(StockRow {
+                    sku: v.sku,
+                    title,
+                    available,
+                });
             }
-            Ok::<_, StoreError>((shown.into_iter().map(|l| l.name).collect::<Vec<_>>(), rows))
-        })
-        .await?;
+        }
+        Ok::<_, StoreError>((shown.into_iter().map(|l| l.name).collect::<Vec<_>>(), rows))
+    })
+    .await?;
     // Polling refreshes (and searches as you type) swap only the table.
     if is_htmx(&headers) {
         return Ok(StockTable {
@@ -329,7 +323,7 @@ pub async fn stock_page(
         }
         .into_response());
     }
-    let locations = locations(&state, signed.ws(), query.location.as_deref().unwrap_or(""), false).await?;
+    let locations = locations(&state, &signed, query.location.as_deref().unwrap_or(""), false).await?;
     Ok(StockPage {
         chrome: signed.chrome("stock"),
         q: query.q,
@@ -377,70 +371,67 @@ pub struct ReturnForm {
 }
 
 pub async fn lookup_page(
-    State(state): State<AppState>,
+    State(state): State<App>,
     signed: Signed,
     Query(query): Query<LookupQuery>,
 ) -> WebResult<Response> {
     signed.require(Permission::ReadCustomers)?;
     signed.require(Permission::ReadOrders)?;
     let q = query.q.trim().to_owned();
-    let (ws, needle, now) = (signed.ws(), q.clone(), state.store.now());
+    let (ws, needle, now) = (signed.ws(), q.clone(), state.now());
     let may_return = signed.may(Permission::ManageOrders);
     let (order, return_form, customers) = if q.is_empty() {
         (None, None, Vec::new())
     } else {
-        state
-            .store
-            .db
-            .read(move |c| {
-                let (order, return_form) =
-                    match orders::by_number(c, &ws, &needle).map_err(|e| StoreError::Invalid(e.to_string()))? {
-                        Some(o) => {
-                            let customer = customers::get(c, &ws, &o.customer_id)?
-                                .map(|c| display_name(&c))
-                                .unwrap_or_default();
-                            let return_form = if may_return && matches!(o.status.as_str(), "picked_up" | "shipped") {
-                                let lines = orders::lines(c, &o.id).map_err(|e| StoreError::Invalid(e.to_string()))?;
-                                let locations = catalog::locations(c, &ws)?
-                                    .into_iter()
-                                    .filter(|l| l.active && l.accepts_returns)
-                                    .map(|l| LocationChoice {
-                                        selected: l.id == o.location_id,
-                                        id: l.id,
-                                        name: l.name,
-                                    })
-                                    .collect();
-                                Some(ReturnForm {
-                                    order_id: o.id.clone(),
-                                    idempotency_key: sb_core::new_id(),
-                                    locations,
-                                    lines: lines.into_iter().map(|l| (l.sku, l.title, l.quantity)).collect(),
+        sb_app::read_as(&state, &signed.0, Permission::ReadOrders, move |c, _| {
+            let (order, return_form) =
+                match orders::by_number(c, &ws, &needle).map_err(|e| StoreError::Invalid(e.to_string()))? {
+                    Some(o) => {
+                        let customer = customers::get(c, &ws, &o.customer_id)?
+                            .map(|c| display_name(&c))
+                            .unwrap_or_default();
+                        let return_form = if may_return && matches!(o.status.as_str(), "picked_up" | "shipped") {
+                            let lines = orders::lines(c, &o.id).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                            let locations = catalog::locations(c, &ws)?
+                                .into_iter()
+                                .filter(|l| l.active && l.accepts_returns)
+                                .map(|l| LocationChoice {
+                                    selected: l.id == o.location_id,
+                                    id: l.id,
+                                    name: l.name,
                                 })
-                            } else {
-                                None
-                            };
-                            (
-                                order_rows(c, &ws, vec![o], now)?.pop().map(|row| (row, customer)),
-                                return_form,
-                            )
-                        }
-                        None => (None, None),
-                    };
-                let mut found = Vec::new();
-                for customer in customers::search(c, &ws, &needle, None, 20)? {
-                    let list =
-                        orders::for_customer(c, &ws, &customer.id).map_err(|e| StoreError::Invalid(e.to_string()))?;
-                    found.push(FoundCustomer {
-                        name: display_name(&customer),
-                        conversation_id: sb_store::conversations::id_for_customer(c, &ws, &customer.id)?,
-                        orders: order_rows(c, &ws, list, now)?,
-                        email: customer.email,
-                        phone: customer.phone,
-                    });
-                }
-                Ok::<_, StoreError>((order, return_form, found))
-            })
-            .await?
+                                .collect();
+                            Some(ReturnForm {
+                                order_id: o.id.clone(),
+                                idempotency_key: sb_core::new_id(),
+                                locations,
+                                lines: lines.into_iter().map(|l| (l.sku, l.title, l.quantity)).collect(),
+                            })
+                        } else {
+                            None
+                        };
+                        (
+                            order_rows(c, &ws, vec![o], now)?.pop().map(|row| (row, customer)),
+                            return_form,
+                        )
+                    }
+                    None => (None, None),
+                };
+            let mut found = Vec::new();
+            for customer in customers::search(c, &ws, &needle, None, 20)? {
+                let list =
+                    orders::for_customer(c, &ws, &customer.id).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                found.push(FoundCustomer {
+                    name: display_name(&customer),
+                    conversation_id: sb_store::conversations::id_for_customer(c, &ws, &customer.id)?,
+                    orders: order_rows(c, &ws, list, now)?,
+                    email: customer.email,
+                    phone: customer.phone,
+                });
+            }
+            Ok::<_, StoreError>((order, return_form, found))
+        })
+        .await?
     };
     Ok(LookupPage {
         chrome: signed.chrome("lookup"),
@@ -464,7 +455,7 @@ struct Done<'a> {
 
 /// A return at the counter: `qty:<sku>` and `disp:<sku>` per line (read as pairs).
 pub async fn take_return(
-    State(state): State<AppState>,
+    State(state): State<App>,
     signed: Signed,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -491,7 +482,7 @@ pub async fn take_return(
         })
         .collect();
     if lines.is_empty() {
-        let e = sb_http::ApiError::unprocessable("invalid_order", "enter how many of at least one item came back");
+        let e = sb_app::AppError::unprocessable("invalid_order", "enter how many of at least one item came back");
         return WebError::from(e).with_htmx(htmx).at("#return-result").into_response();
     }
     let body = ReceiveReturn {
@@ -500,7 +491,7 @@ pub async fn take_return(
         reason: field("reason"),
         lines,
     };
-    match shared::take_return(&state, &signed.0, &id, body).await {
+    match order_steps::take_return(&state, &signed.0, &id, body).await {
         Ok((received, lines)) => {
             let units: i64 = lines.iter().map(|l| l.quantity).sum();
             let message = format!(

@@ -1,34 +1,83 @@
-//! What every page shares: the signed-in user (the `sb-http` session), the page frame, and how
+//! What every page shares: the signed-in user (a session of `sb_app::auth`), the page frame, and how
 //! errors and form posts answer a browser with or without htmx.
 
 use askama::Template;
 use askama_web::WebTemplate;
+use axum::extract::FromRef;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::CookieJar;
+use sb_app::auth::{self, Origin, SESSION_COOKIE};
+use sb_app::{App, AppError, Principal, Via};
 use sb_core::Permission;
-use sb_http::extract::{Principal, Via};
-use sb_http::{ApiError, AppState};
 
 use crate::assets;
+use crate::pages::PageAccess;
 
 /// A signed-in user of the web app. Only the session cookie counts (API tokens are for the API),
-/// and writes pass the same same-origin check as cookie-authenticated API writes (the
-/// `Principal` extractor applies it).
+/// and writes pass the same same-origin check as cookie-authenticated API writes.
 pub struct Signed(pub Principal);
 
-impl FromRequestParts<AppState> for Signed {
+impl<S: Send + Sync> FromRequestParts<S> for Signed
+where
+    App: FromRef<S>,
+{
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let htmx = is_htmx(&parts.headers);
-        match Principal::from_request_parts(parts, state).await {
-            Ok(p) if matches!(p.via, Via::Session) => Ok(Signed(p)),
+        let app = App::from_ref(state);
+        let jar = CookieJar::from_headers(&parts.headers);
+        let Some(cookie) = jar.get(SESSION_COOKIE) else {
+            return Err(to_login(htmx));
+        };
+        let write = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        if write && !auth::same_origin(&parts.headers) {
+            return Err(WebError::from(auth::cross_origin_refused())
+                .with_htmx(htmx)
+                .into_response());
+        }
+        match auth::authenticate_session(&app, cookie.value(), origin(parts)).await {
+            Ok(p) if matches!(p.via, Via::Session) => {
+                admit(parts, &p).map_err(|e| e.with_htmx(htmx).into_response())?;
+                Ok(Signed(p))
+            }
             Ok(_) => Err(to_login(htmx)),
             Err(e) if e.status == StatusCode::UNAUTHORIZED => Err(to_login(htmx)),
             Err(e) => Err(WebError::from(e).with_htmx(htmx).into_response()),
         }
+    }
+}
+
+/// The page's entry in `pages::PAGES` for this principal: a page that is not listed, or whose
+/// permission the role lacks, is refused before it reads anything.
+fn admit(parts: &Parts, principal: &Principal) -> Result<(), WebError> {
+    let path = parts
+        .extensions
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_default();
+    match crate::pages::of(parts.method.as_str(), &path) {
+        Some(PageAccess::Public | PageAccess::SignedIn) => Ok(()),
+        Some(PageAccess::Needs(permission)) => principal.require(permission).map_err(WebError::from),
+        None => Err(AppError::forbidden("this page has no entry in the web app's permission table").into()),
+    }
+}
+
+/// Where a request comes from, for the audit log and the sign-in limits.
+pub fn origin(parts: &Parts) -> Origin {
+    Origin {
+        ip: parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_string()),
+        request_id: parts
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
     }
 }
 
@@ -122,8 +171,8 @@ impl WebError {
     }
 }
 
-impl From<ApiError> for WebError {
-    fn from(e: ApiError) -> Self {
+impl From<AppError> for WebError {
+    fn from(e: AppError) -> Self {
         WebError {
             status: e.status,
             code: e.code,
@@ -136,7 +185,7 @@ impl From<ApiError> for WebError {
 
 impl From<sb_store::StoreError> for WebError {
     fn from(e: sb_store::StoreError) -> Self {
-        ApiError::from(e).into()
+        AppError::from(e).into()
     }
 }
 
@@ -196,5 +245,5 @@ pub fn after_post(headers: &HeaderMap, fragment: impl IntoResponse, back: &str) 
 
 /// Any other `/app/…` address: a page, not the API's JSON 404.
 pub async fn not_found() -> WebError {
-    ApiError::not_found("page_not_found", "there is no such page").into()
+    AppError::not_found("page_not_found", "there is no such page").into()
 }

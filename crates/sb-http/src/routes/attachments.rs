@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::response::Response;
-use sb_core::Permission;
+use sb_app::attachments as app;
 use sb_store::attachments;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -44,7 +44,6 @@ async fn upload(
     headers: axum::http::HeaderMap,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<(axum::http::StatusCode, axum::Json<attachments::AttachmentMeta>)> {
-    principal.require(Permission::ReplyConversations)?;
     let max = sb_channels::widget::DEFAULT_MAX_UPLOAD_BYTES;
     let body = body.map_err(|_| {
         ApiError::new(
@@ -57,25 +56,7 @@ async fn upload(
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let kind = sb_channels::widget::check_attachment(content_type, &body, max)
-        .map_err(|e| ApiError::from(sb_inbox::widget::WidgetError::from(e)))?;
-    let name = sb_channels::widget::clean_filename(q.filename.as_deref().unwrap_or("file"));
-    let (ws, now) = (principal.workspace_id().to_owned(), state.store.now());
-    let meta = state
-        .store
-        .db
-        .write(move |c| {
-            let new = attachments::NewAttachment {
-                workspace_id: &ws,
-                channel_account_id: None,
-                customer_id: None,
-                filename: &name,
-                content_type: kind,
-                data: &body,
-            };
-            attachments::insert(c, &new, now)
-        })
-        .await?;
+    let meta = app::upload(&state.app, &principal, q.filename.as_deref(), content_type, body).await?;
     Ok((axum::http::StatusCode::CREATED, axum::Json(meta)))
 }
 
@@ -118,11 +99,6 @@ async fn provider_fetch(
     (status = 404, description = "`attachment_not_found`", body = ErrorBody)
 ), security(("bearer" = []), ("session" = [])))]
 async fn download(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<Response> {
-    principal.require(Permission::ReadConversations)?;
-    let ws = principal.workspace_id().to_owned();
-    let found = state.store.db.read(move |c| attachments::get(c, &ws, &id)).await?;
-    match found {
-        Some(file) => Ok(super::widget::file_response(&file)),
-        None => Err(ApiError::not_found("attachment_not_found", "no such attachment")),
-    }
+    let file = app::download(&state.app, &principal, &id).await?;
+    Ok(super::widget::file_response(&file))
 }

@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 
-use sb_core::Permission;
 use sb_inbox::live::{Delivery, agent_frame, sse_frame};
 use sb_store::live_events;
 use serde::Deserialize;
@@ -299,8 +298,7 @@ async fn events(
     headers: HeaderMap,
     Query(q): Query<EventsQuery>,
 ) -> ApiResult<Response> {
-    principal.require(Permission::ReadConversations)?;
-    let ws = principal.workspace_id().to_owned();
+    let ws = sb_app::conversations::open_live_stream(&principal)?;
     live_stream(&state, ws, &headers, q.after, View::Agent).await
 }
 

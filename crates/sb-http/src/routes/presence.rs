@@ -2,48 +2,19 @@
 //! conversations are assigned round-robin among online agents under their capacity.
 
 use axum::extract::State;
-use sb_core::Permission;
-use sb_store::presence::{self, Presence};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, Principal};
 use crate::views::Page;
+use sb_app::presence as app;
+#[allow(unused_imports)]
+use sb_app::presence::*;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_presence, heartbeat))
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct Heartbeat {
-    /// `online`, `busy` or `offline`. Send it at least every 60 s while online.
-    pub status: String,
-    /// Open conversations the agent takes at most (default 10).
-    pub capacity: Option<i64>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct PresenceView {
-    pub user_id: String,
-    /// `online`, `busy` or `offline` (a missed heartbeat counts as offline).
-    pub status: String,
-    pub capacity: i64,
-    pub open_assigned: i64,
-    pub heartbeat_at: String,
-}
-
-fn view(p: &Presence, now: i64) -> PresenceView {
-    PresenceView {
-        user_id: p.user_id.clone(),
-        status: p.effective_status(now).to_owned(),
-        capacity: p.capacity,
-        open_assigned: p.open_assigned,
-        heartbeat_at: sb_core::clock::rfc3339(p.heartbeat_at),
-    }
 }
 
 /// The caller's heartbeat: sets their status and capacity.
@@ -56,38 +27,7 @@ async fn heartbeat(
     principal: Principal,
     ApiJson(body): ApiJson<Heartbeat>,
 ) -> ApiResult<axum::Json<PresenceView>> {
-    principal.require(Permission::ReadConversations)?;
-    if !matches!(body.status.as_str(), "online" | "busy" | "offline") {
-        return Err(ApiError::unprocessable(
-            "invalid_status",
-            "status must be online, busy or offline",
-        ));
-    }
-    let capacity = body.capacity.unwrap_or(10);
-    if !(0..=1000).contains(&capacity) {
-        return Err(ApiError::unprocessable("invalid_capacity", "capacity must be 0–1000"));
-    }
-    let (ws, user, now) = (
-        principal.workspace_id().to_owned(),
-        principal.user.id.clone(),
-        state.store.now(),
-    );
-    let mine = state
-        .store
-        .db
-        .write(move |c| {
-            presence::heartbeat(c, &ws, &user, &body.status, capacity, now)?;
-            Ok::<_, sb_store::StoreError>(presence::list(c, &ws)?.into_iter().find(|p| p.user_id == user))
-        })
-        .await?
-        .ok_or_else(|| ApiError::internal("presence row missing after heartbeat"))?;
-    let view = view(&mine, now);
-    let data = serde_json::json!({ "user_id": view.user_id, "status": view.status, "capacity": view.capacity });
-    state
-        .live
-        .publish_ephemeral(principal.workspace_id(), "presence", None, data)
-        .await;
-    Ok(axum::Json(view))
+    Ok(axum::Json(app::heartbeat(&state.app, &principal, body).await?))
 }
 
 /// Every agent's presence and load.
@@ -98,11 +38,5 @@ async fn list_presence(
     State(state): State<AppState>,
     principal: Principal,
 ) -> ApiResult<axum::Json<Page<PresenceView>>> {
-    principal.require(Permission::ReadConversations)?;
-    let (ws, now) = (principal.workspace_id().to_owned(), state.store.now());
-    let rows = state.store.db.read(move |c| presence::list(c, &ws)).await?;
-    Ok(axum::Json(Page {
-        items: rows.iter().map(|p| view(p, now)).collect(),
-        next_cursor: None,
-    }))
+    Ok(axum::Json(app::list_presence(&state.app, &principal).await?))
 }

@@ -11,16 +11,16 @@ use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use governor::DefaultKeyedRateLimiter;
 use sb_core::inventory::StockLevel;
-use sb_store::channel_accounts;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::commerce::AvailabilityQuery;
 use super::events::{View, live_stream};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use sb_app::commerce::inventory::AvailabilityQuery;
+use sb_app::storefront::workspace_of_website;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -34,7 +34,7 @@ pub struct StorefrontLimiter(DefaultKeyedRateLimiter<String>);
 
 impl Default for StorefrontLimiter {
     fn default() -> Self {
-        StorefrontLimiter(crate::limits::keyed_per_second(20, 100))
+        StorefrontLimiter(sb_app::limits::keyed_per_second(20, 100))
     }
 }
 
@@ -63,24 +63,6 @@ impl FromRequestParts<AppState> for Limited {
         }
         Ok(Limited)
     }
-}
-
-/// The workspace behind a website widget's public token (`widget_not_found` otherwise).
-pub async fn workspace_of_website(state: &AppState, website_token: &str) -> ApiResult<String> {
-    let id = website_token.to_owned();
-    let found = if sb_core::ids::is_id(website_token) {
-        state
-            .store
-            .db
-            .read(move |c| channel_accounts::for_webhook(c, &id))
-            .await?
-            .filter(|(a, _)| a.channel == "widget" && !a.disabled)
-    } else {
-        None
-    };
-    found
-        .map(|(a, _)| a.workspace_id)
-        .ok_or_else(|| ApiError::not_found("widget_not_found", "no shop has this website token"))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -119,7 +101,6 @@ async fn availability(
     Path(website_token): Path<String>,
     Query(q): Query<AvailabilityQuery>,
 ) -> ApiResult<axum::Json<PublicAvailability>> {
-    let ws = workspace_of_website(&state, &website_token).await?;
     let near = match (q.lat, q.lng) {
         (Some(lat), Some(lng)) if (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lng) => Some((lat, lng)),
         (None, None) => None,
@@ -130,12 +111,7 @@ async fn availability(
             ));
         }
     };
-    let found = state
-        .store
-        .db
-        .read(move |c| sb_commerce::availability(c, &ws, &q.sku, near))
-        .await?
-        .ok_or_else(|| ApiError::not_found("not_found", "no product with this SKU"))?;
+    let found = sb_app::storefront::availability(&state.app, &website_token, q.sku, near).await?;
     Ok(axum::Json(PublicAvailability {
         sku: found.sku,
         title: found.title,
@@ -182,7 +158,7 @@ async fn availability_events(
     headers: HeaderMap,
     Query(q): Query<StorefrontEventsQuery>,
 ) -> ApiResult<axum::response::Response> {
-    let ws = workspace_of_website(&state, &website_token).await?;
+    let ws = workspace_of_website(&state.app, &website_token).await?;
     let skus = q.skus.as_deref().map(|list| {
         Arc::new(
             list.split(',')

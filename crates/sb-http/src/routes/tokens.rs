@@ -1,37 +1,20 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use sb_core::{Permission, credentials};
-use sb_store::audit::{self, Change};
-use sb_store::objects::ObjectKind;
-use sb_store::tokens;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, Principal};
-use crate::views::{Page, PageQuery, TokenView, page};
+use crate::views::{Page, PageQuery, TokenView};
+use sb_app::tokens as app;
+#[allow(unused_imports)]
+use sb_app::tokens::*;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_tokens, create_token))
         .routes(routes!(revoke_token))
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct CreateToken {
-    /// What the token is for, e.g. "shop backend".
-    pub name: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct CreatedToken {
-    #[serde(flatten)]
-    pub token: TokenView,
-    /// The secret. Shown only in this response; store it now.
-    pub secret: String,
 }
 
 /// Creates an API token for the caller. The secret is returned once and stored only hashed.
@@ -44,39 +27,9 @@ async fn create_token(
     principal: Principal,
     ApiJson(body): ApiJson<CreateToken>,
 ) -> ApiResult<(StatusCode, axum::Json<CreatedToken>)> {
-    principal.require(Permission::ManageOwnTokens)?;
-    let name = body.name.trim().to_owned();
-    if name.is_empty() || name.len() > 100 {
-        return Err(ApiError::unprocessable(
-            "invalid_request",
-            "name must be 1–100 characters",
-        ));
-    }
-    let secret = credentials::new_api_token();
-    let digest = credentials::secret_digest(&secret);
-    let (user, actor, now) = (principal.user.clone(), principal.actor(), state.store.now());
-    let token = state
-        .store
-        .db
-        .write(move |c| {
-            let token = tokens::create(c, &user, &name, &digest, now)?;
-            let change = Change {
-                action: "api_token.created",
-                object_kind: "api_token",
-                object_id: Some(&token.id),
-                before: None,
-                after: Some(serde_json::to_value(TokenView::from(&token)).unwrap_or_default()),
-            };
-            audit::record(c, &user.workspace_id, &actor, &change, now)?;
-            Ok::<_, sb_store::StoreError>(token)
-        })
-        .await?;
     Ok((
         StatusCode::CREATED,
-        axum::Json(CreatedToken {
-            token: TokenView::from(&token),
-            secret,
-        }),
+        axum::Json(app::create_token(&state.app, &principal, body).await?),
     ))
 }
 
@@ -89,15 +42,7 @@ async fn list_tokens(
     principal: Principal,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<axum::Json<Page<TokenView>>> {
-    principal.require(Permission::ManageOwnTokens)?;
-    let only_user = (!principal.user.role().allows(Permission::ManageUsers)).then(|| principal.user.id.clone());
-    let (ws, after, limit) = (principal.workspace_id().to_owned(), q.after()?, q.limit());
-    let rows = state
-        .store
-        .db
-        .read(move |c| tokens::list(c, &ws, only_user.as_deref(), after.as_deref(), limit))
-        .await?;
-    Ok(axum::Json(page(&rows, limit, |t| &t.id)))
+    Ok(axum::Json(app::list_tokens(&state.app, &principal, q).await?))
 }
 
 /// Revokes a token at once.
@@ -110,41 +55,6 @@ async fn revoke_token(
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    principal.require(Permission::ManageOwnTokens)?;
-    let is_admin = principal.user.role().allows(Permission::ManageUsers);
-    let (ws, tid, user_id, actor, now) = (
-        principal.workspace_id().to_owned(),
-        id.clone(),
-        principal.user.id.clone(),
-        principal.actor(),
-        state.store.now(),
-    );
-    let revoked = state
-        .store
-        .db
-        .write(move |c| {
-            let Some(token) = tokens::get(c, &ws, &tid)? else {
-                return Ok(false);
-            };
-            if token.user_id != user_id && !is_admin {
-                return Ok(false);
-            }
-            if tokens::revoke(c, &ws, &tid, now)? {
-                let change = Change {
-                    action: "api_token.revoked",
-                    object_kind: "api_token",
-                    object_id: Some(&tid),
-                    before: Some(serde_json::to_value(TokenView::from(&token)).unwrap_or_default()),
-                    after: None,
-                };
-                audit::record(c, &ws, &actor, &change, now)?;
-            }
-            Ok::<_, sb_store::StoreError>(true)
-        })
-        .await?;
-    if revoked {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(super::not_found(&state, &principal, ObjectKind::ApiToken, &id, "token_not_found").await)
-    }
+    app::revoke_token(&state.app, &principal, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -17,7 +17,7 @@ use governor::DefaultKeyedRateLimiter;
 use std::sync::Arc;
 
 use sb_inbox::live::Delivery;
-use sb_inbox::widget::{self, Visitor, WidgetError};
+use sb_inbox::widget::{self, Visitor};
 use sb_store::live_events::LiveEvent;
 use serde::Deserialize;
 use tokio::sync::broadcast;
@@ -70,7 +70,7 @@ pub struct VisitorLimiter(DefaultKeyedRateLimiter<String>);
 impl Default for VisitorLimiter {
     fn default() -> Self {
         // A burst of 30, then one write every 200 ms: more than a person types.
-        VisitorLimiter(crate::limits::keyed_per_second(5, 30))
+        VisitorLimiter(sb_app::limits::keyed_per_second(5, 30))
     }
 }
 
@@ -80,36 +80,6 @@ fn limit(state: &AppState, visitor: &Visitor) -> Result<(), ApiError> {
         .0
         .check_key(&visitor.visitor_id)
         .map_err(|_| ApiError::rate_limited(1))
-}
-
-impl From<WidgetError> for ApiError {
-    fn from(e: WidgetError) -> Self {
-        let message = e.to_string();
-        match e {
-            WidgetError::UnknownWidget => ApiError::not_found("widget_not_found", message),
-            WidgetError::OriginNotAllowed => ApiError::new(StatusCode::FORBIDDEN, "origin_not_allowed", message),
-            WidgetError::InvalidToken(_) => ApiError::new(StatusCode::UNAUTHORIZED, "invalid_visitor_token", message),
-            WidgetError::HashRequired => ApiError::new(StatusCode::UNAUTHORIZED, "identifier_hash_required", message),
-            WidgetError::InvalidHash => ApiError::new(StatusCode::UNAUTHORIZED, "invalid_identifier_hash", message),
-            WidgetError::Invalid(code, message) => ApiError::unprocessable(code, message),
-            WidgetError::Attachment(a) => match a {
-                sb_channels::widget::AttachmentError::TooLarge(_) => {
-                    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "attachment_too_large", message)
-                }
-                sb_channels::widget::AttachmentError::UnsupportedType(_)
-                | sb_channels::widget::AttachmentError::ContentMismatch(_) => ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_attachment_type",
-                    message,
-                ),
-                sb_channels::widget::AttachmentError::Empty => ApiError::unprocessable("empty_attachment", message),
-            },
-            WidgetError::AttachmentNotFound => ApiError::unprocessable("attachment_not_found", message),
-            WidgetError::IdentityConflict => ApiError::new(StatusCode::CONFLICT, "identity_conflict", message),
-            WidgetError::Reply(r) => super::conversations::reply_error(r),
-            WidgetError::Store(s) => s.into(),
-        }
-    }
 }
 
 /// The visitor behind a request: `Authorization: Bearer <visitor token>`, or `?token=` where

@@ -11,6 +11,7 @@ mod harness;
 mod inbox;
 mod messenger;
 mod nothing_lost;
+mod permissions;
 mod postgres;
 mod sms;
 mod telegram;

@@ -2,79 +2,13 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use sb_core::Permission;
-use sb_store::catalog::{self};
-use sb_store::{StoreError, StoreError as Se};
-use serde::Deserialize;
-use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, Principal};
-
-#[derive(Deserialize, ToSchema)]
-pub struct OpenCart {
-    /// A known customer: their active cart is returned if they have one.
-    pub customer_id: Option<String>,
-    /// A guest's device id, until they sign in.
-    pub anonymous_id: Option<String>,
-    /// `web`, `app`, `pos`, `chat`.
-    #[serde(default = "web")]
-    pub channel: String,
-    #[serde(default = "eur")]
-    pub currency: String,
-}
-
-/// Where a sale happens: the web shop, the app, a store's till, or an agent in a conversation.
-const SALES_CHANNELS: [&str; 4] = ["web", "app", "pos", "chat"];
-
-fn web() -> String {
-    "web".into()
-}
-
-fn eur() -> String {
-    "EUR".into()
-}
-
-/// A cart with its lines, prices and availability checked again now.
-fn cart_view(
-    c: &mut dyn sb_store::Conn,
-    ws: &str,
-    cart: sb_store::carts::Cart,
-) -> Result<serde_json::Value, StoreError> {
-    let lines = sb_store::carts::lines(c, &cart.id)?;
-    let mut total = 0;
-    let mut out = Vec::with_capacity(lines.len());
-    for line in lines {
-        let available: i64 = sb_commerce::availability(c, ws, &line.sku, None)?
-            .map(|a| a.locations.iter().filter(|l| l.can_ship).map(|l| l.available).sum())
-            .unwrap_or(0);
-        total += line.current_price_minor * line.quantity;
-        out.push(serde_json::json!({
-            "sku": line.sku,
-            "title": line.title,
-            "quantity": line.quantity,
-            "unit_price_minor": line.current_price_minor,
-            "price_when_added_minor": line.unit_price_minor,
-            "price_changed": line.unit_price_minor != line.current_price_minor,
-            "available_to_ship": available,
-            "enough_stock": available >= line.quantity,
-        }));
-    }
-    Ok(serde_json::json!({ "cart": cart, "lines": out, "total_minor": total }))
-}
-
-fn no_cart() -> ApiError {
-    ApiError::not_found("cart_not_found", "no such cart")
-}
-
-fn cart_conflict(e: StoreError) -> ApiError {
-    match e {
-        Se::NotFound(_) => no_cart(),
-        Se::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "cart_conflict", m),
-        other => other.into(),
-    }
-}
+use sb_app::commerce::carts as app;
+#[allow(unused_imports)]
+use sb_app::commerce::carts::*;
 
 /// Opens a cart for a customer (their active one when they have it: the same on every
 /// device) or for a guest device.
@@ -88,43 +22,10 @@ pub(super) async fn open_cart(
     principal: Principal,
     ApiJson(body): ApiJson<OpenCart>,
 ) -> ApiResult<(StatusCode, axum::Json<serde_json::Value>)> {
-    principal.require(Permission::PlaceOrders)?;
-    if body.customer_id.is_none() && body.anonymous_id.as_deref().is_none_or(str::is_empty) {
-        return Err(ApiError::unprocessable(
-            "invalid_cart",
-            "a customer_id or an anonymous_id is required",
-        ));
-    }
-    if !SALES_CHANNELS.contains(&body.channel.as_str()) {
-        return Err(ApiError::unprocessable(
-            "invalid_sales_channel",
-            "channel is one of web, app, pos, chat",
-        ));
-    }
-    let (ws, now) = (principal.workspace_id().to_owned(), state.store.now());
-    let view = state
-        .store
-        .db
-        .write(move |c| {
-            if let Some(customer) = &body.customer_id
-                && sb_store::customers::get(c, &ws, customer)?.is_none()
-            {
-                return Ok(None);
-            }
-            let cart = sb_store::carts::open(
-                c,
-                &ws,
-                body.customer_id.as_deref(),
-                body.anonymous_id.as_deref(),
-                &body.channel,
-                &body.currency,
-                now,
-            )?;
-            cart_view(c, &ws, cart).map(Some)
-        })
-        .await?
-        .ok_or_else(|| ApiError::not_found("customer_not_found", "no such customer"))?;
-    Ok((StatusCode::CREATED, axum::Json(view)))
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(app::open_cart(&state.app, &principal, body).await?),
+    ))
 }
 
 /// A cart, prices and stock checked now.
@@ -137,34 +38,7 @@ pub(super) async fn get_cart(
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
-    read_cart(&state, &principal, id, sb_store::carts::get).await
-}
-
-/// A cart found by `find` (by its id, or a customer's active one), as the API shows it.
-async fn read_cart(
-    state: &AppState,
-    principal: &Principal,
-    key: String,
-    find: fn(&mut dyn sb_store::Conn, &str, &str) -> sb_store::Result<Option<sb_store::carts::Cart>>,
-) -> ApiResult<axum::Json<serde_json::Value>> {
-    principal.require(Permission::ReadOrders)?;
-    let ws = principal.workspace_id().to_owned();
-    state
-        .store
-        .db
-        .read(move |c| match find(c, &ws, &key)? {
-            Some(cart) => cart_view(c, &ws, cart).map(Some),
-            None => Ok(None),
-        })
-        .await?
-        .map(axum::Json)
-        .ok_or_else(no_cart)
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct SetLine {
-    /// The quantity wanted (0 removes the line).
-    pub quantity: i64,
+    Ok(axum::Json(app::get_cart(&state.app, &principal, id).await?))
 }
 
 /// Sets how many of a variant the cart holds.
@@ -180,64 +54,9 @@ pub(super) async fn set_cart_line(
     Path((id, sku)): Path<(String, String)>,
     ApiJson(body): ApiJson<SetLine>,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
-    principal.require(Permission::PlaceOrders)?;
-    if !(0..=999).contains(&body.quantity) {
-        return Err(ApiError::unprocessable("invalid_cart", "quantity must be 0–999"));
-    }
-    let (ws, now) = (principal.workspace_id().to_owned(), state.store.now());
-    let outcome = state
-        .store
-        .db
-        .write(move |c| {
-            let Some(cart) = sb_store::carts::get(c, &ws, &id)? else {
-                return Ok(Err(no_cart()));
-            };
-            if cart.status != "active" {
-                return Ok(Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "cart_conflict",
-                    format!("the cart is {}", cart.status),
-                )));
-            }
-            let Some(variant) = catalog::variant_by_sku(c, &ws, &sku)? else {
-                return Ok(Err(ApiError::not_found("not_found", "no variant with this SKU")));
-            };
-            let before = sb_store::carts::lines(c, &cart.id)?
-                .iter()
-                .find(|l| l.variant_id == variant.id)
-                .map_or(0, |l| l.quantity);
-            sb_store::carts::set_line(c, &cart.id, &variant.id, body.quantity, variant.price_minor, now)?;
-            // The change on the shopper's timeline, under the e-commerce spec's names.
-            if body.quantity != before {
-                let name = if body.quantity > before {
-                    "Product Added"
-                } else {
-                    "Product Removed"
-                };
-                let properties = serde_json::json!({
-                    "cart_id": cart.id, "sku": variant.sku, "quantity": (body.quantity - before).abs(),
-                    "price": variant.price_minor as f64 / 100.0, "currency": cart.currency,
-                });
-                sb_store::events::record_commerce(
-                    c,
-                    &ws,
-                    cart.customer_id.as_deref(),
-                    cart.anonymous_id.as_deref(),
-                    name,
-                    &properties,
-                    now,
-                )?;
-            }
-            let cart = sb_store::carts::get(c, &ws, &cart.id)?.ok_or(Se::NotFound("cart"))?;
-            Ok::<_, StoreError>(Ok(cart_view(c, &ws, cart)?))
-        })
-        .await?;
-    outcome.map(axum::Json)
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct AssignCart {
-    pub customer_id: String,
+    Ok(axum::Json(
+        app::set_cart_line(&state.app, &principal, (id, sku), body).await?,
+    ))
 }
 
 /// The shopper signed in: the guest cart becomes the customer's, or merges into the cart they
@@ -254,29 +73,7 @@ pub(super) async fn assign_cart(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<AssignCart>,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
-    principal.require(Permission::PlaceOrders)?;
-    let (ws, now) = (principal.workspace_id().to_owned(), state.store.now());
-    let outcome = state
-        .store
-        .db
-        .write(move |c| {
-            if sb_store::customers::get(c, &ws, &body.customer_id)?.is_none() {
-                return Ok(Err(ApiError::not_found("customer_not_found", "no such customer")));
-            }
-            let guest = sb_store::carts::get(c, &ws, &id)?.and_then(|g| g.anonymous_id);
-            let cart = match sb_store::carts::assign(c, &ws, &id, &body.customer_id, now) {
-                Ok(cart) => cart,
-                Err(e @ (Se::NotFound(_) | Se::Conflict(_))) => return Ok(Err(cart_conflict(e))),
-                Err(e) => return Err(e),
-            };
-            // The guest's cart events join the customer's timeline.
-            if let Some(anonymous_id) = guest {
-                sb_store::events::claim_anonymous(c, &ws, &anonymous_id, &body.customer_id)?;
-            }
-            Ok::<_, StoreError>(Ok(cart_view(c, &ws, cart)?))
-        })
-        .await?;
-    outcome.map(axum::Json)
+    Ok(axum::Json(app::assign_cart(&state.app, &principal, id, body).await?))
 }
 
 /// The customer's active cart, whichever device filled it.
@@ -289,22 +86,7 @@ pub(super) async fn customer_cart(
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
-    read_cart(&state, &principal, id, sb_store::carts::active_for_customer).await
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct StartCheckout {
-    /// `ship` or `pickup`.
-    pub fulfillment: String,
-    /// The pickup store; for `ship`, omit to let routing choose.
-    pub location_id: Option<String>,
-    #[schema(value_type = Option<Object>)]
-    pub ship_to: Option<super::orders::ShipTo>,
-    /// Pickup: hold what the store lacks at other locations, to be sent by transfer.
-    #[serde(default)]
-    pub allow_transfer: bool,
-    /// How long the stock is held for this checkout (default 600 s, at most an hour).
-    pub hold_seconds: Option<i64>,
+    Ok(axum::Json(app::customer_cart(&state.app, &principal, id).await?))
 }
 
 /// Starts the checkout: the cart's stock is held at the fulfilling locations (several when a
@@ -324,64 +106,5 @@ pub(super) async fn start_checkout(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<StartCheckout>,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
-    principal.require(Permission::PlaceOrders)?;
-    let hold_ms = body.hold_seconds.unwrap_or(600).clamp(1, 3_600) * 1000;
-    let (ws, actor, now) = (
-        principal.workspace_id().to_owned(),
-        principal.actor(),
-        state.store.now(),
-    );
-    let actor_name = super::ledger_actor(&actor);
-    let (holds, events) = state
-        .store
-        .db
-        .write(move |c| {
-            let request = sb_store::orders::Checkout {
-                workspace_id: &ws,
-                cart_id: &id,
-                idempotency_key: "",
-                fulfillment: &body.fulfillment,
-                location_id: body.location_id.as_deref(),
-                ship_to: body.ship_to.as_ref().map(|p| (p.lat, p.lng)),
-                allow_transfer: body.allow_transfer,
-                actor: &actor_name,
-            };
-            let before: Vec<String> = sb_store::inventory::active_holds(c, &ws, "cart", &id)?
-                .into_iter()
-                .map(|h| h.id)
-                .collect();
-            let holds = sb_store::orders::start_checkout(c, &request, hold_ms, now)?;
-            // A checkout that took new holds started now (asking again keeps the same holds).
-            let started = holds.iter().any(|h| !before.contains(&h.id));
-            if started && let Some(cart) = sb_store::carts::get(c, &ws, &id)? {
-                let value: i64 = sb_store::carts::lines(c, &cart.id)?
-                    .iter()
-                    .map(|l| l.quantity * l.current_price_minor)
-                    .sum();
-                let properties = serde_json::json!({
-                    "cart_id": cart.id, "value": value as f64 / 100.0, "currency": cart.currency,
-                    "fulfillment": body.fulfillment,
-                });
-                sb_store::events::record_commerce(
-                    c,
-                    &ws,
-                    cart.customer_id.as_deref(),
-                    cart.anonymous_id.as_deref(),
-                    "Checkout Started",
-                    &properties,
-                    now,
-                )?;
-            }
-            let touched = holds.iter().map(|h| (h.item_id.clone(), h.location_id.clone()));
-            let events = sb_commerce::live::availability_changed(c, &ws, touched, now)?;
-            Ok::<_, sb_store::orders::OrderError>((holds, events))
-        })
-        .await
-        .map_err(super::orders::order_error)?;
-    state.live.publish(&events).await;
-    Ok(axum::Json(serde_json::json!({
-        "location_id": holds.first().map(|h| h.location_id.clone()),
-        "expires_at": holds.first().map(|h| sb_core::clock::rfc3339(h.expires_at)),
-        "holds": holds,
-    })))
+    Ok(axum::Json(app::start_checkout(&state.app, &principal, id, body).await?))
 }

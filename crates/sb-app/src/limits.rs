@@ -28,7 +28,7 @@ pub struct LoginLimiter {
 }
 
 /// A limiter per key (an IP, a visitor): a burst of `burst`, then `per_second`.
-pub(crate) fn keyed_per_second(per_second: u32, burst: u32) -> DefaultKeyedRateLimiter<String> {
+pub fn keyed_per_second(per_second: u32, burst: u32) -> DefaultKeyedRateLimiter<String> {
     let quota = Quota::per_second(NonZeroU32::new(per_second.max(1)).expect("at least one"))
         .allow_burst(NonZeroU32::new(burst.max(1)).expect("at least one"));
     RateLimiter::keyed(quota)

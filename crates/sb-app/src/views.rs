@@ -1,4 +1,4 @@
-//! What the API returns: store rows with times as RFC 3339 and no secrets.
+//! What the use cases return to the JSON API: store rows with times as RFC 3339 and no secrets.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -6,7 +6,7 @@ use sb_core::clock::rfc3339;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::error::ApiError;
+use crate::error::AppError;
 
 #[derive(Serialize, ToSchema)]
 pub struct UserView {
@@ -169,7 +169,7 @@ impl PageQuery {
     }
 
     /// The id the cursor stands for.
-    pub fn after(&self) -> Result<Option<String>, ApiError> {
+    pub fn after(&self) -> Result<Option<String>, AppError> {
         match &self.cursor {
             None => Ok(None),
             Some(c) => URL_SAFE_NO_PAD
@@ -178,7 +178,7 @@ impl PageQuery {
                 .and_then(|b| String::from_utf8(b).ok())
                 .filter(|id| sb_core::ids::is_id(id))
                 .map(Some)
-                .ok_or_else(|| ApiError::invalid("invalid_cursor", "the cursor is not one this API returned")),
+                .ok_or_else(|| AppError::invalid("invalid_cursor", "the cursor is not one this API returned")),
         }
     }
 }
@@ -204,7 +204,7 @@ pub fn encode_time_cursor(at: i64, id: &str) -> String {
     URL_SAFE_NO_PAD.encode(format!("{at}:{id}"))
 }
 
-pub fn decode_time_cursor(cursor: Option<&str>) -> Result<Option<(i64, String)>, ApiError> {
+pub fn decode_time_cursor(cursor: Option<&str>) -> Result<Option<(i64, String)>, AppError> {
     let Some(c) = cursor else { return Ok(None) };
     URL_SAFE_NO_PAD
         .decode(c)
@@ -216,7 +216,7 @@ pub fn decode_time_cursor(cursor: Option<&str>) -> Result<Option<(i64, String)>,
         })
         .filter(|(_, id)| sb_core::ids::is_id(id))
         .map(Some)
-        .ok_or_else(|| ApiError::invalid("invalid_cursor", "the cursor is not one this API returned"))
+        .ok_or_else(|| AppError::invalid("invalid_cursor", "the cursor is not one this API returned"))
 }
 
 #[derive(Serialize, ToSchema)]

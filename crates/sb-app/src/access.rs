@@ -1,0 +1,43 @@
+//! Answers for ids the caller's workspace does not have: always a plain 404, and when the id
+//! belongs to another workspace the attempt is written to the audit log.
+
+use sb_store::audit::{self, Change};
+use sb_store::objects::{self, ObjectKind};
+
+use crate::error::AppError;
+use crate::{App, Principal};
+
+pub async fn not_found(app: &App, principal: &Principal, kind: ObjectKind, id: &str, code: &'static str) -> AppError {
+    let (ws, id_owned, actor, now) = (
+        principal.workspace_id().to_owned(),
+        id.to_owned(),
+        principal.actor(),
+        app.store.now(),
+    );
+    let recorded = app
+        .store
+        .db
+        .write(move |c| {
+            let owner = objects::owner_workspace(c, kind, &id_owned)?;
+            if owner.as_deref().is_some_and(|o| o != ws) {
+                let change = Change {
+                    action: "access.cross_workspace_denied",
+                    object_kind: kind.as_str(),
+                    object_id: Some(&id_owned),
+                    before: None,
+                    after: None,
+                };
+                audit::record(c, &ws, &actor, &change, now)?;
+                tracing::warn!(workspace_id = %ws, object_id = %id_owned, "cross-workspace access denied");
+            }
+            Ok::<_, sb_store::StoreError>(())
+        })
+        .await;
+    if let Err(e) = recorded {
+        tracing::error!(error = %e, "could not audit a denied access");
+    }
+    AppError::not_found(
+        code,
+        format!("no {} with id {id} in this workspace", kind.as_str().replace('_', " ")),
+    )
+}
