@@ -4,10 +4,36 @@
 use sb_store::audit::{self, Change};
 use sb_store::objects::{self, ObjectKind};
 
-use crate::error::AppError;
+use crate::error::{AppError, AppResult};
 use crate::{App, Principal};
 
 pub async fn not_found(app: &App, principal: &Principal, kind: ObjectKind, id: &str, code: &'static str) -> AppError {
+    record_if_foreign(app, principal, kind, id).await;
+    AppError::not_found(
+        code,
+        format!("no {} with id {id} in this workspace", kind.as_str().replace('_', " ")),
+    )
+}
+
+/// A use case's answer for `id`, with the attempt audited when it was a 404 for another
+/// workspace's object (for use cases whose 404 comes from deeper down).
+pub async fn audited<T>(
+    app: &App,
+    principal: &Principal,
+    kind: ObjectKind,
+    id: &str,
+    result: AppResult<T>,
+) -> AppResult<T> {
+    if let Err(e) = &result
+        && e.status == http::StatusCode::NOT_FOUND
+    {
+        record_if_foreign(app, principal, kind, id).await;
+    }
+    result
+}
+
+/// Writes `access.cross_workspace_denied` when `id` is another workspace's object.
+async fn record_if_foreign(app: &App, principal: &Principal, kind: ObjectKind, id: &str) {
     let (ws, id_owned, actor, now) = (
         principal.workspace_id().to_owned(),
         id.to_owned(),
@@ -36,8 +62,4 @@ pub async fn not_found(app: &App, principal: &Principal, kind: ObjectKind, id: &
     if let Err(e) = recorded {
         tracing::error!(error = %e, "could not audit a denied access");
     }
-    AppError::not_found(
-        code,
-        format!("no {} with id {id} in this workspace", kind.as_str().replace('_', " ")),
-    )
 }

@@ -201,14 +201,40 @@ pub fn cross_origin_refused() -> AppError {
     AppError::forbidden("cross-origin request with a session cookie refused").with_code("csrf_rejected")
 }
 
-/// Whether a request carrying a session cookie comes from our own origin (browsers send `Origin`
-/// on cross-site requests). Every cookie-authenticated write, and sign-in, must pass this.
-pub fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return true; // not a browser cross-site request (browsers send Origin on those)
+/// Whether a request carrying a session cookie comes from our own pages. Every
+/// cookie-authenticated write, and sign-in, must pass this. A browser says where a request
+/// comes from in `Origin` (every cross-site POST), `Sec-Fetch-Site` and `Referer`; each one
+/// present must name this server, scheme included: our public URL's origin, or the `Host` the
+/// request was sent to under our public URL's scheme. A request with none of the three is not
+/// a browser's cross-site request.
+pub fn same_origin(headers: &HeaderMap, public_url: &str) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let ours = origin_of(public_url);
+    let scheme = public_url.split_once("://").map_or("http", |(s, _)| s);
+    let host = header("host").unwrap_or("");
+    let is_ours = |origin: &str| {
+        origin.eq_ignore_ascii_case(ours)
+            || (!host.is_empty() && origin.eq_ignore_ascii_case(&format!("{scheme}://{host}")))
     };
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
-    origin.split_once("://").map(|(_, rest)| rest) == Some(host)
+    if let Some(site) = header("sec-fetch-site")
+        && !matches!(site, "same-origin" | "none")
+    {
+        return false;
+    }
+    if let Some(origin) = header(header::ORIGIN.as_str()) {
+        return is_ours(origin);
+    }
+    match header(header::REFERER.as_str()) {
+        Some(referer) => is_ours(origin_of(referer)),
+        None => true,
+    }
+}
+
+/// `scheme://host[:port]` of a URL.
+fn origin_of(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let end = url[after_scheme..].find('/').map_or(url.len(), |i| after_scheme + i);
+    &url[..end]
 }
 
 /// The caller and their workspace.
@@ -220,4 +246,46 @@ pub async fn me(app: &App, principal: &Principal) -> AppResult<workspaces::Works
         .read(move |c| workspaces::get(c, &ws))
         .await?
         .ok_or_else(|| AppError::internal("user without workspace"))
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderMap;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("host", "shop.example:8080".parse().unwrap());
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn only_our_own_pages_write_with_a_session_cookie() {
+        let ours = "https://shop.example:8080";
+        let ok = |pairs: &[(&'static str, &str)]| super::same_origin(&headers(pairs), ours);
+        assert!(ok(&[]), "no browser headers: not a cross-site request");
+        assert!(ok(&[("origin", "https://shop.example:8080")]));
+        assert!(ok(&[
+            ("sec-fetch-site", "same-origin"),
+            ("origin", "https://shop.example:8080")
+        ]));
+        assert!(ok(&[("referer", "https://shop.example:8080/app/inbox")]));
+        assert!(!ok(&[("origin", "https://evil.example")]));
+        assert!(!ok(&[("origin", "http://shop.example:8080")]), "the scheme counts");
+        assert!(
+            !ok(&[("referer", "https://evil.example/page")]),
+            "a cross-site Referer without Origin"
+        );
+        assert!(
+            !ok(&[("sec-fetch-site", "cross-site")]),
+            "Sec-Fetch-Site without Origin"
+        );
+        assert!(
+            !ok(&[("sec-fetch-site", "same-site")]),
+            "a sibling subdomain is another origin"
+        );
+        assert!(!ok(&[("origin", "null")]));
+    }
 }

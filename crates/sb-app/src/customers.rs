@@ -39,9 +39,28 @@ fn profile_json(c: &mut dyn sb_store::Conn, ws: &str, id: &str) -> Result<serde_
     Ok(serde_json::json!({ "customer_id": id, "identities": identities }))
 }
 
+/// [`merge_into_unaudited`], with a 404 for another workspace's customer audited.
+pub async fn merge_into(app: &App, principal: &Principal, id: String, body: MergeRequest) -> AppResult<merges::Merge> {
+    let audit_id = id.clone();
+    let result = merge_into_unaudited(app, principal, id, body).await;
+    crate::access::audited(
+        app,
+        principal,
+        sb_store::objects::ObjectKind::Customer,
+        &audit_id,
+        result,
+    )
+    .await
+}
+
 /// Merges `body.source_customer_id` into customer `id` as `principal` (the JSON route and the
 /// web app's customer panel).
-pub async fn merge_into(app: &App, principal: &Principal, id: String, body: MergeRequest) -> AppResult<merges::Merge> {
+async fn merge_into_unaudited(
+    app: &App,
+    principal: &Principal,
+    id: String,
+    body: MergeRequest,
+) -> AppResult<merges::Merge> {
     principal.require(Permission::ReplyConversations)?;
     let (ws, target, source, actor, now) = (
         principal.workspace_id().to_owned(),
@@ -97,8 +116,15 @@ pub async fn merge_into(app: &App, principal: &Principal, id: String, body: Merg
     }
 }
 
-/// Undoes merge `id` as `principal` (the JSON route and the web app's customer panel).
+/// [`undo_merge_as_unaudited`], with a 404 for another workspace's merge audited.
 pub async fn undo_merge_as(app: &App, principal: &Principal, id: String) -> AppResult<merges::Merge> {
+    let audit_id = id.clone();
+    let result = undo_merge_as_unaudited(app, principal, id).await;
+    crate::access::audited(app, principal, sb_store::objects::ObjectKind::Merge, &audit_id, result).await
+}
+
+/// Undoes merge `id` as `principal` (the JSON route and the web app's customer panel).
+async fn undo_merge_as_unaudited(app: &App, principal: &Principal, id: String) -> AppResult<merges::Merge> {
     principal.require(Permission::ReplyConversations)?;
     let (ws, mid, actor, now) = (
         principal.workspace_id().to_owned(),

@@ -233,13 +233,29 @@ pub async fn lookup(app: &App, principal: &Principal, q: LookupQuery) -> AppResu
             format!("no identifier kind `{}`", q.kind),
         ));
     }
-    let ws = principal.workspace_id().to_owned();
+    let (ws, actor, now) = (principal.workspace_id().to_owned(), principal.actor(), app.now());
     let scope = q.scope.unwrap_or_default();
-    let found = app
-        .store
-        .db
-        .read(move |c| profiles::lookup(c, &ws, &q.kind, &scope, &q.value))
-        .await?;
+    let (w, k, sc, v) = (ws.clone(), q.kind.clone(), scope.clone(), q.value.clone());
+    let found = app.store.db.read(move |c| profiles::lookup(c, &w, &k, &sc, &v)).await?;
+    if found.is_none() {
+        // Looking up another workspace's customer by identifier is audited like an id.
+        app.store
+            .db
+            .write(move |c| {
+                if profiles::held_elsewhere(c, &ws, &q.kind, &scope, &q.value)? {
+                    let change = Change {
+                        action: "access.cross_workspace_denied",
+                        object_kind: "identifier",
+                        object_id: Some(&q.kind),
+                        before: None,
+                        after: None,
+                    };
+                    audit::record(c, &ws, &actor, &change, now)?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await?;
+    }
     match found {
         Some(id) => profile_or_404(app, principal, id).await,
         None => Err(AppError::not_found("profile_not_found", "nobody holds that identifier")),

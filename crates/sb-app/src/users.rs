@@ -151,6 +151,11 @@ pub async fn update_user(app: &App, principal: &Principal, id: String, body: Upd
             }
             if let Some(disabled) = body.disabled {
                 users::set_disabled(c, &ws, &uid, disabled, now)?;
+                if disabled {
+                    // Disabling ends what the user had open: re-enabling must not bring it back.
+                    sb_store::sessions::delete_for_user(c, &ws, &uid)?;
+                    sb_store::tokens::revoke_for_user(c, &ws, &uid, now)?;
+                }
             }
             let after = users::get(c, &ws, &uid)?.ok_or(sb_store::StoreError::NotFound("user"))?;
             let change = Change {

@@ -344,6 +344,11 @@ pub trait Channel: Send + Sync + 'static {
     fn policy(&self) -> Policy;
     /// The identity kind that addresses a customer on this channel.
     fn address_kind(&self) -> &'static str;
+    /// Whether providers deliver to `/hooks/{channel}/{account}`: the widget has no webhook
+    /// (visitors write to `/widget/v1`), so a request there finds no account.
+    fn takes_webhooks(&self) -> bool {
+        true
+    }
     /// Whether the signature covers a timestamp. Then the same signed bytes twice are a replay
     /// and refused; without one (Meta), they are the provider's retry and acknowledged.
     fn signs_timestamp(&self) -> bool {

@@ -212,6 +212,10 @@ impl Channel for WidgetChannel {
         })
     }
 
+    fn takes_webhooks(&self) -> bool {
+        false
+    }
+
     fn verify(&self, _request: &RawRequest<'_>, _account: &Account, _now_ms: i64) -> Result<Verified, ChannelError> {
         Err(ChannelError::Misconfigured(
             "the widget writes to /widget/v1/messages, not to a webhook".into(),

@@ -21,6 +21,8 @@ pub enum Access {
     WriteKey,
     /// The instance owner: the admin who set up the instance.
     InstanceOwner,
+    /// The configured metrics token (a Prometheus scraper).
+    MetricsToken,
     /// A signed-in user whose role has this permission.
     Needs(Permission),
 }
@@ -35,6 +37,7 @@ impl Access {
             Access::Signature => "provider_signature",
             Access::WriteKey => "write_key",
             Access::InstanceOwner => "instance_owner",
+            Access::MetricsToken => "metrics_token",
             Access::Needs(p) => p.as_str(),
         }
     }
@@ -153,7 +156,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/healthz", Public),
     ("GET", "/hooks/{channel}/{account_id}", Signature),
     ("POST", "/hooks/{channel}/{account_id}", Signature),
-    ("GET", "/metrics", Public),
+    ("GET", "/metrics", MetricsToken),
     ("GET", "/readyz", Public),
     ("GET", "/storefront/v1/{website_token}/availability", Public),
     ("GET", "/storefront/v1/{website_token}/availability/events", Public),

@@ -94,7 +94,9 @@ impl FromRequestParts<AppState> for Principal {
             return Err(ApiError::unauthenticated());
         };
         // Cookies ride along on cross-site requests; a state-changing request must come from our own origin.
-        if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) && !auth::same_origin(&parts.headers) {
+        if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)
+            && !auth::same_origin(&parts.headers, &state.base_url)
+        {
             return Err(auth::cross_origin_refused());
         }
         auth::authenticate_session(&state.app, cookie.value(), origin(parts)).await

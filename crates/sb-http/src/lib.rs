@@ -40,6 +40,8 @@ pub struct HttpConfig {
     /// Set `Secure` on cookies (when served over HTTPS).
     pub secure_cookies: bool,
     pub login_limits: LoginLimits,
+    /// `/metrics` answers only `Authorization: Bearer <this>`; unset, it is off.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -50,6 +52,7 @@ impl Default for HttpConfig {
             session_ttl: Duration::from_secs(12 * 3600),
             secure_cookies: false,
             login_limits: LoginLimits::default(),
+            metrics_token: None,
         }
     }
 }
@@ -139,6 +142,15 @@ impl utoipa::Modify for SecurityAddon {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some("a website visitor's token from POST /widget/v1/sessions"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "metrics_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("the configured metrics_token"))
                     .build(),
             ),
         );

@@ -186,7 +186,7 @@ async fn usable_account(
     account_id: &str,
 ) -> Result<(std::sync::Arc<dyn sb_channels::Channel>, ChannelAccount, String), IngestError> {
     let channel = channels.get(channel_kind).ok_or(IngestError::UnknownAccount)?.clone();
-    if !sb_core::ids::is_id(account_id) {
+    if !channel.takes_webhooks() || !sb_core::ids::is_id(account_id) {
         return Err(IngestError::UnknownAccount);
     }
     let (account, secrets) = intake

@@ -24,7 +24,7 @@ pub struct Cli {
 
 #[derive(Debug, Args, Default)]
 pub struct GlobalArgs {
-    /// TOML configuration file (keys: listen, smtp_listen, data_dir, database_url, nats_url, public_url, demo, max_body_bytes, request_timeout_secs).
+    /// TOML configuration file (keys: listen, smtp_listen, data_dir, database_url, nats_url, public_url, demo, max_body_bytes, request_timeout_secs, metrics_token).
     #[arg(long, env = "SWITCHBOARD_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8080].
@@ -46,6 +46,9 @@ pub struct GlobalArgs {
     /// The URL people and providers reach this server at [default: http://<listen>].
     #[arg(long, env = "SWITCHBOARD_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
+    /// The token a Prometheus scraper sends to read /metrics [default: none: /metrics is off].
+    #[arg(long, env = "SWITCHBOARD_METRICS_TOKEN", global = true)]
+    pub metrics_token: Option<String>,
     /// Do not create the demo workspace on first start.
     #[arg(long, env = "SWITCHBOARD_NO_DEMO", global = true)]
     pub no_demo: bool,
@@ -88,6 +91,7 @@ struct FileConfig {
     demo: Option<bool>,
     max_body_bytes: Option<usize>,
     request_timeout_secs: Option<u64>,
+    metrics_token: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -223,6 +227,16 @@ impl Config {
                 return err("request_timeout_secs must be at least 1");
             }
             http.request_timeout = Duration::from_secs(secs);
+        }
+        http.metrics_token = args
+            .metrics_token
+            .clone()
+            .or(file.metrics_token)
+            .filter(|t| !t.is_empty());
+        if http.metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return err(
+                "metrics_token must be at least 16 characters (set --metrics-token or SWITCHBOARD_METRICS_TOKEN)",
+            );
         }
         http.secure_cookies = public_url.as_deref().is_some_and(|u| u.starts_with("https://"));
         let demo = !args.no_demo && file.demo.unwrap_or(true);

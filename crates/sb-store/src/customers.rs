@@ -72,6 +72,23 @@ pub fn find_identity_owner(c: &mut dyn Conn, ws: &str, kind: &str, scope: &str, 
     })
 }
 
+/// Whether another workspace than `ws` holds this identifier (one unique-index probe per
+/// workspace): an audit of look-ups that reach for another workspace's customer.
+pub fn identity_held_elsewhere(c: &mut dyn Conn, ws: &str, kind: &str, scope: &str, value: &str) -> Result<bool> {
+    Ok(c.query_opt(
+        &Stmt::new(
+            "SELECT i.workspace_id FROM workspaces w
+                 JOIN identities i ON i.workspace_id = w.id AND i.kind = :kind AND i.scope = :scope AND i.value = :value
+                 WHERE w.id <> :ws LIMIT 1",
+        )
+        .bind("ws", ws)
+        .bind("kind", kind)
+        .bind("scope", scope)
+        .bind("value", value),
+    )?
+    .is_some())
+}
+
 /// The customer holding a *verified* identifier (claims typed in by a visitor do not count).
 pub fn find_verified_owner(c: &mut dyn Conn, ws: &str, kind: &str, scope: &str, value: &str) -> Result<Option<String>> {
     Ok(

@@ -285,6 +285,14 @@ pub fn lookup(c: &mut dyn Conn, ws: &str, kind: &str, scope: &str, raw: &str) ->
     crate::customers::find_identity_owner(c, ws, kind, scope, &value)
 }
 
+/// Whether an identifier that `ws` does not hold is another workspace's.
+pub fn held_elsewhere(c: &mut dyn Conn, ws: &str, kind: &str, scope: &str, raw: &str) -> Result<bool> {
+    match identity::normalise(kind, raw) {
+        Ok(value) => crate::customers::identity_held_elsewhere(c, ws, kind, scope, &value),
+        Err(_) => Ok(false),
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct LoyaltyMember {
     pub customer_id: String,

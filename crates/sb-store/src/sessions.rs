@@ -41,3 +41,12 @@ pub fn delete(c: &mut dyn Conn, secret_digest: &str) -> Result<bool> {
 pub fn delete_expired(c: &mut dyn Conn, now: i64) -> Result<u64> {
     Ok(c.execute(&Stmt::new("DELETE FROM sessions WHERE expires_at <= :now").bind("now", now))?)
 }
+
+/// Ends every session of a user (when the user is disabled); returns how many ended.
+pub fn delete_for_user(c: &mut dyn Conn, workspace_id: &str, user_id: &str) -> Result<u64> {
+    Ok(c.execute(
+        &Stmt::new("DELETE FROM sessions WHERE workspace_id = :ws AND user_id = :user")
+            .bind("ws", workspace_id)
+            .bind("user", user_id),
+    )?)
+}

@@ -117,3 +117,16 @@ pub fn revoke(c: &mut dyn Conn, workspace_id: &str, id: &str, now: i64) -> Resul
         .bind("id", id),
     )? == 1)
 }
+
+/// Revokes every live token of a user (when the user is disabled); returns how many.
+pub fn revoke_for_user(c: &mut dyn Conn, workspace_id: &str, user_id: &str, now: i64) -> Result<u64> {
+    Ok(c.execute(
+        &Stmt::new(
+            "UPDATE api_tokens SET revoked_at = :now
+             WHERE workspace_id = :ws AND user_id = :user AND revoked_at IS NULL",
+        )
+        .bind("now", now)
+        .bind("ws", workspace_id)
+        .bind("user", user_id),
+    )?)
+}

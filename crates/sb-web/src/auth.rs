@@ -46,7 +46,7 @@ pub struct LoginForm {
 
 pub async fn login(State(state): State<App>, parts: Parts, jar: CookieJar, Form(form): Form<LoginForm>) -> Response {
     // Login CSRF: only our own pages may sign someone in.
-    if !auth::same_origin(&parts.headers) {
+    if !auth::same_origin(&parts.headers, &state.base_url) {
         return WebError::from(sb_app::AppError::forbidden("cross-origin sign-in refused").with_code("csrf_rejected"))
             .into_response();
     }

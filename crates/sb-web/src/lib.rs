@@ -68,4 +68,5 @@ where
         .route("/shop", get(shop::only_storefront))
         .route("/shop/{website_token}", get(shop::storefront))
         .route("/shop/{website_token}/availability", get(shop::availability))
+        .layer(axum::middleware::from_fn(web::security_headers))
 }

@@ -34,7 +34,7 @@ where
             return Err(to_login(htmx));
         };
         let write = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-        if write && !auth::same_origin(&parts.headers) {
+        if write && !auth::same_origin(&parts.headers, &app.base_url) {
             return Err(WebError::from(auth::cross_origin_refused())
                 .with_htmx(htmx)
                 .into_response());
@@ -246,4 +246,23 @@ pub fn after_post(headers: &HeaderMap, fragment: impl IntoResponse, back: &str) 
 /// Any other `/app/…` address: a page, not the API's JSON 404.
 pub async fn not_found() -> WebError {
     AppError::not_found("page_not_found", "there is no such page").into()
+}
+
+/// What the agents' pages may load: only this server's scripts, styles (htmx adds an inline
+/// indicator style), images and connections, and no page may frame them. The demo shop, which
+/// loads the chat widget, is only kept out of frames.
+const APP_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+    img-src 'self' data: blob:; connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; \
+    form-action 'self'; frame-ancestors 'none'";
+
+pub async fn security_headers(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let app = request.uri().path().starts_with("/app");
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+    let csp = if app { APP_CSP } else { "frame-ancestors 'none'" };
+    h.insert("content-security-policy", HeaderValue::from_static(csp));
+    response
 }

@@ -138,8 +138,20 @@ pub struct SetLine {
     /// The quantity wanted (0 removes the line).
     pub quantity: i64,
 }
-/// Sets how many of a variant the cart holds.
+/// [`set_cart_line_unaudited`], with a 404 for another workspace's cart audited.
 pub async fn set_cart_line(
+    app: &App,
+    principal: &Principal,
+    (id, sku): (String, String),
+    body: SetLine,
+) -> AppResult<serde_json::Value> {
+    let audit_id = id.clone();
+    let result = set_cart_line_unaudited(app, principal, (id, sku), body).await;
+    crate::access::audited(app, principal, sb_store::objects::ObjectKind::Cart, &audit_id, result).await
+}
+
+/// Sets how many of a variant the cart holds.
+async fn set_cart_line_unaudited(
     app: &App,
     principal: &Principal,
     (id, sku): (String, String),
@@ -203,9 +215,21 @@ pub async fn set_cart_line(
 pub struct AssignCart {
     pub customer_id: String,
 }
+/// [`assign_cart_unaudited`], with a 404 for another workspace's cart audited.
+pub async fn assign_cart(
+    app: &App,
+    principal: &Principal,
+    id: String,
+    body: AssignCart,
+) -> AppResult<serde_json::Value> {
+    let audit_id = id.clone();
+    let result = assign_cart_unaudited(app, principal, id, body).await;
+    crate::access::audited(app, principal, sb_store::objects::ObjectKind::Cart, &audit_id, result).await
+}
+
 /// The shopper signed in: the guest cart becomes the customer's, or merges into the cart they
 /// already have (the same variant's quantities add up). Returns the customer's cart.
-pub async fn assign_cart(
+async fn assign_cart_unaudited(
     app: &App,
     principal: &Principal,
     id: String,
@@ -249,11 +273,23 @@ pub struct StartCheckout {
     /// How long the stock is held for this checkout (default 600 s, at most an hour).
     pub hold_seconds: Option<i64>,
 }
+/// [`start_checkout_unaudited`], with a 404 for another workspace's cart audited.
+pub async fn start_checkout(
+    app: &App,
+    principal: &Principal,
+    id: String,
+    body: StartCheckout,
+) -> AppResult<serde_json::Value> {
+    let audit_id = id.clone();
+    let result = start_checkout_unaudited(app, principal, id, body).await;
+    crate::access::audited(app, principal, sb_store::objects::ObjectKind::Cart, &audit_id, result).await
+}
+
 /// Starts the checkout: the cart's stock is held at the fulfilling locations (several when a
 /// shipment is split; the senders too for a pickup sourced by transfer) until the order
 /// is placed (the holds are committed) or the time runs out (the sweeper gives it back).
 /// Starting again while the holds are valid returns them.
-pub async fn start_checkout(
+async fn start_checkout_unaudited(
     app: &App,
     principal: &Principal,
     id: String,
@@ -317,8 +353,15 @@ pub async fn start_checkout(
     }))
 }
 
-/// A cart, prices and stock checked now.
+/// [`get_cart_unaudited`], with a 404 for another workspace's cart audited.
 pub async fn get_cart(app: &App, principal: &Principal, id: String) -> AppResult<serde_json::Value> {
+    let audit_id = id.clone();
+    let result = get_cart_unaudited(app, principal, id).await;
+    crate::access::audited(app, principal, sb_store::objects::ObjectKind::Cart, &audit_id, result).await
+}
+
+/// A cart, prices and stock checked now.
+async fn get_cart_unaudited(app: &App, principal: &Principal, id: String) -> AppResult<serde_json::Value> {
     read_cart(app, principal, id, sb_store::carts::get).await
 }
 

@@ -102,8 +102,26 @@ pub async fn create_reservation(
     app.live.publish(&events).await;
     Ok(reservation)
 }
-/// Commits (to an order) or releases a hold; doing the same again changes nothing.
+/// [`resolve_reservation_unaudited`], with a 404 for another workspace's reservation audited.
 pub async fn resolve_reservation(
+    app: &App,
+    principal: &Principal,
+    (id, action): (String, String),
+) -> AppResult<inventory::Reservation> {
+    let audit_id = id.clone();
+    let result = resolve_reservation_unaudited(app, principal, (id, action)).await;
+    crate::access::audited(
+        app,
+        principal,
+        sb_store::objects::ObjectKind::Reservation,
+        &audit_id,
+        result,
+    )
+    .await
+}
+
+/// Commits (to an order) or releases a hold; doing the same again changes nothing.
+async fn resolve_reservation_unaudited(
     app: &App,
     principal: &Principal,
     (id, action): (String, String),

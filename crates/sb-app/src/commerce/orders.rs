@@ -33,10 +33,22 @@ pub struct OrderActionBody {
     pub reason: Option<String>,
 }
 
+/// [`order_step_unaudited`], with a 404 for another workspace's order audited.
+pub async fn order_step(
+    app: &App,
+    principal: &Principal,
+    id: &str,
+    action: &str,
+    body: OrderActionBody,
+) -> AppResult<(sb_store::orders::Order, Vec<sb_store::orders::OrderLine>)> {
+    let result = order_step_unaudited(app, principal, id, action, body).await;
+    crate::access::audited(app, principal, sb_store::objects::ObjectKind::Order, id, result).await
+}
+
 /// A store or warehouse step on an order: `ready` (a pickup code and deadline, the customer
 /// told on the channel they last used), `pickup` (with the code), `ship` or `cancel`.
 /// Idempotent; availability changes and the notice are pushed live.
-pub async fn order_step(
+async fn order_step_unaudited(
     app: &App,
     principal: &Principal,
     id: &str,
@@ -117,10 +129,21 @@ pub struct ReturnLineBody {
     pub disposition: String,
 }
 
+/// [`take_return_unaudited`], with a 404 for another workspace's order audited.
+pub async fn take_return(
+    app: &App,
+    principal: &Principal,
+    id: &str,
+    body: ReceiveReturn,
+) -> AppResult<(sb_store::returns::Return, Vec<sb_store::returns::ReturnLine>)> {
+    let result = take_return_unaudited(app, principal, id, body).await;
+    crate::access::audited(app, principal, sb_store::objects::ObjectKind::Order, id, result).await
+}
+
 /// Takes a return of an order at a location that accepts returns: each line restocked there,
 /// set aside as damaged or not restocked, the refund recorded; the same key again returns the
 /// first result. Availability changes are pushed live.
-pub async fn take_return(
+async fn take_return_unaudited(
     app: &App,
     principal: &Principal,
     id: &str,
@@ -257,8 +280,15 @@ pub async fn place_order(app: &App, principal: &Principal, body: PlaceOrder) -> 
     app.live.publish(&events).await;
     Ok(view)
 }
-/// An order with its lines, fulfilments and transfers.
+/// [`get_order_unaudited`], with a 404 for another workspace's order audited.
 pub async fn get_order(app: &App, principal: &Principal, id: String) -> AppResult<serde_json::Value> {
+    let audit_id = id.clone();
+    let result = get_order_unaudited(app, principal, id).await;
+    crate::access::audited(app, principal, sb_store::objects::ObjectKind::Order, &audit_id, result).await
+}
+
+/// An order with its lines, fulfilments and transfers.
+async fn get_order_unaudited(app: &App, principal: &Principal, id: String) -> AppResult<serde_json::Value> {
     principal.require(Permission::ReadOrders)?;
     let ws = principal.workspace_id().to_owned();
     show_order(app, ws, id).await
@@ -275,9 +305,20 @@ async fn show_order(app: &App, ws: String, id: String) -> AppResult<serde_json::
         .map_err(order_error)?
         .ok_or_else(|| AppError::not_found("not_found", "order not found"))
 }
+/// [`ship_fulfillment_unaudited`], with a 404 for another workspace's order audited.
+pub async fn ship_fulfillment(
+    app: &App,
+    principal: &Principal,
+    (id, fulfillment_id): (String, String),
+) -> AppResult<serde_json::Value> {
+    let audit_id = id.clone();
+    let result = ship_fulfillment_unaudited(app, principal, (id, fulfillment_id)).await;
+    crate::access::audited(app, principal, sb_store::objects::ObjectKind::Order, &audit_id, result).await
+}
+
 /// Ships one fulfilment of a (possibly split) ship order from its location; the order is
 /// `shipped` once all of its fulfilments are. Again: unchanged.
-pub async fn ship_fulfillment(
+async fn ship_fulfillment_unaudited(
     app: &App,
     principal: &Principal,
     (id, fulfillment_id): (String, String),

@@ -37,9 +37,21 @@ pub struct TransferActionBody {
     pub lost: Vec<TransferLineBody>,
 }
 
+/// [`transfer_step_unaudited`], with a 404 for another workspace's transfer audited.
+pub async fn transfer_step(
+    app: &App,
+    principal: &Principal,
+    id: &str,
+    action: &str,
+    body: TransferActionBody,
+) -> AppResult<serde_json::Value> {
+    let result = transfer_step_unaudited(app, principal, id, action, body).await;
+    crate::access::audited(app, principal, sb_store::objects::ObjectKind::Transfer, id, result).await
+}
+
 /// Receives or cancels a transfer (the API's and the store page's use case): idempotent,
 /// audited, availability changes pushed live. Returns the transfer with its lines.
-pub async fn transfer_step(
+async fn transfer_step_unaudited(
     app: &App,
     principal: &Principal,
     id: &str,
@@ -219,8 +231,22 @@ pub async fn list_transfers(app: &App, principal: &Principal, q: TransferQuery) 
         .map_err(order_error)?;
     Ok(serde_json::json!({ "items": items, "next_cursor": next }))
 }
-/// One transfer with its lines.
+/// [`get_transfer_unaudited`], with a 404 for another workspace's transfer audited.
 pub async fn get_transfer(app: &App, principal: &Principal, id: String) -> AppResult<serde_json::Value> {
+    let audit_id = id.clone();
+    let result = get_transfer_unaudited(app, principal, id).await;
+    crate::access::audited(
+        app,
+        principal,
+        sb_store::objects::ObjectKind::Transfer,
+        &audit_id,
+        result,
+    )
+    .await
+}
+
+/// One transfer with its lines.
+async fn get_transfer_unaudited(app: &App, principal: &Principal, id: String) -> AppResult<serde_json::Value> {
     principal.require(Permission::ReadInventory)?;
     let ws = principal.workspace_id().to_owned();
     app.store

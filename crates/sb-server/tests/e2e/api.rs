@@ -20,11 +20,11 @@ async fn health_readiness_metrics_and_openapi_document() {
         resp.headers().contains_key("x-request-id"),
         "every response carries a request id"
     );
-    let (_, metrics) = s.call(Method::GET, "/metrics", None, None).await;
-    assert!(
-        metrics
-            .as_str()
-            .is_some_and(|m| m.contains("switchboard_http_requests_total"))
+    // /metrics is off without a metrics token (see `metrics_need_the_configured_token`).
+    let (status, off) = s.call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(
+        (status, crate::harness::code(&off)),
+        (StatusCode::NOT_FOUND, "metrics_disabled")
     );
     let (status, doc) = s.call(Method::GET, "/api/openapi.json", None, None).await;
     assert_eq!(status, StatusCode::OK);
@@ -45,6 +45,31 @@ async fn health_readiness_metrics_and_openapi_document() {
     ] {
         assert!(doc["paths"].get(path).is_some(), "OpenAPI documents {path}");
     }
+    s.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn metrics_need_the_configured_token() {
+    let s = TestServer::start_with(|c| c.http.metrics_token = Some("scrape-me-please-0123".into())).await;
+    let (status, refused) = s.call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(
+        (status, crate::harness::code(&refused)),
+        (StatusCode::UNAUTHORIZED, "invalid_metrics_token")
+    );
+    let (status, _) = s.get("/metrics", &s.admin_token).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a user's API token is not the metrics token"
+    );
+    let (status, metrics) = s.get("/metrics", "scrape-me-please-0123").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        metrics
+            .as_str()
+            .is_some_and(|m| m.contains("switchboard_http_requests_total")),
+        "{metrics}"
+    );
     s.server.shutdown().await;
 }
 
@@ -516,6 +541,55 @@ async fn user_changes_are_audited_with_before_and_after_and_disabling_locks_out(
         StatusCode::UNAUTHORIZED,
         "a disabled user's tokens stop working"
     );
+    s.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn disabling_a_user_ends_their_sessions_and_tokens_for_good() {
+    let s = TestServer::start().await;
+    let (email, password) = s.demo_user("store_staff");
+    let token = s.token_for(&email, &password).await;
+    let login = s
+        .client
+        .post(format!("{}/api/v1/auth/login", s.base))
+        .json(&json!({ "email": email, "password": password }))
+        .send()
+        .await
+        .expect("login");
+    let cookie = crate::harness::session_cookie(&login).expect("session");
+    let (_, me) = s.get("/api/v1/me", &token).await;
+    let id = me["user"]["id"].as_str().expect("id").to_owned();
+    let by_cookie = || {
+        s.client
+            .get(format!("{}/api/v1/me", s.base))
+            .header("cookie", cookie.clone())
+            .send()
+    };
+    assert_eq!(by_cookie().await.expect("me").status(), StatusCode::OK);
+    for disabled in [true, false] {
+        let (status, _) = s
+            .call(
+                Method::PATCH,
+                &format!("/api/v1/users/{id}"),
+                Some(&s.admin_token),
+                Some(json!({ "disabled": disabled })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    // Enabled again: what was open before the disabling stays ended; signing in again works.
+    assert_eq!(
+        s.get("/api/v1/me", &token).await.0,
+        StatusCode::UNAUTHORIZED,
+        "the old token"
+    );
+    assert_eq!(
+        by_cookie().await.expect("me").status(),
+        StatusCode::UNAUTHORIZED,
+        "the old session"
+    );
+    let fresh = s.token_for(&email, &password).await;
+    assert_eq!(s.get("/api/v1/me", &fresh).await.0, StatusCode::OK);
     s.server.shutdown().await;
 }
 

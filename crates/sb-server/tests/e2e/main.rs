@@ -7,6 +7,7 @@ mod canned;
 mod cdp;
 mod commerce;
 mod email;
+mod hardening;
 mod harness;
 mod inbox;
 mod messenger;

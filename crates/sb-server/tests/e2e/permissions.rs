@@ -25,10 +25,10 @@ struct Caller {
 }
 
 /// Ids of this workspace's objects, by what the path names them.
-struct Fixture {
-    ids: BTreeMap<&'static str, String>,
-    sku: String,
-    website_token: String,
+pub(crate) struct Fixture {
+    pub ids: BTreeMap<&'static str, String>,
+    pub sku: String,
+    pub website_token: String,
 }
 
 impl Fixture {
@@ -200,7 +200,7 @@ async fn sign_in(s: &TestServer, email: &str, password: &str) -> (String, String
     (cookie, s.token_for(email, password).await)
 }
 
-async fn fixture(s: &TestServer) -> Fixture {
+pub(crate) async fn fixture(s: &TestServer) -> Fixture {
     let mut ids = BTreeMap::new();
     let r = Receiver::start().await;
     let customer = crate::commerce::customer_with_a_channel(s, &r).await;
@@ -391,7 +391,15 @@ async fn every_route_and_page_answers_each_role_as_the_matrix_says() {
             // Public, the session, a visitor's token, a provider's signature or a write key: no
             // role of ours is involved. They are listed, and checked by their own tests.
             assert!(
-                ["public", "session", "visitor_token", "provider_signature", "write_key"].contains(&access),
+                [
+                    "public",
+                    "session",
+                    "visitor_token",
+                    "provider_signature",
+                    "write_key",
+                    "metrics_token"
+                ]
+                .contains(&access),
                 "{method} {template}: unknown access {access}"
             );
             continue;

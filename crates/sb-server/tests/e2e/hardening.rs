@@ -1,0 +1,220 @@
+//! The defects a hostile test found, each proven fixed: cross-workspace attempts audited on
+//! every kind of object, the widget's non-webhook, cookie writes from other sites, the web
+//! app's security headers.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::harness::{TestServer, code, session_cookie};
+
+/// Another workspace with an admin; returns that admin's API token.
+async fn other_workspace_admin(s: &TestServer) -> String {
+    let (status, body) = s
+        .post(
+            "/api/v1/workspaces",
+            &s.admin_token,
+            json!({"name": "Elsewhere", "admin_email": "boss@elsewhere.example", "admin_name": "Boss",
+                   "admin_password": "a long password 123"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    s.token_for("boss@elsewhere.example", "a long password 123").await
+}
+
+#[tokio::test]
+async fn every_kind_of_object_reached_from_another_workspace_is_audited() {
+    let s = TestServer::start().await;
+    let fixture = crate::permissions::fixture(&s).await;
+    let madrid = crate::commerce::location_id(&s, "MAD-CENTRO").await;
+    let (status, held) = s
+        .post(
+            "/api/v1/inventory/reservations",
+            &s.admin_token,
+            json!({"idempotency_key": "audit-r", "sku": fixture.sku, "location_id": madrid, "quantity": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{held}");
+    let reservation = held["id"].as_str().expect("reservation").to_owned();
+    // A merge of two of this workspace's customers.
+    let r = crate::harness::Receiver::start().await;
+    let shop = s.api_account("second app", &r.url).await;
+    let hello =
+        json!({"type": "message", "id": "m-b", "from": {"id": "u-bea", "email": "bea@example.com"}, "text": "hi"});
+    assert_eq!(s.deliver(&shop, &hello).await.0, StatusCode::OK);
+    let found = s
+        .until("/api/v1/customers?q=bea%40example.com", |b| {
+            b["items"].as_array().is_some_and(|a| a.len() == 1)
+        })
+        .await;
+    let bea = found["items"][0]["id"].as_str().expect("bea").to_owned();
+    let customer = fixture.ids["customer"].clone();
+    let (status, merged) = s
+        .post(
+            &format!("/api/v1/customers/{customer}/merge"),
+            &s.admin_token,
+            json!({"source_customer_id": bea}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{merged}");
+    let merge = merged["id"].as_str().expect("merge").to_owned();
+
+    let boss = other_workspace_admin(&s).await;
+    let (cart, order, transfer, attachment) = (
+        &fixture.ids["cart"],
+        &fixture.ids["order"],
+        &fixture.ids["transfer"],
+        &fixture.ids["attachment"],
+    );
+    let attempts: Vec<(Method, String, Option<Value>, &str)> = vec![
+        (Method::GET, format!("/api/v1/carts/{cart}"), None, "cart"),
+        (
+            Method::PUT,
+            format!("/api/v1/carts/{cart}/lines/{}", fixture.sku),
+            Some(json!({"quantity": 1})),
+            "cart",
+        ),
+        (Method::GET, format!("/api/v1/orders/{order}"), None, "order"),
+        (
+            Method::POST,
+            format!("/api/v1/orders/{order}/cancel"),
+            Some(json!({})),
+            "order",
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/orders/{order}/fulfillments/{order}/ship"),
+            None,
+            "order",
+        ),
+        (Method::GET, format!("/api/v1/transfers/{transfer}"), None, "transfer"),
+        (
+            Method::POST,
+            format!("/api/v1/inventory/reservations/{reservation}/release"),
+            None,
+            "reservation",
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/attachments/{attachment}"),
+            None,
+            "attachment",
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/customer-merges/{merge}/undo"),
+            None,
+            "merge",
+        ),
+        (
+            Method::GET,
+            "/api/v1/profiles/lookup?kind=email&value=ana%40example.com".to_owned(),
+            None,
+            "identifier",
+        ),
+    ];
+    for (method, path, body, kind) in &attempts {
+        let (status, answer) = s.call(method.clone(), path, Some(&boss), body.clone()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {answer}");
+        let (_, audit) = s.get("/api/v1/audit?action=access.cross_workspace_denied", &boss).await;
+        assert!(
+            audit["items"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|e| e["object_kind"] == *kind)),
+            "{method} {path}: no `{kind}` entry in {audit}"
+        );
+    }
+    // Nothing of the other workspace changed: the order is still placed, the merge in force.
+    let (_, still) = s.get(&format!("/api/v1/orders/{order}"), &s.admin_token).await;
+    assert_eq!(still["order"]["status"], "placed", "{still}");
+}
+
+#[tokio::test]
+async fn a_webhook_to_the_website_widget_finds_no_account() {
+    let s = TestServer::start().await;
+    let fixture = crate::permissions::fixture(&s).await;
+    for token in [fixture.website_token.as_str(), "not-an-id"] {
+        let (status, body) = s
+            .raw_post(&format!("{}/hooks/widget/{token}", s.base), vec![], b"{}".to_vec())
+            .await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::NOT_FOUND, "channel_account_not_found"),
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn cookie_writes_from_another_site_are_refused_whatever_header_says_so() {
+    let s = TestServer::start().await;
+    let (email, password) = s.demo_user("agent");
+    let login = s
+        .client
+        .post(format!("{}/api/v1/auth/login", s.base))
+        .json(&json!({ "email": email, "password": password }))
+        .send()
+        .await
+        .expect("login");
+    let cookie = session_cookie(&login).expect("session");
+    let http_twin = s.base.replacen("http://", "https://", 1);
+    let write = |headers: Vec<(&'static str, String)>| {
+        let mut req = s
+            .client
+            .post(format!("{}/api/v1/canned-responses", s.base))
+            .header("cookie", cookie.clone())
+            .json(&json!({"short_code": "x1", "content": "hello"}));
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+    for (what, headers) in [
+        (
+            "a cross-site Referer",
+            vec![("referer", "https://evil.example/page".to_owned())],
+        ),
+        (
+            "Sec-Fetch-Site: cross-site",
+            vec![("sec-fetch-site", "cross-site".to_owned())],
+        ),
+        ("another scheme", vec![("origin", http_twin.clone())]),
+        ("another origin", vec![("origin", "https://evil.example".to_owned())]),
+    ] {
+        let resp = write(headers).await.expect("request");
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{what}");
+        let body: Value = resp.json().await.expect("json");
+        assert_eq!(code(&body), "csrf_rejected", "{what}");
+    }
+    let (_, list) = s.get("/api/v1/canned-responses?q=x1", &s.admin_token).await;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(0), "nothing was written");
+    // Our own page's request goes through.
+    let resp = write(vec![
+        ("origin", s.base.clone()),
+        ("sec-fetch-site", "same-origin".to_owned()),
+    ])
+    .await
+    .expect("request");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn the_web_app_cannot_be_framed_and_loads_only_its_own_scripts() {
+    let s = TestServer::start().await;
+    for path in ["/app/login", "/app/inbox", "/shop"] {
+        let resp = s.client.get(format!("{}{path}", s.base)).send().await.expect("page");
+        let h = resp.headers();
+        assert_eq!(
+            h.get("x-frame-options").map(|v| v.as_bytes()),
+            Some(&b"DENY"[..]),
+            "{path}"
+        );
+        let csp = h
+            .get("content-security-policy")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        if path.starts_with("/app") {
+            assert!(csp.contains("script-src 'self'"), "{path}: {csp}");
+        }
+    }
+}
