@@ -16,6 +16,9 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{AppError, AppResult};
+
+/// The longest private note (a reply's limit is its channel's).
+pub const MAX_NOTE_CHARS: usize = 10_000;
 use crate::{App, Principal};
 
 /// The caller's workspace's conversation, or 404 (audited when it is another workspace's).
@@ -98,6 +101,12 @@ pub async fn post_message(
     note: bool,
 ) -> AppResult<messages::Message> {
     principal.require(Permission::ReplyConversations)?;
+    if note && body.text.chars().count() > MAX_NOTE_CHARS {
+        return Err(AppError::unprocessable(
+            "text_too_long",
+            format!("a note holds at most {MAX_NOTE_CHARS} characters"),
+        ));
+    }
     load(app, principal, id).await?;
     let request = ReplyRequest {
         workspace_id: principal.workspace_id().to_owned(),

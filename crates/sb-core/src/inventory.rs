@@ -203,7 +203,26 @@ impl Movement {
     /// The bucket changes, or why the request itself is invalid.
     pub fn deltas(&self) -> Result<Deltas, &'static str> {
         use Bucket::*;
-        let positive = |q: i64| if q > 0 { Ok(q) } else { Err("quantity must be positive") };
+        let positive = |q: i64| {
+            if (1..=MAX_MOVEMENT).contains(&q) {
+                Ok(q)
+            } else {
+                Err("quantity must be between 1 and 1,000,000,000")
+            }
+        };
+        let bounded = |q: i64| (-MAX_MOVEMENT..=MAX_MOVEMENT).contains(&q);
+        match *self {
+            Movement::Adjust { delta } | Movement::SafetyStock { delta } if !bounded(delta) => {
+                return Err("delta must be between −1,000,000,000 and 1,000,000,000");
+            }
+            Movement::Count { counted, expected } if !bounded(counted) || !bounded(expected) => {
+                return Err("counted and expected must be at most 1,000,000,000");
+            }
+            Movement::TransferIn { received, lost } if !bounded(received) || !bounded(lost) => {
+                return Err("received and lost must be at most 1,000,000,000");
+            }
+            _ => {}
+        }
         let d = Deltas::default();
         Ok(match *self {
             Movement::Receive { quantity } => d.with(OnHand, positive(quantity)?),
@@ -263,6 +282,17 @@ impl Movement {
         })
     }
 }
+
+/// The most units one movement may move (a count may state). Balances are sums of movements,
+/// so with this bound no balance comes near the 64-bit limit.
+pub const MAX_MOVEMENT: i64 = 1_000_000_000;
+
+/// The most units of one variant a cart line, order line or return line may hold.
+pub const MAX_LINE_QUANTITY: i64 = 100_000;
+
+/// The highest unit price in minor units (a thousand million in major units). With
+/// `MAX_LINE_QUANTITY` a line total stays below 10^17, and order totals are summed checked.
+pub const MAX_PRICE_MINOR: i64 = 100_000_000_000;
 
 /// What a shopper is told about a location's stock: a level, not a number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -21,11 +21,48 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        let json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json") || v.contains("+json"));
+        if !json {
+            return Err(json_rejection(
+                JsonRejection::MissingJsonContentType(Default::default()),
+            ));
+        }
+        let bytes = bytes::Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the request body is too large",
+                )
+            } else {
+                ApiError::invalid("invalid_body", e.body_text())
+            }
+        })?;
+        // JSON can carry a NUL only escaped; no stored text may hold one.
+        if escapes_nul(&bytes) {
+            return Err(ApiError::unprocessable(
+                "invalid_text",
+                "text may not contain NUL characters (\\u0000)",
+            ));
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
+}
+
+/// Whether a JSON text holds the escape `\u0000` (an escaped backslash followed by `u0000` is
+/// text, not a NUL).
+fn escapes_nul(json: &[u8]) -> bool {
+    memchr::memmem::find_iter(json, b"u0000").any(|at| {
+        let backslashes = json[..at].iter().rev().take_while(|b| **b == b'\\').count();
+        backslashes % 2 == 1
+    })
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
@@ -100,5 +137,16 @@ impl FromRequestParts<AppState> for Principal {
             return Err(auth::cross_origin_refused());
         }
         auth::authenticate_session(&state.app, cookie.value(), origin(parts)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_nul_escape_is_found_and_an_escaped_backslash_is_not_one() {
+        assert!(super::escapes_nul(br#"{"text":"a\u0000b"}"#));
+        assert!(super::escapes_nul(br#"{"text":"\\\u0000"}"#));
+        assert!(!super::escapes_nul(br#"{"text":"\\u0000"}"#));
+        assert!(!super::escapes_nul(br#"{"text":"u0000"}"#));
     }
 }

@@ -761,7 +761,14 @@ pub fn checkout(c: &mut dyn Conn, req: &Checkout<'_>, now: i64) -> Result<Order>
         .map(|(l, _)| l.clone())
         .ok_or_else(|| OrderError::Invalid("the order has nothing to send".into()))?;
     let id = sb_core::new_id();
-    let total: i64 = lines.iter().map(|l| l.current_price_minor * l.quantity).sum();
+    let total = lines
+        .iter()
+        .try_fold(0i64, |sum, l| {
+            l.current_price_minor
+                .checked_mul(l.quantity)
+                .and_then(|t| sum.checked_add(t))
+        })
+        .ok_or_else(|| OrderError::Invalid("the order's total is more than one order can hold".into()))?;
     let number = format!("{}", 1000 + count(c, ws)? + 1);
     if use_holds {
         // Holds where the order is fulfilled become its commitment; those at a transfer's

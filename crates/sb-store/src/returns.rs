@@ -106,7 +106,7 @@ pub fn receive(c: &mut dyn Conn, req: &ReturnRequest<'_>, now: i64) -> Result<Re
     let id = sb_core::new_id();
     let mut stock_lines = Vec::new();
     let mut rows = Vec::new();
-    let mut refund = 0;
+    let mut refund: i64 = 0;
     for (sku, quantity, disposition) in &req.lines {
         let line = bought
             .get(sku)
@@ -140,8 +140,13 @@ pub fn receive(c: &mut dyn Conn, req: &ReturnRequest<'_>, now: i64) -> Result<Re
                 });
             }
         }
-        let line_refund = line.unit_price_minor * quantity;
-        refund += line_refund;
+        let line_refund = line
+            .unit_price_minor
+            .checked_mul(*quantity)
+            .ok_or_else(|| OrderError::Invalid("the refund is more than one return can hold".into()))?;
+        refund = refund
+            .checked_add(line_refund)
+            .ok_or_else(|| OrderError::Invalid("the refund is more than one return can hold".into()))?;
         rows.push((
             line.variant_id.clone(),
             sku.clone(),

@@ -1,9 +1,9 @@
 //! Sign-in and sign-out, on the server-side sessions of `sb_app::auth` (the JSON login's rate
 //! limits and audit).
 
+use crate::web::Form;
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::Form;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::request::Parts;

@@ -2,9 +2,9 @@
 //! that `/code` expands to, see `static/app.js`) and a small page to add and delete them.
 //! Writes go through `sb_app::canned`, the JSON API's own use cases.
 
+use crate::web::Form;
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};

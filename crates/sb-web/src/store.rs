@@ -5,9 +5,9 @@
 
 use std::collections::HashMap;
 
+use crate::web::Form;
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};

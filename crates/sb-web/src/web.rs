@@ -266,3 +266,33 @@ pub async fn security_headers(request: axum::extract::Request, next: axum::middl
     h.insert("content-security-policy", HeaderValue::from_static(csp));
     response
 }
+
+/// A form post (`application/x-www-form-urlencoded`), refused when a field holds a NUL
+/// character: no stored text may hold one.
+pub struct Form<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Form<T> {
+    type Rejection = WebError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let htmx = is_htmx(req.headers());
+        let body = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| WebError::from(AppError::invalid("invalid_body", e.body_text())).with_htmx(htmx))?;
+        let decoded: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+        if decoded.iter().any(|(k, v)| k.contains('\0') || v.contains('\0')) {
+            return Err(WebError::from(AppError::unprocessable(
+                "invalid_text",
+                "text may not contain NUL characters",
+            ))
+            .with_htmx(htmx));
+        }
+        serde_urlencoded::from_bytes(&body).map(Form).map_err(|e| {
+            WebError::from(AppError::unprocessable(
+                "invalid_form",
+                format!("the form is incomplete: {e}"),
+            ))
+            .with_htmx(htmx)
+        })
+    }
+}

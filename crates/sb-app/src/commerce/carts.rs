@@ -46,7 +46,11 @@ fn cart_view(
         let available: i64 = sb_commerce::availability(c, ws, &line.sku, None)?
             .map(|a| a.locations.iter().filter(|l| l.can_ship).map(|l| l.available).sum())
             .unwrap_or(0);
-        total += line.current_price_minor * line.quantity;
+        total = line
+            .current_price_minor
+            .checked_mul(line.quantity)
+            .and_then(|t| t.checked_add(total))
+            .ok_or_else(|| StoreError::Invalid("the cart's total is more than one order can hold".into()))?;
         out.push(serde_json::json!({
             "sku": line.sku,
             "title": line.title,
@@ -323,8 +327,8 @@ async fn start_checkout_unaudited(
             if started && let Some(cart) = sb_store::carts::get(c, &ws, &id)? {
                 let value: i64 = sb_store::carts::lines(c, &cart.id)?
                     .iter()
-                    .map(|l| l.quantity * l.current_price_minor)
-                    .sum();
+                    .map(|l| l.quantity.saturating_mul(l.current_price_minor))
+                    .fold(0, i64::saturating_add);
                 let properties = serde_json::json!({
                     "cart_id": cart.id, "value": value as f64 / 100.0, "currency": cart.currency,
                     "fulfillment": body.fulfillment,

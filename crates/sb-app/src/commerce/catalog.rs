@@ -62,6 +62,9 @@ pub async fn create_location(app: &App, principal: &Principal, body: CreateLocat
     {
         return Err(invalid("lat must be within ±90 and lng within ±180"));
     }
+    if jiff::tz::TimeZone::get(&body.timezone).is_err() {
+        return Err(invalid("timezone must be an IANA time zone, e.g. Europe/Madrid"));
+    }
     if body.pickup_prep_minutes < 0 || body.pickup_hold_days < 1 || body.daily_capacity.is_some_and(|c| c < 0) {
         return Err(invalid(
             "pickup_prep_minutes ≥ 0, pickup_hold_days ≥ 1, daily_capacity ≥ 0",
@@ -161,15 +164,20 @@ pub async fn create_product(app: &App, principal: &Principal, body: CreateProduc
     }
     for v in &body.variants {
         let currency_ok = v.currency.len() == 3 && v.currency.bytes().all(|b| b.is_ascii_uppercase());
-        if v.sku.trim().is_empty() || v.sku.len() > 64 || v.price_minor < 0 || !currency_ok {
+        let price_ok = (0..=sb_core::inventory::MAX_PRICE_MINOR).contains(&v.price_minor);
+        if v.sku.trim().is_empty() || v.sku.len() > 64 || !price_ok || !currency_ok {
             return Err(invalid(format!(
-                "variant `{}`: sku 1–64 characters, price_minor ≥ 0, currency like EUR",
+                "variant `{}`: sku 1–64 characters, price_minor 0–100,000,000,000, currency like EUR",
                 v.sku
             )));
         }
-        if v.components.iter().any(|c| c.quantity < 1 || c.sku.trim().is_empty()) {
+        let max = sb_core::inventory::MAX_LINE_QUANTITY;
+        if v.components
+            .iter()
+            .any(|c| !(1..=max).contains(&c.quantity) || c.sku.trim().is_empty())
+        {
             return Err(invalid(format!(
-                "variant `{}`: each component needs a sku and quantity ≥ 1",
+                "variant `{}`: each component needs a sku and a quantity of 1–100,000",
                 v.sku
             )));
         }

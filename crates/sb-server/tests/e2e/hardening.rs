@@ -218,3 +218,127 @@ async fn the_web_app_cannot_be_framed_and_loads_only_its_own_scripts() {
         }
     }
 }
+
+#[tokio::test]
+async fn out_of_range_numbers_and_unchecked_text_are_refused_and_change_nothing() {
+    let s = TestServer::start().await;
+    let madrid = crate::commerce::location_id(&s, "MAD-CENTRO").await;
+    let on_hand = |body: &Value| {
+        body["locations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|l| l["location_id"] == madrid.as_str())
+            .map(|l| l["on_hand"].clone())
+    };
+    let (_, before) = s
+        .get("/api/v1/inventory/availability?sku=JKT-BLU-M", &s.admin_token)
+        .await;
+    // Stock beyond 64 bits answered 500; now a bound with a clear code.
+    for quantity in [i64::MAX, 1_000_000_001] {
+        let (status, body) = crate::commerce::change(
+            &s,
+            &format!("huge-{quantity}"),
+            json!([{"sku": "JKT-BLU-M", "location_id": madrid, "movement": {"kind": "receive", "quantity": quantity}}]),
+        )
+        .await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_inventory_change"),
+            "{body}"
+        );
+    }
+    let (_, after) = s
+        .get("/api/v1/inventory/availability?sku=JKT-BLU-M", &s.admin_token)
+        .await;
+    assert_eq!(on_hand(&before), on_hand(&after), "nothing received");
+
+    // A price that lets a cart's total overflow is refused where it is set.
+    let (status, body) = s
+        .post(
+            "/api/v1/products",
+            &s.admin_token,
+            json!({"title": "Gold", "variants": [{"sku": "GOLD-1", "title": "Bar", "price_minor": 4_611_686_018_427_387_904_i64, "currency": "EUR"}]}),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_product"),
+        "{body}"
+    );
+
+    // A time zone that is not one.
+    let (status, body) = s
+        .post(
+            "/api/v1/locations",
+            &s.admin_token,
+            json!({"code": "MARS-1", "kind": "store", "name": "Olympus", "timezone": "Mars/Olympus"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (_, locations) = s.get("/api/v1/locations", &s.admin_token).await;
+    assert!(!locations.to_string().contains("MARS-1"));
+
+    // A note without end, and NUL characters, in the API and in the web app's forms.
+    let r = crate::harness::Receiver::start().await;
+    let customer = crate::commerce::customer_with_a_channel(&s, &r).await;
+    let (_, conversations) = s.get("/api/v1/conversations", &s.admin_token).await;
+    let conversation = conversations["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["customer_id"] == customer.as_str())
+        .and_then(|c| c["id"].as_str())
+        .expect("conversation")
+        .to_owned();
+    let notes = format!("/api/v1/conversations/{conversation}/notes");
+    let (status, body) = s
+        .post(&notes, &s.admin_token, json!({"text": "n".repeat(10_001)}))
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "text_too_long"),
+        "{body}"
+    );
+    let (status, body) = s.post(&notes, &s.admin_token, json!({"text": "a\u{0}b"})).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_text"),
+        "{body}"
+    );
+    let (status, _) = s
+        .post(&notes, &s.admin_token, json!({"text": "a \\u0000 b, typed"}))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "a backslash and u0000 typed as text is text"
+    );
+    let (email, password) = s.demo_user("agent");
+    let login = s
+        .client
+        .post(format!("{}/api/v1/auth/login", s.base))
+        .json(&json!({ "email": email, "password": password }))
+        .send()
+        .await
+        .expect("login");
+    let cookie = session_cookie(&login).expect("session");
+    let resp = s
+        .client
+        .post(format!("{}/app/conversations/{conversation}/reply", s.base))
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("text=a%00b&note=on")
+        .send()
+        .await
+        .expect("form");
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(resp.text().await.unwrap_or_default().contains("invalid_text"));
+    let (_, thread) = s
+        .get(
+            &format!("/api/v1/conversations/{conversation}/messages"),
+            &s.admin_token,
+        )
+        .await;
+    assert!(!thread.to_string().contains("\\u0000b"), "no NUL stored: {thread}");
+}
