@@ -181,6 +181,7 @@ impl Channel for ApiChannel {
             dedupe_key,
             events: vec![event],
             store_body: None,
+            replay_token: None,
         })
     }
 

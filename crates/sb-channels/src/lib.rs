@@ -183,6 +183,9 @@ pub struct Verified {
     /// What to store instead of the request's bytes (e-mail: the message as RFC 5322, so
     /// every ingress parses alike); `None` stores the request as it came.
     pub store_body: Option<Vec<u8>>,
+    /// When the signature covers a token and not the body (Mailgun): the token, and how long
+    /// its signature stays valid. The receiver remembers it that long and refuses it again.
+    pub replay_token: Option<(String, i64)>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

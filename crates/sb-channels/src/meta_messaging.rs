@@ -396,6 +396,7 @@ impl Channel for MetaMessagingChannel {
             dedupe_key: format!("{}:{digest}", self.kind),
             events,
             store_body: None,
+            replay_token: None,
         })
     }
 

@@ -309,6 +309,7 @@ impl Channel for TelegramChannel {
             dedupe_key,
             events,
             store_body: None,
+            replay_token: None,
         })
     }
 

@@ -427,6 +427,7 @@ impl Channel for TwilioChannel {
             dedupe_key,
             events,
             store_body: None,
+            replay_token: None,
         })
     }
 

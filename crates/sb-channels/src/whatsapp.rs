@@ -551,6 +551,7 @@ impl Channel for WhatsAppChannel {
             dedupe_key: format!("wa:{digest}"),
             events,
             store_body: None,
+            replay_token: None,
         })
     }
 

@@ -121,6 +121,17 @@ pub async fn ingest(
     )
     .unwrap_or_else(|_| "[]".into());
     let replay_is_refused = channel.signs_timestamp();
+    if let Some((token, window_ms)) = &verified.replay_token {
+        let (account_id, digest) = (account.id.clone(), secret_digest(token));
+        let expires = now + window_ms;
+        let fresh = store
+            .db
+            .write(move |c| inbound::remember_token(c, &account_id, &digest, expires))
+            .await?;
+        if !fresh {
+            return Err(IngestError::Replayed);
+        }
+    }
     let body = verified.store_body.unwrap_or(body);
     let request = Verified {
         account: &account,

@@ -1,4 +1,5 @@
-//! Housekeeping that runs as durable jobs on a timer: expired sessions are swept hourly.
+//! Housekeeping that runs as durable jobs on a timer: expired sessions, and webhook tokens past
+//! their signature window, are swept hourly.
 
 use async_trait::async_trait;
 use sb_engine::{Engine, JobContext, JobError, JobHandler};
@@ -15,7 +16,12 @@ impl JobHandler for SweepSessions {
     async fn run(&self, ctx: &JobContext) -> Result<(), JobError> {
         let now = ctx.engine.time().now_ms();
         let removed = ctx.store.db.write(move |c| sessions::delete_expired(c, now)).await?;
-        tracing::info!(removed, "swept expired sessions");
+        let tokens = ctx
+            .store
+            .db
+            .write(move |c| sb_store::inbound::forget_tokens(c, now))
+            .await?;
+        tracing::info!(removed, tokens, "swept expired sessions and signed tokens");
         schedule(&ctx.engine).await?;
         Ok(())
     }

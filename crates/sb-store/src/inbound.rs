@@ -80,6 +80,24 @@ pub fn store(c: &mut dyn Conn, r: &NewInbound<'_>, now: i64) -> Result<Stored> {
     Ok(if replayed { Stored::Replayed } else { Stored::Duplicate })
 }
 
+/// Remembers a signed token until `expires_at`; `false` when it was seen before (a replay).
+pub fn remember_token(c: &mut dyn Conn, account_id: &str, token_digest: &str, expires_at: i64) -> Result<bool> {
+    Ok(c.execute(
+        &Stmt::new(
+            "INSERT INTO signed_tokens (channel_account_id, token_digest, expires_at)
+             VALUES (:account, :token, :expires) ON CONFLICT DO NOTHING",
+        )
+        .bind("account", account_id)
+        .bind("token", token_digest)
+        .bind("expires", expires_at),
+    )? == 1)
+}
+
+/// Forgets tokens whose signature window has passed.
+pub fn forget_tokens(c: &mut dyn Conn, now: i64) -> Result<u64> {
+    Ok(c.execute(&Stmt::new("DELETE FROM signed_tokens WHERE expires_at <= :now").bind("now", now))?)
+}
+
 /// The oldest unprocessed requests, for one batch. Dialects: on PostgreSQL the rows are
 /// locked with SKIP LOCKED so processors on several nodes take different rows; SQLite's
 /// single writer needs no lock.

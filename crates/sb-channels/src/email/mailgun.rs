@@ -23,7 +23,9 @@ pub fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
 }
 
 /// Checks the signature triple and returns the message as RFC 5322 bytes.
-pub fn verify(body: &[u8], signing_key: &str, now_ms: i64) -> Result<Vec<u8>, ChannelError> {
+/// Checks the signature and the timestamp's window; returns the message and the signed
+/// `timestamp.token` (to remember: the signature does not cover the message).
+pub fn verify(body: &[u8], signing_key: &str, now_ms: i64) -> Result<(Vec<u8>, String), ChannelError> {
     let params = form_pairs(body);
     let (Some(timestamp), Some(token), Some(given)) = (
         field(&params, "timestamp"),
@@ -43,7 +45,7 @@ pub fn verify(body: &[u8], signing_key: &str, now_ms: i64) -> Result<Vec<u8>, Ch
     if (now_ms - at_ms).abs() > MAX_AGE_MS {
         return Err(ChannelError::Expired);
     }
-    message_of(&params)
+    Ok((message_of(&params)?, format!("{timestamp}.{token}")))
 }
 
 /// The message a (verified) form carries, as RFC 5322 bytes.
@@ -139,7 +141,7 @@ mod tests {
             ("signature", sig),
             ("body-mime", mime),
         ]);
-        assert_eq!(verify(&good, "demo-signing-key", now).unwrap(), mime.as_bytes());
+        assert_eq!(verify(&good, "demo-signing-key", now).unwrap().0, mime.as_bytes());
         assert_eq!(
             verify(&good, "other-key", now).err(),
             Some(ChannelError::InvalidSignature)
@@ -168,7 +170,7 @@ mod tests {
             ("body-plain", "¿Está listo?"),
             ("body-html", "<p>¿Está listo?</p>"),
         ]);
-        let raw = verify(&body, "k", now).expect("verifies");
+        let (raw, _) = verify(&body, "k", now).expect("verifies");
         let (key, events) =
             super::super::inbound::parse(&raw, now, super::super::inbound::FromTrust::UnlessFailed).expect("parses");
         assert_eq!(key, "msgid:m1@x.test");

@@ -289,12 +289,15 @@ impl Channel for EmailChannel {
             .secret("mailgun_signing_key")
             .filter(|k| !k.is_empty())
             .ok_or_else(|| ChannelError::Misconfigured("no `mailgun_signing_key`".into()))?;
-        let raw = mailgun::verify(request.body, key, now_ms)?;
+        let (raw, token) = mailgun::verify(request.body, key, now_ms)?;
         let (dedupe_key, events) = inbound::parse(&raw, now_ms, trust(account))?;
         Ok(Verified {
             dedupe_key,
             events,
             store_body: Some(raw),
+            // The signature covers only timestamp and token: Mailgun asks receivers to keep
+            // each token for the window and refuse it again.
+            replay_token: Some((token, 2 * mailgun::MAX_AGE_MS)),
         })
     }
 
@@ -305,6 +308,7 @@ impl Channel for EmailChannel {
             dedupe_key,
             events,
             store_body: None,
+            replay_token: None,
         })
     }
 

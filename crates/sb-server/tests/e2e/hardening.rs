@@ -342,3 +342,57 @@ async fn out_of_range_numbers_and_unchecked_text_are_refused_and_change_nothing(
         .await;
     assert!(!thread.to_string().contains("\\u0000b"), "no NUL stored: {thread}");
 }
+
+#[tokio::test]
+async fn a_mailgun_token_is_accepted_once_whatever_message_comes_with_it() {
+    let s = TestServer::start().await;
+    let creds = &s.server.demo.as_ref().expect("demo").channels["email"];
+    let hook = creds["mailgun_webhook_url"].as_str().expect("hook").to_owned();
+    let key = creds["mailgun_signing_key"].as_str().expect("key").to_owned();
+    let timestamp = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs())
+    .to_string();
+    let token = "f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a6978879";
+    let signature = sb_channels::email::mailgun::signature(&key, &timestamp, token);
+    let post = |message_id: &str, text: &str| {
+        let mime = format!(
+            "From: eve@example.test\r\nTo: support@acme-outfitters.example\r\nSubject: hi\r\nMessage-ID: <{message_id}>\r\n\r\n{text}\r\n"
+        );
+        let form: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("timestamp", &timestamp)
+            .append_pair("token", token)
+            .append_pair("signature", &signature)
+            .append_pair("body-mime", &mime)
+            .finish();
+        s.raw_post(
+            &hook,
+            vec![("content-type", "application/x-www-form-urlencoded".into())],
+            form.into_bytes(),
+        )
+    };
+    let (status, first) = post("first@example.test", "the real one").await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    // The same signed triple with another message: a replay, refused and not stored.
+    let (status, second) = post("second@example.test", "send the refund to me").await;
+    assert_eq!(
+        (status, code(&second)),
+        (StatusCode::CONFLICT, "request_replayed"),
+        "{second}"
+    );
+    let found = s
+        .until("/api/v1/customers?q=eve%40example.test", |b| {
+            b["items"].as_array().is_some_and(|a| a.len() == 1)
+        })
+        .await;
+    let customer = found["items"][0]["id"].as_str().expect("customer");
+    let again = s
+        .until(&format!("/api/v1/customers/{customer}/timeline"), |b| {
+            b.to_string().contains("the real one")
+        })
+        .await;
+    let text = again.to_string();
+    assert!(text.contains("the real one"), "{again}");
+    assert!(!text.contains("send the refund"), "{again}");
+}
