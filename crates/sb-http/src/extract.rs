@@ -103,6 +103,17 @@ pub fn request_id(parts: &Parts) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The client's address, when the server knows it (it does behind `serve`).
+pub struct ClientIp(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(client_ip(parts)))
+    }
+}
+
 /// Where the request comes from, for the use cases' audit entries and rate limits.
 pub fn origin(parts: &Parts) -> auth::Origin {
     auth::Origin {

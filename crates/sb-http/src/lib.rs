@@ -84,6 +84,7 @@ pub struct SharedState {
     pub config: Arc<HttpConfig>,
     pub metrics: PrometheusHandle,
     visitor_limiter: Arc<routes::widget::VisitorLimiter>,
+    session_limiter: Arc<routes::widget::SessionLimiter>,
     storefront_limiter: Arc<routes::storefront::StorefrontLimiter>,
     /// Flipped when the server starts draining: long-lived streams end so the drain can finish.
     draining: Arc<tokio::sync::watch::Sender<bool>>,
@@ -104,6 +105,7 @@ impl AppState {
             config: Arc::new(config),
             metrics: metrics_layer::handle(),
             visitor_limiter: Arc::default(),
+            session_limiter: Arc::default(),
             storefront_limiter: Arc::default(),
             draining: Arc::new(tokio::sync::watch::channel(false).0),
         }))

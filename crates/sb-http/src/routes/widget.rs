@@ -74,6 +74,85 @@ impl Default for VisitorLimiter {
     }
 }
 
+/// New visitor sessions: per client IP a burst of 20, then one a second (an office behind one
+/// address still gets in); per widget a burst of 200, then 50 a second. A refused start is
+/// counted, and written to the workspace's audit log at most once a minute per widget, so an
+/// admin sees the flood.
+pub struct SessionLimiter {
+    per_ip: DefaultKeyedRateLimiter<String>,
+    per_widget: DefaultKeyedRateLimiter<String>,
+    noted: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+}
+
+impl Default for SessionLimiter {
+    fn default() -> Self {
+        SessionLimiter {
+            per_ip: sb_app::limits::keyed_per_second(1, 20),
+            per_widget: sb_app::limits::keyed_per_second(50, 200),
+            noted: Default::default(),
+        }
+    }
+}
+
+/// Lets a new session through, or refuses it (429) and makes the flood visible.
+async fn admit_session(state: &AppState, website_token: &str, ip: &str) -> Result<(), ApiError> {
+    let limiter = &state.session_limiter;
+    let over = if limiter.per_ip.check_key(&ip.to_owned()).is_err() {
+        Some("ip")
+    } else if limiter.per_widget.check_key(&website_token.to_owned()).is_err() {
+        Some("widget")
+    } else {
+        None
+    };
+    let Some(limit) = over else {
+        return Ok(());
+    };
+    metrics::counter!("switchboard_widget_sessions_refused_total", "limit" => limit).increment(1);
+    let now = state.store.now();
+    let note = {
+        let mut noted = limiter.noted.lock().unwrap_or_else(|e| e.into_inner());
+        if noted.len() > 10_000 {
+            noted.clear();
+        }
+        let last = noted.entry(website_token.to_owned()).or_insert(i64::MIN);
+        let due = *last <= now - 60_000;
+        if due {
+            *last = now;
+        }
+        due
+    };
+    if note {
+        let (token, ip, limit) = (website_token.to_owned(), ip.to_owned(), limit);
+        let recorded = state
+            .store
+            .db
+            .write(move |c| {
+                let Some((account, _)) = sb_store::channel_accounts::for_webhook(c, &token)? else {
+                    return Ok(());
+                };
+                let change = sb_store::audit::Change {
+                    action: "widget.sessions_limited",
+                    object_kind: "channel_account",
+                    object_id: Some(&account.id),
+                    before: None,
+                    after: Some(serde_json::json!({ "ip": ip, "limit": limit })),
+                };
+                let actor = sb_store::audit::Actor {
+                    kind: "anonymous",
+                    ip: Some(ip.clone()),
+                    ..Default::default()
+                };
+                sb_store::audit::record(c, &account.workspace_id, &actor, &change, now)
+            })
+            .await;
+        if let Err(e) = recorded {
+            tracing::error!(error = %e, "could not audit a widget flood");
+        }
+        tracing::warn!(website_token, limit, "widget session starts refused");
+    }
+    Err(ApiError::rate_limited(1))
+}
+
 fn limit(state: &AppState, visitor: &Visitor) -> Result<(), ApiError> {
     state
         .visitor_limiter
@@ -162,10 +241,12 @@ pub struct StartSession {
 #[utoipa::path(post, path = "/widget/v1/sessions", tag = "widget", request_body = StartSession, responses(
     (status = 201, description = "`{token, visitor_id, expires_at, settings}`"),
     (status = 403, description = "`origin_not_allowed`", body = ErrorBody),
-    (status = 404, description = "`widget_not_found`", body = ErrorBody)
+    (status = 404, description = "`widget_not_found`", body = ErrorBody),
+    (status = 429, description = "`rate_limited`: too many new sessions from this address or on this widget", body = ErrorBody)
 ))]
 async fn start_session(
     State(state): State<AppState>,
+    crate::extract::ClientIp(ip): crate::extract::ClientIp,
     headers: HeaderMap,
     ApiJson(body): ApiJson<StartSession>,
 ) -> ApiResult<(StatusCode, axum::Json<widget::Session>)> {
@@ -174,6 +255,10 @@ async fn start_session(
             "widget_not_found",
             "no widget has this website token",
         ));
+    }
+    // A visitor coming back with their token is not a new session.
+    if body.token.is_none() {
+        admit_session(&state, &body.website_token, ip.as_deref().unwrap_or("unknown")).await?;
     }
     let session = widget::start_session(
         &state.store,

@@ -396,3 +396,44 @@ async fn a_mailgun_token_is_accepted_once_whatever_message_comes_with_it() {
     assert!(text.contains("the real one"), "{again}");
     assert!(!text.contains("send the refund"), "{again}");
 }
+
+#[tokio::test]
+async fn one_client_cannot_flood_the_inbox_with_widget_sessions_and_admins_see_it() {
+    let s = TestServer::start().await;
+    let fixture = crate::permissions::fixture(&s).await;
+    let (_, before) = s.get("/api/v1/customers?limit=200", &s.admin_token).await;
+    let customers_before = before["items"].as_array().map_or(0, Vec::len);
+    let (mut started, mut refused) = (0, 0);
+    for _ in 0..60 {
+        let (status, body) = s
+            .call(
+                Method::POST,
+                "/widget/v1/sessions",
+                None,
+                Some(json!({"website_token": fixture.website_token})),
+            )
+            .await;
+        match status {
+            StatusCode::CREATED => started += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert_eq!(code(&body), "rate_limited");
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert!(started <= 25, "{started} sessions from one address in a burst");
+    assert!(refused >= 35, "{refused} refused");
+    let (_, after) = s.get("/api/v1/customers?limit=200", &s.admin_token).await;
+    let customers_after = after["items"].as_array().map_or(0, Vec::len);
+    assert!(
+        customers_after - customers_before <= 25,
+        "{customers_before} → {customers_after} customers"
+    );
+    let (_, audit) = s
+        .get("/api/v1/audit?action=widget.sessions_limited", &s.admin_token)
+        .await;
+    let entries = audit["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(entries.len(), 1, "one entry a minute, not one a request: {audit}");
+    assert_eq!(entries[0]["object_id"], fixture.website_token.as_str());
+}
