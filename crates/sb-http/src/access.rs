@@ -183,16 +183,66 @@ pub fn of(method: &str, path: &str) -> Option<Access> {
         .map(|(_, _, a)| *a)
 }
 
-/// Writes each operation's entry into the OpenAPI document as `x-permission`.
+/// Writes each operation's entry into the OpenAPI document as `x-permission`, and the error
+/// answers every operation can give besides its own: 400 for parameters that do not parse,
+/// 400/413/415/422 for a body, 401 and 403 where a credential or permission is asked, 429
+/// where the route is rate-limited.
 pub fn annotate(doc: &mut serde_json::Value) {
+    use serde_json::json;
+    let error = |description: &str| {
+        json!({"description": description,
+               "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}})
+    };
     let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
         return;
     };
     for (path, item) in paths.iter_mut() {
         let Some(item) = item.as_object_mut() else { continue };
         for (method, op) in item.iter_mut() {
-            if let (Some(access), Some(op)) = (of(method, path), op.as_object_mut()) {
-                op.insert("x-permission".into(), serde_json::Value::from(access.as_str()));
+            let Some(access) = of(method, path) else { continue };
+            let Some(op) = op.as_object_mut() else { continue };
+            op.insert("x-permission".into(), serde_json::Value::from(access.as_str()));
+            let has_params = op
+                .get("parameters")
+                .and_then(|p| p.as_array())
+                .is_some_and(|p| !p.is_empty())
+                || path.contains('{');
+            let has_body = op.contains_key("requestBody");
+            let mut add = Vec::new();
+            if has_params || has_body {
+                add.push((
+                    "400",
+                    "`invalid_parameters`, `malformed_json`: the request does not parse",
+                ));
+            }
+            if has_body {
+                add.push(("413", "`payload_too_large`"));
+                add.push(("415", "`unsupported_media_type`"));
+                add.push(("422", "`invalid_request`: the body does not match the schema"));
+            }
+            match access {
+                Needs(_) | InstanceOwner => {
+                    add.push(("401", "`authentication_required`, `invalid_token`, `session_expired`"));
+                    add.push(("403", "`permission_denied`, `csrf_rejected`"));
+                }
+                Visitor | MetricsToken | Signature | WriteKey => {
+                    add.push(("401", "the credential is missing or wrong"));
+                }
+                Public | Session => add.push(("429", "`rate_limited`")),
+            }
+            if matches!(access, Visitor | WriteKey) {
+                add.push(("429", "`rate_limited`"));
+            }
+            if path.contains('{') {
+                add.push(("404", "`not_found`: nothing with that id in this workspace"));
+            }
+            let responses = op
+                .entry("responses")
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+                .expect("responses is an object");
+            for (status, description) in add {
+                responses.entry(status).or_insert_with(|| error(description));
             }
         }
     }

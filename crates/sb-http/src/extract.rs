@@ -42,6 +42,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 ApiError::invalid("invalid_body", e.body_text())
             }
         })?;
+        // Every body is an object: serde would also read a struct from an array (`[null, null]`).
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{')
+            && serde_json::from_slice::<serde_json::Value>(&bytes).is_ok()
+        {
+            return Err(ApiError::unprocessable(
+                "invalid_request",
+                "the body must be a JSON object",
+            ));
+        }
         // JSON can carry a NUL only escaped; no stored text may hold one.
         if escapes_nul(&bytes) {
             return Err(ApiError::unprocessable(

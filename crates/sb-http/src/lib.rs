@@ -179,7 +179,9 @@ pub fn app(state: AppState) -> Router {
 /// ids, tracing, metrics, the request timeout and the body limit.
 pub fn app_with(state: AppState, pages: Router<AppState>) -> Router {
     let (api, openapi) = api();
-    let api = api.merge(pages);
+    // axum's own rejections (a query string or path that does not parse) are plain text; the
+    // API answers every error in its JSON shape.
+    let api = api.layer(axum::middleware::map_response(errors_as_json)).merge(pages);
     // Served as the bytes serialised once: the document's own structure is a few MB of heap.
     let mut openapi = serde_json::to_value(&openapi).expect("the OpenAPI document serialises");
     access::annotate(&mut openapi);
@@ -216,6 +218,33 @@ pub fn app_with(state: AppState, pages: Router<AppState>) -> Router {
     .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
     .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
     .with_state(state)
+}
+
+/// A plain-text error from an extractor, as `{"error":{"code","message"}}`.
+async fn errors_as_json(response: axum::response::Response) -> axum::response::Response {
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if !(status.is_client_error() && plain) {
+        return response;
+    }
+    let text = match axum::body::to_bytes(response.into_body(), 64 * 1024).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(_) => String::new(),
+    };
+    let code = match status {
+        StatusCode::BAD_REQUEST => "invalid_parameters",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid_request",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::NOT_FOUND => "not_found",
+        _ => "invalid_request",
+    };
+    ApiError::new(status, code, text).into_response()
 }
 
 /// Answers a request that took too long (used by the timeout middleware).

@@ -57,9 +57,15 @@ async fn login(
 }
 
 /// Ends the session of the cookie sent.
-#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", responses((status = 204)), security(("session" = [])))]
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", responses(
+    (status = 204),
+    (status = 401, description = "`authentication_required`: no session cookie", body = ErrorBody)
+), security(("session" = [])))]
 async fn logout(State(state): State<AppState>, jar: CookieJar) -> ApiResult<(CookieJar, StatusCode)> {
-    auth::sign_out(&state.app, jar.get(SESSION_COOKIE).map(|c| c.value())).await?;
+    let Some(session) = jar.get(SESSION_COOKIE) else {
+        return Err(crate::error::ApiError::unauthenticated());
+    };
+    auth::sign_out(&state.app, Some(session.value())).await?;
     Ok((jar.remove(state.app.sessions.removal()), StatusCode::NO_CONTENT))
 }
 

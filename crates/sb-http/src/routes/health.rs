@@ -47,21 +47,23 @@ async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Health>, Api
 /// (`metrics_token`); off when none is configured.
 #[utoipa::path(get, path = "/metrics", tag = "health", responses(
     (status = 200, content_type = "text/plain", body = String),
-    (status = 401, description = "`invalid_metrics_token`", body = ErrorBody),
+    (status = 401, description = "`authentication_required`, `invalid_metrics_token`", body = ErrorBody),
     (status = 404, description = "`metrics_disabled`: no metrics token is configured", body = ErrorBody)
 ), security(("metrics_token" = [])))]
 async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Result<impl IntoResponse, ApiError> {
+    let sent = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let Some(sent) = sent else {
+        return Err(ApiError::unauthenticated());
+    };
     let Some(expected) = state.config.metrics_token.as_deref() else {
         return Err(ApiError::not_found(
             "metrics_disabled",
             "set metrics_token (SWITCHBOARD_METRICS_TOKEN) to scrape /metrics",
         ));
     };
-    let sent = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
     if !sb_core::credentials::constant_time_eq(sent.as_bytes(), expected.as_bytes()) {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,

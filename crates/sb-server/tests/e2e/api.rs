@@ -21,7 +21,7 @@ async fn health_readiness_metrics_and_openapi_document() {
         "every response carries a request id"
     );
     // /metrics is off without a metrics token (see `metrics_need_the_configured_token`).
-    let (status, off) = s.call(Method::GET, "/metrics", None, None).await;
+    let (status, off) = s.get("/metrics", "some-token").await;
     assert_eq!(
         (status, crate::harness::code(&off)),
         (StatusCode::NOT_FOUND, "metrics_disabled")
@@ -54,7 +54,7 @@ async fn metrics_need_the_configured_token() {
     let (status, refused) = s.call(Method::GET, "/metrics", None, None).await;
     assert_eq!(
         (status, crate::harness::code(&refused)),
-        (StatusCode::UNAUTHORIZED, "invalid_metrics_token")
+        (StatusCode::UNAUTHORIZED, "authentication_required")
     );
     let (status, _) = s.get("/metrics", &s.admin_token).await;
     assert_eq!(

@@ -14,6 +14,7 @@ mod messenger;
 mod nothing_lost;
 mod permissions;
 mod postgres;
+mod schemathesis;
 mod sms;
 mod telegram;
 mod web;
