@@ -66,6 +66,10 @@ pub struct CreateMessage {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub purpose: sb_core::inbox::Purpose,
+    /// The client's key for this message (1–200 characters; or the `Idempotency-Key`
+    /// header): sending it again answers the message it made and sends nothing more.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
 
 impl CreateMessage {
@@ -77,6 +81,7 @@ impl CreateMessage {
             template: None,
             attachment_ids: Vec::new(),
             purpose: Default::default(),
+            idempotency_key: None,
         }
     }
 }
@@ -88,6 +93,7 @@ pub fn reply_error(e: ReplyError) -> AppError {
         ReplyError::NoChannel => AppError::unprocessable("no_channel", e.to_string()),
         ReplyError::NotAllowed(text, code) => AppError::unprocessable(code, text),
         ReplyError::Empty => AppError::unprocessable("empty_message", "the message is empty"),
+        ReplyError::KeyReused => AppError::new(StatusCode::CONFLICT, "idempotency_key_reused", e.to_string()),
         ReplyError::Store(e) => e.into(),
     }
 }
@@ -107,6 +113,16 @@ pub async fn post_message(
             format!("a note holds at most {MAX_NOTE_CHARS} characters"),
         ));
     }
+    if body
+        .idempotency_key
+        .as_ref()
+        .is_some_and(|k| k.trim().is_empty() || k.len() > 200 || k.chars().any(char::is_control))
+    {
+        return Err(AppError::unprocessable(
+            "invalid_idempotency_key",
+            "an idempotency key is 1–200 printable characters",
+        ));
+    }
     load(app, principal, id).await?;
     let request = ReplyRequest {
         workspace_id: principal.workspace_id().to_owned(),
@@ -118,6 +134,7 @@ pub async fn post_message(
         template: if note { None } else { body.template },
         attachment_ids: if note { Vec::new() } else { body.attachment_ids },
         purpose: body.purpose,
+        idempotency_key: body.idempotency_key,
     };
     sb_inbox::reply(&app.engine, &app.channels, &app.live, request)
         .await
@@ -127,6 +144,9 @@ pub async fn post_message(
 #[derive(Deserialize, ToSchema)]
 pub struct CreateNote {
     pub text: String,
+    /// As on a reply: the same key again answers the note it made.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -35,6 +35,9 @@ pub struct ReplyRequest {
     pub attachment_ids: Vec<String>,
     /// Marketing needs consent and an address that is not suppressed.
     pub purpose: Purpose,
+    /// The client's key for this reply: the same key again answers the message it made,
+    /// sending nothing more (a retry after a lost answer).
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +52,8 @@ pub enum ReplyError {
     NotAllowed(String, &'static str),
     #[error("the message is empty")]
     Empty,
+    #[error("this idempotency key was used for a message in another conversation")]
+    KeyReused,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -165,6 +170,19 @@ pub async fn reply(
             let Some(conversation) = conversations::get(c, ws, &request.conversation_id)? else {
                 return Ok(Err(ReplyError::ConversationNotFound));
             };
+            if let Some(key) = &request.idempotency_key
+                && let Some(made) = messages::by_idempotency_key(c, ws, key)?
+            {
+                return Ok(if made.conversation_id == conversation.id {
+                    Ok((made, Vec::new()))
+                } else {
+                    Err(ReplyError::KeyReused)
+                });
+            }
+            let keyed = |c: &mut dyn Conn, message: &Message| match &request.idempotency_key {
+                Some(key) => messages::set_idempotency_key(c, ws, &message.id, key),
+                None => Ok(()),
+            };
             if request.note {
                 let note = NewMessage {
                     workspace_id: ws,
@@ -185,6 +203,7 @@ pub async fn reply(
                     meta_json: None,
                 };
                 let message = messages::insert(c, &note, now)?.ok_or(StoreError::Conflict("note".into()))?;
+                keyed(c, &message)?;
                 let event = live::message_event(c, "message.created", &message, now)?;
                 return Ok(Ok((message, vec![event])));
             }
@@ -204,21 +223,22 @@ pub async fn reply(
                 None if request.attachment_ids.is_empty() => Content::Text(&request.text),
                 None => Content::Files(&request.text, &request.attachment_ids),
             };
-            Ok::<_, StoreError>(
-                queue_reply(
-                    c,
-                    &channels,
-                    &conversation,
-                    &account,
-                    Draft {
-                        author,
-                        content,
-                        purpose: request.purpose,
-                    },
-                    now,
-                )?
-                .map(|(message, event)| (message, vec![event])),
-            )
+            let queued = queue_reply(
+                c,
+                &channels,
+                &conversation,
+                &account,
+                Draft {
+                    author,
+                    content,
+                    purpose: request.purpose,
+                },
+                now,
+            )?;
+            if let Ok((message, _)) = &queued {
+                keyed(c, message)?;
+            }
+            Ok::<_, StoreError>(queued.map(|(message, event)| (message, vec![event])))
         })
         .await??;
     engine.notify_jobs();

@@ -110,6 +110,28 @@ pub fn get(c: &mut dyn Conn, ws: &str, id: &str) -> Result<Option<Message>> {
     )?)
 }
 
+/// The message a client's idempotency key made, if any.
+pub fn by_idempotency_key(c: &mut dyn Conn, ws: &str, key: &str) -> Result<Option<Message>> {
+    Ok(c.fetch_opt(
+        &Stmt::new(format!(
+            "SELECT {COLUMNS} FROM messages WHERE workspace_id = :ws AND idempotency_key = :key"
+        ))
+        .bind("ws", ws)
+        .bind("key", key),
+    )?)
+}
+
+/// Records the idempotency key a message was made under (in the transaction that made it).
+pub fn set_idempotency_key(c: &mut dyn Conn, ws: &str, id: &str, key: &str) -> Result<()> {
+    c.execute(
+        &Stmt::new("UPDATE messages SET idempotency_key = :key WHERE workspace_id = :ws AND id = :id")
+            .bind("key", key)
+            .bind("ws", ws)
+            .bind("id", id),
+    )?;
+    Ok(())
+}
+
 /// The thread in time order; `after` is `(sent_at, id)` of the previous page's last message.
 pub fn thread(
     c: &mut dyn Conn,

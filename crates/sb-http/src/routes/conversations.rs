@@ -112,34 +112,49 @@ async fn list_messages(
 
 /// Replies to the customer. The message and its send job are stored together; it goes out
 /// from the outbox, and its status moves queued → sent → delivered → read (or failed).
-#[utoipa::path(post, path = "/api/v1/conversations/{id}/messages", tag = "inbox", params(("id" = String, Path)), request_body = CreateMessage, responses(
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/messages", tag = "inbox", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "the client's key: the same key again answers the message it made and sends nothing more")), request_body = CreateMessage, responses(
     (status = 201, body = MessageView),
     (status = 404, description = "`conversation_not_found`", body = ErrorBody),
-    (status = 422, description = "`no_channel`, `no_address`, `reply_window_closed`, `channel_unavailable`, `text_too_long`, `empty_message`, `channel_account_not_found`, `template_not_found`, `template_not_approved`, `template_parameters_mismatch`, `consent_revoked`, `address_suppressed`", body = ErrorBody)
+    (status = 409, description = "`idempotency_key_reused`: the key made a message in another conversation", body = ErrorBody),
+    (status = 422, description = "`invalid_idempotency_key`, `no_channel`, `no_address`, `reply_window_closed`, `channel_unavailable`, `text_too_long`, `empty_message`, `channel_account_not_found`, `template_not_found`, `template_not_approved`, `template_parameters_mismatch`, `consent_revoked`, `address_suppressed`", body = ErrorBody)
 ), security(("bearer" = []), ("session" = [])))]
 async fn create_message(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<CreateMessage>,
+    headers: axum::http::HeaderMap,
+    ApiJson(mut body): ApiJson<CreateMessage>,
 ) -> ApiResult<(StatusCode, axum::Json<MessageView>)> {
+    body.idempotency_key = idempotency_key(&headers).or(body.idempotency_key);
     let message = app::post_message(&state.app, &principal, &id, body, false).await?;
     Ok((StatusCode::CREATED, axum::Json(MessageView::from(&message))))
 }
 
 /// A private note: seen by agents, never sent.
-#[utoipa::path(post, path = "/api/v1/conversations/{id}/notes", tag = "inbox", params(("id" = String, Path)), request_body = CreateNote, responses(
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/notes", tag = "inbox", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "the client's key: the same key again answers the note it made")), request_body = CreateNote, responses(
     (status = 201, body = MessageView),
+    (status = 409, description = "`idempotency_key_reused`", body = ErrorBody),
     (status = 404, description = "`conversation_not_found`", body = ErrorBody)
 ), security(("bearer" = []), ("session" = [])))]
 async fn create_note(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
     ApiJson(body): ApiJson<CreateNote>,
 ) -> ApiResult<(StatusCode, axum::Json<MessageView>)> {
-    let message = app::post_message(&state.app, &principal, &id, CreateMessage::plain(body.text), true).await?;
+    let mut note = CreateMessage::plain(body.text);
+    note.idempotency_key = idempotency_key(&headers).or(body.idempotency_key);
+    let message = app::post_message(&state.app, &principal, &id, note, true).await?;
     Ok((StatusCode::CREATED, axum::Json(MessageView::from(&message))))
+}
+
+/// The `Idempotency-Key` header, when sent.
+fn idempotency_key(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 /// Changes the status; a snoozed conversation opens again at `snooze_until`, or earlier

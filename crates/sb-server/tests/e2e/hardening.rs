@@ -437,3 +437,79 @@ async fn one_client_cannot_flood_the_inbox_with_widget_sessions_and_admins_see_i
     assert_eq!(entries.len(), 1, "one entry a minute, not one a request: {audit}");
     assert_eq!(entries[0]["object_id"], fixture.website_token.as_str());
 }
+
+#[tokio::test]
+async fn a_reply_retried_with_its_idempotency_key_is_sent_once() {
+    let s = TestServer::start().await;
+    let r = crate::harness::Receiver::start().await;
+    let customer = crate::commerce::customer_with_a_channel(&s, &r).await;
+    let (_, conversations) = s.get("/api/v1/conversations", &s.admin_token).await;
+    let conversation = conversations["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["customer_id"] == customer.as_str())
+        .and_then(|c| c["id"].as_str())
+        .expect("conversation")
+        .to_owned();
+    let reply = |key: &'static str, text: &'static str| {
+        s.client
+            .post(format!("{}/api/v1/conversations/{conversation}/messages", s.base))
+            .bearer_auth(&s.admin_token)
+            .header("idempotency-key", key)
+            .json(&json!({ "text": text }))
+            .send()
+    };
+    // The first answer is "lost"; the client sends the same request again, twice.
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let resp = reply("reply-7f3a", "Your order ships today").await.expect("reply");
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let body: Value = resp.json().await.expect("json");
+        ids.push(body["id"].as_str().expect("id").to_owned());
+    }
+    assert!(ids.windows(2).all(|w| w[0] == w[1]), "one message: {ids:?}");
+    s.until_message(&conversation, &ids[0], "sent").await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let sent: Vec<_> = r
+        .received()
+        .into_iter()
+        .filter(|(_, b)| b.to_string().contains("Your order ships today"))
+        .collect();
+    assert_eq!(sent.len(), 1, "the provider got it once: {sent:?}");
+    // The body's key does the same; a new key is a new message.
+    let (status, other) = s
+        .post(
+            &format!("/api/v1/conversations/{conversation}/notes"),
+            &s.admin_token,
+            json!({"text": "checked stock", "idempotency_key": "note-1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, again) = s
+        .post(
+            &format!("/api/v1/conversations/{conversation}/notes"),
+            &s.admin_token,
+            json!({"text": "checked stock", "idempotency_key": "note-1"}),
+        )
+        .await;
+    assert_eq!(other["id"], again["id"]);
+    let (_, thread) = s
+        .get(
+            &format!("/api/v1/conversations/{conversation}/messages"),
+            &s.admin_token,
+        )
+        .await;
+    let texts: Vec<&str> = thread["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["body"].as_str())
+        .collect();
+    assert_eq!(texts.iter().filter(|t| **t == "checked stock").count(), 1, "{texts:?}");
+    assert_eq!(
+        texts.iter().filter(|t| **t == "Your order ships today").count(),
+        1,
+        "{texts:?}"
+    );
+}
