@@ -32,6 +32,27 @@ pub async fn audited<T>(
     result
 }
 
+/// Writes `access.cross_workspace_denied` to the caller's workspace's audit log.
+pub fn record_denied(
+    c: &mut dyn sb_store::Conn,
+    ws: &str,
+    actor: &sb_store::audit::Actor,
+    object_kind: &str,
+    object_id: &str,
+    now: i64,
+) -> Result<(), sb_store::StoreError> {
+    let change = Change {
+        action: "access.cross_workspace_denied",
+        object_kind,
+        object_id: Some(object_id),
+        before: None,
+        after: None,
+    };
+    audit::record(c, ws, actor, &change, now)?;
+    tracing::warn!(workspace_id = %ws, object_id, "cross-workspace access denied");
+    Ok(())
+}
+
 /// Writes `access.cross_workspace_denied` when `id` is another workspace's object.
 async fn record_if_foreign(app: &App, principal: &Principal, kind: ObjectKind, id: &str) {
     let (ws, id_owned, actor, now) = (
@@ -46,15 +67,7 @@ async fn record_if_foreign(app: &App, principal: &Principal, kind: ObjectKind, i
         .write(move |c| {
             let owner = objects::owner_workspace(c, kind, &id_owned)?;
             if owner.as_deref().is_some_and(|o| o != ws) {
-                let change = Change {
-                    action: "access.cross_workspace_denied",
-                    object_kind: kind.as_str(),
-                    object_id: Some(&id_owned),
-                    before: None,
-                    after: None,
-                };
-                audit::record(c, &ws, &actor, &change, now)?;
-                tracing::warn!(workspace_id = %ws, object_id = %id_owned, "cross-workspace access denied");
+                record_denied(c, &ws, &actor, kind.as_str(), &id_owned, now)?;
             }
             Ok::<_, sb_store::StoreError>(())
         })

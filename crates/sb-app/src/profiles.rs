@@ -243,14 +243,7 @@ pub async fn lookup(app: &App, principal: &Principal, q: LookupQuery) -> AppResu
             .db
             .write(move |c| {
                 if profiles::held_elsewhere(c, &ws, &q.kind, &scope, &q.value)? {
-                    let change = Change {
-                        action: "access.cross_workspace_denied",
-                        object_kind: "identifier",
-                        object_id: Some(&q.kind),
-                        before: None,
-                        after: None,
-                    };
-                    audit::record(c, &ws, &actor, &change, now)?;
+                    crate::access::record_denied(c, &ws, &actor, "identifier", &q.kind, now)?;
                 }
                 Ok::<_, StoreError>(())
             })

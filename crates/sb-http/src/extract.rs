@@ -31,17 +31,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 JsonRejection::MissingJsonContentType(Default::default()),
             ));
         }
-        let bytes = bytes::Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "the request body is too large",
-                )
-            } else {
-                ApiError::invalid("invalid_body", e.body_text())
-            }
-        })?;
+        let bytes = bytes::Bytes::from_request(req, state).await.map_err(body_rejection)?;
         // Every body is an object: serde would also read a struct from an array (`[null, null]`).
         if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{')
             && serde_json::from_slice::<serde_json::Value>(&bytes).is_ok()
@@ -62,6 +52,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
+    }
+}
+
+/// A body that could not be read: too large, or cut off.
+pub fn body_rejection(e: axum::extract::rejection::BytesRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is too large",
+        )
+    } else {
+        ApiError::invalid("invalid_body", e.body_text())
     }
 }
 

@@ -27,17 +27,10 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        Bytes::from_request(req, state).await.map(RawBody).map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "the request body is too large",
-                )
-            } else {
-                ApiError::invalid("invalid_body", e.body_text())
-            }
-        })
+        Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(crate::extract::body_rejection)
     }
 }
 

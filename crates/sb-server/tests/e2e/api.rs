@@ -549,14 +549,7 @@ async fn disabling_a_user_ends_their_sessions_and_tokens_for_good() {
     let s = TestServer::start().await;
     let (email, password) = s.demo_user("store_staff");
     let token = s.token_for(&email, &password).await;
-    let login = s
-        .client
-        .post(format!("{}/api/v1/auth/login", s.base))
-        .json(&json!({ "email": email, "password": password }))
-        .send()
-        .await
-        .expect("login");
-    let cookie = crate::harness::session_cookie(&login).expect("session");
+    let cookie = s.session_for(&email, &password).await;
     let (_, me) = s.get("/api/v1/me", &token).await;
     let id = me["user"]["id"].as_str().expect("id").to_owned();
     let by_cookie = || {

@@ -5,21 +5,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::harness::{TestServer, code, session_cookie};
-
-/// Another workspace with an admin; returns that admin's API token.
-async fn other_workspace_admin(s: &TestServer) -> String {
-    let (status, body) = s
-        .post(
-            "/api/v1/workspaces",
-            &s.admin_token,
-            json!({"name": "Elsewhere", "admin_email": "boss@elsewhere.example", "admin_name": "Boss",
-                   "admin_password": "a long password 123"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    s.token_for("boss@elsewhere.example", "a long password 123").await
-}
+use crate::harness::{TestServer, code};
 
 #[tokio::test]
 async fn every_kind_of_object_reached_from_another_workspace_is_audited() {
@@ -58,7 +44,7 @@ async fn every_kind_of_object_reached_from_another_workspace_is_audited() {
     assert_eq!(status, StatusCode::OK, "{merged}");
     let merge = merged["id"].as_str().expect("merge").to_owned();
 
-    let boss = other_workspace_admin(&s).await;
+    let boss = s.other_workspace_admin().await;
     let (cart, order, transfer, attachment) = (
         &fixture.ids["cart"],
         &fixture.ids["order"],
@@ -148,14 +134,7 @@ async fn a_webhook_to_the_website_widget_finds_no_account() {
 async fn cookie_writes_from_another_site_are_refused_whatever_header_says_so() {
     let s = TestServer::start().await;
     let (email, password) = s.demo_user("agent");
-    let login = s
-        .client
-        .post(format!("{}/api/v1/auth/login", s.base))
-        .json(&json!({ "email": email, "password": password }))
-        .send()
-        .await
-        .expect("login");
-    let cookie = session_cookie(&login).expect("session");
+    let cookie = s.session_for(&email, &password).await;
     let http_twin = s.base.replacen("http://", "https://", 1);
     let write = |headers: Vec<(&'static str, String)>| {
         let mut req = s
@@ -315,14 +294,7 @@ async fn out_of_range_numbers_and_unchecked_text_are_refused_and_change_nothing(
         "a backslash and u0000 typed as text is text"
     );
     let (email, password) = s.demo_user("agent");
-    let login = s
-        .client
-        .post(format!("{}/api/v1/auth/login", s.base))
-        .json(&json!({ "email": email, "password": password }))
-        .send()
-        .await
-        .expect("login");
-    let cookie = session_cookie(&login).expect("session");
+    let cookie = s.session_for(&email, &password).await;
     let resp = s
         .client
         .post(format!("{}/app/conversations/{conversation}/reply", s.base))

@@ -120,6 +120,37 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// Signs in over the JSON API and returns the session cookie (`sb_session=…`).
+    pub async fn session_for(&self, email: &str, password: &str) -> String {
+        let resp = self
+            .client
+            .post(format!("{}/api/v1/auth/login", self.base))
+            .json(&serde_json::json!({ "email": email, "password": password }))
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(resp.status(), StatusCode::OK, "sign-in as {email}");
+        session_cookie(&resp).expect("session cookie")
+    }
+
+    /// Another workspace with an admin (`boss@elsewhere.example`); returns that admin's token.
+    pub async fn other_workspace_admin(&self) -> String {
+        let (status, body) = self
+            .post(
+                "/api/v1/workspaces",
+                &self.admin_token,
+                serde_json::json!({"name": "Elsewhere", "admin_email": "boss@elsewhere.example",
+                       "admin_name": "Boss", "admin_password": OTHER_ADMIN_PASSWORD}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        self.token_for("boss@elsewhere.example", OTHER_ADMIN_PASSWORD).await
+    }
+}
+
+pub const OTHER_ADMIN_PASSWORD: &str = "a long password 123";
+
 pub fn session_cookie(resp: &reqwest::Response) -> Option<String> {
     resp.headers()
         .get_all("set-cookie")

@@ -12,7 +12,7 @@ use sb_core::{Permission, Role};
 use sb_web::pages::{PAGES, PageAccess};
 use serde_json::{Value, json};
 
-use crate::harness::{Receiver, TestServer, session_cookie};
+use crate::harness::{Receiver, TestServer};
 
 /// A caller of the test: who, and the credentials they send.
 struct Caller {
@@ -186,20 +186,6 @@ async fn send(s: &TestServer, client: &reqwest::Client, caller: &Caller, call: &
     (status, location + &resp.text().await.unwrap_or_default())
 }
 
-/// Signs in over the JSON API; returns the session cookie and a new API token.
-async fn sign_in(s: &TestServer, email: &str, password: &str) -> (String, String) {
-    let resp = s
-        .client
-        .post(format!("{}/api/v1/auth/login", s.base))
-        .json(&json!({ "email": email, "password": password }))
-        .send()
-        .await
-        .expect("login");
-    assert_eq!(resp.status(), StatusCode::OK, "sign-in as {email}");
-    let cookie = session_cookie(&resp).expect("session cookie");
-    (cookie, s.token_for(email, password).await)
-}
-
 pub(crate) async fn fixture(s: &TestServer) -> Fixture {
     let mut ids = BTreeMap::new();
     let r = Receiver::start().await;
@@ -340,7 +326,10 @@ async fn every_route_and_page_answers_each_role_as_the_matrix_says() {
         ("store employee", Role::StoreStaff),
     ] {
         let (email, password) = s.demo_user(role.as_str());
-        let (cookie, token) = sign_in(&s, &email, &password).await;
+        let (cookie, token) = (
+            s.session_for(&email, &password).await,
+            s.token_for(&email, &password).await,
+        );
         callers.push(Caller {
             name,
             role: Some(role),
@@ -349,16 +338,10 @@ async fn every_route_and_page_answers_each_role_as_the_matrix_says() {
             cookie: Some(cookie),
         });
     }
-    let (status, other) = s
-        .post(
-            "/api/v1/workspaces",
-            &s.admin_token,
-            json!({"name": "Elsewhere", "admin_email": "boss@elsewhere.example", "admin_name": "Boss",
-                   "admin_password": "a long password 123"}),
-        )
+    let token = s.other_workspace_admin().await;
+    let cookie = s
+        .session_for("boss@elsewhere.example", crate::harness::OTHER_ADMIN_PASSWORD)
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{other}");
-    let (cookie, token) = sign_in(&s, "boss@elsewhere.example", "a long password 123").await;
     callers.push(Caller {
         name: "another workspace's admin",
         role: Some(Role::Admin),
