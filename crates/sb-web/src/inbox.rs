@@ -304,6 +304,9 @@ pub struct OpenConversation {
     pub customer: CustomerFragment,
     pub choices: Vec<ChannelChoice>,
     pub default_rule: String,
+    /// The idempotency key of the next send from this composer: a send repeated after a lost
+    /// answer makes no second message (the page's script moves to a new key after each send).
+    pub send_key: String,
 }
 
 async fn load_thread(state: &App, signed: &Signed, id: &str) -> WebResult<ThreadItems> {
@@ -520,6 +523,7 @@ pub async fn conversation_page(
             customer,
             choices,
             default_rule,
+            send_key: sb_core::new_id(),
         }),
         channels: channel_filter_options(&state, &signed).await?,
     }
@@ -646,6 +650,8 @@ struct ReplyForm {
     params: Vec<String>,
     /// Files uploaded beforehand (`POST /api/v1/attachments`), sent with the reply.
     attachment_ids: Vec<String>,
+    /// The composer's key for this send (see `OpenConversation::send_key`).
+    idempotency_key: Option<String>,
 }
 
 impl ReplyForm {
@@ -657,6 +663,7 @@ impl ReplyForm {
             template: None,
             params: Vec::new(),
             attachment_ids: Vec::new(),
+            idempotency_key: None,
         };
         for (key, value) in pairs {
             match key.as_str() {
@@ -666,6 +673,7 @@ impl ReplyForm {
                 "template" if !value.is_empty() => form.template = Some(value),
                 "param" => form.params.push(value),
                 "attachment_id" if !value.is_empty() => form.attachment_ids.push(value),
+                "idempotency_key" if !value.is_empty() => form.idempotency_key = Some(value),
                 _ => {}
             }
         }
@@ -675,6 +683,7 @@ impl ReplyForm {
     fn into_message(self) -> (CreateMessage, bool) {
         let note = self.note;
         let mut body = CreateMessage::plain(self.text);
+        body.idempotency_key = self.idempotency_key;
         body.channel_account_id = self.channel_account_id;
         body.attachment_ids = self.attachment_ids;
         if let Some((name, language)) = self.template.as_deref().and_then(|t| t.split_once('|')) {

@@ -147,6 +147,13 @@
   });
 
   // After a successful send (the server triggers this), clear the text but keep the focus.
+  // The next message gets a key of its own (the page's key and a counter), so that only a
+  // send repeated after a lost answer repeats a key.
+  var sends = 0;
+  document.addEventListener("composer-sent", function () {
+    var key = document.getElementById("composer-key");
+    if (key) key.value = key.value.split(".")[0] + "." + (++sends);
+  });
   document.addEventListener("composer-sent", function () {
     var text = document.getElementById("composer-text");
     var error = document.getElementById("composer-error");

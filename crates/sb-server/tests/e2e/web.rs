@@ -512,6 +512,23 @@ async fn browser_agent_signs_in_sees_whatsapp_live_and_replies() {
     let text = js(c, "return document.getElementById('composer-text').value;").await;
     assert_eq!(text, json!(""), "the composer is cleared after sending");
     assert!(same_page(c).await);
+    // The next send carries a key of its own: a second message, not the first one again.
+    let first_key = js(c, "return document.getElementById('composer-key').value;").await;
+    c.find(Locator::Css("#composer-text"))
+        .await
+        .expect("composer")
+        .send_keys("L is there too.")
+        .await
+        .expect("type");
+    c.find(Locator::Css("#send"))
+        .await
+        .expect("send")
+        .click()
+        .await
+        .expect("click");
+    until_text(c, "#thread .msg-outbound:last-child", "L is there too.").await;
+    let second_key = js(c, "return document.getElementById('composer-key').value;").await;
+    assert_ne!(first_key, second_key, "each send has its own idempotency key");
 
     // Picking SMS shows its rule and, while typing, the segments the carrier will bill.
     c.find(Locator::XPath(
