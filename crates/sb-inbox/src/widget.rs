@@ -79,8 +79,45 @@ pub struct Visitor {
     pub workspace_id: String,
     pub account: ChannelAccount,
     pub visitor_id: String,
-    pub customer_id: String,
+    /// `None` until the visitor sends something: a visitor who only opens the page makes no
+    /// customer.
+    pub customer_id: Option<String>,
     token_key: String,
+}
+
+/// The visitor's customer, made now when this is the first thing they send.
+fn customer_of(c: &mut dyn Conn, v: &Visitor, now: i64) -> Result<String, StoreError> {
+    if let Some(id) = &v.customer_id {
+        return Ok(id.clone());
+    }
+    customers::resolve(
+        c,
+        &v.workspace_id,
+        &v.account.id,
+        &[visitor_hint(&v.visitor_id)],
+        None,
+        now,
+    )
+}
+
+/// The visitor's customer once they have one (a live feed opened before the first message
+/// asks again when a message appears on its widget).
+pub async fn customer_of_visitor(store: &Store, visitor: &Visitor) -> Result<Option<String>, StoreError> {
+    let (ws, scope, id) = (
+        visitor.workspace_id.clone(),
+        scope_of(wire::ADDRESS_KIND, &visitor.account.id),
+        visitor.visitor_id.clone(),
+    );
+    store
+        .db
+        .read(move |c| customers::find_identity_owner(c, &ws, wire::ADDRESS_KIND, &scope, &id))
+        .await
+}
+
+/// The visitor's customer, made now if they have none (a hand-off before any message).
+pub async fn ensure_customer(store: &Store, visitor: &Visitor) -> Result<String, StoreError> {
+    let (v, now) = (visitor.clone(), store.now());
+    store.db.write(move |c| customer_of(c, &v, now)).await
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -258,8 +295,7 @@ pub async fn authenticate(store: &Store, token: &str, origin: Option<&str>) -> R
                 wire::ADDRESS_KIND,
                 &scope,
                 &verified.visitor_id,
-            )?
-            .ok_or(WidgetError::InvalidToken(TokenError::BadSignature))?;
+            )?;
             Ok(Visitor {
                 workspace_id: account.workspace_id.clone(),
                 account,
@@ -306,15 +342,10 @@ pub async fn start_session(
         .write(move |c| {
             let (account, secrets) = load_widget(c, &id)?;
             check_origin(&account, origin.as_deref())?;
+            // The customer is made with the visitor's first message or form, not here: a page
+            // view makes no profile.
             let visitor_id = sb_core::new_id();
-            let customer_id = customers::resolve(
-                c,
-                &account.workspace_id,
-                &account.id,
-                &[visitor_hint(&visitor_id)],
-                None,
-                now,
-            )?;
+            let customer_id = None;
             let settings = widget_settings(c, &channels, &account)?;
             let visitor = Visitor {
                 workspace_id: account.workspace_id.clone(),
@@ -366,7 +397,10 @@ pub fn visitor_message(payload: &serde_json::Value) -> serde_json::Value {
 /// (private notes never have an account, so they never match).
 pub fn visible_to(visitor: &Visitor, payload: &serde_json::Value) -> bool {
     payload["channel_account_id"].as_str() == Some(visitor.account.id.as_str())
-        && payload["customer_id"].as_str() == Some(visitor.customer_id.as_str())
+        && visitor
+            .customer_id
+            .as_deref()
+            .is_some_and(|id| payload["customer_id"].as_str() == Some(id))
 }
 
 /// The visitor's profile fields and the latest messages of their chat on this widget.
@@ -380,6 +414,18 @@ pub async fn thread(store: &Store, visitor: &Visitor) -> Result<ThreadView, Widg
         .db
         .read(move |c| {
             let last_seq = live_events::latest(c, &ws)?;
+            // A visitor who has sent nothing has no profile and no messages yet.
+            let Some(customer) = customer else {
+                return Ok(ThreadView {
+                    customer: ContactView {
+                        name: None,
+                        email: None,
+                        phone: None,
+                    },
+                    messages: Vec::new(),
+                    last_seq,
+                });
+            };
             let profile = customers::get(c, &ws, &customer)?.ok_or(StoreError::NotFound("customer"))?;
             let messages = match conversations::id_for_customer(c, &ws, &customer)? {
                 Some(conversation) => messages::latest_on_account(c, &ws, &conversation, &account, THREAD_LIMIT)?
@@ -470,10 +516,11 @@ pub async fn update_contact(
     phone: Option<&str>,
 ) -> Result<ContactView, WidgetError> {
     let (name, email, phone) = (clean_name(name)?, clean_email(email)?, clean_phone(phone)?);
-    let (ws, customer, now) = (visitor.workspace_id.clone(), visitor.customer_id.clone(), store.now());
+    let (ws, v, now) = (visitor.workspace_id.clone(), visitor.clone(), store.now());
     store
         .db
         .write(move |c| {
+            let customer = customer_of(c, &v, now)?;
             add_claims(
                 c,
                 &ws,
@@ -544,13 +591,14 @@ pub async fn identify(store: &Store, visitor: &Visitor, request: Identify) -> Re
                 None => false,
             };
             let mut merged_into = None;
-            let mut customer = v.customer_id.clone();
+            let visitors = customer_of(c, &v, now)?;
+            let mut customer = visitors.clone();
             if verified {
                 // Only a verified holder counts: a visitor who merely typed this identifier
                 // must not capture the real user (the claim moves to them instead).
                 match customers::find_verified_owner(c, ws, "user_id", "", &identifier)? {
-                    Some(owner) if owner != v.customer_id => {
-                        let merge = merges::merge(c, ws, &owner, &v.customer_id, None, now)?;
+                    Some(owner) if owner != visitors => {
+                        let merge = merges::merge(c, ws, &owner, &visitors, None, now)?;
                         let actor = Actor {
                             kind: "visitor",
                             id: Some(v.visitor_id.clone()),
@@ -562,7 +610,7 @@ pub async fn identify(store: &Store, visitor: &Visitor, request: Identify) -> Re
                             object_id: Some(&owner),
                             before: None,
                             after: Some(serde_json::json!({
-                                "merge_id": merge.id, "source_customer_id": v.customer_id,
+                                "merge_id": merge.id, "source_customer_id": visitors,
                                 "reason": "verified widget identify",
                             })),
                         };
@@ -661,7 +709,9 @@ pub async fn post_message(
             if let Some(existing) = messages::by_provider_id(c, ws, &v.account.id, &echo)? {
                 return Ok((existing, false, Vec::new()));
             }
-            let metas = attachments::unclaimed(c, ws, &v.customer_id, &ids)?.ok_or(WidgetError::AttachmentNotFound)?;
+            // The first message makes the visitor's customer (and its widget address).
+            let customer = customer_of(c, &v, now)?;
+            let metas = attachments::unclaimed(c, ws, &customer, &ids)?.ok_or(WidgetError::AttachmentNotFound)?;
             let inbound = InboundMessage {
                 provider_message_id: echo.clone(),
                 identities: vec![IdentityHint {
@@ -682,7 +732,7 @@ pub async fn post_message(
             let mut events = Vec::new();
             let message = apply_message(c, ws, &v.account, &inbound, &json, now, &mut events)?
                 .ok_or_else(|| StoreError::Conflict("echo_id".into()))?;
-            attachments::claim(c, ws, &v.customer_id, &ids, &message.id)?.ok_or(WidgetError::AttachmentNotFound)?;
+            attachments::claim(c, ws, &customer, &ids, &message.id)?.ok_or(WidgetError::AttachmentNotFound)?;
             Ok::<_, WidgetError>((message, true, events))
         })
         .await?;
@@ -706,10 +756,11 @@ pub async fn upload(
     store
         .db
         .write(move |c| {
+            let customer = customer_of(c, &v, now)?;
             let new = NewAttachment {
                 workspace_id: &v.workspace_id,
                 channel_account_id: Some(&v.account.id),
-                customer_id: Some(&v.customer_id),
+                customer_id: Some(&customer),
                 filename: &name,
                 content_type: kind,
                 data: &bytes,
@@ -721,7 +772,10 @@ pub async fn upload(
 
 /// A file the visitor uploaded (`None` for anyone else's).
 pub async fn download(store: &Store, visitor: &Visitor, id: &str) -> Result<Option<Attachment>, WidgetError> {
-    let (ws, id, customer) = (visitor.workspace_id.clone(), id.to_owned(), visitor.customer_id.clone());
+    let Some(customer) = visitor.customer_id.clone() else {
+        return Ok(None);
+    };
+    let (ws, id) = (visitor.workspace_id.clone(), id.to_owned());
     let account = visitor.account.id.clone();
     Ok(store
         .db
@@ -746,7 +800,10 @@ pub async fn download(store: &Store, visitor: &Visitor, id: &str) -> Result<Opti
 
 /// The visitor types (or stops): agents watching the conversation see it; nothing is stored.
 pub async fn typing(store: &Store, live: &Live, visitor: &Visitor, on: bool) -> Result<(), WidgetError> {
-    let (ws, customer) = (visitor.workspace_id.clone(), visitor.customer_id.clone());
+    let Some(customer) = visitor.customer_id.clone() else {
+        return Ok(()); // no conversation yet: nobody to tell
+    };
+    let ws = visitor.workspace_id.clone();
     let conversation = store
         .db
         .read(move |c| conversations::id_for_customer(c, &ws, &customer))
@@ -766,7 +823,10 @@ pub async fn seen(store: &Store, live: &Live, visitor: &Visitor) -> Result<usize
         .db
         .write(move |c| {
             let ws = v.workspace_id.as_str();
-            let Some(conversation) = conversations::id_for_customer(c, ws, &v.customer_id)? else {
+            let Some(customer) = &v.customer_id else {
+                return Ok(Vec::new());
+            };
+            let Some(conversation) = conversations::id_for_customer(c, ws, customer)? else {
                 return Ok(Vec::new());
             };
             let changed = messages::mark_read_through(c, ws, &conversation, &v.account.id, now, now)?;

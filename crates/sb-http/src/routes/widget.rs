@@ -531,9 +531,13 @@ async fn handoff(
             "no such channel account",
         ));
     }
+    let customer_id = match visitor.customer_id.clone() {
+        Some(id) => id,
+        None => widget::ensure_customer(&state.store, &visitor).await?,
+    };
     let request = widget::Handoff {
         workspace_id: visitor.workspace_id.clone(),
-        customer_id: visitor.customer_id.clone(),
+        customer_id,
         channel_account_id: body.channel_account_id,
         address: Some(body.address),
     };
@@ -634,6 +638,7 @@ async fn start_feed(
         latest,
         conversation: None,
         online: None,
+        others: Default::default(),
         tx,
     };
     tokio::spawn(feed.run());
@@ -649,6 +654,8 @@ struct Feed {
     latest: i64,
     conversation: Option<String>,
     online: Option<bool>,
+    /// Customers seen on this widget that are not this visitor (while they have none).
+    others: std::collections::HashSet<String>,
     tx: mpsc::Sender<serde_json::Value>,
 }
 
@@ -659,15 +666,17 @@ impl Feed {
 
     async fn run(mut self) {
         let mut draining = self.state.draining();
-        let (ws, customer) = (self.visitor.workspace_id.clone(), self.visitor.customer_id.clone());
-        self.conversation = self
-            .state
-            .store
-            .db
-            .read(move |c| sb_store::conversations::id_for_customer(c, &ws, &customer))
-            .await
-            .ok()
-            .flatten();
+        if let Some(customer) = self.visitor.customer_id.clone() {
+            let ws = self.visitor.workspace_id.clone();
+            self.conversation = self
+                .state
+                .store
+                .db
+                .read(move |c| sb_store::conversations::id_for_customer(c, &ws, &customer))
+                .await
+                .ok()
+                .flatten();
+        }
         if !self.presence().await {
             return;
         }
@@ -735,6 +744,26 @@ impl Feed {
 
     async fn deliver(&mut self, e: &LiveEvent, payload: &serde_json::Value) -> bool {
         self.last = e.seq;
+        // A visitor who had sent nothing when the feed opened gets a customer with their first
+        // message: look again when a message appears on this widget.
+        // Each customer is looked up once: another visitor's messages do not cost a read each.
+        if self.visitor.customer_id.is_none()
+            && e.kind.starts_with("message.")
+            && payload["channel_account_id"].as_str() == Some(self.visitor.account.id.as_str())
+            && let Some(customer) = payload["customer_id"].as_str()
+            && !self.others.contains(customer)
+        {
+            self.visitor.customer_id = widget::customer_of_visitor(&self.state.store, &self.visitor)
+                .await
+                .ok()
+                .flatten();
+            if self.visitor.customer_id.as_deref() != Some(customer) {
+                if self.others.len() >= 1_000 {
+                    self.others.clear();
+                }
+                self.others.insert(customer.to_owned());
+            }
+        }
         let frame = match e.kind.as_str() {
             "message.created" | "message.updated" if widget::visible_to(&self.visitor, payload) => {
                 if self.conversation.is_none() {
@@ -742,7 +771,10 @@ impl Feed {
                 }
                 serde_json::json!({ "type": e.kind, "seq": e.seq, "message": widget::visitor_message(payload) })
             }
-            "conversation.updated" if payload["customer_id"].as_str() == Some(self.visitor.customer_id.as_str()) => {
+            "conversation.updated"
+                if self.visitor.customer_id.is_some()
+                    && payload["customer_id"].as_str() == self.visitor.customer_id.as_deref() =>
+            {
                 self.conversation = e.conversation_id.clone();
                 serde_json::json!({ "type": e.kind, "seq": e.seq, "status": payload["status"] })
             }
