@@ -220,6 +220,30 @@ pub fn annotate(doc: &mut serde_json::Value) {
                 add.push(("415", "`unsupported_media_type`"));
                 add.push(("422", "`invalid_request`: the body does not match the schema"));
             }
+            let keyed = matches!(access, Needs(_) | InstanceOwner)
+                && matches!(method.as_str(), "post" | "put" | "patch" | "delete");
+            if keyed {
+                let parameters = op
+                    .entry("parameters")
+                    .or_insert_with(|| json!([]))
+                    .as_array_mut()
+                    .expect("parameters is a list");
+                if !parameters.iter().any(|p| p["name"] == "Idempotency-Key") {
+                    parameters.push(json!({
+                        "name": "Idempotency-Key", "in": "header", "required": false,
+                        "description": "The client's key for this request (1–200 characters): a retry with the same key gets the first answer and changes nothing more; kept a day",
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 200}
+                    }));
+                }
+                add.push((
+                    "409",
+                    "`request_in_progress`: the same key is still running; `idempotency_key_reused`",
+                ));
+                add.push((
+                    "422",
+                    "`idempotency_key_reused`: the key was sent with another request; `invalid_idempotency_key`",
+                ));
+            }
             match access {
                 Needs(_) | InstanceOwner => {
                     add.push(("401", "`authentication_required`, `invalid_token`, `session_expired`"));

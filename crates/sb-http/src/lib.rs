@@ -9,6 +9,7 @@ pub mod error {
 }
 pub mod access;
 pub mod extract;
+mod idempotency;
 mod metrics_layer;
 pub(crate) mod routes;
 pub(crate) use sb_app::views;
@@ -181,7 +182,13 @@ pub fn app_with(state: AppState, pages: Router<AppState>) -> Router {
     let (api, openapi) = api();
     // axum's own rejections (a query string or path that does not parse) are plain text; the
     // API answers every error in its JSON shape.
-    let api = api.layer(axum::middleware::map_response(errors_as_json)).merge(pages);
+    let api = api
+        .layer(axum::middleware::map_response(errors_as_json))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::idempotent,
+        ))
+        .merge(pages);
     // Served as the bytes serialised once: the document's own structure is a few MB of heap.
     let mut openapi = serde_json::to_value(&openapi).expect("the OpenAPI document serialises");
     access::annotate(&mut openapi);

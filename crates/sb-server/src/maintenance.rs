@@ -21,7 +21,17 @@ impl JobHandler for SweepSessions {
             .db
             .write(move |c| sb_store::inbound::forget_tokens(c, now))
             .await?;
-        tracing::info!(removed, tokens, "swept expired sessions and signed tokens");
+        let keys = ctx
+            .store
+            .db
+            .write(move |c| sb_store::idempotency::forget_before(c, now - 24 * 3_600_000))
+            .await?;
+        tracing::info!(
+            removed,
+            tokens,
+            keys,
+            "swept expired sessions, signed tokens and idempotency keys"
+        );
         schedule(&ctx.engine).await?;
         Ok(())
     }

@@ -15,6 +15,7 @@ pub mod conversations;
 pub mod customers;
 pub mod event_sources;
 pub mod events;
+pub mod idempotency;
 pub mod inbound;
 pub mod inventory;
 pub mod jobs;

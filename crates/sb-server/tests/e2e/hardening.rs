@@ -485,3 +485,60 @@ async fn a_reply_retried_with_its_idempotency_key_is_sent_once() {
         "{texts:?}"
     );
 }
+
+#[tokio::test]
+async fn every_mutating_route_takes_an_idempotency_key() {
+    let s = TestServer::start().await;
+    let post = |key: &'static str, body: Value| {
+        s.client
+            .post(format!("{}/api/v1/canned-responses", s.base))
+            .bearer_auth(&s.admin_token)
+            .header("idempotency-key", key)
+            .json(&body)
+            .send()
+    };
+    let first = post("k-1", json!({"short_code": "thanks", "content": "Thank you!"}))
+        .await
+        .expect("post");
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.expect("json");
+    // The answer was lost: the same request again gets the same answer and changes nothing.
+    let again = post("k-1", json!({"short_code": "thanks", "content": "Thank you!"}))
+        .await
+        .expect("post");
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert_eq!(
+        again.headers().get("idempotent-replayed").map(|v| v.as_bytes()),
+        Some(&b"true"[..])
+    );
+    let again: Value = again.json().await.expect("json");
+    assert_eq!(first["id"], again["id"]);
+    // The key with another request is refused; without a key, the same request is a conflict.
+    let other = post("k-1", json!({"short_code": "thanks2", "content": "Thanks!"}))
+        .await
+        .expect("post");
+    assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let other: Value = other.json().await.expect("json");
+    assert_eq!(code(&other), "idempotency_key_reused");
+    let (_, list) = s.get("/api/v1/canned-responses?q=thanks", &s.admin_token).await;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");
+    // A refusal is an answer too: kept and given again, never run twice.
+    let (email, password) = s.demo_user("marketer");
+    let marketer = s.token_for(&email, &password).await;
+    for _ in 0..2 {
+        let resp = s
+            .client
+            .post(format!("{}/api/v1/canned-responses", s.base))
+            .bearer_auth(&marketer)
+            .header("idempotency-key", "k-1")
+            .json(&json!({"short_code": "nope", "content": "x"}))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "each credential has its own keys");
+    }
+    let (status, doc) = s.call(Method::GET, "/api/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let params = doc["paths"]["/api/v1/canned-responses"]["post"]["parameters"].to_string();
+    assert!(params.contains("Idempotency-Key"), "documented: {params}");
+}
