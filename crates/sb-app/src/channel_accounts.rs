@@ -360,10 +360,24 @@ pub async fn create_account(
                 .db
                 .write(move |c| channel_accounts::delete_unused(c, &ws, &id))
                 .await?;
+            // Settings we cannot connect with are the admin's to fix, not the provider's refusal.
+            if e.code == "channel_misconfigured" {
+                return Err(AppError::unprocessable("invalid_settings", e.message));
+            }
+            // A refusal of these credentials is the admin's to fix; an outage is the provider's.
+            if !e.retryable {
+                return Err(AppError::unprocessable(
+                    "provider_refused",
+                    format!("the provider refused the connection: {}: {}", e.code, e.message),
+                ));
+            }
             return Err(AppError::new(
                 StatusCode::BAD_GATEWAY,
                 "provider_error",
-                format!("the provider refused the connection: {}: {}", e.code, e.message),
+                format!(
+                    "the provider could not be reached to connect: {}: {}",
+                    e.code, e.message
+                ),
             ));
         }
     }

@@ -17,8 +17,6 @@ use crate::error::ApiError;
 
 /// The longest answer kept for a retry; a longer one is not kept (the retry runs again).
 const MAX_KEPT: usize = 1024 * 1024;
-/// How long a key is kept.
-pub const KEEP_MS: i64 = 24 * 3_600_000;
 
 pub async fn idempotent(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Some(key) = request

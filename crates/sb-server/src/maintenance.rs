@@ -24,7 +24,7 @@ impl JobHandler for SweepSessions {
         let keys = ctx
             .store
             .db
-            .write(move |c| sb_store::idempotency::forget_before(c, now - 24 * 3_600_000))
+            .write(move |c| sb_store::idempotency::forget_before(c, now - sb_store::idempotency::KEEP_MS))
             .await?;
         tracing::info!(
             removed,

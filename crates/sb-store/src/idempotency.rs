@@ -107,6 +107,9 @@ pub fn abandon(c: &mut dyn Conn, credential_digest: &str, key: &str) -> Result<(
     Ok(())
 }
 
+/// How long a key and its answer are kept.
+pub const KEEP_MS: i64 = 24 * 3_600_000;
+
 /// Forgets keys older than `before` (kept a day).
 pub fn forget_before(c: &mut dyn Conn, before: i64) -> Result<u64> {
     Ok(c.execute(&Stmt::new("DELETE FROM idempotent_requests WHERE created_at < :before").bind("before", before))?)

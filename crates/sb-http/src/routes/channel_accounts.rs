@@ -39,8 +39,8 @@ async fn measure_text(
 /// Connects a channel account (one number, one bot, one integration).
 #[utoipa::path(post, path = "/api/v1/channel-accounts", tag = "channels", request_body = CreateChannelAccount, responses(
     (status = 201, body = CreatedChannelAccount),
-    (status = 422, description = "`unknown_channel`, `invalid_settings`", body = ErrorBody),
-    (status = 502, description = "`provider_error`: the provider refused the connection (e.g. Telegram's setWebhook)", body = ErrorBody)
+    (status = 422, description = "`unknown_channel`, `invalid_settings`, `provider_refused`: the provider refused these credentials (e.g. Telegram's setWebhook)", body = ErrorBody),
+    (status = 502, description = "`provider_error`: the provider could not be reached", body = ErrorBody)
 ), security(("bearer" = []), ("session" = [])))]
 async fn create_account(
     State(state): State<AppState>,

@@ -30,7 +30,7 @@ async fn telegram_connects_receives_links_a_shared_phone_and_reports_blocks() {
         .await
         .expect("simulator");
 
-    // A wrong bot token: the provider refuses, and the account is not kept.
+    // A wrong bot token: the provider refuses (the admin's to fix: 422), and the account is not kept.
     let (status, body) = s
         .post(
             "/api/v1/channel-accounts",
@@ -41,7 +41,7 @@ async fn telegram_connects_receives_links_a_shared_phone_and_reports_blocks() {
         .await;
     assert_eq!(
         (status, code(&body)),
-        (StatusCode::BAD_GATEWAY, "provider_error"),
+        (StatusCode::UNPROCESSABLE_ENTITY, "provider_refused"),
         "{body}"
     );
     let (_, accounts) = s.get("/api/v1/channel-accounts", &s.admin_token).await;
