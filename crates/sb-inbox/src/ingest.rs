@@ -39,6 +39,12 @@ pub enum IngestError {
     Store(#[from] StoreError),
 }
 
+impl From<sb_sql::SqlError> for IngestError {
+    fn from(e: sb_sql::SqlError) -> Self {
+        IngestError::Store(StoreError::Sql(e))
+    }
+}
+
 type CachedAccount = (Instant, Option<(ChannelAccount, String)>);
 
 /// What ingest shares with the processor: the wake-up, and channel accounts read recently
@@ -121,19 +127,13 @@ pub async fn ingest(
     )
     .unwrap_or_else(|_| "[]".into());
     let replay_is_refused = channel.signs_timestamp();
-    if let Some((token, window_ms)) = &verified.replay_token {
-        let (account_id, digest) = (account.id.clone(), secret_digest(token));
-        let expires = now + window_ms;
-        let fresh = store
-            .db
-            .write(move |c| inbound::remember_token(c, &account_id, &digest, expires))
-            .await?;
-        if !fresh {
-            return Err(IngestError::Replayed);
-        }
-    }
+    let replay_token = verified
+        .replay_token
+        .as_ref()
+        .map(|(token, window_ms)| (secret_digest(token), now + window_ms));
     let body = verified.store_body.unwrap_or(body);
     let request = Verified {
+        replay_token,
         account: &account,
         dedupe_key: verified.dedupe_key,
         signature,
@@ -179,6 +179,7 @@ pub async fn ingest_trusted(
     let now = store.now();
     let verified = channel.accept_trusted(&body, &account_of(&account, &secrets), now)?;
     let request = Verified {
+        replay_token: None,
         account: &account,
         signature: secret_digest(&String::from_utf8_lossy(&body)),
         dedupe_key: verified.dedupe_key,
@@ -216,6 +217,9 @@ async fn usable_account(
 /// A request that passed its channel's checks, ready to store.
 struct Verified<'a> {
     account: &'a ChannelAccount,
+    /// The digest of a signed token to remember, and until when (see `Verified::replay_token`
+    /// in `sb-channels`).
+    replay_token: Option<(String, i64)>,
     dedupe_key: String,
     signature: String,
     headers_json: String,
@@ -239,24 +243,43 @@ async fn store_verified(
         signature,
         headers_json,
         body,
+        replay_token,
         ..
     } = request;
-    // One insert, then a read only when it inserted nothing: a single-statement unit, which
-    // joins the writer's group commit without a savepoint of its own.
-    let stored = store
-        .db
-        .write_single(move |c| {
-            let new = inbound::NewInbound {
-                workspace_id: &ws,
-                channel_account_id: &account_id,
-                dedupe_key: &dedupe_key,
-                signature_digest: &signature,
-                headers_json: &headers_json,
-                body: &body,
-            };
-            inbound::store(c, &new, now)
-        })
-        .await?;
+    let token_account = account_id.clone();
+    let insert = move |c: &mut dyn sb_store::Conn| {
+        let new = inbound::NewInbound {
+            workspace_id: &ws,
+            channel_account_id: &account_id,
+            dedupe_key: &dedupe_key,
+            signature_digest: &signature,
+            headers_json: &headers_json,
+            body: &body,
+        };
+        inbound::store(c, &new, now)
+    };
+    let stored = match replay_token {
+        // One insert, then a read only when it inserted nothing: a single-statement unit,
+        // which joins the writer's group commit without a savepoint of its own.
+        None => store.db.write_single(insert).await?,
+        // The token is remembered in the transaction that stores its request: a token seen
+        // before, with another message, undoes the insert (the same message again is the
+        // provider's retry, a duplicate).
+        Some((digest, expires)) => {
+            store
+                .db
+                .write(move |c| {
+                    let stored = insert(c)?;
+                    if matches!(stored, Stored::New(_))
+                        && !inbound::remember_token(c, &token_account, &digest, expires)?
+                    {
+                        return Err(IngestError::Replayed);
+                    }
+                    Ok(stored)
+                })
+                .await?
+        }
+    };
     match stored {
         Stored::New(_) => {
             intake.notify();

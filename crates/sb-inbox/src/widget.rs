@@ -100,18 +100,21 @@ fn customer_of(c: &mut dyn Conn, v: &Visitor, now: i64) -> Result<String, StoreE
     )
 }
 
+/// The customer holding a visitor's widget address, if they have one yet.
+fn visitor_customer(
+    c: &mut dyn Conn,
+    account: &ChannelAccount,
+    visitor_id: &str,
+) -> Result<Option<String>, StoreError> {
+    let scope = scope_of(wire::ADDRESS_KIND, &account.id);
+    customers::find_identity_owner(c, &account.workspace_id, wire::ADDRESS_KIND, &scope, visitor_id)
+}
+
 /// The visitor's customer once they have one (a live feed opened before the first message
 /// asks again when a message appears on its widget).
 pub async fn customer_of_visitor(store: &Store, visitor: &Visitor) -> Result<Option<String>, StoreError> {
-    let (ws, scope, id) = (
-        visitor.workspace_id.clone(),
-        scope_of(wire::ADDRESS_KIND, &visitor.account.id),
-        visitor.visitor_id.clone(),
-    );
-    store
-        .db
-        .read(move |c| customers::find_identity_owner(c, &ws, wire::ADDRESS_KIND, &scope, &id))
-        .await
+    let (account, id) = (visitor.account.clone(), visitor.visitor_id.clone());
+    store.db.read(move |c| visitor_customer(c, &account, &id)).await
 }
 
 /// The visitor's customer, made now if they have none (a hand-off before any message).
@@ -288,14 +291,7 @@ pub async fn authenticate(store: &Store, token: &str, origin: Option<&str>) -> R
             check_origin(&account, origin.as_deref())?;
             let key = token_key(&secrets)?;
             let verified = VisitorToken::verify(&token, &key, now).map_err(WidgetError::InvalidToken)?;
-            let scope = scope_of(wire::ADDRESS_KIND, &account.id);
-            let customer = customers::find_identity_owner(
-                c,
-                &account.workspace_id,
-                wire::ADDRESS_KIND,
-                &scope,
-                &verified.visitor_id,
-            )?;
+            let customer = visitor_customer(c, &account, &verified.visitor_id)?;
             Ok(Visitor {
                 workspace_id: account.workspace_id.clone(),
                 account,

@@ -261,15 +261,7 @@ async fn out_of_range_numbers_and_unchecked_text_are_refused_and_change_nothing(
     // A note without end, and NUL characters, in the API and in the web app's forms.
     let r = crate::harness::Receiver::start().await;
     let customer = crate::commerce::customer_with_a_channel(&s, &r).await;
-    let (_, conversations) = s.get("/api/v1/conversations", &s.admin_token).await;
-    let conversation = conversations["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["customer_id"] == customer.as_str())
-        .and_then(|c| c["id"].as_str())
-        .expect("conversation")
-        .to_owned();
+    let conversation = s.conversation_of(&customer).await;
     let notes = format!("/api/v1/conversations/{conversation}/notes");
     let (status, body) = s
         .post(&notes, &s.admin_token, json!({"text": "n".repeat(10_001)}))
@@ -415,15 +407,7 @@ async fn a_reply_retried_with_its_idempotency_key_is_sent_once() {
     let s = TestServer::start().await;
     let r = crate::harness::Receiver::start().await;
     let customer = crate::commerce::customer_with_a_channel(&s, &r).await;
-    let (_, conversations) = s.get("/api/v1/conversations", &s.admin_token).await;
-    let conversation = conversations["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["customer_id"] == customer.as_str())
-        .and_then(|c| c["id"].as_str())
-        .expect("conversation")
-        .to_owned();
+    let conversation = s.conversation_of(&customer).await;
     let reply = |key: &'static str, text: &'static str| {
         s.client
             .post(format!("{}/api/v1/conversations/{conversation}/messages", s.base))

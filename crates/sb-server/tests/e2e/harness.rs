@@ -97,15 +97,7 @@ impl TestServer {
 
     /// Signs in and returns a new API token for that user.
     pub async fn token_for(&self, email: &str, password: &str) -> String {
-        let resp = self
-            .client
-            .post(format!("{}/api/v1/auth/login", self.base))
-            .json(&serde_json::json!({ "email": email, "password": password }))
-            .send()
-            .await
-            .expect("login");
-        assert_eq!(resp.status(), StatusCode::OK, "login as {email}");
-        let cookie = session_cookie(&resp).expect("session cookie");
+        let cookie = self.session_for(email, password).await;
         let resp = self
             .client
             .post(format!("{}/api/v1/tokens", self.base))
@@ -132,6 +124,15 @@ impl TestServer {
             .expect("login");
         assert_eq!(resp.status(), StatusCode::OK, "sign-in as {email}");
         session_cookie(&resp).expect("session cookie")
+    }
+
+    /// The conversation of a customer of the demo workspace.
+    pub async fn conversation_of(&self, customer: &str) -> String {
+        let (status, body) = self
+            .get(&format!("/api/v1/customers/{customer}"), &self.admin_token)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["conversation_id"].as_str().expect("a conversation").to_owned()
     }
 
     /// Another workspace with an admin (`boss@elsewhere.example`); returns that admin's token.

@@ -190,15 +190,7 @@ pub(crate) async fn fixture(s: &TestServer) -> Fixture {
     let mut ids = BTreeMap::new();
     let r = Receiver::start().await;
     let customer = crate::commerce::customer_with_a_channel(s, &r).await;
-    let (_, conversations) = s.get("/api/v1/conversations", &s.admin_token).await;
-    let conversation = conversations["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["customer_id"] == customer.as_str())
-        .and_then(|c| c["id"].as_str())
-        .expect("conversation")
-        .to_owned();
+    let conversation = s.conversation_of(&customer).await;
     let (_, thread) = s
         .get(
             &format!("/api/v1/conversations/{conversation}/messages"),
