@@ -48,7 +48,7 @@ pub struct WebhookAck {
         (status = 200, body = WebhookAck),
         (status = 400, description = "`malformed_payload`", body = ErrorBody),
         (status = 401, description = "`missing_signature`, `invalid_signature`, `expired_timestamp`", body = ErrorBody),
-        (status = 403, description = "`channel_account_disabled`", body = ErrorBody),
+        (status = 403, description = "`channel_account_disabled`, `channel_account_not_configured` (the account lacks the secret its provider signs with)", body = ErrorBody),
         (status = 404, description = "`channel_account_not_found`", body = ErrorBody),
         (status = 409, description = "`request_replayed`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody)
@@ -97,10 +97,19 @@ async fn receive(
             "request_replayed",
             "this exact signed request was received before",
         )),
+        // An account without the secret its provider signs with cannot take a request: the
+        // business has to finish its set-up. Said as a refusal, and logged for the admin.
+        Err(IngestError::Channel(sb_channels::ChannelError::Misconfigured(problem))) => {
+            tracing::error!(channel = %channel, account_id = %account_id, problem = %problem, "webhook to an account that is not set up");
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "channel_account_not_configured",
+                format!("this channel account is not set up to receive webhooks: {problem}"),
+            ))
+        }
         Err(IngestError::Channel(e)) => {
             let status = match e {
                 sb_channels::ChannelError::Malformed(_) => StatusCode::BAD_REQUEST,
-                sb_channels::ChannelError::Misconfigured(_) => StatusCode::INTERNAL_SERVER_ERROR,
                 _ => StatusCode::UNAUTHORIZED,
             };
             Err(ApiError::new(status, e.code(), e.to_string()))

@@ -526,3 +526,23 @@ async fn every_mutating_route_takes_an_idempotency_key() {
     let params = doc["paths"]["/api/v1/canned-responses"]["post"]["parameters"].to_string();
     assert!(params.contains("Idempotency-Key"), "documented: {params}");
 }
+
+#[tokio::test]
+async fn a_webhook_to_an_account_without_its_signing_secret_is_refused_not_a_server_error() {
+    let s = TestServer::start().await;
+    let (status, account) = s
+        .post(
+            "/api/v1/channel-accounts",
+            &s.admin_token,
+            json!({"channel": "instagram", "name": "Half set up"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{account}");
+    let hook = account["webhook_url"].as_str().expect("webhook url").to_owned();
+    let (status, body) = s.raw_post(&hook, vec![], b"{}".to_vec()).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "channel_account_not_configured"),
+        "{body}"
+    );
+}
