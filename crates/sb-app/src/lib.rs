@@ -27,6 +27,7 @@ pub mod system;
 pub mod tokens;
 pub mod users;
 pub mod views;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +62,8 @@ pub struct Services {
     pub cdp: sb_cdp::Ingest,
     /// Where providers and people reach this server (webhook URLs are built from it).
     pub base_url: Arc<str>,
+    /// Outgoing webhooks: the guard's setting and the delivery workers' wake-up.
+    pub webhooks: sb_webhooks::Webhooks,
     pub sessions: auth::SessionPolicy,
     login_limiter: limits::LoginLimiter,
 }
@@ -74,6 +77,7 @@ pub struct AppParts {
     pub intake: sb_inbox::Intake,
     pub cdp: sb_cdp::Ingest,
     pub base_url: String,
+    pub webhooks: sb_webhooks::Webhooks,
     pub session_ttl: Duration,
     pub secure_cookies: bool,
     pub login_limits: limits::LoginLimits,
@@ -89,6 +93,7 @@ impl App {
             intake: parts.intake,
             cdp: parts.cdp,
             base_url: parts.base_url.into(),
+            webhooks: parts.webhooks,
             sessions: auth::SessionPolicy {
                 ttl: parts.session_ttl,
                 secure_cookies: parts.secure_cookies,

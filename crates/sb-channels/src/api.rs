@@ -1,7 +1,12 @@
 //! The generic API channel, for anything that has no provider of its own. Inbound: a JSON
 //! POST signed with `X-Switchboard-Signature` (HMAC-SHA256 over timestamp and raw body,
-//! refused outside ±5 minutes). Outbound: the same signature on a POST to the account's
-//! `webhook_url`; 2xx means accepted.
+//! refused outside ±5 minutes). Outbound: a POST to the account's `webhook_url` with the
+//! message as JSON; its `message_id` is the same on every retry of that message, the id a
+//! receiver de-duplicates on; 2xx means accepted. Signed with the same `X-Switchboard-Signature`,
+//! or, with the setting `signature_scheme: "standard_webhooks"`, as Standard Webhooks
+//! (`webhook-id` = `message_id`, `webhook-timestamp`, `webhook-signature`), like the outgoing
+//! webhooks, so one verification library serves both. New accounts get a `whsec_` secret,
+//! which works for both schemes.
 //!
 //! Inbound body: `{"type":"message","id":"…","from":{"id":"…","name":"…","email":"…",
 //! "phone":"…"},"text":"…","sent_at_ms":…}` or `{"type":"status","id":"…","message_id":"…",
@@ -171,6 +176,26 @@ impl Channel for ApiChannel {
         true
     }
 
+    fn new_secrets(&self) -> serde_json::Value {
+        serde_json::json!({ "secret": sb_core::standard_webhooks::generate_secret() })
+    }
+
+    fn check_account(&self, settings: &serde_json::Value, secrets: &serde_json::Value) -> Result<(), String> {
+        match settings.get("signature_scheme").and_then(|v| v.as_str()) {
+            None | Some("switchboard") => Ok(()),
+            Some("standard_webhooks") => match secrets.get("secret").and_then(|v| v.as_str()) {
+                // Left out, a `whsec_` secret is generated.
+                None => Ok(()),
+                Some(secret) => sb_core::standard_webhooks::key_of(secret).map(|_| ()).map_err(|e| {
+                    format!("with signature_scheme standard_webhooks the secret must be a whsec_ secret: {e}")
+                }),
+            },
+            Some(other) => Err(format!(
+                "signature_scheme {other} is not known: use switchboard (the default) or standard_webhooks"
+            )),
+        }
+    }
+
     fn verify(&self, request: &RawRequest<'_>, account: &Account, now_ms: i64) -> Result<Verified, ChannelError> {
         let secret = account
             .secret("secret")
@@ -207,16 +232,18 @@ impl Channel for ApiChannel {
         let now_secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        let signature = signing::sign(secret, now_secs, &body);
-        let response = self
-            .http
-            .post(url)
-            .header("content-type", "application/json")
-            .header(signing::HEADER, signature)
-            .body(body)
-            .send()
-            .await
-            .map_err(SendError::network)?;
+        let request = self.http.post(url).header("content-type", "application/json");
+        let request = if account.setting("signature_scheme") == Some("standard_webhooks") {
+            let signature = sb_core::standard_webhooks::sign(&[secret], &message.message_id, now_secs, &body)
+                .map_err(|e| permanent("channel_misconfigured", format!("the API channel's secret: {e}")))?;
+            request
+                .header(sb_core::standard_webhooks::ID_HEADER, &message.message_id)
+                .header(sb_core::standard_webhooks::TIMESTAMP_HEADER, now_secs.to_string())
+                .header(sb_core::standard_webhooks::SIGNATURE_HEADER, signature)
+        } else {
+            request.header(signing::HEADER, signing::sign(secret, now_secs, &body))
+        };
+        let response = request.body(body).send().await.map_err(SendError::network)?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         if status.is_success() {

@@ -86,6 +86,9 @@ pub enum Permission {
     ManageWorkspace,
     ReadAuditLog,
     ManageJobs,
+    /// Outgoing webhooks: endpoints, their secrets and delivery logs. The events they carry
+    /// reach every kind of data, so this is the admins'.
+    ManageWebhooks,
     /// Export or erase a customer's data (GDPR requests).
     ManagePrivacy,
     ReadOwnAccount,
@@ -119,7 +122,7 @@ pub enum Permission {
 pub enum DataKind {
     /// The signed-in user's own account and API tokens.
     OwnAccount,
-    /// Users, the workspace, channel accounts, jobs, the audit log.
+    /// Users, the workspace, channel accounts, jobs, webhooks, the audit log.
     Settings,
     ConversationContent,
     CustomerProfile,
@@ -147,11 +150,12 @@ impl DataKind {
 }
 
 impl Permission {
-    pub const ALL: [Permission; 20] = [
+    pub const ALL: [Permission; 21] = [
         Permission::ManageUsers,
         Permission::ManageWorkspace,
         Permission::ReadAuditLog,
         Permission::ManageJobs,
+        Permission::ManageWebhooks,
         Permission::ManagePrivacy,
         Permission::ReadOwnAccount,
         Permission::ManageOwnTokens,
@@ -176,6 +180,7 @@ impl Permission {
             Permission::ManageWorkspace => "manage_workspace",
             Permission::ReadAuditLog => "read_audit_log",
             Permission::ManageJobs => "manage_jobs",
+            Permission::ManageWebhooks => "manage_webhooks",
             Permission::ManagePrivacy => "manage_privacy",
             Permission::ReadOwnAccount => "read_own_account",
             Permission::ManageOwnTokens => "manage_own_tokens",
@@ -204,7 +209,7 @@ impl Permission {
         use Permission::*;
         match self {
             ReadOwnAccount | ManageOwnTokens => DataKind::OwnAccount,
-            ManageUsers | ManageWorkspace | ReadAuditLog | ManageJobs => DataKind::Settings,
+            ManageUsers | ManageWorkspace | ReadAuditLog | ManageJobs | ManageWebhooks => DataKind::Settings,
             ReadConversations | ReplyConversations => DataKind::ConversationContent,
             ReadCustomers | ManageCustomers | ManagePrivacy => DataKind::CustomerProfile,
             ReadConsent | ManageConsent => DataKind::Consent,

@@ -14,6 +14,7 @@ pub mod inbox;
 pub mod inventory;
 pub mod routing;
 pub mod sms;
+pub mod standard_webhooks;
 
 pub use access::{Permission, Role};
 pub use clock::{Clock, SystemClock};

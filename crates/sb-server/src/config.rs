@@ -24,7 +24,7 @@ pub struct Cli {
 
 #[derive(Debug, Args, Default)]
 pub struct GlobalArgs {
-    /// TOML configuration file (keys: listen, smtp_listen, data_dir, database_url, nats_url, public_url, demo, max_body_bytes, request_timeout_secs, metrics_token).
+    /// TOML configuration file (keys: listen, smtp_listen, data_dir, database_url, nats_url, public_url, demo, max_body_bytes, request_timeout_secs, metrics_token, webhooks_allow_private_networks).
     #[arg(long, env = "SWITCHBOARD_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8080].
@@ -49,6 +49,10 @@ pub struct GlobalArgs {
     /// The token a Prometheus scraper sends to read /metrics [default: none: /metrics is off].
     #[arg(long, env = "SWITCHBOARD_METRICS_TOKEN", global = true)]
     pub metrics_token: Option<String>,
+    /// Lets outgoing webhooks reach loopback and private addresses (development only: it
+    /// turns off the guard against requests into this machine's network).
+    #[arg(long, env = "SWITCHBOARD_WEBHOOKS_ALLOW_PRIVATE_NETWORKS", global = true)]
+    pub webhooks_allow_private_networks: bool,
     /// Do not create the demo workspace on first start.
     #[arg(long, env = "SWITCHBOARD_NO_DEMO", global = true)]
     pub no_demo: bool,
@@ -92,6 +96,7 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     request_timeout_secs: Option<u64>,
     metrics_token: Option<String>,
+    webhooks_allow_private_networks: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -135,6 +140,8 @@ pub struct Config {
     pub public_url: Option<String>,
     pub demo: bool,
     pub http: sb_http::HttpConfig,
+    /// Outgoing webhooks may go to loopback and private addresses (development).
+    pub webhooks_allow_private_networks: bool,
 }
 
 /// A configuration problem, with the words to fix it.
@@ -254,6 +261,8 @@ impl Config {
             public_url,
             demo,
             http,
+            webhooks_allow_private_networks: args.webhooks_allow_private_networks
+                || file.webhooks_allow_private_networks.unwrap_or(false),
         })
     }
 

@@ -168,6 +168,10 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
             mail_stopped.clone(),
         ))
     });
+    // Outgoing webhooks: fan-out from the event log and signed deliveries.
+    let webhooks = sb_webhooks::Webhooks::new(store.clone(), config.webhooks_allow_private_networks);
+    let (stop_webhooks, webhooks_stopped) = tokio::sync::watch::channel(false);
+    let webhook_workers = tokio::spawn(webhooks.clone().run(webhooks_stopped));
     // The use cases, under both the JSON API and the web app.
     let app = sb_app::App::new(sb_app::AppParts {
         store: store.clone(),
@@ -177,6 +181,7 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
         intake,
         cdp,
         base_url: base_url.clone(),
+        webhooks,
         session_ttl: config.http.session_ttl,
         secure_cookies: config.http.secure_cookies,
         login_limits: config.http.login_limits.clone(),
@@ -222,6 +227,8 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
         let _ = imap.await;
         stop_processing.send_replace(true);
         let _ = processing.await;
+        stop_webhooks.send_replace(true);
+        let _ = webhook_workers.await;
         let _ = cdp_processing.await;
         simulators.shutdown().await;
         task_engine.shutdown().await;

@@ -62,6 +62,7 @@ pub fn record(c: &mut dyn Conn, change: &Change<'_>) -> Result<()> {
         .bind("source", change.source)
         .bind("at", change.at),
     )?;
+    crate::domain_events::consent_changed(c, change)?;
     Ok(())
 }
 

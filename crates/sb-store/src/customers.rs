@@ -228,6 +228,7 @@ pub fn resolve(
                 .bind("phone", phone)
                 .bind("now", now),
             )?;
+            crate::domain_events::customer_created(c, ws, &id, now)?;
             id
         }
     };

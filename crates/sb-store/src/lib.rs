@@ -13,6 +13,7 @@ pub mod channel_accounts;
 pub mod consents;
 pub mod conversations;
 pub mod customers;
+pub mod domain_events;
 pub mod event_sources;
 pub mod events;
 pub mod idempotency;
@@ -36,6 +37,7 @@ pub mod timers;
 pub mod tokens;
 pub mod transfers;
 pub mod users;
+pub mod webhooks;
 pub mod workspaces;
 
 use std::sync::Arc;

@@ -269,6 +269,7 @@ pub fn merge_with(
         .bind("moved", &merge.moved_json)
         .bind("snapshot", &merge.snapshot_json),
     )?;
+    crate::domain_events::customer_merged(c, &merge, false, now)?;
     Ok(merge)
 }
 
@@ -393,6 +394,7 @@ pub fn undo(c: &mut dyn Conn, ws: &str, id: &str, now: i64) -> Result<Merge, Mer
             .bind("ws", ws)
             .bind("id", id),
     )?;
+    crate::domain_events::customer_merged(c, &merge, true, now)?;
     Ok(Merge {
         undone_at: Some(now),
         ..merge

@@ -23,6 +23,7 @@ pub enum ObjectKind {
     Reservation,
     Merge,
     Location,
+    WebhookEndpoint,
 }
 
 impl ObjectKind {
@@ -44,6 +45,7 @@ impl ObjectKind {
             ObjectKind::Reservation => "reservation",
             ObjectKind::Merge => "merge",
             ObjectKind::Location => "location",
+            ObjectKind::WebhookEndpoint => "webhook_endpoint",
         }
     }
 }
@@ -51,6 +53,7 @@ impl ObjectKind {
 pub fn owner_workspace(c: &mut dyn Conn, kind: ObjectKind, id: &str) -> Result<Option<String>> {
     let sql = match kind {
         ObjectKind::User => "SELECT workspace_id FROM users WHERE id = :id",
+        ObjectKind::WebhookEndpoint => "SELECT workspace_id FROM webhook_endpoints WHERE id = :id",
         ObjectKind::ApiToken => "SELECT workspace_id FROM api_tokens WHERE id = :id",
         ObjectKind::Job => "SELECT workspace_id FROM jobs WHERE id = :id",
         ObjectKind::ChannelAccount => "SELECT workspace_id FROM channel_accounts WHERE id = :id",

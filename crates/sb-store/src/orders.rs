@@ -194,6 +194,7 @@ pub fn record_event(
         .bind("actor", actor)
         .bind("now", now),
     )?;
+    crate::domain_events::order_changed(c, ws, order, name, &properties, now)?;
     Ok(())
 }
 

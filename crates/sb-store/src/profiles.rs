@@ -129,6 +129,7 @@ fn create(c: &mut dyn Conn, ws: &str, now: i64) -> Result<String> {
         .bind("ws", ws)
         .bind("now", now),
     )?;
+    crate::domain_events::customer_created(c, ws, &id, now)?;
     Ok(id)
 }
 

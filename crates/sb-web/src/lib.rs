@@ -14,6 +14,7 @@ pub mod pages;
 mod shop;
 mod store;
 mod web;
+mod webhooks;
 
 use axum::Router;
 use axum::extract::FromRef;
@@ -64,6 +65,23 @@ where
         .route("/app/canned-responses", get(canned::page).post(canned::add))
         .route("/app/canned-responses/picker", get(canned::picker))
         .route("/app/canned-responses/{id}/delete", post(canned::delete))
+        .route(
+            "/app/settings/webhooks",
+            get(webhooks::list_page).post(webhooks::create),
+        )
+        .route(
+            "/app/settings/webhooks/{id}",
+            get(webhooks::detail_page).post(webhooks::update),
+        )
+        .route("/app/settings/webhooks/{id}/enabled", post(webhooks::set_enabled))
+        .route("/app/settings/webhooks/{id}/rotate", post(webhooks::rotate))
+        .route("/app/settings/webhooks/{id}/test", post(webhooks::test))
+        .route("/app/settings/webhooks/{id}/delete", post(webhooks::delete))
+        .route("/app/settings/webhooks/{id}/replay", post(webhooks::replay))
+        .route(
+            "/app/settings/webhooks/{id}/messages/{message_id}/resend",
+            post(webhooks::resend),
+        )
         .route("/app/{*rest}", get(web::not_found))
         .route("/shop", get(shop::only_storefront))
         .route("/shop/{website_token}", get(shop::storefront))

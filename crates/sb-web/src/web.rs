@@ -113,6 +113,7 @@ impl Signed {
             stock: self.may(Permission::ReadInventory),
             lookup: self.may(Permission::ReadCustomers) && self.may(Permission::ReadOrders),
             canned: self.may(Permission::ReplyConversations),
+            webhooks: self.may(Permission::ManageWebhooks),
             live: self.may(Permission::ReadConversations),
         }
     }
@@ -122,7 +123,7 @@ impl Signed {
 pub struct Chrome {
     pub user_name: String,
     pub role: String,
-    /// `inbox`, `store`, `stock`, `lookup`, `canned`: the section the page belongs to.
+    /// `inbox`, `store`, `stock`, `lookup`, `canned`, `webhooks`: the section the page belongs to.
     pub section: &'static str,
     pub inbox: bool,
     pub store: bool,
@@ -130,6 +131,8 @@ pub struct Chrome {
     pub lookup: bool,
     /// The workspace's canned responses (everyone who replies manages them).
     pub canned: bool,
+    /// The workspace's outgoing webhooks (admins).
+    pub webhooks: bool,
     /// The page subscribes to the agent's event stream (only roles that may read conversations).
     pub live: bool,
 }

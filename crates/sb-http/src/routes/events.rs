@@ -36,6 +36,9 @@ pub struct EventsQuery {
     pub after: Option<i64>,
 }
 
+/// The event kinds the agents' stream shows, by prefix.
+const AGENT_KINDS: [&str; 3] = ["message.", "conversation.", "inventory."];
+
 /// What a stream shows of the workspace's events.
 #[derive(Clone)]
 pub(crate) enum View {
@@ -58,7 +61,12 @@ impl View {
         agent_frame: impl FnOnce() -> Bytes,
     ) -> Option<Bytes> {
         match self {
-            View::Agent => Some(agent_frame()),
+            // The inbox's stream: the workspace log's facts about customers, consent and
+            // orders are for webhooks and other permissions, not for this stream.
+            View::Agent => AGENT_KINDS
+                .iter()
+                .any(|prefix| kind.starts_with(prefix))
+                .then(agent_frame),
             View::Storefront { skus } => {
                 if kind != sb_commerce::live::AVAILABILITY_CHANGED {
                     return None;

@@ -20,6 +20,7 @@ mod system;
 mod tokens;
 mod unsubscribe;
 mod users;
+mod webhook_endpoints;
 mod webhooks;
 pub(crate) mod widget;
 
@@ -40,6 +41,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(conversations::router())
         .merge(customers::router())
         .merge(webhooks::router())
+        .merge(webhook_endpoints::router())
         .merge(events::router())
         .merge(presence::router())
         .merge(widget::router())

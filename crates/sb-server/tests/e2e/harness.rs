@@ -25,6 +25,7 @@ pub fn config(dir: &std::path::Path) -> Config {
         public_url: None,
         demo: true,
         http: sb_http::HttpConfig::default(),
+        webhooks_allow_private_networks: false,
     }
 }
 

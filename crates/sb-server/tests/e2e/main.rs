@@ -12,6 +12,7 @@ mod harness;
 mod inbox;
 mod messenger;
 mod nothing_lost;
+mod outgoing_webhooks;
 mod permissions;
 mod postgres;
 mod schemathesis;
