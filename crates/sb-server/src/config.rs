@@ -81,6 +81,8 @@ pub enum BenchCommand {
     Stock(crate::bench::StockBenchArgs),
     /// Segment batches to /v1/batch from concurrent clients: events durably stored per second.
     Events(crate::bench::EventsBenchArgs),
+    /// Outgoing webhook deliveries per second to a local receiver, commits per delivery, ratio to `bench store`.
+    Webhooks(crate::bench::WebhooksBenchArgs),
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -54,6 +54,12 @@ fn main() {
                 let config = Config::resolve(&cli.global)?;
                 sb_server::bench::events(&config, &args).await
             }
+            Command::Bench {
+                what: BenchCommand::Webhooks(args),
+            } => {
+                let config = Config::resolve(&cli.global)?;
+                sb_server::bench::webhooks(&config, &args).await
+            }
         }
     });
     if let Err(e) = result {

@@ -7,6 +7,8 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::CookieJar;
+use axum_extra::extract::cookie::{Cookie, SameSite};
 use sb_app::App;
 use sb_app::webhooks::{self, AttemptQuery, CreateEndpoint, DeliveryQuery, Replay, RotateSecret, UpdateEndpoint};
 use sb_core::clock::rfc3339;
@@ -16,24 +18,72 @@ use sb_webhooks::catalogue::CATALOGUE;
 use crate::web::{Chrome, Signed, WebError, WebResult};
 
 const PAGE: &str = "/app/settings/webhooks";
+/// What a form post leaves for the page it redirects to (post, redirect, get: a reload does
+/// not post again): a notice, or a new secret to show once. Scoped to these pages, short-lived,
+/// read once.
+const FLASH: &str = "sb_webhook_flash";
+
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct Flash {
+    notice: Option<String>,
+    secret: Option<String>,
+}
+
+fn redirect_with(state: &App, jar: CookieJar, to: &str, flash: Flash) -> Response {
+    let value: String =
+        form_urlencoded::byte_serialize(serde_json::to_string(&flash).unwrap_or_default().as_bytes()).collect();
+    let cookie = Cookie::build((FLASH, value))
+        .path(PAGE)
+        .http_only(true)
+        .secure(state.sessions.secure_cookies)
+        .same_site(SameSite::Strict)
+        .max_age(cookie::time::Duration::seconds(120))
+        .build();
+    (jar.add(cookie), Redirect::to(to)).into_response()
+}
+
+/// The flash left for this page, and the jar that forgets it.
+fn take_flash(jar: CookieJar) -> (Flash, CookieJar) {
+    let Some(c) = jar.get(FLASH) else {
+        return (Flash::default(), jar);
+    };
+    let decoded: String = form_urlencoded::parse(format!("v={}", c.value()).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let flash = serde_json::from_str(&decoded).unwrap_or_default();
+    (flash, jar.remove(Cookie::build(FLASH).path(PAGE).build()))
+}
 
 pub struct EventChoice {
     pub name: &'static str,
-    pub group: &'static str,
     pub description: &'static str,
     pub checked: bool,
 }
 
-fn choices(selected: &[String]) -> Vec<EventChoice> {
-    CATALOGUE
-        .iter()
-        .map(|e| EventChoice {
+/// The catalogue's event types by group, in catalogue order, checked where selected.
+pub struct EventGroup {
+    pub name: &'static str,
+    pub choices: Vec<EventChoice>,
+}
+
+fn choices(selected: &[String]) -> Vec<EventGroup> {
+    let mut groups: Vec<EventGroup> = Vec::new();
+    for e in CATALOGUE {
+        let choice = EventChoice {
             name: e.name,
-            group: e.group,
             description: e.description,
             checked: selected.iter().any(|s| s == e.name),
-        })
-        .collect()
+        };
+        match groups.iter_mut().find(|g| g.name == e.group) {
+            Some(g) => g.choices.push(choice),
+            None => groups.push(EventGroup {
+                name: e.group,
+                choices: vec![choice],
+            }),
+        }
+    }
+    groups
 }
 
 pub struct EndpointRow {
@@ -77,7 +127,7 @@ impl From<&Endpoint> for EndpointRow {
 pub struct ListPage {
     pub chrome: Chrome,
     pub endpoints: Vec<EndpointRow>,
-    pub choices: Vec<EventChoice>,
+    pub choices: Vec<EventGroup>,
     pub error: Option<(String, &'static str)>,
     pub url: String,
     pub description: String,
@@ -130,7 +180,7 @@ fn refuse_nul(pairs: &[(String, String)]) -> WebResult<()> {
 }
 
 /// Adds an endpoint and shows it with its secret, this once.
-pub async fn create(State(state): State<App>, signed: Signed, body: axum::body::Bytes) -> Response {
+pub async fn create(State(state): State<App>, signed: Signed, jar: CookieJar, body: axum::body::Bytes) -> Response {
     let (pairs, types) = form_fields(&body);
     if let Err(e) = refuse_nul(&pairs) {
         return e.into_response();
@@ -144,9 +194,15 @@ pub async fn create(State(state): State<App>, signed: Signed, body: axum::body::
         ordered: field(&pairs, "ordered").is_some(),
     };
     match webhooks::create(&state, &signed.0, request).await {
-        Ok((endpoint, secret)) => detail(&state, &signed, &endpoint.id, Some(secret), None)
-            .await
-            .into_response(),
+        Ok((endpoint, secret)) => redirect_with(
+            &state,
+            jar,
+            &format!("{PAGE}/{}", endpoint.id),
+            Flash {
+                notice: None,
+                secret: Some(secret),
+            },
+        ),
         Err(e) => {
             // The form keeps what was typed; the reason shows above it.
             let message = (e.message.clone(), e.code);
@@ -184,7 +240,7 @@ pub struct AttemptLine {
 pub struct DetailPage {
     pub chrome: Chrome,
     pub endpoint: EndpointRow,
-    pub choices: Vec<EventChoice>,
+    pub choices: Vec<EventGroup>,
     /// Shown once, after creation or rotation.
     pub secret: Option<String>,
     pub previous_until: Option<String>,
@@ -286,12 +342,24 @@ async fn detail(
     })
 }
 
-pub async fn detail_page(State(state): State<App>, signed: Signed, Path(id): Path<String>) -> WebResult<DetailPage> {
-    detail(&state, &signed, &id, None, None).await
+pub async fn detail_page(State(state): State<App>, signed: Signed, jar: CookieJar, Path(id): Path<String>) -> Response {
+    let (flash, jar) = take_flash(jar);
+    match detail(&state, &signed, &id, flash.secret, flash.notice).await {
+        Ok(page) => (jar, page).into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 fn back(id: &str) -> Response {
     Redirect::to(&format!("{PAGE}/{id}")).into_response()
+}
+
+fn back_with_notice(state: &App, jar: CookieJar, id: &str, notice: String) -> Response {
+    let flash = Flash {
+        notice: Some(notice),
+        secret: None,
+    };
+    redirect_with(state, jar, &format!("{PAGE}/{id}"), flash)
 }
 
 /// Saves the settings form (URL, description, event types, ordering).
@@ -342,18 +410,24 @@ pub async fn set_enabled(
     }
 }
 
-pub async fn rotate(State(state): State<App>, signed: Signed, Path(id): Path<String>) -> Response {
+pub async fn rotate(State(state): State<App>, signed: Signed, jar: CookieJar, Path(id): Path<String>) -> Response {
     match webhooks::rotate_secret(&state, &signed.0, &id, RotateSecret::default()).await {
-        Ok((_, secret)) => detail(&state, &signed, &id, Some(secret), None).await.into_response(),
+        Ok((_, secret)) => {
+            let flash = Flash {
+                notice: None,
+                secret: Some(secret),
+            };
+            redirect_with(&state, jar, &format!("{PAGE}/{id}"), flash)
+        }
         Err(e) => WebError::from(e).into_response(),
     }
 }
 
-pub async fn test(State(state): State<App>, signed: Signed, Path(id): Path<String>) -> Response {
+pub async fn test(State(state): State<App>, signed: Signed, jar: CookieJar, Path(id): Path<String>) -> Response {
     match webhooks::send_test(&state, &signed.0, &id).await {
         Ok(message_id) => {
             let notice = format!("Test event {message_id} queued; its attempt appears in the log below.");
-            detail(&state, &signed, &id, None, Some(notice)).await.into_response()
+            back_with_notice(&state, jar, &id, notice)
         }
         Err(e) => WebError::from(e).into_response(),
     }
@@ -369,13 +443,11 @@ pub async fn delete(State(state): State<App>, signed: Signed, Path(id): Path<Str
 pub async fn resend(
     State(state): State<App>,
     signed: Signed,
+    jar: CookieJar,
     Path((id, message_id)): Path<(String, String)>,
 ) -> Response {
     match webhooks::resend(&state, &signed.0, &id, &message_id).await {
-        Ok(()) => {
-            let notice = format!("{message_id} will be sent again now.");
-            detail(&state, &signed, &id, None, Some(notice)).await.into_response()
-        }
+        Ok(()) => back_with_notice(&state, jar, &id, format!("{message_id} will be sent again now.")),
         Err(e) => WebError::from(e).into_response(),
     }
 }
@@ -400,6 +472,7 @@ fn as_utc(local: &str) -> String {
 pub async fn replay(
     State(state): State<App>,
     signed: Signed,
+    jar: CookieJar,
     Path(id): Path<String>,
     crate::web::Form(form): crate::web::Form<ReplayForm>,
 ) -> Response {
@@ -408,10 +481,7 @@ pub async fn replay(
         until: Some(form.until).filter(|u| !u.trim().is_empty()).map(|u| as_utc(&u)),
     };
     match webhooks::replay(&state, &signed.0, &id, body).await {
-        Ok(queued) => {
-            let notice = format!("{queued} messages queued again.");
-            detail(&state, &signed, &id, None, Some(notice)).await.into_response()
-        }
+        Ok(queued) => back_with_notice(&state, jar, &id, format!("{queued} messages queued again.")),
         Err(e) => WebError::from(e).into_response(),
     }
 }

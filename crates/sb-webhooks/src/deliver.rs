@@ -37,7 +37,7 @@ const IDLE_POLL: Duration = Duration::from_millis(200);
 /// Counters for the benchmark and `/metrics`.
 #[derive(Debug, Default)]
 pub struct Stats {
-    pub dispatch_rounds: AtomicU64,
+    pub dispatch_transactions: AtomicU64,
     pub claim_transactions: AtomicU64,
     pub result_transactions: AtomicU64,
     pub attempts: AtomicU64,
@@ -74,13 +74,17 @@ impl Webhooks {
             tokio::spawn(async move {
                 loop {
                     let queued = match dispatch::round(&this.store).await {
-                        Ok(n) => n,
+                        Ok(round) => {
+                            this.stats
+                                .dispatch_transactions
+                                .fetch_add(round.transactions as u64, Ordering::Relaxed);
+                            round.queued
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, "webhook dispatch failed; retrying");
                             0
                         }
                     };
-                    this.stats.dispatch_rounds.fetch_add(1, Ordering::Relaxed);
                     if queued > 0 {
                         this.wake.notify_one();
                     }

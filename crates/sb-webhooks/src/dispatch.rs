@@ -38,11 +38,21 @@ pub fn body(id: &str, event_type: &str, ws: &str, seq: Option<i64>, at: i64, dat
     )
 }
 
-/// One round over the workspaces that are behind; returns how many messages were queued.
-pub async fn round(store: &Store) -> Result<usize, StoreError> {
+/// What a round did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Round {
+    /// Messages queued.
+    pub queued: usize,
+    /// Write transactions made (one per workspace that was behind).
+    pub transactions: usize,
+}
+
+/// One round over the workspaces that are behind.
+pub async fn round(store: &Store) -> Result<Round, StoreError> {
     let behind = store.db.read(|c| webhooks::behind(c, WORKSPACES_PER_ROUND)).await?;
-    let mut queued = 0;
+    let mut done = Round::default();
     for (ws, _) in behind {
+        done.transactions += 1;
         let now = store.now();
         let result = store
             .db
@@ -75,12 +85,12 @@ pub async fn round(store: &Store) -> Result<usize, StoreError> {
             })
             .await;
         match result {
-            Ok(n) => queued += n,
+            Ok(n) => done.queued += n,
             Err(StoreError::Conflict(_)) => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(queued)
+    Ok(done)
 }
 
 fn fan_out(

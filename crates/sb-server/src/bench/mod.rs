@@ -7,8 +7,10 @@ pub mod ingest;
 mod raw_http;
 pub mod stock;
 pub mod store;
+pub mod webhooks;
 
 pub use events::{EventsBenchArgs, events};
 pub use ingest::{IngestBenchArgs, ingest};
 pub use stock::{StockBenchArgs, stock};
 pub use store::{StoreBenchArgs, store};
+pub use webhooks::{WebhooksBenchArgs, webhooks};

@@ -1926,3 +1926,127 @@ async fn pickup_queue_receives_a_transfer_before_the_order_is_ready() {
     let row = &row[..row.find("</tr>").unwrap_or(row.len())];
     assert!(row.contains("Mark ready") && !row.contains("Receive transfer"), "{row}");
 }
+
+/// An admin connects an integration: adds an endpoint with its events, copies the secret
+/// shown once, sends a test event and reads the attempt in the log; a bad URL is refused
+/// with a sentence and its code, keeping what was typed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_admin_connects_a_webhook_endpoint_and_reads_its_log() {
+    let _one = ONE_BROWSER.lock().await;
+    let Some(b) = browser("browser_admin_connects_a_webhook_endpoint_and_reads_its_log").await else {
+        return;
+    };
+    let c = &b.client;
+    let s = TestServer::start_with(|c| c.webhooks_allow_private_networks = true).await;
+    let r = Receiver::start().await;
+    sign_in(c, &s, &s.admin_email, &s.admin_password).await;
+    c.find(Locator::Css(".top nav a[href='/app/settings/webhooks']"))
+        .await
+        .expect("a Webhooks link for admins")
+        .click()
+        .await
+        .expect("open webhooks");
+    until_text(c, "#endpoints", "No endpoints yet").await;
+
+    // A URL the guard refuses: the reason and its code, the form keeps the description.
+    let fill = |url: &'static str| async move {
+        let field = c.find(Locator::Css("#webhook-url")).await.expect("url field");
+        field.clear().await.expect("clear");
+        field.send_keys(url).await.expect("type");
+    };
+    fill("ftp://files.example.com/in").await;
+    c.find(Locator::Css("#webhook-description"))
+        .await
+        .expect("description")
+        .send_keys("Order sync")
+        .await
+        .expect("type");
+    for name in ["message.created", "webhook.test"] {
+        c.find(Locator::Css(&format!("input[name=event_types][value='{name}']")))
+            .await
+            .expect("an event type box")
+            .click()
+            .await
+            .expect("check");
+    }
+    c.find(Locator::Css("#webhook-form button[type=submit]"))
+        .await
+        .expect("add")
+        .click()
+        .await
+        .expect("submit");
+    until_text(c, "#webhook-form", "invalid_webhook_endpoint").await;
+    let kept = js(c, "return document.getElementById('webhook-description').value;").await;
+    assert_eq!(kept, json!("Order sync"), "the form keeps what was typed");
+    let checked = js(
+        c,
+        "return [...document.querySelectorAll('input[name=event_types]:checked')].map(e => e.value);",
+    )
+    .await;
+    assert_eq!(checked, json!(["message.created", "webhook.test"]));
+
+    // The receiver's URL: created, and the secret is shown once.
+    let url: &'static str = Box::leak(r.url.clone().into_boxed_str());
+    fill(url).await;
+    c.find(Locator::Css("#webhook-form button[type=submit]"))
+        .await
+        .expect("add")
+        .click()
+        .await
+        .expect("submit");
+    let secret = until_text(c, "#webhook-secret", "whsec_").await;
+    assert!(secret.trim().starts_with("whsec_"));
+    save_screenshot(c, "webhook-created.png").await;
+
+    // A test event arrives, signed, and its attempt is in the log.
+    c.find(Locator::Css("form[action$='/test'] button"))
+        .await
+        .expect("test button")
+        .click()
+        .await
+        .expect("send test");
+    until_text(c, ".notice.ok", "queued").await;
+    let start = std::time::Instant::now();
+    while r.received().is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the test event never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut logged = String::new();
+    for _ in 0..50 {
+        c.refresh().await.expect("reload");
+        logged = c
+            .find(Locator::Css("#attempts"))
+            .await
+            .expect("attempt log")
+            .text()
+            .await
+            .unwrap_or_default();
+        if logged.contains("HTTP 200") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(logged.contains("HTTP 200"), "{logged}");
+    assert!(
+        !c.source().await.expect("page").contains(secret.trim()),
+        "the secret is not shown again"
+    );
+    until_text(c, "#deliveries", "webhook.test").await;
+    assert_eq!(
+        r.received().len(),
+        1,
+        "reloading the page after a post sends nothing again"
+    );
+    save_screenshot(c, "webhook-log.png").await;
+
+    // Back on the list: the endpoint, its events and its state.
+    c.goto(&format!("{}/app/settings/webhooks", s.base))
+        .await
+        .expect("list");
+    let listed = until_text(c, "#endpoints", "Enabled").await;
+    assert!(listed.contains("message.created, webhook.test"), "{listed}");
+    save_screenshot(c, "webhooks.png").await;
+}
