@@ -118,6 +118,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_readme_lists_the_catalogue_as_the_code_has_it() {
+        let readme = include_str!("../../../README.md");
+        assert!(
+            readme.contains(&markdown()),
+            "README.md's webhook event table differs from catalogue.rs; paste this:\n{}",
+            markdown()
+        );
+    }
+
+    #[test]
+    fn every_fact_the_store_logs_is_in_the_catalogue() {
+        for kind in [
+            "message.created",
+            "message.updated",
+            "conversation.updated",
+            "customer.created",
+            "customer.merged",
+            "customer.unmerged",
+            "consent.changed",
+            "inventory.availability_changed",
+            "webhook.endpoint.disabled",
+        ] {
+            assert!(find(kind).is_some(), "{kind}");
+        }
+        for name in [
+            "Order Completed",
+            "Order Ready For Pickup",
+            "Order Picked Up",
+            "Order Shipped",
+            "Order Cancelled",
+            "Order Refunded",
+        ] {
+            let kind = sb_store::domain_events::order_event_type(name).expect("an order type");
+            assert!(find(kind).is_some(), "{kind}");
+        }
+    }
+
+    #[test]
     fn names_are_unique_and_follow_the_standard() {
         let mut seen = std::collections::HashSet::new();
         for e in CATALOGUE {
