@@ -315,10 +315,32 @@ pub async fn create_account(
             .map(|c| c.new_secrets())
             .unwrap_or_default(),
     };
-    if let Some(channel) = app.channels.get(&body.channel)
-        && let Err(problem) = channel.check_account(&settings, &secrets)
-    {
-        return Err(AppError::unprocessable("invalid_settings", problem));
+    if let Some(channel) = app.channels.get(&body.channel) {
+        if let Err(problem) = channel.check_account(&settings, &secrets) {
+            return Err(AppError::unprocessable("invalid_settings", problem));
+        }
+        let missing: Vec<&str> = channel
+            .signing_secrets()
+            .iter()
+            .copied()
+            .filter(|name| {
+                secrets
+                    .get(name)
+                    .and_then(|v| v.as_str())
+                    .is_none_or(|v| v.trim().is_empty())
+            })
+            .collect();
+        if !missing.is_empty() {
+            return Err(AppError::unprocessable(
+                "missing_signing_secret",
+                format!(
+                    "{} requests are verified with {}: give it in `secrets` (it comes from the provider's console)",
+                    body.channel,
+                    missing.join(" and ")
+                ),
+            )
+            .with_details(serde_json::json!({ "missing": missing })));
+        }
     }
     let (ws, actor, now, channel) = (
         principal.workspace_id().to_owned(),

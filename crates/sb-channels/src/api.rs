@@ -176,6 +176,10 @@ impl Channel for ApiChannel {
         true
     }
 
+    fn signing_secrets(&self) -> &'static [&'static str] {
+        &["secret"]
+    }
+
     fn new_secrets(&self) -> serde_json::Value {
         serde_json::json!({ "secret": sb_core::standard_webhooks::generate_secret() })
     }

@@ -383,6 +383,12 @@ pub trait Channel: Send + Sync + 'static {
     fn check_account(&self, _settings: &serde_json::Value, _secrets: &serde_json::Value) -> Result<(), String> {
         Ok(())
     }
+    /// The secrets this channel's inbound requests are verified with (the provider's app
+    /// secret, auth token, signing key): an account without them cannot take a webhook, so
+    /// it is refused when it is set up, not at its first request.
+    fn signing_secrets(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// Secrets generated for a new account when the admin gives none.
     fn new_secrets(&self) -> serde_json::Value {
         serde_json::json!({ "secret": sb_core::credentials::random_secret() })

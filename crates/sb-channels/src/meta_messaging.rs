@@ -368,6 +368,10 @@ impl Channel for MetaMessagingChannel {
         self.identity_kind()
     }
 
+    fn signing_secrets(&self) -> &'static [&'static str] {
+        &["app_secret"]
+    }
+
     fn new_secrets(&self) -> Value {
         serde_json::json!({
             "app_secret": "",

@@ -290,6 +290,10 @@ impl Channel for TelegramChannel {
         30
     }
 
+    fn signing_secrets(&self) -> &'static [&'static str] {
+        &["secret_token"]
+    }
+
     fn new_secrets(&self) -> Value {
         // The secret token may hold only A-Z, a-z, 0-9, `_` and `-`: hex is fine.
         serde_json::json!({ "bot_token": "", "secret_token": sb_core::credentials::random_secret() })

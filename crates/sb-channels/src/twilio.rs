@@ -372,6 +372,10 @@ impl Channel for TwilioChannel {
         Ok(())
     }
 
+    fn signing_secrets(&self) -> &'static [&'static str] {
+        &["auth_token"]
+    }
+
     fn new_secrets(&self) -> Value {
         // The Auth Token is the provider's; there is nothing to generate.
         serde_json::json!({ "auth_token": "" })

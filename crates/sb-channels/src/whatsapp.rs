@@ -509,6 +509,10 @@ impl Channel for WhatsAppChannel {
         "phone"
     }
 
+    fn signing_secrets(&self) -> &'static [&'static str] {
+        &["app_secret"]
+    }
+
     fn new_secrets(&self) -> Value {
         serde_json::json!({
             "app_secret": "",

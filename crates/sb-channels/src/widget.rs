@@ -205,6 +205,10 @@ impl Channel for WidgetChannel {
         ADDRESS_KIND
     }
 
+    fn signing_secrets(&self) -> &'static [&'static str] {
+        &["hmac_secret", "token_key"]
+    }
+
     fn new_secrets(&self) -> serde_json::Value {
         serde_json::json!({
             "hmac_secret": sb_core::credentials::random_secret(),

@@ -530,15 +530,42 @@ async fn every_mutating_route_takes_an_idempotency_key() {
 #[tokio::test]
 async fn a_webhook_to_an_account_without_its_signing_secret_is_refused_not_a_server_error() {
     let s = TestServer::start().await;
-    let (status, account) = s
-        .post(
-            "/api/v1/channel-accounts",
-            &s.admin_token,
-            json!({"channel": "instagram", "name": "Half set up"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{account}");
-    let hook = account["webhook_url"].as_str().expect("webhook url").to_owned();
+    // Setting one up without the secret its provider signs with is refused, saying which.
+    for (channel, secrets, missing) in [
+        ("instagram", None, "app_secret"),
+        ("whatsapp", Some(json!({"access_token": "t"})), "app_secret"),
+        ("twilio_sms", Some(json!({"auth_token": " "})), "auth_token"),
+    ] {
+        let mut body = json!({"channel": channel, "name": "Half set up", "settings": {
+            "phone_number_id": "1", "from": "+15550001111", "account_sid": format!("AC{}", "0".repeat(32))}});
+        if let Some(secrets) = secrets {
+            body["secrets"] = secrets;
+        }
+        let (status, answer) = s.post("/api/v1/channel-accounts", &s.admin_token, body).await;
+        assert_eq!(
+            (status, code(&answer)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "missing_signing_secret"),
+            "{channel}: {answer}"
+        );
+        assert_eq!(answer["error"]["details"]["missing"], json!([missing]));
+    }
+    let (_, accounts) = s.get("/api/v1/channel-accounts", &s.admin_token).await;
+    assert!(!accounts.to_string().contains("Half set up"), "nothing was kept");
+
+    // One that lost it anyway (set up before this rule, or edited in the database): a
+    // webhook to it is a refusal, not a server error.
+    let (_, me) = s.get("/api/v1/me", &s.admin_token).await;
+    let ws = me["user"]["workspace_id"].as_str().expect("workspace").to_owned();
+    let account = s
+        .server
+        .store
+        .db
+        .write(move |c| {
+            sb_store::channel_accounts::create(c, &ws, "instagram", "Old account", "{}", r#"{"app_secret":""}"#, 0)
+        })
+        .await
+        .expect("stored");
+    let hook = format!("{}/hooks/instagram/{}", s.base, account.id);
     let (status, body) = s.raw_post(&hook, vec![], b"{}".to_vec()).await;
     assert_eq!(
         (status, code(&body)),
