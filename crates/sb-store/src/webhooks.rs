@@ -309,10 +309,20 @@ fn insert_delivery(
     )?)
 }
 
+/// Releases every lease: on SQLite one process owns the database, so at its start no request
+/// is in flight and what a killed process had leased can go at once, not after the lease.
+pub fn release_leases(c: &mut dyn Conn) -> Result<u64> {
+    Ok(c.execute(&Stmt::new(
+        "UPDATE webhook_deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL AND status = 'pending'",
+    ))?)
+}
+
 /// A delivery taken by a worker, with what it needs to make the request.
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub delivery_id: String,
+    /// The lease this claim holds: the fence its result is written under.
+    pub lease_until: i64,
     pub workspace_id: String,
     pub message_id: String,
     pub endpoint_id: String,
@@ -367,6 +377,7 @@ pub fn claim(c: &mut dyn Conn, now: i64, lease_ms: i64, limit: i64) -> Result<Ve
         }
         claimed.push(Claimed {
             delivery_id,
+            lease_until: now + lease_ms,
             workspace_id: r.get("workspace_id")?,
             message_id: r.get("message_id")?,
             endpoint_id: r.get("endpoint_id")?,
@@ -438,19 +449,25 @@ pub fn record(c: &mut dyn Conn, outcomes: &[Outcome], disable_after_ms: i64) -> 
             Next::RetryAt(at) => ("pending", at),
             Next::Failed | Next::Gone => ("failed", o.at),
         };
-        c.execute(
+        // Fenced by the claim's lease: a result that comes back after a resend, a replay or
+        // another worker's claim changes nothing but the log.
+        let current = c.execute(
             &Stmt::new(
                 "UPDATE webhook_deliveries SET status = :status, attempts = attempts + 1, next_attempt_at = :next,
                      lease_until = NULL, manual = FALSE, last_status = :code, last_error = :error, updated_at = :at
-                 WHERE id = :id",
+                 WHERE id = :id AND lease_until = :lease",
             )
             .bind("status", status)
             .bind("next", next_at)
             .bind("code", o.response_status)
             .bind("error", o.error.as_deref())
             .bind("at", o.at)
-            .bind("id", &d.delivery_id),
-        )?;
+            .bind("id", &d.delivery_id)
+            .bind("lease", d.lease_until),
+        )? == 1;
+        if !current {
+            continue;
+        }
         match o.next {
             Next::Succeeded => {
                 c.execute(

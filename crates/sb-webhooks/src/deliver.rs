@@ -68,6 +68,16 @@ impl Webhooks {
 
     /// Runs the dispatcher and the delivery workers until `stop` turns true.
     pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        if self.store.db.backend() == sb_store::Backend::Sqlite {
+            match self.store.db.write(webhooks::release_leases).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    deliveries = n,
+                    "webhook deliveries in flight at the last stop are sent again"
+                ),
+                Err(e) => tracing::warn!(error = %e, "could not release webhook leases; they run out by themselves"),
+            }
+        }
         let dispatcher = {
             let this = self.clone();
             let mut stop = stop.clone();

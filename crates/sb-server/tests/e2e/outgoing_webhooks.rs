@@ -375,8 +375,9 @@ async fn retries_follow_the_schedule_and_failing_endpoints_are_disabled() {
     })
     .await;
     clock.advance(5 * 86_400_000 + 60_000);
+    // The first event's retry, due now, fails and disables the endpoint (the test event sent
+    // now may not even be tried before).
     let later = send_test(&s, &failing).await;
-    rcv.until(1, |r| r["id"] == later.as_str()).await;
     let disabled = s
         .until(&format!("/api/v1/webhook-endpoints/{failing}"), |b| {
             b["status"] == "failing"
@@ -656,5 +657,255 @@ async fn kill_9_during_deliveries_loses_none() {
     println!(
         "kill -9 during deliveries: {delivered_before} delivered before the kill, {} requests for {EVENTS} events in all",
         got.len()
+    );
+}
+
+/// A receiver in this process that records every request and answers 500 to the first
+/// request of each `webhook-id` on `/flaky`, 200 otherwise.
+type Request = (axum::http::HeaderMap, Value, String);
+
+struct RustReceiver {
+    base: String,
+    got: Arc<Mutex<Vec<(String, Request)>>>,
+}
+
+impl RustReceiver {
+    async fn start() -> RustReceiver {
+        let got: Arc<Mutex<Vec<(String, Request)>>> = Arc::new(Mutex::new(Vec::new()));
+        let sink = got.clone();
+        let app = axum::Router::new().route(
+            "/{path}",
+            axum::routing::post(
+                move |axum::extract::Path(path): axum::extract::Path<String>,
+                      headers: axum::http::HeaderMap,
+                      body: String| {
+                    let sink = sink.clone();
+                    async move {
+                        let json: Value = serde_json::from_str(&body).unwrap_or_default();
+                        let mut got = sink.lock().expect("lock");
+                        let id = headers.get("webhook-id").cloned();
+                        let first = !got
+                            .iter()
+                            .any(|(p, (h, _, _))| *p == path && h.get("webhook-id") == id.as_ref());
+                        got.push((path.clone(), (headers, json, body)));
+                        if path == "flaky" && first {
+                            axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                        } else {
+                            axum::http::StatusCode::OK
+                        }
+                    }
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        RustReceiver { base, got }
+    }
+
+    fn on(&self, path: &str) -> Vec<Request> {
+        self.got
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
+    async fn until(&self, path: &str, n: usize) -> Vec<Request> {
+        let start = Instant::now();
+        loop {
+            let got = self.on(path);
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{path}: {} of {n} requests; got {:?}",
+                got.len(),
+                got.iter().map(|(_, v, _)| v["type"].clone()).collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// An ordered endpoint gets events in the order they happened, and nothing after a failing
+/// event until it succeeds (head-of-line), while retries wait for their time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ordered_endpoint_receives_in_event_order_and_waits_for_a_failing_event() {
+    let clock = sb_engine::ManualClock::new(sb_core::Clock::now_ms(&sb_core::SystemClock));
+    let s = TestServer::start_at(sb_engine::Time::Manual(clock.clone()), |c| {
+        c.webhooks_allow_private_networks = true
+    })
+    .await;
+    let r = RustReceiver::start().await;
+    let (status, body) = s
+        .post(
+            "/api/v1/webhook-endpoints",
+            &s.admin_token,
+            json!({"url": format!("{}/flaky", r.base), "event_types": ["message.created"], "ordered": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let shop = s.api_account("shop app", "http://127.0.0.1:9/unused").await;
+    for n in 1..=3 {
+        let inbound =
+            json!({"type": "message", "id": format!("o-{n}"), "from": {"id": "u-1"}, "text": format!("number {n}")});
+        assert_eq!(s.deliver(&shop, &inbound).await.0, StatusCode::OK);
+    }
+    let texts = |got: &[Request]| -> Vec<String> {
+        got.iter()
+            .map(|(_, v, _)| v["data"]["body"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    // Each event fails once; the next waits until it has succeeded.
+    let mut expected: Vec<String> = Vec::new();
+    for n in 1..=3 {
+        expected.push(format!("number {n}"));
+        r.until("flaky", expected.len()).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(texts(&r.on("flaky")), expected, "nothing after a failing event");
+        clock.advance(7_000);
+        expected.push(format!("number {n}"));
+        r.until("flaky", expected.len()).await;
+    }
+    assert_eq!(
+        texts(&r.on("flaky")),
+        ["number 1", "number 1", "number 2", "number 2", "number 3", "number 3"]
+    );
+    let sequences: Vec<i64> = r
+        .on("flaky")
+        .iter()
+        .map(|(_, v, _)| v["sequence"].as_i64().expect("sequence"))
+        .collect();
+    assert!(sequences.windows(2).all(|w| w[0] <= w[1]), "{sequences:?}");
+}
+
+/// The same on PostgreSQL: facts about customers and consent reach the endpoint, signed,
+/// with the message id as `webhook-id`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_run_on_postgres() {
+    let Ok(url) = std::env::var("SWITCHBOARD_TEST_PG_URL") else {
+        println!("PostgreSQL half skipped: SWITCHBOARD_TEST_PG_URL is not set");
+        return;
+    };
+    let admin = sb_sql::Db::new(Arc::new(
+        sb_sql::postgres::PgExecutor::connect(&sb_sql::postgres::PgOptions::new(url.clone()))
+            .await
+            .expect("PostgreSQL reachable"),
+    ));
+    let schema = format!("sb_e2e_{}", sb_core::new_id().replace('-', ""));
+    let ddl = format!("CREATE SCHEMA {schema}");
+    admin.write(move |c| c.execute_script(&ddl)).await.expect("schema");
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let schema_url = format!("{url}{separator}options=-c%20search_path%3D{schema}");
+    let s = TestServer::start_with(|c| {
+        c.database = sb_server::config::DatabaseConfig::Postgres(schema_url);
+        c.webhooks_allow_private_networks = true;
+    })
+    .await;
+    check_domain_events(&s).await;
+    s.server.shutdown().await;
+    let ddl = format!("DROP SCHEMA {schema} CASCADE");
+    let _ = admin.write(move |c| c.execute_script(&ddl)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customer_and_consent_facts_are_sent() {
+    let s = TestServer::start_with(|c| c.webhooks_allow_private_networks = true).await;
+    check_domain_events(&s).await;
+}
+
+async fn check_domain_events(s: &TestServer) {
+    let r = RustReceiver::start().await;
+    let types = [
+        "customer.created",
+        "customer.merged",
+        "customer.unmerged",
+        "consent.changed",
+        "message.created",
+    ];
+    let (status, body) = s
+        .post(
+            "/api/v1/webhook-endpoints",
+            &s.admin_token,
+            json!({"url": format!("{}/facts", r.base), "event_types": types}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let secret = body["secret"].as_str().expect("secret").to_owned();
+    let shop = s.api_account("shop app", "http://127.0.0.1:9/unused").await;
+    let mut customers = Vec::new();
+    for (n, email) in ["ines@example.com", "ines.work@example.com"].iter().enumerate() {
+        let inbound = json!({"type": "message", "id": format!("f-{n}"), "from": {"id": format!("u-{n}"), "email": email}, "text": "hi"});
+        assert_eq!(s.deliver(&shop, &inbound).await.0, StatusCode::OK);
+        let got = r.until("facts", 2 * (n + 1)).await;
+        let created = got
+            .iter()
+            .filter(|(_, v, _)| v["type"] == "customer.created")
+            .next_back()
+            .expect("customer.created")
+            .1["data"]["id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        customers.push(created);
+    }
+    let (status, consent) = s
+        .post(
+            &format!("/api/v1/customers/{}/consents", customers[0]),
+            &s.admin_token,
+            json!({"channel": "email", "purpose": "marketing", "granted": true, "source": "signup_form",
+                   "text_shown": "Send me offers", "ip": "203.0.113.9"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{consent}");
+    let (status, merged) = s
+        .post(
+            &format!("/api/v1/customers/{}/merge", customers[0]),
+            &s.admin_token,
+            json!({"source_customer_id": customers[1]}),
+        )
+        .await;
+    assert!(status.is_success(), "{merged}");
+    let got = r.until("facts", 6).await;
+    let of = |t: &str| got.iter().find(|(_, v, _)| v["type"] == t).cloned().expect(t);
+    let (_, consent, _) = of("consent.changed");
+    assert_eq!(consent["data"]["customer_id"], customers[0].as_str());
+    assert_eq!(consent["data"]["granted"], true);
+    assert_eq!(consent["data"]["channel"], "email");
+    let (headers, merge, raw) = of("customer.merged");
+    assert_eq!(merge["data"]["surviving_id"], customers[0].as_str());
+    assert_eq!(merge["data"]["merged_id"], customers[1].as_str());
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    assert_eq!(header("webhook-id"), merge["id"].as_str().unwrap_or("-"));
+    let timestamp: i64 = header("webhook-timestamp").parse().expect("timestamp");
+    let now = sb_core::Clock::now_ms(&sb_core::SystemClock) / 1000;
+    assert!(sb_core::standard_webhooks::verify(
+        &secret,
+        &header("webhook-id"),
+        timestamp,
+        &header("webhook-signature"),
+        raw.as_bytes(),
+        now
+    ));
+    // Every request is one of the chosen types, and each event came once.
+    let ids: HashSet<String> = got
+        .iter()
+        .map(|(h, _, _)| {
+            h.get("webhook-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), got.len(), "no event twice");
+    assert!(
+        got.iter()
+            .all(|(_, v, _)| types.contains(&v["type"].as_str().unwrap_or("")))
     );
 }

@@ -7,9 +7,9 @@ webhook-id, then 200; `/gone`: 410). Each request is printed as one JSON line on
 which secrets verify it, whether a tampered body and a forged timestamp are rejected, and
 whether the signature matches the library's own signing when the timestamp is ignored."""
 
-import base64
 import json
 import sys
+import threading
 from collections import Counter
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +18,8 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 SECRETS = {}
 SEEN = Counter()
+# Requests are handled on threads: one line is written at a time, whole.
+OUTPUT = threading.Lock()
 
 
 def verifies(secret, body, headers):
@@ -71,10 +73,12 @@ class Handler(BaseHTTPRequestHandler):
                 forged = dict(headers, **{"webhook-timestamp": str(int(timestamp) - 600)})
                 if verifies(secret, body, forged) is None:
                     forged_timestamp_rejected = False
-        SEEN[(self.path, msg_id)] += 1
+        with OUTPUT:
+            SEEN[(self.path, msg_id)] += 1
+            seen = SEEN[(self.path, msg_id)]
         status = 200
         if self.path.startswith("/fail/"):
-            if SEEN[(self.path, msg_id)] <= int(self.path.split("/")[2]):
+            if seen <= int(self.path.split("/")[2]):
                 status = 500
         elif self.path == "/gone":
             status = 410
@@ -90,7 +94,9 @@ class Handler(BaseHTTPRequestHandler):
             "status": status,
             "body": json.loads(body) if body else None,
         }
-        print(json.dumps(record), flush=True)
+        with OUTPUT:
+            sys.stdout.write(json.dumps(record) + "\n")
+            sys.stdout.flush()
         self.answer(status, "received" if status == 200 else "receiver failure")
 
 
