@@ -846,8 +846,7 @@ async fn check_domain_events(s: &TestServer) {
         let got = r.until("facts", 2 * (n + 1)).await;
         let created = got
             .iter()
-            .filter(|(_, v, _)| v["type"] == "customer.created")
-            .next_back()
+            .rfind(|(_, v, _)| v["type"] == "customer.created")
             .expect("customer.created")
             .1["data"]["id"]
             .as_str()
