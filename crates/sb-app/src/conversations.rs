@@ -36,6 +36,7 @@ pub(crate) async fn load(app: &App, principal: &Principal, id: &str) -> Result<C
 #[into_params(parameter_in = Query)]
 pub struct ConversationQuery {
     /// `open`, `pending`, `snoozed` or `resolved`.
+    #[param(value_type = Option<crate::views::names::ConversationStatus>)]
     pub status: Option<String>,
     /// A user id, `me`, or `none` for unassigned.
     pub assignee: Option<String>,
@@ -152,6 +153,7 @@ pub struct CreateNote {
 #[derive(Deserialize, ToSchema)]
 pub struct ChangeStatus {
     /// `open`, `pending`, `snoozed` or `resolved`.
+    #[schema(value_type = crate::views::names::ConversationStatus)]
     pub status: String,
     /// With `snoozed`: when it opens again (RFC 3339).
     pub snooze_until: Option<String>,

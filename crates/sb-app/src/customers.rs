@@ -194,7 +194,7 @@ pub async fn search_customers(
     let (ws, after, limit, query) = (
         principal.workspace_id().to_owned(),
         p.after()?,
-        p.limit(),
+        p.limit()?,
         q.q.unwrap_or_default(),
     );
     let rows = app

@@ -23,7 +23,7 @@ pub async fn list_jobs(app: &App, principal: &Principal, filter: JobFilter, q: P
     if !matches!(job_state.as_str(), "dead" | "ready") {
         return Err(AppError::invalid("invalid_state", "state must be `dead` or `ready`"));
     }
-    let (ws, after, limit) = (principal.workspace_id().to_owned(), q.after()?, q.limit());
+    let (ws, after, limit) = (principal.workspace_id().to_owned(), q.after()?, q.limit()?);
     let rows = app
         .store
         .db

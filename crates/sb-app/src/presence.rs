@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 #[derive(Deserialize, ToSchema)]
 pub struct Heartbeat {
     /// `online`, `busy` or `offline`. Send it at least every 60 s while online.
+    #[schema(value_type = crate::views::names::Presence)]
     pub status: String,
     /// Open conversations the agent takes at most (default 10).
     pub capacity: Option<i64>,

@@ -266,6 +266,7 @@ pub struct TimelinePage {
 #[into_params(parameter_in = Query)]
 pub struct TimelineQuery {
     /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -284,7 +285,7 @@ fn timeline_view(e: &events::TimelineEntry) -> Value {
 /// channel (for roles that may read conversations), and order steps.
 pub async fn timeline(app: &App, principal: &Principal, id: String, q: TimelineQuery) -> AppResult<TimelinePage> {
     principal.require(Permission::ReadCustomers)?;
-    let limit = sb_store::page_limit(q.limit);
+    let limit = crate::views::page_limit(q.limit)?;
     let before = match &q.cursor {
         None => None,
         Some(c) => {

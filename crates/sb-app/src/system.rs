@@ -39,7 +39,7 @@ pub async fn list_audit(
     q: PageQuery,
 ) -> AppResult<Page<AuditView>> {
     principal.require(Permission::ReadAuditLog)?;
-    let (ws, before, limit) = (principal.workspace_id().to_owned(), q.after()?, q.limit());
+    let (ws, before, limit) = (principal.workspace_id().to_owned(), q.after()?, q.limit()?);
     let rows = app
         .store
         .db

@@ -27,7 +27,7 @@ pub struct CreatedToken {
 pub async fn list_tokens(app: &App, principal: &Principal, q: PageQuery) -> AppResult<Page<TokenView>> {
     principal.require(Permission::ManageOwnTokens)?;
     let only_user = (!principal.user.role().allows(Permission::ManageUsers)).then(|| principal.user.id.clone());
-    let (ws, after, limit) = (principal.workspace_id().to_owned(), q.after()?, q.limit());
+    let (ws, after, limit) = (principal.workspace_id().to_owned(), q.after()?, q.limit()?);
     let rows = app
         .store
         .db

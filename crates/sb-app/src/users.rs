@@ -58,6 +58,7 @@ pub struct CreateUser {
     pub email: String,
     pub name: String,
     /// `admin`, `agent`, `marketer` or `store_staff`.
+    #[schema(value_type = crate::views::names::Role)]
     pub role: String,
     /// At least 10 characters.
     pub password: String,
@@ -65,13 +66,14 @@ pub struct CreateUser {
 
 #[derive(Deserialize, ToSchema)]
 pub struct UpdateUser {
+    #[schema(value_type = Option<crate::views::names::Role>)]
     pub role: Option<String>,
     pub disabled: Option<bool>,
 }
 /// Users of the caller's workspace.
 pub async fn list_users(app: &App, principal: &Principal, q: PageQuery) -> AppResult<Page<UserView>> {
     principal.require(Permission::ManageUsers)?;
-    let (ws, after, limit) = (principal.workspace_id().to_owned(), q.after()?, q.limit());
+    let (ws, after, limit) = (principal.workspace_id().to_owned(), q.after()?, q.limit()?);
     let rows = app
         .store
         .db

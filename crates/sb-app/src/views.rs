@@ -154,18 +154,77 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+/// A page size: 1–200, 50 when not given; anything else is refused (400 `invalid_limit`),
+/// as the document's bounds say.
+pub fn page_limit(requested: Option<i64>) -> Result<i64, AppError> {
+    match requested {
+        None => Ok(50),
+        Some(n) if (1..=200).contains(&n) => Ok(n),
+        Some(_) => Err(AppError::invalid("invalid_limit", "limit must be between 1 and 200")),
+    }
+}
+
+/// The names the document lists for string fields with a fixed set of values (the values are
+/// checked by the use cases; these types only describe them).
+pub mod names {
+    use utoipa::ToSchema;
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "snake_case")]
+    pub enum ConversationStatus {
+        Open,
+        Pending,
+        Snoozed,
+        Resolved,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "snake_case")]
+    pub enum Presence {
+        Online,
+        Busy,
+        Offline,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "snake_case")]
+    pub enum Role {
+        Admin,
+        Agent,
+        Marketer,
+        StoreStaff,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "snake_case")]
+    pub enum TransferStatus {
+        InTransit,
+        Received,
+        Canceled,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "snake_case")]
+    pub enum DeliveryState {
+        Pending,
+        Succeeded,
+        Failed,
+    }
+}
+
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
 impl PageQuery {
-    pub fn limit(&self) -> i64 {
-        sb_store::page_limit(self.limit)
+    pub fn limit(&self) -> Result<i64, AppError> {
+        page_limit(self.limit)
     }
 
     /// The id the cursor stands for.

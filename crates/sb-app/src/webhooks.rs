@@ -26,7 +26,6 @@ const DEFAULT_OVERLAP_SECS: i64 = 86_400;
 const MAX_OVERLAP_SECS: i64 = 7 * 86_400;
 /// Messages a replay queues at most (ask again for the rest).
 const REPLAY_LIMIT: i64 = 10_000;
-const LOG_LIMIT: i64 = 200;
 
 #[derive(Serialize, ToSchema)]
 pub struct EventTypeView {
@@ -110,6 +109,7 @@ pub struct UpdateEndpoint {
 pub struct RotateSecret {
     /// How long the old secret keeps signing beside the new one, in seconds (0–604800,
     /// default 86400).
+    #[schema(minimum = 0, maximum = 604800)]
     pub keep_previous_secs: Option<i64>,
 }
 
@@ -136,8 +136,10 @@ pub struct TestResult {
 #[derive(Deserialize, IntoParams)]
 pub struct DeliveryQuery {
     /// `pending`, `succeeded` or `failed`.
+    #[param(value_type = Option<crate::views::names::DeliveryState>)]
     pub status: Option<String>,
     /// 1–200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
 }
 
@@ -146,6 +148,7 @@ pub struct AttemptQuery {
     /// Only the attempts of this message (`webhook-id`).
     pub message_id: Option<String>,
     /// 1–200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
 }
 
@@ -514,20 +517,9 @@ pub async fn send_test(app: &App, principal: &Principal, id: &str) -> AppResult<
     Ok(message_id)
 }
 
-fn limit_of(limit: Option<i64>) -> AppResult<i64> {
-    let limit = limit.unwrap_or(50);
-    if !(1..=LOG_LIMIT).contains(&limit) {
-        return Err(AppError::invalid(
-            "invalid_limit",
-            format!("limit must be between 1 and {LOG_LIMIT}"),
-        ));
-    }
-    Ok(limit)
-}
-
 pub async fn deliveries(app: &App, principal: &Principal, id: &str, q: DeliveryQuery) -> AppResult<Vec<DeliveryRow>> {
     principal.require(Permission::ManageWebhooks)?;
-    let limit = limit_of(q.limit)?;
+    let limit = crate::views::page_limit(q.limit)?;
     if let Some(s) = &q.status
         && !matches!(s.as_str(), "pending" | "succeeded" | "failed")
     {
@@ -547,7 +539,7 @@ pub async fn deliveries(app: &App, principal: &Principal, id: &str, q: DeliveryQ
 
 pub async fn attempts(app: &App, principal: &Principal, id: &str, q: AttemptQuery) -> AppResult<Vec<Attempt>> {
     principal.require(Permission::ManageWebhooks)?;
-    let limit = limit_of(q.limit)?;
+    let limit = crate::views::page_limit(q.limit)?;
     let endpoint = get(app, principal, id).await?;
     let ws = principal.workspace_id().to_owned();
     Ok(app

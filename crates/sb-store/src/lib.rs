@@ -80,8 +80,3 @@ impl Store {
         Ok(sb_sql::migrate::run(&self.db, migrations::for_backend(self.db.backend()), self.now()).await?)
     }
 }
-
-/// Opaque list cursors: the last id of the previous page.
-pub fn page_limit(requested: Option<i64>) -> i64 {
-    requested.unwrap_or(50).clamp(1, 200)
-}

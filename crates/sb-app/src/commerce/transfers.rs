@@ -197,8 +197,10 @@ pub struct TransferQuery {
     /// From or to this location.
     pub location_id: Option<String>,
     /// `in_transit`, `received` or `canceled`.
+    #[param(value_type = Option<crate::views::names::TransferStatus>)]
     pub status: Option<String>,
     /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
@@ -206,7 +208,7 @@ pub struct TransferQuery {
 /// newest first.
 pub async fn list_transfers(app: &App, principal: &Principal, q: TransferQuery) -> AppResult<serde_json::Value> {
     principal.require(Permission::ReadInventory)?;
-    let limit = q.limit.unwrap_or(50).clamp(1, 200);
+    let limit = crate::views::page_limit(q.limit)?;
     let ws = principal.workspace_id().to_owned();
     let (items, next) = app
         .store

@@ -47,7 +47,7 @@ async fn list_conversations(
     Query(page): Query<PageQuery>,
 ) -> ApiResult<axum::Json<Page<ConversationView>>> {
     let before = decode_time_cursor(page.cursor.as_deref())?;
-    let limit = page.limit();
+    let limit = page.limit()?;
     let rows = app::list(&state.app, &principal, q, before, limit).await?;
     let next_cursor = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|r| encode_time_cursor(r.last_message_at, &r.id)))
@@ -99,7 +99,7 @@ async fn list_messages(
     Query(page): Query<PageQuery>,
 ) -> ApiResult<axum::Json<Page<MessageView>>> {
     let after = decode_time_cursor(page.cursor.as_deref())?;
-    let limit = page.limit();
+    let limit = page.limit()?;
     let rows = app::thread(&state.app, &principal, &id, after, limit).await?;
     let next_cursor = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|m| encode_time_cursor(m.sent_at, &m.id)))

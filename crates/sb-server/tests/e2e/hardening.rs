@@ -573,3 +573,47 @@ async fn a_webhook_to_an_account_without_its_signing_secret_is_refused_not_a_ser
         "{body}"
     );
 }
+
+/// The document states the bounds and the fixed values of inputs, and the server holds to
+/// them: a page size outside 1–200 is refused, not quietly changed.
+#[tokio::test]
+async fn bounds_and_enums_are_in_the_document_and_enforced() {
+    let s = TestServer::start().await;
+    for path in [
+        "/api/v1/users?limit=500",
+        "/api/v1/users?limit=0",
+        "/api/v1/conversations?limit=201",
+        "/api/v1/transfers?limit=-1",
+    ] {
+        let (status, body) = s.get(path, &s.admin_token).await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::BAD_REQUEST, "invalid_limit"),
+            "{path}: {body}"
+        );
+    }
+    let (status, body) = s.get("/api/v1/users?limit=200", &s.admin_token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, doc) = s.call(Method::GET, "/api/openapi.json", None, None).await;
+    let param = |path: &str, name: &str| -> serde_json::Value {
+        doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{path} has no parameter {name}"))
+    };
+    let limit = param("/api/v1/users", "limit");
+    assert_eq!(
+        (limit["schema"]["minimum"].as_f64(), limit["schema"]["maximum"].as_f64()),
+        (Some(1.0), Some(200.0)),
+        "{limit}"
+    );
+    let status = param("/api/v1/conversations", "status").to_string();
+    assert!(status.contains("ConversationStatus"), "{status}");
+    let statuses = doc["components"]["schemas"]["ConversationStatus"]["enum"].clone();
+    assert_eq!(statuses, json!(["open", "pending", "snoozed", "resolved"]));
+    let roles = doc["components"]["schemas"]["Role"]["enum"].clone();
+    assert_eq!(roles, json!(["admin", "agent", "marketer", "store_staff"]));
+}
