@@ -16,6 +16,11 @@ const CLIENTS: usize = 32;
 const KILL_AFTER: usize = 3_000;
 
 fn spawn(data: &std::path::Path, port: u16) -> Child {
+    spawn_with(data, port, &[])
+}
+
+/// The `switchboard` binary on SQLite in `data`, listening on `port`, with `extra` flags.
+pub(crate) fn spawn_with(data: &std::path::Path, port: u16, extra: &[&str]) -> Child {
     Command::new(BIN)
         .args([
             "--listen",
@@ -23,6 +28,7 @@ fn spawn(data: &std::path::Path, port: u16) -> Child {
             "--data-dir",
             data.to_str().expect("path"),
         ])
+        .args(extra)
         .env_remove("SWITCHBOARD_DATABASE_URL")
         .env_remove("SWITCHBOARD_NATS_URL")
         .env("SWITCHBOARD_LOG", "warn")
@@ -32,7 +38,7 @@ fn spawn(data: &std::path::Path, port: u16) -> Child {
         .expect("spawn switchboard")
 }
 
-async fn wait_ready(client: &reqwest::Client, base: &str) {
+pub(crate) async fn wait_ready(client: &reqwest::Client, base: &str) {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(60) {
         if let Ok(r) = client.get(format!("{base}/readyz")).send().await

@@ -536,35 +536,13 @@ async fn kill_9_during_deliveries_loses_none() {
         .expect("addr")
         .port();
     let base = format!("http://127.0.0.1:{port}");
-    let spawn = || -> Child {
-        Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-            .arg(&data)
-            .arg("--webhooks-allow-private-networks")
-            .env_remove("SWITCHBOARD_DATABASE_URL")
-            .env_remove("SWITCHBOARD_NATS_URL")
-            .env("SWITCHBOARD_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn switchboard")
-    };
+    let spawn = || crate::nothing_lost::spawn_with(&data, port, &["--webhooks-allow-private-networks"]);
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .expect("client");
-    let ready = |client: reqwest::Client, base: String| async move {
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(60) {
-            if let Ok(r) = client.get(format!("{base}/readyz")).send().await
-                && r.status().is_success()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the server did not become ready");
-    };
+    let ready =
+        |client: reqwest::Client, base: String| async move { crate::nothing_lost::wait_ready(&client, &base).await };
     let mut server = spawn();
     ready(client.clone(), base.clone()).await;
     let creds: Value =
