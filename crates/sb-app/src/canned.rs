@@ -23,8 +23,10 @@ pub struct CannedResponseQuery {
 #[derive(Deserialize, ToSchema)]
 pub struct CreateCannedResponse {
     /// 1–50 characters of `a-z`, `0-9`, `_` and `-`.
+    #[schema(min_length = 1, max_length = 50, pattern = "^[a-z0-9_-]+$")]
     pub short_code: String,
     /// 1–5,000 characters.
+    #[schema(min_length = 1, max_length = 5000)]
     pub content: String,
 }
 

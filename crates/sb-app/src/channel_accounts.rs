@@ -53,6 +53,8 @@ pub struct CreateChannelAccount {
     /// `api`, `whatsapp`, `messenger`, `instagram`, `telegram`, `twilio_sms`, `twilio_whatsapp`,
     /// `email` or `widget`.
     pub channel: String,
+    /// 1–100 characters.
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// Non-secret settings. API channel: `webhook_url`, where replies are delivered. Widget:
     /// `allowed_origins` (list of `scheme://host[:port]`; empty = any), `hmac_mandatory`,
@@ -295,7 +297,7 @@ pub async fn create_account(
         ));
     }
     let name = body.name.trim().to_owned();
-    if name.is_empty() || name.len() > 100 {
+    if name.is_empty() || body.name.chars().count() > 100 {
         return Err(AppError::unprocessable(
             "invalid_request",
             "name must be 1–100 characters",

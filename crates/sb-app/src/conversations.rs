@@ -144,6 +144,8 @@ pub async fn post_message(
 
 #[derive(Deserialize, ToSchema)]
 pub struct CreateNote {
+    /// At most 10,000 characters.
+    #[schema(max_length = 10000)]
     pub text: String,
     /// As on a reply: the same key again answers the note it made.
     #[serde(default)]

@@ -85,10 +85,13 @@ pub struct EndpointWithSecret {
 #[derive(Deserialize, ToSchema)]
 pub struct CreateEndpoint {
     /// Where events are POSTed: an http(s) URL on a public address.
+    #[schema(max_length = 2000)]
     pub url: String,
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub description: Option<String>,
     /// Names from `GET /api/v1/webhook-event-types`; at least one.
+    #[schema(min_items = 1)]
     pub event_types: Vec<String>,
     /// Deliver one at a time, in the order the events happened (default false).
     #[serde(default)]
@@ -231,10 +234,10 @@ fn refusal(r: Refusal) -> AppError {
 }
 
 async fn check_url(app: &App, url: &str) -> AppResult<String> {
-    let url = url.trim();
     if url.chars().count() > MAX_URL_CHARS {
         return Err(invalid(format!("the URL is longer than {MAX_URL_CHARS} characters")));
     }
+    let url = url.trim();
     guard::check(url, app.webhooks.allow_private).await.map_err(refusal)?;
     Ok(url.to_owned())
 }
@@ -549,8 +552,42 @@ pub async fn attempts(app: &App, principal: &Principal, id: &str, q: AttemptQuer
         .await?)
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct MessageView {
+    /// The `webhook-id` header and the body's `id`.
+    pub id: String,
+    /// The body, parsed.
+    #[schema(value_type = Object)]
+    pub body: serde_json::Value,
+    /// The body exactly as it was signed and sent (the bytes a signature check covers).
+    pub raw_body: String,
+    /// Every request made with it to this endpoint, newest first.
+    pub attempts: Vec<AttemptView>,
+}
+
+/// One message as the endpoint was sent it: the request's body and every attempt.
+pub async fn message(app: &App, principal: &Principal, id: &str, message_id: &str) -> AppResult<MessageView> {
+    let body = message_body(app, principal, id, message_id).await?;
+    let attempts = attempts(
+        app,
+        principal,
+        id,
+        AttemptQuery {
+            message_id: Some(message_id.to_owned()),
+            limit: Some(200),
+        },
+    )
+    .await?;
+    Ok(MessageView {
+        id: message_id.to_owned(),
+        body: serde_json::from_str(&body).unwrap_or_default(),
+        raw_body: body,
+        attempts: attempts.iter().map(AttemptView::from).collect(),
+    })
+}
+
 /// The exact body of a message as it was signed (the log's request view).
-pub async fn message_body(app: &App, principal: &Principal, id: &str, message_id: &str) -> AppResult<String> {
+async fn message_body(app: &App, principal: &Principal, id: &str, message_id: &str) -> AppResult<String> {
     let _endpoint = get(app, principal, id).await?;
     let (ws, mid) = (principal.workspace_id().to_owned(), message_id.to_owned());
     app.store

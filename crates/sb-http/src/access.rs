@@ -164,6 +164,11 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         Needs(ManageWebhooks),
     ),
     (
+        "GET",
+        "/api/v1/webhook-endpoints/{id}/messages/{message_id}",
+        Needs(ManageWebhooks),
+    ),
+    (
         "POST",
         "/api/v1/webhook-endpoints/{id}/messages/{message_id}/resend",
         Needs(ManageWebhooks),

@@ -79,6 +79,10 @@ where
         .route("/app/settings/webhooks/{id}/delete", post(webhooks::delete))
         .route("/app/settings/webhooks/{id}/replay", post(webhooks::replay))
         .route(
+            "/app/settings/webhooks/{id}/messages/{message_id}",
+            get(webhooks::message_page),
+        )
+        .route(
             "/app/settings/webhooks/{id}/messages/{message_id}/resend",
             post(webhooks::resend),
         )

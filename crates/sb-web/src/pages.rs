@@ -74,6 +74,11 @@ pub const PAGES: &[(&str, &str, PageAccess)] = &[
     ("POST", "/app/settings/webhooks/{id}/delete", Needs(ManageWebhooks)),
     ("POST", "/app/settings/webhooks/{id}/replay", Needs(ManageWebhooks)),
     (
+        "GET",
+        "/app/settings/webhooks/{id}/messages/{message_id}",
+        Needs(ManageWebhooks),
+    ),
+    (
         "POST",
         "/app/settings/webhooks/{id}/messages/{message_id}/resend",
         Needs(ManageWebhooks),

@@ -226,6 +226,7 @@ pub struct DeliveryLine {
 
 pub struct AttemptLine {
     pub at: String,
+    pub signed_at: i64,
     pub message_id: String,
     pub attempt: i64,
     pub trigger: String,
@@ -316,29 +317,72 @@ async fn detail(
                 at: rfc3339(d.created_at),
             })
             .collect(),
-        attempts: attempts
-            .iter()
-            .map(|a| AttemptLine {
-                at: rfc3339(a.at),
-                message_id: a.message_id.clone(),
-                attempt: a.attempt,
-                trigger: a.trigger_kind.clone(),
-                ok: a.response_status.is_some_and(|s| (200..300).contains(&s)),
-                outcome: match (a.response_status, &a.error) {
-                    (Some(s), _) => format!("HTTP {s}"),
-                    (None, Some(e)) => e.clone(),
-                    (None, None) => "—".into(),
-                },
-                latency_ms: a.latency_ms,
-                excerpt: a
-                    .response_excerpt
-                    .clone()
-                    .unwrap_or_default()
-                    .chars()
-                    .take(200)
-                    .collect(),
-            })
-            .collect(),
+        attempts: attempts.iter().map(AttemptLine::from).collect(),
+    })
+}
+
+impl From<&sb_store::webhooks::Attempt> for AttemptLine {
+    fn from(a: &sb_store::webhooks::Attempt) -> Self {
+        AttemptLine {
+            at: rfc3339(a.at),
+            signed_at: a.signed_at,
+            message_id: a.message_id.clone(),
+            attempt: a.attempt,
+            trigger: a.trigger_kind.clone(),
+            ok: a.response_status.is_some_and(|s| (200..300).contains(&s)),
+            outcome: match (a.response_status, &a.error) {
+                (Some(s), _) => format!("HTTP {s}"),
+                (None, Some(e)) => e.clone(),
+                (None, None) => "—".into(),
+            },
+            latency_ms: a.latency_ms,
+            excerpt: a
+                .response_excerpt
+                .clone()
+                .unwrap_or_default()
+                .chars()
+                .take(200)
+                .collect(),
+        }
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "webhook_message.html")]
+pub struct MessagePage {
+    pub chrome: Chrome,
+    pub endpoint_id: String,
+    pub endpoint_url: String,
+    pub message_id: String,
+    pub body: String,
+    pub attempts: Vec<AttemptLine>,
+}
+
+/// One message: the body as it was signed and every attempt (the log's request view).
+pub async fn message_page(
+    State(state): State<App>,
+    signed: Signed,
+    Path((id, message_id)): Path<(String, String)>,
+) -> WebResult<MessagePage> {
+    let endpoint = webhooks::get(&state, &signed.0, &id).await?;
+    let message = webhooks::message(&state, &signed.0, &id, &message_id).await?;
+    let attempts = webhooks::attempts(
+        &state,
+        &signed.0,
+        &id,
+        AttemptQuery {
+            message_id: Some(message_id.clone()),
+            limit: Some(200),
+        },
+    )
+    .await?;
+    Ok(MessagePage {
+        chrome: signed.chrome("webhooks"),
+        endpoint_id: endpoint.id,
+        endpoint_url: endpoint.url,
+        message_id,
+        body: message.raw_body,
+        attempts: attempts.iter().map(AttemptLine::from).collect(),
     })
 }
 

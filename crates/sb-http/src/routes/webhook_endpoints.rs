@@ -13,7 +13,7 @@ use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, Principal};
 use sb_app::webhooks::{
     self, AttemptQuery, AttemptView, CreateEndpoint, DeliveryQuery, DeliveryView, EndpointView, EndpointWithSecret,
-    EventTypeView, Replay, ReplayResult, RotateSecret, TestResult, UpdateEndpoint,
+    EventTypeView, MessageView, Replay, ReplayResult, RotateSecret, TestResult, UpdateEndpoint,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -25,6 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(send_test))
         .routes(routes!(list_deliveries))
         .routes(routes!(list_attempts))
+        .routes(routes!(get_message))
         .routes(routes!(resend))
         .routes(routes!(replay))
 }
@@ -205,6 +206,22 @@ async fn list_attempts(
     Ok(axum::Json(AttemptList {
         items: rows.iter().map(AttemptView::from).collect(),
     }))
+}
+
+/// One message as the endpoint was sent it: the body exactly as signed, and every attempt
+/// (the request's `webhook-timestamp`, the answer, the latency).
+#[utoipa::path(get, path = "/api/v1/webhook-endpoints/{id}/messages/{message_id}", tag = "webhooks", params(("id" = String, Path), ("message_id" = String, Path)), responses(
+    (status = 200, body = MessageView),
+    (status = 404, description = "`webhook_endpoint_not_found`, `webhook_message_not_found`", body = ErrorBody)
+), security(("bearer" = []), ("session" = [])))]
+async fn get_message(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((id, message_id)): Path<(String, String)>,
+) -> ApiResult<axum::Json<MessageView>> {
+    Ok(axum::Json(
+        webhooks::message(&state.app, &principal, &id, &message_id).await?,
+    ))
 }
 
 /// Sends one message to the endpoint again now (the same `webhook-id`), on a fresh schedule.

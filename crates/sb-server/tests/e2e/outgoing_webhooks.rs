@@ -234,6 +234,17 @@ async fn webhooks_verify_with_the_standard_library_of_another_language() {
     assert_eq!(attempt["response_excerpt"], "received");
     assert_eq!(attempt["url"], format!("{}/ok", rcv.base));
     assert!(attempt["latency_ms"].as_i64().is_some());
+    let (status, message) = s
+        .get(
+            &format!("/api/v1/webhook-endpoints/{endpoint}/messages/{test_id}"),
+            &s.admin_token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{message}");
+    assert_eq!(message["body"], r["body"], "the body as it was received");
+    let raw: Value = serde_json::from_str(message["raw_body"].as_str().expect("raw body")).expect("json");
+    assert_eq!(raw, r["body"]);
+    assert_eq!(message["attempts"][0]["response_status"], 200);
     let (_, deliveries) = s
         .get(
             &format!("/api/v1/webhook-endpoints/{endpoint}/deliveries?status=succeeded"),

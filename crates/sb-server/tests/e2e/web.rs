@@ -2042,6 +2042,18 @@ async fn browser_admin_connects_a_webhook_endpoint_and_reads_its_log() {
     );
     save_screenshot(c, "webhook-log.png").await;
 
+    // The request view: the body exactly as signed, with its attempts.
+    c.find(Locator::Css("#deliveries a[href*='/messages/']"))
+        .await
+        .expect("a message link")
+        .click()
+        .await
+        .expect("open the message");
+    let body = until_text(c, "#message-body", "webhook.test").await;
+    assert!(body.contains("\"type\":\"webhook.test\""), "{body}");
+    until_text(c, "#message-attempts", "HTTP 200").await;
+    save_screenshot(c, "webhook-message.png").await;
+
     // Back on the list: the endpoint, its events and its state.
     c.goto(&format!("{}/app/settings/webhooks", s.base))
         .await
