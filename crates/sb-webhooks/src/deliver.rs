@@ -166,6 +166,9 @@ impl Webhooks {
 
     async fn claim(&self, limit: usize) -> Result<Vec<Claimed>, StoreError> {
         let now = self.store.now();
+        if !self.store.db.read(move |c| webhooks::any_due(c, now)).await? {
+            return Ok(Vec::new());
+        }
         let batch = self
             .store
             .db
