@@ -319,15 +319,14 @@ pub fn release_leases(c: &mut dyn Conn) -> Result<u64> {
 
 /// Whether any delivery is due: a read, so idle workers never open a write transaction.
 pub fn any_due(c: &mut dyn Conn, now: i64) -> Result<bool> {
-    Ok(c
-        .query_opt(
-            &Stmt::new(
-                "SELECT 1 AS due FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= :now
+    Ok(c.query_opt(
+        &Stmt::new(
+            "SELECT 1 AS due FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= :now
                    AND (lease_until IS NULL OR lease_until < :now) LIMIT 1",
-            )
-            .bind("now", now),
-        )?
-        .is_some())
+        )
+        .bind("now", now),
+    )?
+    .is_some())
 }
 
 /// A delivery taken by a worker, with what it needs to make the request.
