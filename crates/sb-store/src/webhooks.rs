@@ -41,18 +41,6 @@ impl Endpoint {
     pub fn subscribes_to(&self, event_type: &str) -> bool {
         self.event_types().iter().any(|t| t == event_type)
     }
-
-    /// The secrets that sign a request made at `now`: the current one, and the previous one
-    /// while a rotation's overlap lasts.
-    pub fn signing_secrets(&self, now: i64) -> Vec<&str> {
-        let mut secrets = vec![self.secret.as_str()];
-        if let (Some(previous), Some(until)) = (&self.previous_secret, self.previous_secret_until)
-            && now < until
-        {
-            secrets.push(previous);
-        }
-        secrets
-    }
 }
 
 pub struct NewEndpoint<'a> {
