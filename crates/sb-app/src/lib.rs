@@ -18,6 +18,7 @@ pub mod conversations;
 pub mod customers;
 pub mod error;
 pub mod jobs;
+pub mod journeys;
 pub mod limits;
 pub mod presence;
 pub mod principal;

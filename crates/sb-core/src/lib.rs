@@ -12,6 +12,7 @@ pub mod identity;
 pub mod ids;
 pub mod inbox;
 pub mod inventory;
+pub mod journey;
 pub mod routing;
 pub mod sms;
 pub mod standard_webhooks;

@@ -286,6 +286,54 @@ pub fn notify_customer(
     }
 }
 
+/// An automated message (a journey's send) to a customer on one channel account: written in
+/// their one conversation (opened if they have none yet, so agents see what was sent) with
+/// its send job, inside the caller's transaction, after the same checks as an agent's reply.
+pub fn queue_automated(
+    c: &mut dyn Conn,
+    channels: &Channels,
+    ws: &str,
+    customer_id: &str,
+    account: &ChannelAccount,
+    draft: Draft<'_>,
+    now: i64,
+) -> Result<Result<(Message, sb_store::live_events::LiveEvent), ReplyError>, StoreError> {
+    let conversation = conversations::for_customer(c, ws, customer_id, now)?;
+    queue_reply(c, channels, &conversation, account, draft, now)
+}
+
+/// Whether a free-form message may go to this customer on `account` now, and if not, why
+/// (`no_address`, `reply_window_closed`, `channel_unavailable`).
+pub fn reach(
+    c: &mut dyn Conn,
+    channels: &Channels,
+    ws: &str,
+    customer_id: &str,
+    account: &ChannelAccount,
+    now: i64,
+) -> Result<ReplyOption, StoreError> {
+    let conversation = match conversations::id_for_customer(c, ws, customer_id)? {
+        Some(id) => conversations::get(c, ws, &id)?,
+        None => None,
+    };
+    let conversation = conversation.unwrap_or_else(|| Conversation {
+        id: String::new(),
+        workspace_id: ws.to_owned(),
+        customer_id: customer_id.to_owned(),
+        status: "open".into(),
+        snoozed_until: None,
+        assignee_id: None,
+        team: None,
+        unread_count: 0,
+        last_message_at: now,
+        last_inbound_at: None,
+        last_inbound_account_id: None,
+        created_at: now,
+        updated_at: now,
+    });
+    option_for(c, channels, &conversation, account, now)
+}
+
 /// Who writes an outbound message.
 #[derive(Debug, Clone, Copy)]
 pub enum Author<'a> {

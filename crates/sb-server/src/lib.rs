@@ -172,6 +172,17 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
     let webhooks = sb_webhooks::Webhooks::new(store.clone(), config.webhooks_allow_private_networks);
     let (stop_webhooks, webhooks_stopped) = tokio::sync::watch::channel(false);
     let webhook_workers = tokio::spawn(webhooks.clone().run(webhooks_stopped));
+    // Journeys: steps and timers, and the one delivery path of automated messages.
+    let journeys = sb_journeys::Journeys::new(
+        store.clone(),
+        engine.clone(),
+        channels.clone(),
+        live.clone(),
+        time.clone(),
+        sb_journeys::Settings::default(),
+    );
+    let (stop_journeys, journeys_stopped) = tokio::sync::watch::channel(false);
+    let journey_runner = tokio::spawn(journeys.clone().run(journeys_stopped));
     // The use cases, under both the JSON API and the web app.
     let app = sb_app::App::new(sb_app::AppParts {
         store: store.clone(),
@@ -229,6 +240,8 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
         let _ = processing.await;
         stop_webhooks.send_replace(true);
         let _ = webhook_workers.await;
+        stop_journeys.send_replace(true);
+        let _ = journey_runner.await;
         let _ = cdp_processing.await;
         simulators.shutdown().await;
         task_engine.shutdown().await;

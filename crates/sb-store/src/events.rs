@@ -228,6 +228,15 @@ fn insert(
         .bind("context", json(&event.context))
         .bind("integrations", json(&event.integrations)),
     )?;
+    if let (Some(customer), Some(name), "track") = (customer, event.name.as_deref(), event.kind.as_str()) {
+        let properties = serde_json::Value::Object(event.properties.clone());
+        let seen = crate::journeys::Event {
+            name,
+            properties: &properties,
+            at: event.ts,
+        };
+        crate::journeys::on_event(c, ws, customer, seen, event.received_at)?;
+    }
     Ok(())
 }
 

@@ -24,6 +24,7 @@ pub enum ObjectKind {
     Merge,
     Location,
     WebhookEndpoint,
+    Journey,
 }
 
 impl ObjectKind {
@@ -46,6 +47,7 @@ impl ObjectKind {
             ObjectKind::Merge => "merge",
             ObjectKind::Location => "location",
             ObjectKind::WebhookEndpoint => "webhook_endpoint",
+            ObjectKind::Journey => "journey",
         }
     }
 }
@@ -54,6 +56,7 @@ pub fn owner_workspace(c: &mut dyn Conn, kind: ObjectKind, id: &str) -> Result<O
     let sql = match kind {
         ObjectKind::User => "SELECT workspace_id FROM users WHERE id = :id",
         ObjectKind::WebhookEndpoint => "SELECT workspace_id FROM webhook_endpoints WHERE id = :id",
+        ObjectKind::Journey => "SELECT workspace_id FROM journeys WHERE id = :id",
         ObjectKind::ApiToken => "SELECT workspace_id FROM api_tokens WHERE id = :id",
         ObjectKind::Job => "SELECT workspace_id FROM jobs WHERE id = :id",
         ObjectKind::ChannelAccount => "SELECT workspace_id FROM channel_accounts WHERE id = :id",

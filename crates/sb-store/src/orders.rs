@@ -170,6 +170,35 @@ pub fn by_number(c: &mut dyn Conn, ws: &str, number: &str) -> Result<Option<Orde
     )?)
 }
 
+/// SKUs the customer bought and kept: on any channel, at any store, orders not canceled,
+/// less what came back in returns.
+pub fn purchased_skus(
+    c: &mut dyn Conn,
+    ws: &str,
+    customer_id: &str,
+) -> crate::Result<std::collections::HashSet<String>> {
+    let rows = c.query(
+        &Stmt::new(
+            "SELECT sku, CAST(SUM(quantity) AS BIGINT) AS n FROM (
+                 SELECT l.sku, l.quantity FROM order_lines l JOIN orders o ON o.id = l.order_id
+                  WHERE o.workspace_id = :ws AND o.customer_id = :customer AND o.status <> 'canceled'
+                 UNION ALL
+                 SELECT rl.sku, -rl.quantity FROM return_lines rl JOIN returns r ON r.id = rl.return_id
+                  WHERE r.workspace_id = :ws AND r.customer_id = :customer
+             ) bought GROUP BY sku",
+        )
+        .bind("ws", ws)
+        .bind("customer", customer_id),
+    )?;
+    let mut kept = std::collections::HashSet::new();
+    for r in rows {
+        if r.get_in::<i64>("order_lines", "n")? > 0 {
+            kept.insert(r.get_in::<String>("order_lines", "sku")?);
+        }
+    }
+    Ok(kept)
+}
+
 /// Adds a step to the order's timeline.
 pub fn record_event(
     c: &mut dyn Conn,
@@ -195,6 +224,12 @@ pub fn record_event(
         .bind("now", now),
     )?;
     crate::domain_events::order_changed(c, ws, order, name, &properties, now)?;
+    let seen = crate::journeys::Event {
+        name,
+        properties: &properties,
+        at: now,
+    };
+    crate::journeys::on_event(c, ws, &order.customer_id, seen, now)?;
     Ok(())
 }
 
@@ -918,7 +953,7 @@ pub fn checkout(c: &mut dyn Conn, req: &Checkout<'_>, now: i64) -> Result<Order>
         .map(|l| serde_json::json!({ "sku": l.sku, "name": l.title, "quantity": l.quantity, "price": l.current_price_minor }))
         .collect();
     let properties = serde_json::json!({
-        "order_id": order.id, "number": order.number, "total": total, "currency": order.currency,
+        "order_id": order.id, "cart_id": cart.id, "number": order.number, "total": total, "currency": order.currency,
         "fulfillment": order.fulfillment, "location_id": primary.id, "products": products,
         "fulfillments": shown_parts, "transfers": shown_transfers,
     });

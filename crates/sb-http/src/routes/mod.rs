@@ -12,6 +12,7 @@ pub(crate) mod customers;
 mod events;
 mod health;
 mod jobs;
+mod journeys;
 mod presence;
 mod profiles;
 mod segment;
@@ -36,6 +37,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(tokens::router())
         .merge(canned_responses::router())
         .merge(jobs::router())
+        .merge(journeys::router())
         .merge(system::router())
         .merge(channel_accounts::router())
         .merge(conversations::router())

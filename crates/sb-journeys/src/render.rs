@@ -1,0 +1,282 @@
+//! One message, rendered per channel. The core (headline, body, image, call to action,
+//! products) is written once in Liquid; each channel gets a text derived from it unless its
+//! variant overrides it. Liquid is strict: an unknown variable or filter is an error, found
+//! at save by rendering against a context of the full shape, never an empty string at send.
+
+use std::sync::OnceLock;
+
+use sb_channels::TemplateSend;
+use sb_core::journey::{Invalid, Message, ProductBlock};
+use serde_json::{Value, json};
+
+fn parser() -> &'static liquid::Parser {
+    static PARSER: OnceLock<liquid::Parser> = OnceLock::new();
+    PARSER.get_or_init(|| {
+        liquid::ParserBuilder::with_stdlib()
+            .build()
+            .expect("the standard library builds")
+    })
+}
+
+/// Renders one Liquid template against `context`.
+pub fn liquid(source: &str, context: &Value) -> Result<String, String> {
+    let template = parser().parse(source).map_err(|e| one_line(&e.to_string()))?;
+    let globals = liquid::model::to_object(context).map_err(|e| one_line(&e.to_string()))?;
+    template.render(&globals).map_err(|e| one_line(&e.to_string()))
+}
+
+fn one_line(e: &str) -> String {
+    e.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A context of the full shape with sample values, to check templates at save.
+pub fn sample_context(traits: &[String]) -> Value {
+    let item = json!({"sku": "SKU-1", "name": "Sample product", "quantity": 1, "price": "19.99", "image_url": ""});
+    json!({
+        "customer": {
+            "id": "cus_sample", "name": "Ana Lima", "first_name": "Ana", "last_name": "Lima",
+            "email": "ana@example.com", "phone": "+15550000000",
+            "traits": traits.iter().map(|t| (t.clone(), Value::String(String::new()))).collect::<serde_json::Map<_, _>>(),
+        },
+        "cart": {"id": "cart_sample", "total": "19.99", "currency": "EUR", "items": [item.clone()]},
+        "last_order": {"number": "1001", "total": "19.99", "currency": "EUR", "items": [item.clone()]},
+        "products": [item],
+        "event": {"name": "Sample", "properties": {}},
+        "workspace": {"name": "Sample shop"},
+    })
+}
+
+/// What a message becomes on one channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    pub text: String,
+    /// WhatsApp outside the window: the approved template with its parameters.
+    pub template: Option<TemplateSend>,
+    pub subject: Option<String>,
+    pub image_url: Option<String>,
+}
+
+/// The core's fields rendered for one customer.
+struct Core {
+    headline: String,
+    body: String,
+    cta: Option<(String, String)>,
+    image_url: Option<String>,
+    products: Vec<String>,
+}
+
+fn core(message: &Message, context: &Value) -> Result<Core, String> {
+    let field = |name: &str, source: &str| liquid(source, context).map_err(|e| format!("{name}: {e}"));
+    let optional = |name: &str, source: &Option<String>| -> Result<Option<String>, String> {
+        source
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| field(name, s))
+            .transpose()
+    };
+    let cta = match (
+        optional("cta_label", &message.cta_label)?,
+        optional("cta_url", &message.cta_url)?,
+    ) {
+        (label, Some(url)) => Some((label.unwrap_or_else(|| "Open".into()), url)),
+        _ => None,
+    };
+    let items = match &message.products {
+        ProductBlock::None => Vec::new(),
+        ProductBlock::Cart => context["cart"]["items"].as_array().cloned().unwrap_or_default(),
+        ProductBlock::Pick { .. } => context["products"].as_array().cloned().unwrap_or_default(),
+    };
+    let products = items
+        .iter()
+        .map(|i| {
+            let qty = i["quantity"].as_i64().unwrap_or(1);
+            let name = i["name"].as_str().unwrap_or_default();
+            let price = i["price"].as_str().unwrap_or_default();
+            if qty > 1 {
+                format!("{name} × {qty} — {price}")
+            } else {
+                format!("{name} — {price}")
+            }
+        })
+        .collect();
+    Ok(Core {
+        headline: field("headline", &message.headline)?,
+        body: field("body", &message.body)?,
+        cta,
+        image_url: optional("image_url", &message.image_url)?,
+        products,
+    })
+}
+
+/// The message for `channel`. `template_only`: the channel's window is closed, so only an
+/// approved template may go (WhatsApp).
+pub fn render(message: &Message, channel: &str, template_only: bool, context: &Value) -> Result<Rendered, String> {
+    let core = core(message, context)?;
+    let v = &message.variants;
+    let over = |variant: &Option<sb_core::journey::TextVariant>| -> Result<Option<String>, String> {
+        variant
+            .as_ref()
+            .map(|t| liquid(&t.text, context).map_err(|e| format!("{channel} text: {e}")))
+            .transpose()
+    };
+    let full = |bold: fn(&str) -> String| {
+        let mut parts = vec![bold(&core.headline), core.body.clone()];
+        if !core.products.is_empty() {
+            parts.push(
+                core.products
+                    .iter()
+                    .map(|p| format!("• {p}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            );
+        }
+        if let Some((label, url)) = &core.cta {
+            parts.push(format!("{label}: {url}"));
+        }
+        parts.retain(|p| !p.trim().is_empty());
+        parts.join("\n\n")
+    };
+    let mut out = Rendered {
+        text: String::new(),
+        template: None,
+        subject: None,
+        image_url: core.image_url.clone(),
+    };
+    out.text = match channel {
+        "sms" => match over(&v.sms)? {
+            Some(t) => t,
+            None => {
+                let mut t = format!("{}: {}", core.headline, core.body);
+                if let Some((_, url)) = &core.cta {
+                    t.push(' ');
+                    t.push_str(url);
+                }
+                t
+            }
+        },
+        "email" => {
+            let e = v.email.clone().unwrap_or_default();
+            out.subject = Some(match &e.subject {
+                Some(s) => liquid(s, context).map_err(|err| format!("email subject: {err}"))?,
+                None => core.headline.clone(),
+            });
+            match &e.text {
+                Some(t) => liquid(t, context).map_err(|err| format!("email text: {err}"))?,
+                None => full(|h| h.to_owned()),
+            }
+        }
+        "whatsapp" if template_only => {
+            let Some(w) = &v.whatsapp else {
+                return Err("the WhatsApp window is closed and the message maps no approved template".into());
+            };
+            let parameters = w
+                .parameters
+                .iter()
+                .enumerate()
+                .map(|(i, p)| liquid(p, context).map_err(|e| format!("whatsapp parameter {}: {e}", i + 1)))
+                .collect::<Result<Vec<_>, _>>()?;
+            out.template = Some(TemplateSend {
+                name: w.template.clone(),
+                language: w.language.clone(),
+                parameters,
+            });
+            String::new()
+        }
+        "whatsapp" => full(|h| format!("*{h}*")),
+        "telegram" => match over(&v.telegram)? {
+            Some(t) => t,
+            None => full(|h| h.to_owned()),
+        },
+        "messenger" => over(&v.messenger)?.unwrap_or_else(|| full(|h| h.to_owned())),
+        "instagram" => over(&v.instagram)?.unwrap_or_else(|| full(|h| h.to_owned())),
+        "widget" => over(&v.widget)?.unwrap_or_else(|| full(|h| h.to_owned())),
+        _ => full(|h| h.to_owned()),
+    };
+    Ok(out)
+}
+
+/// Checks every template of a message (core and variants, on every channel) against the
+/// sample context: the first error, with its place.
+pub fn check(message: &Message, context: &Value, step: Option<&str>) -> Result<(), Invalid> {
+    let refuse = |message: String| Invalid {
+        code: "template_error",
+        message,
+        step: step.map(str::to_owned),
+    };
+    for channel in sb_core::journey::CHANNELS {
+        render(message, channel, false, context).map_err(refuse)?;
+    }
+    if message.variants.whatsapp.is_some() {
+        render(message, "whatsapp", true, context).map_err(refuse)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message() -> Message {
+        serde_json::from_value(json!({
+            "headline": "{{ customer.first_name }}, your cart is waiting",
+            "body": "You left {{ cart.items.size }} item(s).",
+            "cta_label": "Back to your cart",
+            "cta_url": "https://shop.example/cart/{{ cart.id }}",
+            "products": {"type": "cart"},
+            "variants": {"whatsapp": {"template": "cart_reminder", "language": "en_US",
+                                      "parameters": ["{{ customer.first_name }}", "{{ cart.items.first.name }}"]}}
+        }))
+        .expect("message")
+    }
+
+    #[test]
+    fn one_message_renders_per_channel() {
+        let ctx = sample_context(&[]);
+        let sms = render(&message(), "sms", false, &ctx).expect("sms");
+        assert_eq!(
+            sms.text,
+            "Ana, your cart is waiting: You left 1 item(s). https://shop.example/cart/cart_sample"
+        );
+        let email = render(&message(), "email", false, &ctx).expect("email");
+        assert_eq!(email.subject.as_deref(), Some("Ana, your cart is waiting"));
+        assert!(email.text.contains("• Sample product — 19.99"), "{}", email.text);
+        let wa = render(&message(), "whatsapp", true, &ctx).expect("template");
+        let t = wa.template.expect("template");
+        assert_eq!(
+            (t.name.as_str(), t.parameters),
+            ("cart_reminder", vec!["Ana".to_owned(), "Sample product".into()])
+        );
+        let inside = render(&message(), "whatsapp", false, &ctx).expect("free text");
+        assert!(inside.text.starts_with("*Ana, your cart is waiting*"));
+    }
+
+    #[test]
+    fn an_unknown_variable_or_filter_is_refused_at_save() {
+        let ctx = sample_context(&[]);
+        let mut m = message();
+        m.body = "Hi {{ customer.nickname }}".into();
+        let e = check(&m, &ctx, Some("remind")).unwrap_err();
+        assert_eq!(e.code, "template_error");
+        assert!(
+            e.message.contains("nickname") || e.message.contains("Unknown"),
+            "{}",
+            e.message
+        );
+        let mut m = message();
+        m.headline = "{{ customer.first_name | shout }}".into();
+        assert_eq!(check(&m, &ctx, None).unwrap_err().code, "template_error");
+        check(&message(), &ctx, None).expect("the sample renders");
+    }
+
+    #[test]
+    fn rendering_is_deterministic() {
+        let ctx = sample_context(&["tier".into()]);
+        let a = render(&message(), "email", false, &ctx);
+        let b = render(&message(), "email", false, &ctx);
+        assert_eq!(a, b);
+    }
+}

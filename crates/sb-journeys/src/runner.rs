@@ -1,0 +1,517 @@
+//! The runner: executes the steps of instances whose timer has come, then hands due
+//! deliveries to the outbox.
+//!
+//! Steps: an instance runs from its step until it must wait (a delay, a wait, a time window)
+//! or ends, in one transaction, and the write says which `fence` it read: a late or duplicate
+//! timer, an exit or another worker that moved the instance first makes the write change
+//! nothing. A send step only plans a delivery keyed by (instance, step, loop), so running a
+//! step twice plans it once.
+//!
+//! Deliveries: each due delivery is checked again just before it goes (the instance is still
+//! in the journey, consent, quiet hours, the daily cap), gets its channel (see `choose`), is
+//! rendered for it and written to the customer's conversation with its send job, in one
+//! transaction. Quiet hours defer, never drop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sb_core::inbox::Purpose;
+use sb_core::journey::{self, Action, Condition, Definition, SendStep};
+use sb_engine::{Engine, Time};
+use sb_inbox::Channels;
+use sb_inbox::live::Live;
+use sb_inbox::outbox::{self, Author, Content, Draft, ReplyError};
+use sb_store::deliveries::{self, Delivery, NewDelivery, Outcome};
+use sb_store::journeys::{self, Definitions, Instance, Move};
+use sb_store::live_events::LiveEvent;
+use sb_store::{Conn, Store, StoreError, carts, profiles};
+use tokio::sync::Notify;
+
+use crate::{choose, context, render};
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The zone for customers without a known `timezone` trait.
+    pub default_time_zone: String,
+    /// Marketing messages per customer per local day, across all automated sends.
+    pub daily_cap: i64,
+    /// Instances or deliveries handled per transaction.
+    pub batch: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            default_time_zone: "UTC".into(),
+            daily_cap: 3,
+            batch: 500,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Journeys {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    engine: Engine,
+    channels: Channels,
+    live: Live,
+    time: Time,
+    settings: Settings,
+    wake: Notify,
+}
+
+/// What one round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Round {
+    pub steps: usize,
+    pub deliveries: usize,
+}
+
+impl Journeys {
+    pub fn new(store: Store, engine: Engine, channels: Channels, live: Live, time: Time, settings: Settings) -> Self {
+        Journeys {
+            inner: Arc::new(Inner {
+                store,
+                engine,
+                channels,
+                live,
+                time,
+                settings,
+                wake: Notify::new(),
+            }),
+        }
+    }
+
+    /// Something may be due now (an event entered or moved an instance).
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            let did = match self.round().await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "a journey round failed; retrying");
+                    Round::default()
+                }
+            };
+            if *stop.borrow() {
+                return;
+            }
+            if did.steps > 0 || did.deliveries > 0 {
+                continue;
+            }
+            let next = self
+                .inner
+                .store
+                .db
+                .read(|c| {
+                    let a = journeys::next_wake(c)?;
+                    let b = deliveries::next_due(c)?;
+                    Ok::<_, StoreError>(a.into_iter().chain(b).min())
+                })
+                .await
+                .unwrap_or(None);
+            let now = self.inner.time.now_ms();
+            let deadline = next.map_or(now + 60_000, |n| n.max(now + 1));
+            tokio::select! {
+                _ = self.inner.time.sleep_until(deadline) => {}
+                _ = self.inner.wake.notified() => {}
+                // Events of other paths (and other nodes) enter instances without a wake-up.
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    /// Runs what is due now: a batch of steps, then a batch of deliveries.
+    pub async fn round(&self) -> Result<Round, StoreError> {
+        let now = self.inner.time.now_ms();
+        let batch = self.inner.settings.batch;
+        let due = self.inner.store.db.read(move |c| journeys::due(c, now, batch)).await?;
+        let mut round = Round::default();
+        if !due.is_empty() {
+            let settings = self.inner.settings.clone();
+            round.steps = self
+                .inner
+                .store
+                .db
+                .write(move |c| {
+                    let mut defs = Definitions::default();
+                    let mut moved = 0;
+                    for inst in &due {
+                        moved += usize::from(step(c, &settings, &mut defs, inst, now)?);
+                    }
+                    Ok::<_, StoreError>(moved)
+                })
+                .await?;
+            metrics::counter!("switchboard_journey_steps_total").increment(round.steps as u64);
+        }
+        let due = self.inner.store.db.read(move |c| deliveries::due(c, now, 64)).await?;
+        for d in due {
+            let (channels, settings) = (self.inner.channels.clone(), self.inner.settings.clone());
+            let events = self
+                .inner
+                .store
+                .db
+                .write(move |c| dispatch(c, &channels, &settings, &d, now))
+                .await?;
+            round.deliveries += 1;
+            if !events.is_empty() {
+                self.inner.engine.notify_jobs();
+                self.inner.live.publish(&events).await;
+            }
+        }
+        Ok(round)
+    }
+}
+
+fn time_zone(c: &mut dyn Conn, ws: &str, customer_id: &str, fallback: &str) -> Result<jiff::tz::TimeZone, StoreError> {
+    let name = profiles::traits(c, ws, customer_id)?
+        .into_iter()
+        .find(|t| t.name == "timezone")
+        .and_then(|t| serde_json::from_str::<String>(&t.value_json).ok());
+    Ok(journey::zone(name.as_deref(), fallback))
+}
+
+/// Runs one instance from its step until it waits or ends. False when the instance moved
+/// on since it was read (nothing written).
+fn step(
+    c: &mut dyn Conn,
+    settings: &Settings,
+    defs: &mut Definitions,
+    inst: &Instance,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let ws = inst.workspace_id.as_str();
+    let Some(def) = defs.get(c, ws, &inst.journey_id, inst.version)? else {
+        let m = Move {
+            state: "exited",
+            step: inst.step,
+            wake_at: None,
+            end_reason: Some("definition missing"),
+            restarted_at: None,
+        };
+        return journeys::advance(c, ws, &inst.id, inst.fence, &m, now);
+    };
+    // On the exit path: plan the exit rule's send, then end.
+    if let Some(rule) = inst.exit_rule {
+        let m = Move {
+            state: "exited",
+            step: inst.step,
+            wake_at: None,
+            end_reason: None,
+            restarted_at: inst.restarted_at,
+        };
+        if !journeys::advance(c, ws, &inst.id, inst.fence, &m, now)? {
+            return Ok(false);
+        }
+        if let Some(send) = def.exit_rules.get(rule as usize).and_then(|r| r.then.as_ref()) {
+            plan(c, inst, &format!("exit:{rule}"), "journey_exit", send, now)?;
+        }
+        return Ok(true);
+    }
+    let mut at = inst.step as usize;
+    // Waking at a step that was waiting: its wait is over.
+    let mut woke = inst.state == "waiting";
+    for _ in 0..=def.steps.len() {
+        let Some(s) = def.steps.get(at) else {
+            return finish(c, inst, at, "completed", now);
+        };
+        let base = if at == 0 { inst.trigger_at.min(now) } else { now };
+        let goto: String = match &s.action {
+            Action::Delay { minutes, until_local } => {
+                if woke {
+                    "next".into()
+                } else {
+                    let mut wake = base + i64::from(*minutes) * 60_000;
+                    if let Some(t) = until_local {
+                        let tz = time_zone(c, ws, &inst.customer_id, &settings.default_time_zone)?;
+                        wake = journey::next_local_time(wake, &tz, t);
+                    }
+                    return wait(c, inst, at, wake, now);
+                }
+            }
+            Action::WaitFor {
+                timeout_minutes,
+                on_timeout,
+                ..
+            } => {
+                if woke {
+                    on_timeout.clone()
+                } else {
+                    let from = inst.restarted_at.filter(|_| at == inst.step as usize).unwrap_or(base);
+                    return wait(c, inst, at, from + i64::from(*timeout_minutes) * 60_000, now);
+                }
+            }
+            Action::TimeWindow { hours, days } => {
+                let tz = time_zone(c, ws, &inst.customer_id, &settings.default_time_zone)?;
+                let opens = journey::window_opens(now, &tz, hours, days);
+                if opens > now {
+                    return wait(c, inst, at, opens, now);
+                }
+                "next".into()
+            }
+            Action::Branch { condition, otherwise } => {
+                if holds(c, inst, condition)? {
+                    "next".into()
+                } else {
+                    otherwise.clone()
+                }
+            }
+            Action::Send(send) => {
+                plan(c, inst, &s.id, "journey", send, now)?;
+                "next".into()
+            }
+            Action::Exit => return finish(c, inst, at, "completed", now),
+        };
+        woke = false;
+        match def.target(at, &goto).ok().flatten() {
+            Some(next) => at = next,
+            None => return finish(c, inst, at, "completed", now),
+        }
+    }
+    finish(c, inst, at, "completed", now)
+}
+
+fn wait(c: &mut dyn Conn, inst: &Instance, at: usize, wake: i64, now: i64) -> Result<bool, StoreError> {
+    let m = Move {
+        state: "waiting",
+        step: at as i64,
+        wake_at: Some(wake),
+        end_reason: None,
+        // A restart belongs to the wait it restarted; a new step starts clean.
+        restarted_at: inst.restarted_at.filter(|_| at == inst.step as usize),
+    };
+    journeys::advance(c, &inst.workspace_id, &inst.id, inst.fence, &m, now)
+}
+
+fn finish(c: &mut dyn Conn, inst: &Instance, at: usize, reason: &str, now: i64) -> Result<bool, StoreError> {
+    let m = Move {
+        state: "completed",
+        step: at as i64,
+        wake_at: None,
+        end_reason: Some(reason),
+        restarted_at: inst.restarted_at,
+    };
+    journeys::advance(c, &inst.workspace_id, &inst.id, inst.fence, &m, now)
+}
+
+fn plan(
+    c: &mut dyn Conn,
+    inst: &Instance,
+    step_id: &str,
+    origin: &str,
+    send: &SendStep,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let key = format!("journey:{}:{step_id}:{}", inst.id, inst.loop_count);
+    deliveries::plan(
+        c,
+        &NewDelivery {
+            workspace_id: &inst.workspace_id,
+            idempotency_key: &key,
+            origin,
+            journey_id: Some(&inst.journey_id),
+            instance_id: Some(&inst.id),
+            step_id,
+            customer_id: &inst.customer_id,
+            purpose: send.purpose.as_str(),
+            not_before: now,
+        },
+        now,
+    )
+}
+
+fn holds(c: &mut dyn Conn, inst: &Instance, condition: &Condition) -> Result<bool, StoreError> {
+    let ws = inst.workspace_id.as_str();
+    Ok(match condition {
+        Condition::Purchased { sku } => sb_store::orders::purchased_skus(c, ws, &inst.customer_id)?.contains(sku),
+        Condition::CartHasItems => {
+            let trigger: serde_json::Value = serde_json::from_str(&inst.context_json).unwrap_or_default();
+            let cart = match journey::lookup(&trigger, "properties.cart_id").and_then(|v| v.as_str()) {
+                Some(id) => carts::get(c, ws, id)?.filter(|cart| cart.status == "open"),
+                None => carts::active_for_customer(c, ws, &inst.customer_id)?,
+            };
+            match cart {
+                Some(cart) => !carts::lines(c, &cart.id)?.is_empty(),
+                None => false,
+            }
+        }
+        Condition::Trait(filter) => {
+            let mut traits = serde_json::Map::new();
+            for t in profiles::traits(c, ws, &inst.customer_id)? {
+                traits.insert(t.name, serde_json::from_str(&t.value_json).unwrap_or_default());
+            }
+            filter.matches(&serde_json::Value::Object(traits))
+        }
+        Condition::Not { condition } => !holds(c, inst, condition)?,
+    })
+}
+
+/// The send step a delivery belongs to.
+fn send_of<'a>(def: &'a Definition, d: &Delivery) -> Option<&'a SendStep> {
+    if let Some(rule) = d.step_id.strip_prefix("exit:") {
+        let rule: usize = rule.parse().ok()?;
+        return def.exit_rules.get(rule)?.then.as_ref();
+    }
+    def.steps
+        .iter()
+        .find(|s| s.id == d.step_id)
+        .and_then(|s| match &s.action {
+            Action::Send(send) => Some(send),
+            _ => None,
+        })
+}
+
+/// Handles one due delivery in the caller's transaction; returns the live events to publish.
+pub fn dispatch(
+    c: &mut dyn Conn,
+    channels: &Channels,
+    settings: &Settings,
+    d: &Delivery,
+    now: i64,
+) -> Result<Vec<LiveEvent>, StoreError> {
+    let ws = d.workspace_id.as_str();
+    let settle = |c: &mut dyn Conn, o: Outcome<'_>| deliveries::settle(c, ws, &d.id, &o, now);
+    let refuse = |c: &mut dyn Conn, state: &str, code: &str, reason: &str| {
+        settle(
+            c,
+            Outcome {
+                state,
+                reason_code: Some(code),
+                reason: Some(reason),
+                ..Outcome::default()
+            },
+        )
+    };
+    let Some(instance_id) = d.instance_id.as_deref() else {
+        refuse(
+            c,
+            "failed",
+            "no_source",
+            "the delivery belongs to nothing that can be sent",
+        )?;
+        return Ok(Vec::new());
+    };
+    let Some(inst) = journeys::instance(c, ws, instance_id)? else {
+        refuse(c, "failed", "no_source", "the journey instance is gone")?;
+        return Ok(Vec::new());
+    };
+    // Sent only while the customer is still in the journey (the exit's own send excepted).
+    let live = matches!(inst.state.as_str(), "active" | "waiting") && inst.exit_rule.is_none();
+    if d.origin == "journey" && !live {
+        let reason = format!(
+            "the customer left the journey ({}) before this was sent",
+            inst.end_reason.as_deref().unwrap_or("ended")
+        );
+        refuse(c, "suppressed", "journey_exited", &reason)?;
+        return Ok(Vec::new());
+    }
+    let Some(def) = journeys::definition(c, ws, &inst.journey_id, inst.version)? else {
+        refuse(c, "failed", "no_source", "the journey version is gone")?;
+        return Ok(Vec::new());
+    };
+    let Some(send) = send_of(&def, d) else {
+        refuse(c, "failed", "no_source", "the send step is not in the journey version")?;
+        return Ok(Vec::new());
+    };
+    let marketing = send.purpose == Purpose::Marketing;
+    let tz = time_zone(c, ws, &d.customer_id, &settings.default_time_zone)?;
+    if marketing && let Some(quiet) = &def.quiet_hours {
+        let after = journey::after_quiet_hours(now, &tz, quiet);
+        if after > now {
+            let reason = format!(
+                "held for the customer's quiet hours ({}–{} local)",
+                quiet.start, quiet.end
+            );
+            settle(
+                c,
+                Outcome {
+                    state: "deferred",
+                    not_before: Some(after),
+                    reason_code: Some("quiet_hours"),
+                    reason: Some(&reason),
+                    ..Outcome::default()
+                },
+            )?;
+            return Ok(Vec::new());
+        }
+    }
+    if marketing {
+        let sent = deliveries::marketing_sent_since(c, ws, &d.customer_id, journey::local_day_start(now, &tz))?;
+        if sent >= settings.daily_cap {
+            let reason = format!(
+                "the customer already received {sent} marketing message(s) today (cap {})",
+                settings.daily_cap
+            );
+            refuse(c, "capped", "frequency_capped", &reason)?;
+            return Ok(Vec::new());
+        }
+    }
+    let choice = match choose::choose(c, channels, ws, &d.customer_id, send, now)? {
+        Ok(choice) => choice,
+        Err(none) => {
+            let state = if none.code == "no_channel" {
+                "failed"
+            } else {
+                "suppressed"
+            };
+            refuse(c, state, &none.code, &none.why)?;
+            return Ok(Vec::new());
+        }
+    };
+    let trigger: serde_json::Value = serde_json::from_str(&inst.context_json).unwrap_or_default();
+    let ctx = context::build(c, ws, &d.customer_id, &trigger, &send.message.products)?;
+    let rendered = match render::render(&send.message, &choice.account.channel, choice.template_only, &ctx) {
+        Ok(r) => r,
+        Err(e) => {
+            refuse(c, "failed", "template_error", &e)?;
+            return Ok(Vec::new());
+        }
+    };
+    let content = match &rendered.template {
+        Some(t) => Content::Template(t),
+        None => Content::Text(&rendered.text),
+    };
+    let draft = Draft {
+        author: Author::System,
+        content,
+        purpose: send.purpose,
+    };
+    match outbox::queue_automated(c, channels, ws, &d.customer_id, &choice.account, draft, now)? {
+        Ok((message, event)) => {
+            settle(
+                c,
+                Outcome {
+                    state: "queued",
+                    channel: Some(&choice.account.channel),
+                    channel_account_id: Some(&choice.account.id),
+                    message_id: Some(&message.id),
+                    reason: Some(&choice.why),
+                    ..Outcome::default()
+                },
+            )?;
+            metrics::counter!("switchboard_journey_deliveries_total", "channel" => choice.account.channel.clone())
+                .increment(1);
+            Ok(vec![event])
+        }
+        Err(ReplyError::NotAllowed(reason, code)) => {
+            refuse(c, "failed", code, &format!("{}: {reason}", choice.why))?;
+            Ok(Vec::new())
+        }
+        Err(e) => {
+            refuse(c, "failed", "not_sent", &e.to_string())?;
+            Ok(Vec::new())
+        }
+    }
+}
