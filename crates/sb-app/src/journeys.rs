@@ -204,7 +204,7 @@ async fn checked(app: &App, ws: &str, name: &str, definition: Value) -> AppResul
         .read(move |c| {
             Ok::<_, StoreError>((
                 observed_properties(c, &ws, &names)?,
-                sb_journeys::context::known_traits(c, &ws)?,
+                sb_store::profiles::trait_names(c, &ws)?,
             ))
         })
         .await?;
@@ -438,12 +438,13 @@ pub async fn preview(
             _ => None,
         })
         .ok_or_else(|| AppError::not_found("step_not_found", format!("no send step `{step_id}` in this journey")))?;
-    let (ws, customer, step, channels, now) = (
+    let (ws, customer, step, channels, now, base) = (
         principal.workspace_id().to_owned(),
         customer_id.to_owned(),
         step_id.to_owned(),
         app.channels.clone(),
         app.now(),
+        app.base_url.to_string(),
     );
     let out = app
         .store
@@ -453,7 +454,7 @@ pub async fn preview(
                 return Ok(None);
             }
             let trigger = serde_json::json!({"event": def.trigger.event, "properties": {}});
-            let ctx = sb_journeys::context::build(c, &ws, &customer, &trigger, &send.message.products)?;
+            let ctx = sb_journeys::context::build(c, &ws, &customer, &trigger, &send.message.products, &base)?;
             let choice = sb_journeys::choose::choose(c, &channels, &ws, &customer, &send, now)?;
             let mut list = Vec::new();
             for channel in [

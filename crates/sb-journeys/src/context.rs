@@ -17,19 +17,6 @@ fn order_error(e: orders::OrderError) -> StoreError {
     StoreError::Invalid(e.to_string())
 }
 
-/// Trait names seen in the workspace (for checking templates at save).
-pub fn known_traits(c: &mut dyn Conn, ws: &str) -> Result<Vec<String>, StoreError> {
-    let rows = c.query(
-        &sb_store::Stmt::new(
-            "SELECT DISTINCT name FROM customer_traits WHERE workspace_id = :ws ORDER BY name LIMIT 500",
-        )
-        .bind("ws", ws),
-    )?;
-    rows.iter()
-        .map(|r| Ok(r.get_in::<String>("customer_traits", "name")?))
-        .collect()
-}
-
 /// The template context for `customer_id`; `trigger` is the instance's stored context
 /// (`{event, properties}`).
 pub fn build(
@@ -38,10 +25,11 @@ pub fn build(
     customer_id: &str,
     trigger: &Value,
     products: &ProductBlock,
+    public_url: &str,
 ) -> Result<Value, StoreError> {
     let customer = customers::get(c, ws, customer_id)?.ok_or(StoreError::NotFound("customer"))?;
     let mut traits = serde_json::Map::new();
-    for name in known_traits(c, ws)? {
+    for name in profiles::trait_names(c, ws)? {
         traits.insert(name, Value::String(String::new()));
     }
     for t in profiles::traits(c, ws, customer_id)? {
@@ -64,13 +52,12 @@ pub fn build(
         Some(cart) => {
             let lines = carts::lines(c, &cart.id)?;
             let total: i64 = lines.iter().map(|l| l.quantity * l.current_price_minor).sum();
-            let items: Vec<Value> = lines
-                .iter()
-                .map(|l| {
-                    json!({"sku": l.sku, "name": l.title, "quantity": l.quantity,
-                           "price": money(l.current_price_minor, &cart.currency), "image_url": ""})
-                })
-                .collect();
+            let mut items: Vec<Value> = Vec::with_capacity(lines.len());
+            for l in &lines {
+                let name = catalog::display_name(c, ws, &l.sku)?.unwrap_or_else(|| l.title.clone());
+                items.push(json!({"sku": l.sku, "name": name, "quantity": l.quantity,
+                                  "price": money(l.current_price_minor, &cart.currency), "image_url": ""}));
+            }
             json!({"id": cart.id, "total": money(total, &cart.currency), "currency": cart.currency, "items": items})
         }
         None => json!({"id": "", "total": "", "currency": "", "items": []}),
@@ -81,14 +68,12 @@ pub fn build(
         .next()
     {
         Some(o) => {
-            let items: Vec<Value> = orders::lines(c, &o.id)
-                .map_err(order_error)?
-                .iter()
-                .map(|l| {
-                    json!({"sku": l.sku, "name": l.title, "quantity": l.quantity,
-                           "price": money(l.unit_price_minor, &o.currency), "image_url": ""})
-                })
-                .collect();
+            let mut items: Vec<Value> = Vec::new();
+            for l in orders::lines(c, &o.id).map_err(order_error)? {
+                let name = catalog::display_name(c, ws, &l.sku)?.unwrap_or_else(|| l.title.clone());
+                items.push(json!({"sku": l.sku, "name": name, "quantity": l.quantity,
+                                  "price": money(l.unit_price_minor, &o.currency), "image_url": ""}));
+            }
             json!({"number": o.number, "total": money(o.total_minor, &o.currency), "currency": o.currency, "items": items})
         }
         None => json!({"number": "", "total": "", "currency": "", "items": []}),
@@ -108,7 +93,7 @@ pub fn build(
         "last_order": last_order,
         "products": picked,
         "event": {"name": trigger["event"].clone(), "properties": trigger["properties"].clone()},
-        "workspace": {"name": workspace},
+        "workspace": {"name": workspace, "shop_url": format!("{}/shop", public_url.trim_end_matches('/'))},
     }))
 }
 
@@ -118,7 +103,8 @@ pub fn not_bought(c: &mut dyn Conn, ws: &str, customer_id: &str, skus: &[String]
     let mut out = Vec::new();
     for sku in skus.iter().filter(|s| !bought.contains(*s)) {
         if let Some(v) = catalog::variant_by_sku(c, ws, sku)? {
-            out.push(json!({"sku": v.sku, "name": v.title, "quantity": 1,
+            let name = catalog::display_name(c, ws, sku)?.unwrap_or_else(|| v.title.clone());
+            out.push(json!({"sku": v.sku, "name": name, "quantity": 1,
                             "price": money(v.price_minor, &v.currency), "image_url": ""}));
         }
     }

@@ -46,7 +46,7 @@ pub fn sample_context(traits: &[String]) -> Value {
         "last_order": {"number": "1001", "total": "19.99", "currency": "EUR", "items": [item.clone()]},
         "products": [item],
         "event": {"name": "Sample", "properties": {}},
-        "workspace": {"name": "Sample shop"},
+        "workspace": {"name": "Sample shop", "shop_url": "https://shop.example/shop"},
     })
 }
 

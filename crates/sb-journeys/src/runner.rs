@@ -37,6 +37,8 @@ pub struct Settings {
     pub daily_cap: i64,
     /// Instances or deliveries handled per transaction.
     pub batch: i64,
+    /// Where people reach this server (links in messages).
+    pub public_url: String,
 }
 
 impl Default for Settings {
@@ -45,6 +47,7 @@ impl Default for Settings {
             default_time_zone: "UTC".into(),
             daily_cap: 3,
             batch: 500,
+            public_url: "http://localhost:8080".into(),
         }
     }
 }
@@ -339,7 +342,7 @@ fn holds(c: &mut dyn Conn, inst: &Instance, condition: &Condition) -> Result<boo
         Condition::CartHasItems => {
             let trigger: serde_json::Value = serde_json::from_str(&inst.context_json).unwrap_or_default();
             let cart = match journey::lookup(&trigger, "properties.cart_id").and_then(|v| v.as_str()) {
-                Some(id) => carts::get(c, ws, id)?.filter(|cart| cart.status == "open"),
+                Some(id) => carts::get(c, ws, id)?.filter(|cart| cart.status == "active"),
                 None => carts::active_for_customer(c, ws, &inst.customer_id)?,
             };
             match cart {
@@ -407,9 +410,10 @@ pub fn dispatch(
         refuse(c, "failed", "no_source", "the journey instance is gone")?;
         return Ok(Vec::new());
     };
-    // Sent only while the customer is still in the journey (the exit's own send excepted).
-    let live = matches!(inst.state.as_str(), "active" | "waiting") && inst.exit_rule.is_none();
-    if d.origin == "journey" && !live {
+    // Not sent once the customer left the journey by an exit (the exit's own send excepted);
+    // a journey that simply reached its end still sends its last step.
+    let left = inst.state == "exited" || inst.exit_rule.is_some();
+    if d.origin == "journey" && left {
         let reason = format!(
             "the customer left the journey ({}) before this was sent",
             inst.end_reason.as_deref().unwrap_or("ended")
@@ -471,7 +475,14 @@ pub fn dispatch(
         }
     };
     let trigger: serde_json::Value = serde_json::from_str(&inst.context_json).unwrap_or_default();
-    let ctx = context::build(c, ws, &d.customer_id, &trigger, &send.message.products)?;
+    let ctx = context::build(
+        c,
+        ws,
+        &d.customer_id,
+        &trigger,
+        &send.message.products,
+        &settings.public_url,
+    )?;
     let rendered = match render::render(&send.message, &choice.account.channel, choice.template_only, &ctx) {
         Ok(r) => r,
         Err(e) => {

@@ -197,6 +197,8 @@ pub async fn ensure(store: &Store, data_dir: &Path, base_url: &str) -> Result<Op
             crate::demo_shop::seed(c, &ws.id, now)?;
             sb_store::event_sources::create(c, &ws.id, "Demo web shop", &write_key_digest, 200_000, now)?;
             crate::demo_events::seed(c, &ws.id, now)?;
+            // After the history: old events start nothing.
+            crate::demo_journeys::seed(c, &ws.id, now)?;
             for (short_code, content) in CANNED_RESPONSES {
                 sb_store::canned_responses::create(c, &ws.id, short_code, content, None, now)?;
             }

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod config;
 pub mod demo;
 mod demo_events;
+mod demo_journeys;
 mod demo_shop;
 mod maintenance;
 pub mod simulators;
@@ -179,7 +180,10 @@ pub async fn start(config: Config, listener: TcpListener, time: Time) -> Result<
         channels.clone(),
         live.clone(),
         time.clone(),
-        sb_journeys::Settings::default(),
+        sb_journeys::Settings {
+            public_url: base_url.clone(),
+            ..sb_journeys::Settings::default()
+        },
     );
     let (stop_journeys, journeys_stopped) = tokio::sync::watch::channel(false);
     let journey_runner = tokio::spawn(journeys.clone().run(journeys_stopped));

@@ -384,6 +384,11 @@ pub async fn start(
             "/_sim/whatsapp/templates",
             json!({"name": "handoff_follow_up", "language": "en_US", "category": "UTILITY", "body": HANDOFF_TEMPLATE}),
         ),
+        (
+            "/_sim/whatsapp/templates",
+            json!({"name": crate::demo_journeys::CART_TEMPLATE.0, "language": "en_US", "category": "MARKETING",
+                   "body": crate::demo_journeys::CART_TEMPLATE.1}),
+        ),
     ] {
         http.post(format!("{}{path}", sim.control()))
             .json(&body)

@@ -244,6 +244,30 @@ pub fn variant_by_sku(c: &mut dyn Conn, ws: &str, sku: &str) -> Result<Option<Va
     )?)
 }
 
+/// What a shopper calls a SKU: the product's title with the variant's ("Trail jacket Blue
+/// M"), or the product's alone for a single "One size" variant.
+pub fn display_name(c: &mut dyn Conn, ws: &str, sku: &str) -> Result<Option<String>> {
+    let row = c.query_opt(
+        &Stmt::new(
+            "SELECT p.title AS product, v.title AS variant FROM variants v JOIN products p ON p.id = v.product_id
+             WHERE v.workspace_id = :ws AND v.sku = :sku",
+        )
+        .bind("ws", ws)
+        .bind("sku", sku),
+    )?;
+    Ok(match row {
+        Some(r) => {
+            let (product, variant): (String, String) = (r.get("product")?, r.get("variant")?);
+            Some(if variant.is_empty() || variant.eq_ignore_ascii_case("one size") {
+                product
+            } else {
+                format!("{product} {variant}")
+            })
+        }
+        None => None,
+    })
+}
+
 /// The inventory items one unit of a variant takes, with their quantities.
 pub fn components(c: &mut dyn Conn, variant_id: &str) -> Result<Vec<(String, i64)>> {
     c.query(

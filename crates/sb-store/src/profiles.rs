@@ -177,6 +177,17 @@ pub fn set_traits(
     crate::customers::fill_profile(c, ws, customer, name.as_deref(), email.as_deref(), phone.as_deref(), at)
 }
 
+/// Trait names in use in the workspace (templates may name any of them).
+pub fn trait_names(c: &mut dyn Conn, ws: &str) -> Result<Vec<String>> {
+    c.query(
+        &Stmt::new("SELECT DISTINCT name FROM customer_traits WHERE workspace_id = :ws ORDER BY name LIMIT 500")
+            .bind("ws", ws),
+    )?
+    .iter()
+    .map(|r| Ok(r.get_in::<String>("customer_traits", "name")?))
+    .collect()
+}
+
 pub fn traits(c: &mut dyn Conn, ws: &str, customer: &str) -> Result<Vec<Trait>> {
     Ok(c.fetch_all(
         &Stmt::new(

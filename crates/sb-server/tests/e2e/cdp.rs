@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::harness::{TestServer, code};
 
-fn write_key(s: &TestServer) -> String {
+pub(crate) fn write_key(s: &TestServer) -> String {
     let demo = s.server.demo.as_ref().expect("demo");
     assert_eq!(
         demo.segment["host"], s.base,
@@ -27,7 +27,7 @@ fn basic(key: &str) -> String {
 }
 
 /// Posts to `/v1/{call}` with the write key as the Basic user, like analytics-python 2.x.
-async fn segment(s: &TestServer, call: &str, key: &str, body: &Value) -> (StatusCode, Value) {
+pub(crate) async fn segment(s: &TestServer, call: &str, key: &str, body: &Value) -> (StatusCode, Value) {
     let resp = s
         .client
         .post(format!("{}/v1/{call}", s.base))

@@ -38,8 +38,22 @@ impl TestServer {
         Self::start_at(Time::System, adjust).await
     }
 
-    /// A server on the given clock (`Time::Manual` to move time in a test).
+    /// A server on the given clock (`Time::Manual` to move time in a test). The demo's
+    /// journeys are archived, so that a test of something else sees no automated message;
+    /// `start_with_journeys` keeps them.
     pub async fn start_at(time: Time, adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let s = Self::start_with_journeys(time, adjust).await;
+        s.server
+            .store
+            .db
+            .execute(sb_store::Stmt::new("UPDATE journeys SET state = 'archived'"))
+            .await
+            .expect("demo journeys archived");
+        s
+    }
+
+    /// A server with the demo's journeys active.
+    pub async fn start_with_journeys(time: Time, adjust: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = config(dir.path());
         adjust(&mut config);

@@ -10,6 +10,7 @@ mod email;
 mod hardening;
 mod harness;
 mod inbox;
+mod journeys;
 mod messenger;
 mod nothing_lost;
 mod outgoing_webhooks;

@@ -18,18 +18,28 @@ use crate::widget_client::{Widget, demo_website_token};
 const HANDOFF_TEMPLATE: &str =
     "Hi {{1}}, this is {{2}}: we are continuing your website chat here (ref #{{3}}). Reply to this message to go on.";
 
-struct Setup {
-    s: TestServer,
-    sim: WhatsAppSim,
-    account: String,
-    clock: Option<Arc<ManualClock>>,
-    sim_clock: SimClock,
+pub(crate) struct Setup {
+    pub s: TestServer,
+    pub sim: WhatsAppSim,
+    pub account: String,
+    pub clock: Option<Arc<ManualClock>>,
+    pub sim_clock: SimClock,
 }
 
 async fn setup(manual: bool) -> Setup {
+    setup_with(manual, false).await
+}
+
+/// A server (with the demo's journeys when `journeys`) and a WhatsApp account on its own
+/// simulator.
+pub(crate) async fn setup_with(manual: bool, journeys: bool) -> Setup {
     let clock = manual.then(|| ManualClock::new(sb_core::Clock::now_ms(&sb_core::SystemClock)));
     let time = clock.clone().map_or(Time::System, Time::Manual);
-    let s = TestServer::start_at(time, |_| {}).await;
+    let s = if journeys {
+        TestServer::start_with_journeys(time, |_| {}).await
+    } else {
+        TestServer::start_at(time, |_| {}).await
+    };
     let sim_clock = SimClock::new();
     if let Some(c) = &clock {
         sim_clock.set(sb_core::Clock::now_ms(c.as_ref()));
@@ -92,7 +102,7 @@ async fn setup(manual: bool) -> Setup {
     }
 }
 
-async fn control(s: &TestServer, sim: &WhatsAppSim, path: &str, body: Value) -> Value {
+pub(crate) async fn control(s: &TestServer, sim: &WhatsAppSim, path: &str, body: Value) -> Value {
     s.sim_post(sim.control(), path, body).await
 }
 
@@ -102,7 +112,7 @@ async fn sim_get(s: &TestServer, sim: &WhatsAppSim, path: &str) -> Value {
 
 /// What our server sent to the provider (message sends only: the simulator logs every call,
 /// template listings too), once `n` are there.
-async fn sent(s: &TestServer, sim: &WhatsAppSim, n: usize) -> Vec<Value> {
+pub(crate) async fn sent(s: &TestServer, sim: &WhatsAppSim, n: usize) -> Vec<Value> {
     s.provider_calls(sim.control(), "/_sim/whatsapp/sent", n, |r| {
         r["method"] == "POST" && r["path"].as_str().is_some_and(|p| p.ends_with("/messages"))
     })

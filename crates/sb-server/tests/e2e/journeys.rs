@@ -1,0 +1,438 @@
+//! Journeys end to end (scenario 5): the demo's abandoned-cart and thank-you journeys on a
+//! simulated clock, the WhatsApp simulator receiving what was sent, late and out-of-order
+//! events, consent, a product block that leaves out what was bought, and definitions refused
+//! at save.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::commerce::{cart_with, location_id};
+use crate::harness::{TestServer, code};
+use crate::whatsapp::{Setup, control, setup_with};
+
+const MINUTE: i64 = 60_000;
+const HOUR: i64 = 60 * MINUTE;
+
+/// The first `hh:00` UTC after `ms`.
+fn next_utc_hour(ms: i64, hh: i64) -> i64 {
+    let day = ms - ms.rem_euclid(24 * HOUR);
+    let at = day + hh * HOUR;
+    if at > ms { at } else { at + 24 * HOUR }
+}
+
+fn set_clock(t: &Setup, ms: i64) {
+    t.clock.as_ref().expect("manual clock").set(ms);
+    t.sim_clock.set(ms);
+}
+
+fn now(t: &Setup) -> i64 {
+    sb_core::Clock::now_ms(t.clock.as_ref().expect("manual clock").as_ref())
+}
+
+/// A customer writes on WhatsApp and opts in to marketing there; returns their id.
+async fn whatsapp_customer(t: &Setup, phone: &str, name: &str) -> String {
+    let s = &t.s;
+    let delivered = control(
+        s,
+        &t.sim,
+        "/_sim/whatsapp/customer-message",
+        json!({"from": phone, "name": name, "text": "hi"}),
+    )
+    .await;
+    assert_eq!(delivered["delivered_status"].as_u64(), Some(200), "{delivered}");
+    let found = s
+        .until(&format!("/api/v1/customers?q={phone}"), |b| {
+            b["items"].as_array().is_some_and(|a| a.len() == 1)
+        })
+        .await;
+    let id = found["items"][0]["id"].as_str().expect("customer").to_owned();
+    let (status, body) = s
+        .post(
+            &format!("/api/v1/customers/{id}/consents"),
+            &s.admin_token,
+            json!({"channel": "whatsapp", "purpose": "marketing", "granted": true,
+                   "source": "signup_form", "text_shown": "Send me offers on WhatsApp"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    id
+}
+
+/// Message sends to `to` the simulator logged, once there are at least `n`.
+async fn sends_to(t: &Setup, to: &str, n: usize) -> Vec<Value> {
+    t.s.provider_calls(t.sim.control(), "/_sim/whatsapp/sent", n, |r| {
+        r["method"] == "POST" && r["path"].as_str().is_some_and(|p| p.ends_with("/messages")) && r["body"]["to"] == to
+    })
+    .await
+}
+
+/// What the simulator received for `to` now (after giving the runner a moment).
+async fn sends_now(t: &Setup, to: &str) -> Vec<Value> {
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    sends_to(t, to, 0).await
+}
+
+fn text_of(send: &Value) -> String {
+    match send["body"]["type"].as_str() {
+        Some("template") => send["body"]["template"].to_string(),
+        _ => send["body"]["text"]["body"].as_str().unwrap_or_default().to_owned(),
+    }
+}
+
+async fn journeys_of(s: &TestServer, customer: &str) -> Vec<Value> {
+    let (status, body) = s
+        .get(&format!("/api/v1/customers/{customer}/journeys"), &s.admin_token)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["items"].as_array().cloned().unwrap_or_default()
+}
+
+async fn until_journey(s: &TestServer, customer: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    for _ in 0..300 {
+        let list = journeys_of(s, customer).await;
+        if done(&list) {
+            return list;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!(
+        "the customer's journeys never reached the expected state: {:?}",
+        journeys_of(s, customer).await
+    );
+}
+
+fn named<'a>(list: &'a [Value], name: &str) -> Vec<&'a Value> {
+    list.iter().filter(|j| j["journey_name"] == name).collect()
+}
+
+async fn put_line(s: &TestServer, cart: &str, sku: &str, quantity: i64) {
+    let (status, body) = s
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/carts/{cart}/lines/{sku}"),
+            Some(&s.admin_token),
+            Some(json!({"quantity": quantity})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn scenario_05_contextual_messaging() {
+    let t = setup_with(true, true).await;
+    let s = &t.s;
+    // Ten in the morning (UTC, the customers' zone): outside the journeys' quiet hours.
+    let t0 = next_utc_hour(now(&t), 10);
+    set_clock(&t, t0);
+
+    // A marketer adds a cross-sell: two hours after a purchase, products not bought yet.
+    let (email, password) = s.demo_user("marketer");
+    let marketer = s.token_for(&email, &password).await;
+    let cross_sell = json!({
+        "name": "Cross-sell after a purchase",
+        "definition": {
+            "trigger": {"event": "Order Completed"},
+            "correlation_key": "order_id",
+            "steps": [
+                {"id": "later", "type": "delay", "minutes": 120},
+                {"id": "not_a_poncho_owner", "type": "branch",
+                 "condition": {"type": "not", "condition": {"type": "purchased", "sku": "PONCHO-1"}}},
+                {"id": "suggest", "type": "send", "message": {
+                    "headline": "You might also like",
+                    "body": "{% for p in products %}{{ p.name }} ({{ p.price }}){% unless forloop.last %}; {% endunless %}{% endfor %}",
+                    "products": {"type": "pick", "skus": ["BOOT-42", "GLV-1", "PONCHO-1"]}
+                }}
+            ]
+        }
+    });
+    let (status, created) = s.post("/api/v1/journeys", &marketer, cross_sell).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let cross_id = created["id"].as_str().expect("id").to_owned();
+    let (status, active) = s
+        .post(&format!("/api/v1/journeys/{cross_id}/activate"), &marketer, json!({}))
+        .await;
+    assert_eq!(
+        (status, active["state"].as_str()),
+        (StatusCode::OK, Some("active")),
+        "{active}"
+    );
+
+    // Ana and Dan write on WhatsApp and opt in to marketing there; Dan then opts out.
+    let ana = whatsapp_customer(&t, "34600111222", "Ana López").await;
+    let dan = whatsapp_customer(&t, "34600555666", "Dan Ortiz").await;
+    let (status, body) = s
+        .post(
+            &format!("/api/v1/customers/{dan}/consents"),
+            &s.admin_token,
+            json!({"channel": "whatsapp", "purpose": "marketing", "granted": false, "source": "preference_center"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // Both fill a cart and leave. Ana comes back half an hour later and adds boots.
+    let ana_cart = cart_with(s, &ana, &[("JKT-BLU-M", 1), ("GLV-1", 2)]).await;
+    let dan_cart = cart_with(s, &dan, &[("GLV-1", 1)]).await;
+    let list = until_journey(s, &ana, |l| !named(l, "Abandoned cart").is_empty()).await;
+    let cart_journey = named(&list, "Abandoned cart")[0].clone();
+    assert_eq!(cart_journey["step_id"], "cart_idle_1h", "{cart_journey}");
+    assert_eq!(cart_journey["next_send"]["step_id"], "reminder", "{cart_journey}");
+    assert_eq!(cart_journey["next_send"]["channel"], "whatsapp", "{cart_journey}");
+    set_clock(&t, t0 + 30 * MINUTE);
+    put_line(s, &ana_cart, "BOOT-42", 1).await;
+
+    // At 1 h 15: Dan's reminder came due and was refused for his opt-out; Ana's waits, as
+    // her cart changed 45 minutes ago.
+    set_clock(&t, t0 + 75 * MINUTE);
+    let dans = until_journey(s, &dan, |l| {
+        named(l, "Abandoned cart").first().is_some_and(|j| {
+            j["deliveries"]
+                .as_array()
+                .is_some_and(|d| !d.is_empty() && d[0]["state"] != "planned")
+        })
+    })
+    .await;
+    let refused = &named(&dans, "Abandoned cart")[0]["deliveries"][0];
+    assert_eq!(
+        (refused["state"].as_str(), refused["reason_code"].as_str()),
+        (Some("suppressed"), Some("consent_revoked")),
+        "{refused}"
+    );
+    assert!(
+        refused["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("opted out of marketing on whatsapp")),
+        "the delivery says why: {refused}"
+    );
+    assert!(sends_now(&t, "34600555666").await.is_empty(), "nothing went to Dan");
+    assert!(
+        sends_now(&t, "34600111222").await.is_empty(),
+        "Ana's wait restarted with her last change"
+    );
+    assert!(dan_cart != ana_cart);
+
+    // At 1 h 31 (an hour after her last change): the reminder, with her cart, on WhatsApp.
+    set_clock(&t, t0 + 91 * MINUTE);
+    let reminder = text_of(&sends_to(&t, "34600111222", 1).await[0]);
+    for item in [
+        "Trail jacket Blue M",
+        "Wool gloves × 2",
+        "Hiking boots EU 42",
+        "Finish your order",
+    ] {
+        assert!(reminder.contains(item), "{item} in {reminder}");
+    }
+    let list = until_journey(s, &ana, |l| {
+        named(l, "Abandoned cart")
+            .first()
+            .is_some_and(|j| j["deliveries"][0]["state"] == "queued")
+    })
+    .await;
+    let delivery = &named(&list, "Abandoned cart")[0]["deliveries"][0];
+    assert!(
+        delivery["reason"].as_str().is_some_and(|r| r.contains("last wrote on")),
+        "the delivery says why WhatsApp: {delivery}"
+    );
+
+    // She buys before the second reminder: the sequence ends, one thank-you goes out.
+    let madrid = location_id(s, "MAD-CENTRO").await;
+    let (status, placed) = s
+        .post(
+            "/api/v1/orders",
+            &s.admin_token,
+            json!({"cart_id": ana_cart, "idempotency_key": "ana-1", "fulfillment": "pickup", "location_id": madrid}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let sent = sends_to(&t, "34600111222", 2).await;
+    assert!(
+        text_of(&sent[1]).contains("Thank you for your order"),
+        "{}",
+        text_of(&sent[1])
+    );
+    let list = until_journey(s, &ana, |l| {
+        named(l, "Abandoned cart")
+            .first()
+            .is_some_and(|j| j["state"] == "exited")
+    })
+    .await;
+    let ended = named(&list, "Abandoned cart")[0];
+    assert_eq!(ended["end_reason"], "exit: Order Completed", "{ended}");
+    assert_eq!(ended["converted"], true, "the purchase is the journey's goal");
+
+    // Two hours later the cross-sell: the poncho, not what she just bought.
+    set_clock(&t, t0 + 215 * MINUTE);
+    let sent = sends_to(&t, "34600111222", 3).await;
+    let suggestion = text_of(&sent[2]);
+    assert!(suggestion.contains("Rain poncho"), "{suggestion}");
+    assert!(
+        !suggestion.contains("Hiking boots") && !suggestion.contains("Wool gloves"),
+        "nothing she bought is promoted: {suggestion}"
+    );
+
+    // A day later: no second reminder, and still one thank-you.
+    set_clock(&t, t0 + 26 * HOUR);
+    let all = sends_now(&t, "34600111222").await;
+    let texts: Vec<String> = all.iter().map(text_of).collect();
+    assert_eq!(all.len(), 3, "{texts:?}");
+    assert_eq!(
+        texts.iter().filter(|t| t.contains("Thank you for your order")).count(),
+        1
+    );
+
+    // Out of order: Cy's purchase (Segment, from the web shop) arrives before the cart event
+    // it follows; the late "Product Added" starts nothing.
+    let key = crate::cdp::write_key(s);
+    let cy = json!({"phone": "+34600777888", "email": "cy@example.com"});
+    let placed_at = now(&t) - 5 * MINUTE;
+    let (status, _) = crate::cdp::segment(
+        s,
+        "track",
+        &key,
+        &json!({"userId": "cy-1", "event": "Order Completed", "context": {"traits": cy},
+                "properties": {"cart_id": "web-cart-9", "total": 30},
+                "timestamp": sb_core::clock::rfc3339(placed_at), "messageId": "cy-order"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let cy_id = s
+        .until("/api/v1/customers?q=cy%40example.com", |b| {
+            b["items"].as_array().is_some_and(|a| a.len() == 1)
+        })
+        .await["items"][0]["id"]
+        .as_str()
+        .expect("cy")
+        .to_owned();
+    let (status, _) = crate::cdp::segment(
+        s,
+        "track",
+        &key,
+        &json!({"userId": "cy-1", "event": "Product Added", "context": {"traits": cy},
+                "properties": {"cart_id": "web-cart-9", "sku": "GLV-1"},
+                "timestamp": sb_core::clock::rfc3339(placed_at - 20 * MINUTE), "messageId": "cy-add"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    s.until(&format!("/api/v1/customers/{cy_id}/timeline"), |b| {
+        b["items"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|e| e["name"] == "Product Added"))
+    })
+    .await;
+    assert!(
+        named(&journeys_of(s, &cy_id).await, "Abandoned cart").is_empty(),
+        "a cart event older than the purchase it led to starts no reminder"
+    );
+
+    // Late: Bea's cart comes due at 21:16, inside quiet hours, so the reminder is held; her
+    // purchase, made at 21:10 but received at 21:30, stops it.
+    let evening = next_utc_hour(now(&t), 20) + 15 * MINUTE;
+    set_clock(&t, evening);
+    let bea = whatsapp_customer(&t, "34600333444", "Bea Soto").await;
+    let bea_cart = cart_with(s, &bea, &[("PONCHO-1", 1)]).await;
+    until_journey(s, &bea, |l| !named(l, "Abandoned cart").is_empty()).await;
+    set_clock(&t, evening + 61 * MINUTE);
+    let list = until_journey(s, &bea, |l| {
+        named(l, "Abandoned cart")
+            .first()
+            .is_some_and(|j| j["deliveries"][0]["state"] == "deferred")
+    })
+    .await;
+    let held = &named(&list, "Abandoned cart")[0]["deliveries"][0];
+    assert_eq!(held["reason_code"], "quiet_hours", "{held}");
+    set_clock(&t, evening + 75 * MINUTE);
+    let (status, _) = crate::cdp::segment(
+        s,
+        "track",
+        &key,
+        &json!({"userId": "bea-1", "event": "Order Completed",
+                "context": {"traits": {"phone": "+34600333444"}},
+                "properties": {"cart_id": bea_cart, "total": 29.99},
+                "timestamp": sb_core::clock::rfc3339(evening + 55 * MINUTE), "messageId": "bea-order"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let list = until_journey(s, &bea, |l| {
+        named(l, "Abandoned cart")
+            .first()
+            .is_some_and(|j| j["state"] == "exited")
+    })
+    .await;
+    let held = &named(&list, "Abandoned cart")[0]["deliveries"][0];
+    assert_eq!(
+        (held["state"].as_str(), held["reason_code"].as_str()),
+        (Some("suppressed"), Some("journey_exited")),
+        "{held}"
+    );
+    set_clock(&t, evening + 12 * HOUR);
+    let to_bea: Vec<String> = sends_now(&t, "34600333444").await.iter().map(text_of).collect();
+    assert!(to_bea.is_empty(), "the held reminder never went: {to_bea:?}");
+}
+
+#[tokio::test]
+async fn bad_journey_definitions_are_refused_at_save_and_nothing_is_activated() {
+    let s = TestServer::start().await;
+    let (email, password) = s.demo_user("marketer");
+    let marketer = s.token_for(&email, &password).await;
+    let send = |body: &str| json!({"id": "send", "type": "send", "message": {"headline": "Hi", "body": body}});
+    let cases = [
+        (
+            "journey_cycle",
+            json!({"trigger": {"event": "Product Added"}, "steps": [
+                {"id": "a", "type": "delay", "minutes": 5},
+                {"id": "b", "type": "branch", "condition": {"type": "cart_has_items"}, "otherwise": "a"}]}),
+        ),
+        (
+            "unknown_event_property",
+            json!({"trigger": {"event": "Product Added", "filter": [{"property": "colour", "op": "eq", "value": "red"}]},
+                   "steps": [send("x")]}),
+        ),
+        (
+            "template_error",
+            json!({"trigger": {"event": "Product Added"}, "steps": [send("Hi {{ customer.nickname }}")]}),
+        ),
+        (
+            "template_error",
+            json!({"trigger": {"event": "Product Added"}, "steps": [send("{{ cart.total | sparkle }}")]}),
+        ),
+        (
+            "template_required",
+            json!({"trigger": {"event": "Product Added"}, "steps": [
+                {"id": "send", "type": "send", "channel": "whatsapp", "message": {"headline": "Hi", "body": "x"}}]}),
+        ),
+        (
+            "invalid_definition",
+            json!({"trigger": {"event": "Product Added"}, "steps": [{"id": "x", "type": "teleport"}]}),
+        ),
+    ];
+    for (expected, definition) in cases {
+        let (status, body) = s
+            .post(
+                "/api/v1/journeys",
+                &marketer,
+                json!({"name": "Broken", "definition": definition}),
+            )
+            .await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::UNPROCESSABLE_ENTITY, expected),
+            "{body}"
+        );
+        assert!(
+            body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+    }
+    let (_, list) = s.get("/api/v1/journeys", &marketer).await;
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|j| j["name"].as_str())
+        .collect();
+    assert!(!names.contains(&"Broken"), "nothing was saved: {names:?}");
+    // Agents do not manage journeys.
+    let (email, password) = s.demo_user("agent");
+    let agent = s.token_for(&email, &password).await;
+    let (status, _) = s.get("/api/v1/journeys", &agent).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
