@@ -434,7 +434,7 @@ pub async fn preview(
         .iter()
         .find(|s| s.id == step_id)
         .and_then(|s| match &s.action {
-            Action::Send(send) => Some(send.clone()),
+            Action::Send(send) => Some((**send).clone()),
             _ => None,
         })
         .ok_or_else(|| AppError::not_found("step_not_found", format!("no send step `{step_id}` in this journey")))?;
@@ -601,7 +601,7 @@ pub async fn of_customer(app: &App, principal: &Principal, customer_id: &str) ->
                         .enumerate()
                         .skip(inst.step as usize)
                         .find_map(|(i, s)| match &s.action {
-                            Action::Send(send) => Some((i, s.id.clone(), send.clone())),
+                            Action::Send(send) => Some((i, s.id.clone(), (**send).clone())),
                             _ => None,
                         });
                     if let Some((i, id, send)) = upcoming {

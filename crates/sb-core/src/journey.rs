@@ -156,7 +156,7 @@ pub enum Action {
         #[serde(default)]
         days: Vec<String>,
     },
-    Send(SendStep),
+    Send(Box<SendStep>),
     Exit,
 }
 

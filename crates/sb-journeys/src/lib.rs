@@ -21,7 +21,8 @@ pub fn check(
     traits: &[String],
 ) -> Result<(), Invalid> {
     def.validate(properties_of)?;
-    let sample = render::sample_context(traits);
+    let event_properties = properties_of(&def.trigger.event).unwrap_or_default();
+    let sample = render::sample_context(traits, &def.trigger.event, &event_properties);
     for step in &def.steps {
         if let Action::Send(send) = &step.action {
             render::check(&send.message, &sample, Some(&step.id))?;

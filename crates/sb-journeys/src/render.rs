@@ -33,8 +33,9 @@ fn one_line(e: &str) -> String {
         .join("; ")
 }
 
-/// A context of the full shape with sample values, to check templates at save.
-pub fn sample_context(traits: &[String]) -> Value {
+/// A context of the full shape with sample values, to check templates at save: the
+/// workspace's traits and the properties the trigger event is known to carry.
+pub fn sample_context(traits: &[String], event: &str, properties: &[String]) -> Value {
     let item = json!({"sku": "SKU-1", "name": "Sample product", "quantity": 1, "price": "19.99", "image_url": ""});
     json!({
         "customer": {
@@ -45,7 +46,10 @@ pub fn sample_context(traits: &[String]) -> Value {
         "cart": {"id": "cart_sample", "total": "19.99", "currency": "EUR", "items": [item.clone()]},
         "last_order": {"number": "1001", "total": "19.99", "currency": "EUR", "items": [item.clone()]},
         "products": [item],
-        "event": {"name": "Sample", "properties": {}},
+        "event": {
+            "name": event,
+            "properties": properties.iter().map(|p| (p.clone(), Value::String(String::new()))).collect::<serde_json::Map<_, _>>(),
+        },
         "workspace": {"name": "Sample shop", "shop_url": "https://shop.example/shop"},
     })
 }
@@ -235,7 +239,7 @@ mod tests {
 
     #[test]
     fn one_message_renders_per_channel() {
-        let ctx = sample_context(&[]);
+        let ctx = sample_context(&[], "Product Added", &[]);
         let sms = render(&message(), "sms", false, &ctx).expect("sms");
         assert_eq!(
             sms.text,
@@ -256,7 +260,7 @@ mod tests {
 
     #[test]
     fn an_unknown_variable_or_filter_is_refused_at_save() {
-        let ctx = sample_context(&[]);
+        let ctx = sample_context(&[], "Product Added", &[]);
         let mut m = message();
         m.body = "Hi {{ customer.nickname }}".into();
         let e = check(&m, &ctx, Some("remind")).unwrap_err();
@@ -274,7 +278,7 @@ mod tests {
 
     #[test]
     fn rendering_is_deterministic() {
-        let ctx = sample_context(&["tier".into()]);
+        let ctx = sample_context(&["tier".into()], "Product Added", &[]);
         let a = render(&message(), "email", false, &ctx);
         let b = render(&message(), "email", false, &ctx);
         assert_eq!(a, b);

@@ -371,7 +371,7 @@ fn send_of<'a>(def: &'a Definition, d: &Delivery) -> Option<&'a SendStep> {
         .iter()
         .find(|s| s.id == d.step_id)
         .and_then(|s| match &s.action {
-            Action::Send(send) => Some(send),
+            Action::Send(send) => Some(&**send),
             _ => None,
         })
 }

@@ -75,6 +75,8 @@ fn landing_for(role: sb_core::Role) -> &'static str {
         "/app/inbox"
     } else if role.allows(Permission::ManageOrders) {
         "/app/store"
+    } else if role.allows(Permission::ManageCampaigns) {
+        "/app/journeys"
     } else {
         "/app/lookup"
     }

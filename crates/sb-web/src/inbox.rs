@@ -235,6 +235,8 @@ pub struct AgentChoice {
 pub struct CustomerFragment {
     pub conversation_id: String,
     pub panel: CustomerPanel,
+    /// The journeys the customer is in (and was lately), with the next planned send.
+    pub journeys: Vec<JourneyLine>,
     /// The viewer may merge customers and undo merges.
     pub can_merge: bool,
 }
@@ -426,19 +428,70 @@ async fn load_header(state: &App, signed: &Signed, id: &str) -> WebResult<Header
     })
 }
 
+/// A customer's journey, as the side panel shows it.
+pub struct JourneyLine {
+    pub name: String,
+    pub live: bool,
+    pub state: String,
+    pub step: String,
+    /// "reminder on whatsapp at …" while a send is ahead.
+    pub next: Option<String>,
+    /// The latest delivery: where it went, or why it did not.
+    pub last: Option<String>,
+}
+
+async fn journey_lines(state: &App, signed: &Signed, customer_id: &str) -> WebResult<Vec<JourneyLine>> {
+    let list = sb_app::journeys::of_customer(state, &signed.0, customer_id).await?;
+    Ok(list
+        .into_iter()
+        .take(5)
+        .map(|j| JourneyLine {
+            live: matches!(j.state.as_str(), "active" | "waiting"),
+            name: j.journey_name,
+            state: match j.end_reason {
+                Some(reason) if !matches!(j.state.as_str(), "active" | "waiting") => format!("{} ({reason})", j.state),
+                _ => j.state,
+            },
+            step: j.step_id.unwrap_or_default(),
+            next: j.next_send.map(|n| {
+                let when = n.at.map(|at| format!(" at {at}")).unwrap_or_default();
+                match n.channel {
+                    Some(ch) => format!("{} on {ch}{when}", n.step_id),
+                    None => format!("{}{when}: {}", n.step_id, n.why),
+                }
+            }),
+            last: j.deliveries.last().map(|d| match (&d.channel, d.state.as_str()) {
+                (Some(ch), "queued") => format!("{} sent on {ch}", d.step_id),
+                (_, st) => format!(
+                    "{} {st}{}",
+                    d.step_id,
+                    d.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+                ),
+            }),
+        })
+        .collect())
+}
+
 async fn load_customer(state: &App, signed: &Signed, id: &str) -> WebResult<CustomerFragment> {
     signed.require(Permission::ReadConversations)?;
     let conversation = inbox::get(state, &signed.0, id).await?;
     let commerce = signed.may(Permission::ReadOrders);
     let (ws, now) = (signed.ws(), state.now());
+    let customer_id = conversation.customer_id.clone();
     let panel = sb_app::read_as(state, &signed.0, Permission::ReadConversations, move |c, _| {
-        customer::load(c, &ws, &conversation.customer_id, commerce, now)
+        customer::load(c, &ws, &customer_id, commerce, now)
     })
     .await?
     .ok_or_else(|| sb_app::AppError::internal("conversation without customer"))?;
+    let journeys = if signed.may(Permission::ReadCustomers) {
+        journey_lines(state, signed, &conversation.customer_id).await?
+    } else {
+        Vec::new()
+    };
     Ok(CustomerFragment {
         conversation_id: id.to_owned(),
         panel,
+        journeys,
         can_merge: signed.may(Permission::ReplyConversations),
     })
 }

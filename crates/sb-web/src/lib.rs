@@ -10,6 +10,7 @@ mod canned;
 mod customer;
 mod format;
 mod inbox;
+mod journeys;
 pub mod pages;
 mod shop;
 mod store;
@@ -65,6 +66,13 @@ where
         .route("/app/canned-responses", get(canned::page).post(canned::add))
         .route("/app/canned-responses/picker", get(canned::picker))
         .route("/app/canned-responses/{id}/delete", post(canned::delete))
+        .route("/app/journeys", get(journeys::list_page))
+        .route("/app/journeys/new", get(journeys::new_page).post(journeys::post_new))
+        .route(
+            "/app/journeys/{id}",
+            get(journeys::builder_page).post(journeys::post_existing),
+        )
+        .route("/app/journeys/{id}/{action}", post(journeys::transition))
         .route(
             "/app/settings/webhooks",
             get(webhooks::list_page).post(webhooks::create),

@@ -114,6 +114,7 @@ impl Signed {
             lookup: self.may(Permission::ReadCustomers) && self.may(Permission::ReadOrders),
             canned: self.may(Permission::ReplyConversations),
             webhooks: self.may(Permission::ManageWebhooks),
+            journeys: self.may(Permission::ManageCampaigns),
             live: self.may(Permission::ReadConversations),
         }
     }
@@ -133,6 +134,8 @@ pub struct Chrome {
     pub canned: bool,
     /// The workspace's outgoing webhooks (admins).
     pub webhooks: bool,
+    /// Journeys (marketers and admins).
+    pub journeys: bool,
     /// The page subscribes to the agent's event stream (only roles that may read conversations).
     pub live: bool,
 }

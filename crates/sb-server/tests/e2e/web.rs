@@ -2062,3 +2062,136 @@ async fn browser_admin_connects_a_webhook_endpoint_and_reads_its_log() {
     assert!(listed.contains("message.created, webhook.test"), "{listed}");
     save_screenshot(c, "webhooks.png").await;
 }
+
+/// Scenario 5 and 6, the marketer's half: the journeys list with live counts, the demo's
+/// abandoned-cart journey previewed per channel for a real customer, and a new journey built
+/// step by step in forms, refused with its code while a template is wrong, then saved and
+/// activated.
+#[tokio::test]
+async fn browser_marketer_builds_previews_and_activates_a_journey() {
+    let _one = ONE_BROWSER.lock().await;
+    let Some(b) = browser("browser_marketer_builds_previews_and_activates_a_journey").await else {
+        return;
+    };
+    let c = &b.client;
+    let s = TestServer::start_with_journeys(sb_engine::Time::System, |_| {}).await;
+    let (email, password) = s.demo_user("marketer");
+    sign_in(c, &s, &email, &password).await;
+    // A marketer lands on the journeys.
+    let list = until_text(c, "#journeys", "Abandoned cart").await;
+    assert!(list.contains("Thank you after a purchase"), "{list}");
+    assert!(list.to_lowercase().contains("active"), "{list}");
+    save_screenshot(c, "journeys-list.png").await;
+
+    // The abandoned-cart journey, previewed for a demo customer on every channel.
+    c.find(Locator::LinkText("Abandoned cart"))
+        .await
+        .expect("journey link")
+        .click()
+        .await
+        .expect("open");
+    until_text(c, "#step-reminder", "Headline").await;
+    let field = c.find(Locator::Css("#preview-customer")).await.expect("preview field");
+    field.send_keys("lucia.fernandez@example.com").await.expect("type");
+    c.find(Locator::Css(".preview-form button"))
+        .await
+        .expect("preview")
+        .click()
+        .await
+        .expect("submit");
+    let sms = until_text(c, "#step-reminder .preview-sms", "segment").await;
+    assert!(sms.contains("Lucía"), "rendered for the customer: {sms}");
+    let whatsapp = until_text(c, "#step-reminder .preview-whatsapp", "cart_reminder").await;
+    assert!(whatsapp.contains("Template"), "{whatsapp}");
+    let email_preview = until_text(c, "#step-reminder .preview-email", "Subject").await;
+    assert!(email_preview.contains("your cart is waiting"), "{email_preview}");
+    save_element_screenshot(c, "#step-reminder", "journey-preview.png").await;
+
+    // A new journey: a wrong variable is refused with its code and the form keeps the text.
+    c.goto(&format!("{}/app/journeys/new", s.base)).await.expect("new");
+    c.find(Locator::Css("#j-name"))
+        .await
+        .expect("name")
+        .send_keys("Welcome back")
+        .await
+        .expect("type");
+    let trigger = c.find(Locator::Css("#j-trigger")).await.expect("trigger");
+    trigger.clear().await.expect("clear");
+    trigger.send_keys("Order Completed").await.expect("type");
+    c.find(Locator::Css("#s0-h"))
+        .await
+        .expect("headline")
+        .send_keys("Thanks, {{ customer.nickname }}")
+        .await
+        .expect("type");
+    c.find(Locator::Css("#s0-b"))
+        .await
+        .expect("body")
+        .send_keys("Your order {{ event.properties.number }} is in.")
+        .await
+        .expect("type");
+    c.find(Locator::Css("#save-journey"))
+        .await
+        .expect("save")
+        .click()
+        .await
+        .expect("submit");
+    let refused = until_text(c, ".notice.error", "template_error").await;
+    assert!(refused.contains("nickname"), "{refused}");
+    let kept = js(c, "return document.getElementById('s0-b').value;").await;
+    assert_eq!(kept, json!("Your order {{ event.properties.number }} is in."));
+
+    // Fixed, with a wait before the message added and moved up; saved, then activated.
+    let headline = c.find(Locator::Css("#s0-h")).await.expect("headline");
+    headline.clear().await.expect("clear");
+    headline
+        .send_keys("Thanks, {{ customer.first_name }}")
+        .await
+        .expect("type");
+    c.find(Locator::Css("#new-step option[value=delay]"))
+        .await
+        .expect("delay option")
+        .click()
+        .await
+        .expect("choose");
+    c.find(Locator::Css(".add-step button"))
+        .await
+        .expect("add step")
+        .click()
+        .await
+        .expect("add");
+    until_text(c, ".notice", "Unsaved changes").await;
+    c.find(Locator::Css("button[value='up:1']"))
+        .await
+        .expect("move up")
+        .click()
+        .await
+        .expect("move");
+    until_text(c, "ol.steps > li:first-child .mark", "delay").await;
+    save_element_screenshot(c, "ol.steps", "journey-builder.png").await;
+    c.find(Locator::Css("#save-journey"))
+        .await
+        .expect("save")
+        .click()
+        .await
+        .expect("submit");
+    until_text(c, ".notice", "Saved as version 1").await;
+    c.find(Locator::Css("form[action$='/activate'] button"))
+        .await
+        .expect("activate")
+        .click()
+        .await
+        .expect("activate");
+    until_text(c, ".notice", "The journey is active").await;
+    let (_, all) = s.get("/api/v1/journeys", &s.admin_token).await;
+    let made = all["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|j| j["name"] == "Welcome back")
+        .cloned()
+        .expect("saved");
+    assert_eq!(made["state"], "active");
+    assert_eq!(made["definition"]["steps"][0]["type"], "delay", "{made}");
+    assert_eq!(made["definition"]["steps"][1]["type"], "send", "{made}");
+}
