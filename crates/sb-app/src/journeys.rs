@@ -577,10 +577,13 @@ pub async fn of_customer(app: &App, principal: &Principal, customer_id: &str) ->
         app.channels.clone(),
         app.now(),
     );
-    Ok(app
+    let found = app
         .store
         .db
         .read(move |c| {
+            if sb_store::customers::get(c, &ws, &customer)?.is_none() {
+                return Ok(None);
+            }
             let mut out = Vec::new();
             let mut defs = store::Definitions::default();
             for inst in store::instances_of_customer(c, &ws, &customer)? {
@@ -641,7 +644,13 @@ pub async fn of_customer(app: &App, principal: &Principal, customer_id: &str) ->
                         .collect(),
                 });
             }
-            Ok::<_, StoreError>(out)
+            Ok::<_, StoreError>(Some(out))
         })
-        .await?)
+        .await?;
+    match found {
+        Some(list) => Ok(list),
+        None => {
+            Err(crate::access::not_found(app, principal, ObjectKind::Customer, customer_id, "customer_not_found").await)
+        }
+    }
 }

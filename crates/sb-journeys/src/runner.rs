@@ -187,8 +187,8 @@ fn time_zone(c: &mut dyn Conn, ws: &str, customer_id: &str, fallback: &str) -> R
 }
 
 /// Runs one instance from its step until it waits or ends. False when the instance moved
-/// on since it was read (nothing written).
-fn step(
+/// on since it was read (then nothing is written: the claim comes first).
+pub fn step(
     c: &mut dyn Conn,
     settings: &Settings,
     defs: &mut Definitions,
@@ -196,6 +196,14 @@ fn step(
     now: i64,
 ) -> Result<bool, StoreError> {
     let ws = inst.workspace_id.as_str();
+    if !journeys::claim(c, ws, &inst.id, inst.fence)? {
+        return Ok(false);
+    }
+    let claimed = Instance {
+        fence: inst.fence + 1,
+        ..inst.clone()
+    };
+    let inst = &claimed;
     let Some(def) = defs.get(c, ws, &inst.journey_id, inst.version)? else {
         let m = Move {
             state: "exited",

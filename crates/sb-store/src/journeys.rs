@@ -334,6 +334,21 @@ pub fn advance(c: &mut dyn Conn, ws: &str, id: &str, fence: i64, m: &Move<'_>, n
     )? == 1)
 }
 
+/// Takes the instance for one step run: moves its fence on if it is still at `fence`. Every
+/// side effect of the run (a planned send) comes after this, in the same transaction, so a
+/// stale run (a late timer, a second worker, an event that moved the instance first) changes
+/// nothing at all; on PostgreSQL the row stays locked until the run commits.
+pub fn claim(c: &mut dyn Conn, ws: &str, id: &str, fence: i64) -> Result<bool> {
+    Ok(c.execute(
+        &Stmt::new(
+            "UPDATE journey_instances SET fence = fence + 1 WHERE workspace_id = :ws AND id = :id AND fence = :fence",
+        )
+        .bind("ws", ws)
+        .bind("id", id)
+        .bind("fence", fence),
+    )? == 1)
+}
+
 /// An event of a customer, as journeys see it.
 #[derive(Debug, Clone, Copy)]
 pub struct Event<'a> {
