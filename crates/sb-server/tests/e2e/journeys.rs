@@ -436,3 +436,221 @@ async fn bad_journey_definitions_are_refused_at_save_and_nothing_is_activated() 
     let (status, _) = s.get("/api/v1/journeys", &agent).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs() as i64
+}
+
+/// kill -9 while a journey is sending to 300 customers (two messages each): after the
+/// restart every step has run, no delivery or message exists twice, and the receiver got
+/// every message (a resend of a message in flight at the kill carries the same message id).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_journey_sends_nothing_twice_and_loses_no_step() {
+    const CUSTOMERS: usize = 300;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let mut server = crate::nothing_lost::spawn_with(&data, port, &[]);
+    crate::nothing_lost::wait_ready(&client, &base).await;
+    let creds: Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("demo-credentials.json")).expect("credentials"))
+            .expect("json");
+    let token = creds["api_token"].as_str().expect("token").to_owned();
+    let call = |method: reqwest::Method, path: String, body: Value| {
+        let (client, base, token) = (client.clone(), base.clone(), token.clone());
+        async move {
+            let r = client
+                .request(method, format!("{base}{path}"))
+                .bearer_auth(&token)
+                .json(&body)
+                .send()
+                .await
+                .expect("call");
+            let status = r.status();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            assert!(status.is_success(), "{path}: {status} {body}");
+            body
+        }
+    };
+    // Only this test's journey runs.
+    let list = call(reqwest::Method::GET, "/api/v1/journeys".into(), json!(null)).await;
+    for j in list["items"].as_array().expect("items") {
+        let id = j["id"].as_str().expect("id");
+        call(
+            reqwest::Method::POST,
+            format!("/api/v1/journeys/{id}/archive"),
+            json!({}),
+        )
+        .await;
+    }
+    let receiver = crate::harness::Receiver::start().await;
+    let account = call(
+        reqwest::Method::POST,
+        "/api/v1/channel-accounts".into(),
+        json!({"channel": "api", "name": "app", "settings": {"webhook_url": receiver.url}}),
+    )
+    .await;
+    let hook = account["webhook_url"].as_str().expect("hook").to_owned();
+    let secret = account["secrets"]["secret"].as_str().expect("secret").to_owned();
+    // Each customer writes once (an address on the account), then fills a cart.
+    for n in 0..CUSTOMERS {
+        let body = serde_json::to_vec(&json!({"type": "message", "id": format!("in-{n}"),
+            "from": {"id": format!("k9-{n}"), "name": format!("Customer {n}")}, "text": "hello"}))
+        .expect("json");
+        let r = client
+            .post(&hook)
+            .header("content-type", "application/json")
+            .header(
+                sb_channels::signing::HEADER,
+                sb_channels::signing::sign(&secret, now_secs(), &body),
+            )
+            .body(body)
+            .send()
+            .await
+            .expect("inbound");
+        assert!(r.status().is_success());
+    }
+    let mut customers = Vec::new();
+    for _ in 0..300 {
+        let found = call(
+            reqwest::Method::GET,
+            "/api/v1/customers?q=k9-&limit=200".into(),
+            json!(null),
+        )
+        .await;
+        let more = call(
+            reqwest::Method::GET,
+            format!(
+                "/api/v1/customers?q=k9-&limit=200&cursor={}",
+                found["next_cursor"].as_str().unwrap_or_default()
+            ),
+            json!(null),
+        )
+        .await;
+        customers = found["items"]
+            .as_array()
+            .into_iter()
+            .chain(more["items"].as_array())
+            .flatten()
+            .filter_map(|c| c["id"].as_str().map(str::to_owned))
+            .collect::<Vec<_>>();
+        if customers.len() == CUSTOMERS {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(customers.len(), CUSTOMERS, "every customer was taken in");
+    let journey = call(
+        reqwest::Method::POST,
+        "/api/v1/journeys".into(),
+        json!({"name": "Welcome pair", "definition": {
+            "trigger": {"event": "Product Added"}, "correlation_key": "cart_id",
+            "steps": [
+                {"id": "first", "type": "send", "purpose": "transactional", "message": {"headline": "Hello {{ customer.name }}", "body": "one"}},
+                {"id": "second", "type": "send", "purpose": "transactional", "message": {"headline": "Again {{ customer.name }}", "body": "two"}}
+            ]}}),
+    )
+    .await;
+    let jid = journey["id"].as_str().expect("id").to_owned();
+    call(
+        reqwest::Method::POST,
+        format!("/api/v1/journeys/{jid}/activate"),
+        json!({}),
+    )
+    .await;
+    for customer in &customers {
+        let cart = call(
+            reqwest::Method::POST,
+            "/api/v1/carts".into(),
+            json!({"customer_id": customer}),
+        )
+        .await;
+        let cart = cart["cart"]["id"].as_str().expect("cart").to_owned();
+        call(
+            reqwest::Method::PUT,
+            format!("/api/v1/carts/{cart}/lines/GLV-1"),
+            json!({"quantity": 1}),
+        )
+        .await;
+    }
+    // Kill it once some messages went out, start it again on the same data.
+    let start = std::time::Instant::now();
+    while receiver.received().len() < CUSTOMERS / 3 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "the journey never started sending"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    server.kill().expect("SIGKILL");
+    let _ = server.wait();
+    let before = receiver.received().len();
+    let mut second = crate::nothing_lost::spawn_with(&data, port, &[]);
+    crate::nothing_lost::wait_ready(&client, &base).await;
+    let ids = || {
+        receiver
+            .received()
+            .iter()
+            .filter_map(|(_, b)| b["message_id"].as_str().map(str::to_owned))
+            .collect::<std::collections::HashSet<_>>()
+    };
+    let start = std::time::Instant::now();
+    while ids().len() < 2 * CUSTOMERS {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(180),
+            "only {} of {} messages arrived",
+            ids().len(),
+            2 * CUSTOMERS
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Exactly one delivery and one message per step and customer.
+    let db_path = data.join("switchboard.sqlite");
+    let exec = sb_sql::sqlite::SqliteExecutor::open(&sb_sql::sqlite::SqliteOptions::new(&db_path)).expect("open");
+    let db = sb_sql::Db::new(std::sync::Arc::new(exec));
+    let scalar = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            db.read(move |c| c.query_one(&sb_sql::Stmt::new(sql))?.get::<i64>("n"))
+                .await
+                .expect(sql)
+        }
+    };
+    assert_eq!(
+        scalar("SELECT COUNT(*) AS n FROM deliveries WHERE state = 'queued'").await,
+        2 * CUSTOMERS as i64
+    );
+    assert_eq!(
+        scalar("SELECT COUNT(*) AS n FROM (SELECT instance_id, step_id FROM deliveries GROUP BY instance_id, step_id HAVING COUNT(*) > 1) t").await,
+        0
+    );
+    assert_eq!(
+        scalar("SELECT COUNT(*) AS n FROM messages WHERE direction = 'outbound'").await,
+        2 * CUSTOMERS as i64,
+        "one message per delivery"
+    );
+    assert_eq!(
+        scalar("SELECT COUNT(*) AS n FROM journey_instances WHERE state = 'completed'").await,
+        CUSTOMERS as i64
+    );
+    let requests = receiver.received().len();
+    eprintln!(
+        "kill -9 during a journey: {before} messages received before the kill; {requests} requests for {} messages in all",
+        2 * CUSTOMERS
+    );
+    db.close().await;
+    let _ = std::process::Command::new("kill").arg(second.id().to_string()).status();
+    let _ = second.wait();
+}
