@@ -98,68 +98,114 @@ impl Journeys {
         &self.inner.settings
     }
 
-    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+    /// Runs the step loop and the delivery loop until `stop`.
+    pub async fn run(self, stop: tokio::sync::watch::Receiver<bool>) {
+        let deliveries = tokio::spawn(self.clone().run_deliveries(stop.clone()));
+        self.run_steps(stop).await;
+        let _ = deliveries.await;
+    }
+
+    /// Steps and timers: runs due instances as soon as they are due. Its own loop, so that a
+    /// slow delivery never delays a timer.
+    pub async fn run_steps(self, stop: tokio::sync::watch::Receiver<bool>) {
         loop {
-            let did = match self.round().await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(error = %e, "a journey round failed; retrying");
-                    Round::default()
-                }
-            };
-            if *stop.borrow() {
+            let at = self.inner.time.now_ms();
+            let did = self.steps().await;
+            if !self.idle(&stop, "steps", at, did, journeys::next_wake).await {
                 return;
             }
-            if did.steps > 0 || did.deliveries > 0 {
-                continue;
+        }
+    }
+
+    /// Deliveries: hands due ones to the outbox.
+    pub async fn run_deliveries(self, stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            let at = self.inner.time.now_ms();
+            let did = self.deliveries().await;
+            if !self.idle(&stop, "deliveries", at, did, deliveries::next_due).await {
+                return;
             }
-            let next = self
-                .inner
-                .store
-                .db
-                .read(|c| {
-                    let a = journeys::next_wake(c)?;
-                    let b = deliveries::next_due(c)?;
-                    Ok::<_, StoreError>(a.into_iter().chain(b).min())
-                })
-                .await
-                .unwrap_or(None);
-            let now = self.inner.time.now_ms();
-            let deadline = next.map_or(now + 60_000, |n| n.max(now + 1));
-            tokio::select! {
-                _ = self.inner.time.sleep_until(deadline) => {}
-                _ = self.inner.wake.notified() => {}
-                // Events of other paths (and other nodes) enter instances without a wake-up.
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+
+    /// After a round that started at `at`: goes on at once when it did something; else
+    /// sleeps until the next due time, a wake-up or a short poll (events of other paths and
+    /// nodes enter instances without a wake-up). False once stopped.
+    async fn idle(
+        &self,
+        stop: &tokio::sync::watch::Receiver<bool>,
+        what: &'static str,
+        at: i64,
+        did: Result<usize, StoreError>,
+        next: fn(&mut dyn Conn) -> Result<Option<i64>, StoreError>,
+    ) -> bool {
+        let mut stop = stop.clone();
+        let did = match did {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, what, "a journey round failed; retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                0
             }
+        };
+        if *stop.borrow() {
+            return false;
+        }
+        if did > 0 {
+            return true;
+        }
+        let next = self.inner.store.db.read(next).await.unwrap_or(None);
+        let now = self.inner.time.now_ms();
+        // Due before the round and not taken (a paused journey's instances): look again at
+        // the next poll. Due since the round started: at once.
+        let deadline = next.map_or(now + 60_000, |n| if n <= at { now + 250 } else { n });
+        tokio::select! {
+            _ = self.inner.time.sleep_until(deadline) => true,
+            _ = self.inner.wake.notified() => true,
+            _ = tokio::time::sleep(Duration::from_millis(250)) => true,
+            _ = stop.wait_for(|s| *s) => false,
         }
     }
 
     /// Runs what is due now: a batch of steps, then a batch of deliveries.
     pub async fn round(&self) -> Result<Round, StoreError> {
+        Ok(Round {
+            steps: self.steps().await?,
+            deliveries: self.deliveries().await?,
+        })
+    }
+
+    /// One batch of due instances, in one transaction; how many were due.
+    pub async fn steps(&self) -> Result<usize, StoreError> {
         let now = self.inner.time.now_ms();
         let batch = self.inner.settings.batch;
         let due = self.inner.store.db.read(move |c| journeys::due(c, now, batch)).await?;
-        let mut round = Round::default();
-        if !due.is_empty() {
-            let settings = self.inner.settings.clone();
-            round.steps = self
-                .inner
-                .store
-                .db
-                .write(move |c| {
-                    let mut defs = Definitions::default();
-                    let mut moved = 0;
-                    for inst in &due {
-                        moved += usize::from(step(c, &settings, &mut defs, inst, now)?);
-                    }
-                    Ok::<_, StoreError>(moved)
-                })
-                .await?;
-            metrics::counter!("switchboard_journey_steps_total").increment(round.steps as u64);
+        if due.is_empty() {
+            return Ok(0);
         }
+        let (settings, n) = (self.inner.settings.clone(), due.len());
+        let moved = self
+            .inner
+            .store
+            .db
+            .write(move |c| {
+                let mut defs = Definitions::default();
+                let mut moved = 0u64;
+                for inst in &due {
+                    moved += u64::from(step(c, &settings, &mut defs, inst, now)?);
+                }
+                Ok::<_, StoreError>(moved)
+            })
+            .await?;
+        metrics::counter!("switchboard_journey_steps_total").increment(moved);
+        Ok(n)
+    }
+
+    /// A batch of due deliveries, each in its own transaction; how many were handled.
+    pub async fn deliveries(&self) -> Result<usize, StoreError> {
+        let now = self.inner.time.now_ms();
         let due = self.inner.store.db.read(move |c| deliveries::due(c, now, 64)).await?;
+        let n = due.len();
         for d in due {
             let (channels, settings) = (self.inner.channels.clone(), self.inner.settings.clone());
             let events = self
@@ -168,13 +214,12 @@ impl Journeys {
                 .db
                 .write(move |c| dispatch(c, &channels, &settings, &d, now))
                 .await?;
-            round.deliveries += 1;
             if !events.is_empty() {
                 self.inner.engine.notify_jobs();
                 self.inner.live.publish(&events).await;
             }
         }
-        Ok(round)
+        Ok(n)
     }
 }
 
@@ -483,14 +528,22 @@ pub fn dispatch(
         }
     };
     let trigger: serde_json::Value = serde_json::from_str(&inst.context_json).unwrap_or_default();
-    let ctx = context::build(
+    let built = context::build(
         c,
         ws,
         &d.customer_id,
         &trigger,
         &send.message.products,
         &settings.public_url,
-    )?;
+    );
+    let ctx = match built {
+        Ok(ctx) => ctx,
+        Err(StoreError::NotFound(what)) => {
+            refuse(c, "failed", "not_found", &format!("the {what} is gone"))?;
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(e),
+    };
     let rendered = match render::render(&send.message, &choice.account.channel, choice.template_only, &ctx) {
         Ok(r) => r,
         Err(e) => {

@@ -83,6 +83,8 @@ pub enum BenchCommand {
     Events(crate::bench::EventsBenchArgs),
     /// Outgoing webhook deliveries per second to a local receiver, commits per delivery, ratio to `bench store`.
     Webhooks(crate::bench::WebhooksBenchArgs),
+    /// The journey engine with a million carts waiting: events evaluated/s, timer lateness, memory.
+    Journeys(crate::bench::JourneysBenchArgs),
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -60,6 +60,12 @@ fn main() {
                 let config = Config::resolve(&cli.global)?;
                 sb_server::bench::webhooks(&config, &args).await
             }
+            Command::Bench {
+                what: BenchCommand::Journeys(args),
+            } => {
+                let config = Config::resolve(&cli.global)?;
+                sb_server::bench::journeys(&config, &args).await
+            }
         }
     });
     if let Err(e) = result {

@@ -187,7 +187,13 @@ pub fn definition(c: &mut dyn Conn, ws: &str, journey_id: &str, version: i64) ->
     })
 }
 
-/// Definitions read during one transaction, each parsed once.
+/// Parsed versions, shared by every transaction: a saved version never changes, so a parse
+/// is good for the life of the process. Bounded; emptied when full.
+type Parsed = HashMap<(String, String, i64), std::sync::Arc<Definition>>;
+static PARSED: std::sync::LazyLock<std::sync::Mutex<Parsed>> = std::sync::LazyLock::new(Default::default);
+const PARSED_MAX: usize = 4_096;
+
+/// Definitions read during one transaction, each parsed once (and kept for the process).
 #[derive(Default)]
 pub struct Definitions(HashMap<(String, i64), Option<std::sync::Arc<Definition>>>);
 
@@ -203,7 +209,21 @@ impl Definitions {
         if let Some(found) = self.0.get(&key) {
             return Ok(found.clone());
         }
-        let found = definition(c, ws, journey_id, version)?.map(std::sync::Arc::new);
+        let shared = (ws.to_owned(), journey_id.to_owned(), version);
+        let cached = PARSED.lock().map(|m| m.get(&shared).cloned()).unwrap_or(None);
+        let found = match cached {
+            Some(def) => Some(def),
+            None => {
+                let parsed = definition(c, ws, journey_id, version)?.map(std::sync::Arc::new);
+                if let (Some(def), Ok(mut m)) = (&parsed, PARSED.lock()) {
+                    if m.len() >= PARSED_MAX {
+                        m.clear();
+                    }
+                    m.insert(shared, def.clone());
+                }
+                parsed
+            }
+        };
         self.0.insert(key, found.clone());
         Ok(found)
     }

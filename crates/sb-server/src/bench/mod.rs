@@ -4,6 +4,7 @@
 
 pub mod events;
 pub mod ingest;
+pub mod journeys;
 mod raw_http;
 pub mod stock;
 pub mod store;
@@ -11,6 +12,7 @@ pub mod webhooks;
 
 pub use events::{EventsBenchArgs, events};
 pub use ingest::{IngestBenchArgs, ingest};
+pub use journeys::{JourneysBenchArgs, journeys};
 pub use stock::{StockBenchArgs, stock};
 pub use store::{StoreBenchArgs, store};
 pub use webhooks::{WebhooksBenchArgs, webhooks};
