@@ -238,6 +238,45 @@ pub struct OutboundMessage {
     /// Channel details of the customer's last message on this account (e-mail: subject and
     /// ids to reply in their thread).
     pub thread: Option<serde_json::Value>,
+    /// The richer parts of an automated message, for channels that can show them; `text`
+    /// stays the fallback.
+    pub rich: Option<Rich>,
+}
+
+/// Text made safe inside HTML (element content and quoted attribute values).
+pub fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// What an automated message adds to its text where the channel can show it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rich {
+    /// E-mail: the subject.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// E-mail: the HTML part (the text is the plain part).
+    #[serde(default)]
+    pub html: Option<String>,
+    /// Instagram, Messenger, WhatsApp, Telegram: an image sent with the text.
+    #[serde(default)]
+    pub image_url: Option<String>,
+    /// Instagram and Messenger: quick-reply buttons.
+    #[serde(default)]
+    pub quick_replies: Vec<String>,
+    /// Telegram: the text in its HTML parse mode.
+    #[serde(default)]
+    pub telegram_html: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

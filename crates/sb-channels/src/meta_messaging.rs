@@ -310,8 +310,28 @@ fn status(mid: &str, status: DeliveryStatus) -> Inbound {
 /// other per call). Inside the standard window a reply; after it a human agent's tagged reply.
 pub fn send_bodies(message: &OutboundMessage) -> Vec<Value> {
     let mut bodies = Vec::new();
+    // An automated message: its image first, then the text with its quick replies.
+    if let Some(url) = message.rich.as_ref().and_then(|r| r.image_url.as_ref()) {
+        let mut body = send_body(message);
+        body["message"] = serde_json::json!({
+            "attachment": { "type": "image", "payload": { "url": url, "is_reusable": true } },
+            "metadata": message.message_id,
+        });
+        bodies.push(body);
+    }
     if !message.text.is_empty() || message.files.is_empty() {
-        bodies.push(send_body(message));
+        let mut body = send_body(message);
+        let replies: Vec<Value> = message
+            .rich
+            .iter()
+            .flat_map(|r| &r.quick_replies)
+            .take(13)
+            .map(|q| serde_json::json!({"content_type": "text", "title": q.chars().take(20).collect::<String>(), "payload": q}))
+            .collect();
+        if !replies.is_empty() {
+            body["message"]["quick_replies"] = Value::Array(replies);
+        }
+        bodies.push(body);
     }
     for file in &message.files {
         let kind = if file.content_type.starts_with("image/") {
@@ -518,8 +538,42 @@ mod tests {
     }
 
     #[test]
+    fn an_automated_message_sends_its_image_then_the_text_with_quick_replies() {
+        let message = OutboundMessage {
+            rich: Some(crate::Rich {
+                image_url: Some("https://shop.example/sale.jpg".into()),
+                quick_replies: vec!["Show me".into(), "Not now".into()],
+                ..Default::default()
+            }),
+            message_id: "our-2".into(),
+            conversation_id: "c".into(),
+            to: "701".into(),
+            text: "Spring sale".into(),
+            created_at_ms: 1_000,
+            template: None,
+            last_inbound_at_ms: Some(0),
+            files: Vec::new(),
+            status_callback_url: None,
+            purpose: sb_core::inbox::Purpose::Marketing,
+            unsubscribe_url: None,
+            thread: None,
+        };
+        let bodies = send_bodies(&message);
+        assert_eq!(bodies.len(), 2);
+        assert_eq!(bodies[0]["message"]["attachment"]["type"], "image");
+        assert_eq!(
+            bodies[0]["message"]["attachment"]["payload"]["url"],
+            "https://shop.example/sale.jpg"
+        );
+        assert_eq!(bodies[1]["message"]["text"], "Spring sale");
+        assert_eq!(bodies[1]["message"]["quick_replies"][1]["title"], "Not now");
+        assert_eq!(bodies[1]["message"]["quick_replies"][0]["content_type"], "text");
+    }
+
+    #[test]
     fn replies_are_tagged_human_agent_after_the_standard_window() {
         let mut message = OutboundMessage {
+            rich: None,
             message_id: "our-1".into(),
             conversation_id: "c".into(),
             to: "701".into(),

@@ -366,10 +366,26 @@ impl Channel for TelegramChannel {
                 "sendDocument",
                 serde_json::json!({ "chat_id": chat_id, "document": file.url, "caption": message.text }),
             ),
-            None => (
-                "sendMessage",
-                serde_json::json!({ "chat_id": chat_id, "text": message.text }),
-            ),
+            None => match &message.rich {
+                // An automated message: its HTML parse-mode text, with its image when it has one.
+                Some(rich) if rich.telegram_html.is_some() => {
+                    let html = rich.telegram_html.clone().unwrap_or_default();
+                    match &rich.image_url {
+                        Some(url) => (
+                            "sendPhoto",
+                            serde_json::json!({ "chat_id": chat_id, "photo": url, "caption": html, "parse_mode": "HTML" }),
+                        ),
+                        None => (
+                            "sendMessage",
+                            serde_json::json!({ "chat_id": chat_id, "text": html, "parse_mode": "HTML" }),
+                        ),
+                    }
+                }
+                _ => (
+                    "sendMessage",
+                    serde_json::json!({ "chat_id": chat_id, "text": message.text }),
+                ),
+            },
         };
         let sent = call(self.http.post(format!("{base}/bot{token}/{method}")).json(&body)).await?;
         let id = sent["message_id"].as_i64().ok_or_else(|| SendError {

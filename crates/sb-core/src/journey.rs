@@ -212,6 +212,9 @@ pub struct Message {
     pub cta_url: Option<String>,
     #[serde(default)]
     pub products: ProductBlock,
+    /// Instagram and Messenger: quick-reply buttons.
+    #[serde(default)]
+    pub quick_replies: Vec<String>,
     #[serde(default)]
     pub variants: Variants,
 }

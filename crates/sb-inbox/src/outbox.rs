@@ -665,6 +665,11 @@ impl JobHandler for Send {
             purpose: Purpose::parse(&message.purpose).unwrap_or_default(),
             unsubscribe_url: (purpose == Purpose::Marketing).then(|| self.unsubscribe_url(&account.id, &secrets, &to)),
             thread: thread.and_then(|t| serde_json::from_str(&t).ok()),
+            rich: message
+                .meta_json
+                .as_deref()
+                .and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok())
+                .and_then(|m| serde_json::from_value(m["rich"].clone()).ok()),
             to,
         };
         let connection = account_of(&account, &secrets);

@@ -62,6 +62,104 @@ pub struct Rendered {
     pub template: Option<TemplateSend>,
     pub subject: Option<String>,
     pub image_url: Option<String>,
+    /// What the channel shows beyond the text (e-mail HTML, an image, quick replies,
+    /// Telegram's HTML).
+    pub rich: Option<sb_channels::Rich>,
+}
+
+use sb_channels::html_escape as esc;
+
+/// The e-mail's HTML part: one responsive column (tables and inline styles, as mail clients
+/// need), the shop's name, the image, headline, body, products and the call to action.
+fn email_html(core: &Core, subject: &str, shop: &str) -> String {
+    let paragraphs: String = core
+        .body
+        .split("\n\n")
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| {
+            format!(
+                "<p style=\"font-size:16px;line-height:1.5;margin:0 0 12px\">{}</p>",
+                esc(p).replace('\n', "<br>")
+            )
+        })
+        .collect();
+    let image = core
+        .image_url
+        .as_ref()
+        .map(|u| {
+            format!(
+                "<tr><td style=\"padding:0\"><img src=\"{}\" alt=\"\" width=\"600\" style=\"display:block;width:100%;max-width:600px;height:auto;border:0\"></td></tr>",
+                esc(u)
+            )
+        })
+        .unwrap_or_default();
+    let products: String = core
+        .products
+        .iter()
+        .map(|p| {
+            format!(
+                "<tr><td style=\"padding:6px 24px;font-size:15px;border-top:1px solid #eef0f3\">{}</td></tr>",
+                esc(p)
+            )
+        })
+        .collect();
+    let cta = core
+        .cta
+        .as_ref()
+        .map(|(label, url)| {
+            format!(
+                "<tr><td style=\"padding:16px 24px 24px\"><a href=\"{}\" style=\"display:inline-block;background:#3347d6;color:#ffffff;text-decoration:none;font-weight:700;padding:12px 20px;border-radius:8px\">{}</a></td></tr>",
+                esc(url),
+                esc(label)
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{title}</title></head>\
+<body style=\"margin:0;padding:0;background:#f4f5f7;font-family:-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;color:#111827\">\
+<table role=\"presentation\" width=\"100%\" cellpadding=\"0\" cellspacing=\"0\" style=\"background:#f4f5f7\"><tr><td align=\"center\" style=\"padding:24px 12px\">\
+<table role=\"presentation\" width=\"100%\" cellpadding=\"0\" cellspacing=\"0\" style=\"max-width:600px;background:#ffffff;border-radius:12px;overflow:hidden\">\
+<tr><td style=\"padding:18px 24px;font-weight:700;font-size:18px;color:#3347d6\">{shop}</td></tr>{image}\
+<tr><td style=\"padding:16px 24px 4px\"><h1 style=\"font-size:22px;line-height:1.3;margin:0 0 12px\">{headline}</h1>{paragraphs}</td></tr>{products}{cta}\
+</table></td></tr></table></body></html>",
+        title = esc(subject),
+        shop = esc(shop),
+        headline = esc(&core.headline),
+    )
+}
+
+/// Telegram's HTML parse mode: bold headline, the text escaped, the link as a link.
+fn telegram_html(core: &Core) -> String {
+    let mut parts = vec![format!("<b>{}</b>", esc(&core.headline)), esc(&core.body)];
+    if !core.products.is_empty() {
+        parts.push(
+            core.products
+                .iter()
+                .map(|p| format!("• {}", esc(p)))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+    }
+    if let Some((label, url)) = &core.cta {
+        parts.push(format!("<a href=\"{}\">{}</a>", esc(url), esc(label)));
+    }
+    parts.retain(|p| !p.trim().is_empty());
+    parts.join("\n\n")
+}
+
+/// SMS derived from the core stays within this many segments (each is billed).
+pub const SMS_MAX_SEGMENTS: usize = 2;
+
+/// The headline cut to fit, with the link whole.
+fn concise_sms(headline: &str, link: &str) -> String {
+    let mut head: String = headline.to_owned();
+    loop {
+        let text = format!("{head}{link}");
+        if sb_core::sms::segments(&text).segments <= SMS_MAX_SEGMENTS || head.is_empty() {
+            return text;
+        }
+        head.pop();
+    }
 }
 
 /// The core's fields rendered for one customer.
@@ -149,17 +247,20 @@ pub fn render(message: &Message, channel: &str, template_only: bool, context: &V
         template: None,
         subject: None,
         image_url: core.image_url.clone(),
+        rich: None,
     };
     out.text = match channel {
         "sms" => match over(&v.sms)? {
             Some(t) => t,
             None => {
-                let mut t = format!("{}: {}", core.headline, core.body);
-                if let Some((_, url)) = &core.cta {
-                    t.push(' ');
-                    t.push_str(url);
+                let link = core.cta.as_ref().map(|(_, url)| format!(" {url}")).unwrap_or_default();
+                let full = format!("{}: {}{link}", core.headline, core.body);
+                if sb_core::sms::segments(&full).segments <= SMS_MAX_SEGMENTS {
+                    full
+                } else {
+                    // Too long for the segments allowed: the headline and the link, then cut.
+                    concise_sms(&core.headline, &link)
                 }
-                t
             }
         },
         "email" => {
@@ -199,6 +300,37 @@ pub fn render(message: &Message, channel: &str, template_only: bool, context: &V
         "instagram" => over(&v.instagram)?.unwrap_or_else(|| full(|h| h.to_owned())),
         "widget" => over(&v.widget)?.unwrap_or_else(|| full(|h| h.to_owned())),
         _ => full(|h| h.to_owned()),
+    };
+    let quick_replies = message
+        .quick_replies
+        .iter()
+        .map(|q| liquid(q, context).map_err(|e| format!("quick reply: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    out.rich = match channel {
+        "email" if v.email.as_ref().and_then(|e| e.text.as_ref()).is_none() => {
+            let subject = out.subject.clone().unwrap_or_default();
+            let shop = context["workspace"]["name"].as_str().unwrap_or_default();
+            Some(sb_channels::Rich {
+                html: Some(email_html(&core, &subject, shop)),
+                subject: Some(subject),
+                ..Default::default()
+            })
+        }
+        "email" => Some(sb_channels::Rich {
+            subject: out.subject.clone(),
+            ..Default::default()
+        }),
+        "telegram" if v.telegram.is_none() => Some(sb_channels::Rich {
+            telegram_html: Some(telegram_html(&core)),
+            image_url: core.image_url.clone(),
+            ..Default::default()
+        }),
+        "instagram" | "messenger" => Some(sb_channels::Rich {
+            image_url: core.image_url.clone(),
+            quick_replies,
+            ..Default::default()
+        }),
+        _ => None,
     };
     Ok(out)
 }
@@ -274,6 +406,57 @@ mod tests {
         m.headline = "{{ customer.first_name | shout }}".into();
         assert_eq!(check(&m, &ctx, None).unwrap_err().code, "template_error");
         check(&message(), &ctx, None).expect("the sample renders");
+    }
+
+    #[test]
+    fn each_channel_gets_what_it_can_show() {
+        let ctx = sample_context(&[], "Product Added", &[]);
+        let mut m = message();
+        m.headline = "Tom & Jerry <3 sale".into();
+        m.image_url = Some("https://shop.example/img/sale.jpg".into());
+        m.quick_replies = vec!["Show me".into(), "Not now".into()];
+        let email = render(&m, "email", false, &ctx).expect("email");
+        let rich = email.rich.expect("rich");
+        let html = rich.html.expect("html");
+        assert!(html.contains("Tom &amp; Jerry &lt;3 sale"), "escaped: {html}");
+        assert!(
+            html.contains("max-width:600px") && html.contains(">Back to your cart</a>"),
+            "{html}"
+        );
+        assert!(html.contains("https://shop.example/img/sale.jpg") && html.contains("Sample product"));
+        assert_eq!(rich.subject.as_deref(), Some("Tom & Jerry <3 sale"));
+        let tg = render(&m, "telegram", false, &ctx)
+            .expect("telegram")
+            .rich
+            .expect("rich");
+        let tg_html = tg.telegram_html.expect("html");
+        assert!(tg_html.starts_with("<b>Tom &amp; Jerry &lt;3 sale</b>"), "{tg_html}");
+        assert!(
+            tg_html.contains("<a href=\"https://shop.example/cart/cart_sample\">Back to your cart</a>"),
+            "{tg_html}"
+        );
+        let ig = render(&m, "instagram", false, &ctx)
+            .expect("instagram")
+            .rich
+            .expect("rich");
+        assert_eq!(ig.image_url.as_deref(), Some("https://shop.example/img/sale.jpg"));
+        assert_eq!(ig.quick_replies, vec!["Show me".to_owned(), "Not now".to_owned()]);
+    }
+
+    #[test]
+    fn sms_stays_within_the_segments_allowed() {
+        let ctx = sample_context(&[], "Product Added", &[]);
+        let mut m = message();
+        m.body = "A very long story about our spring collection, ".repeat(10);
+        let sms = render(&m, "sms", false, &ctx).expect("sms").text;
+        assert!(sb_core::sms::segments(&sms).segments <= SMS_MAX_SEGMENTS, "{sms}");
+        assert!(
+            sms.ends_with("https://shop.example/cart/cart_sample"),
+            "the link stays whole: {sms}"
+        );
+        m.headline = "Ñandú ☀️ ".repeat(40);
+        let sms = render(&m, "sms", false, &ctx).expect("sms").text;
+        assert!(sb_core::sms::segments(&sms).segments <= SMS_MAX_SEGMENTS, "{sms}");
     }
 
     #[test]

@@ -562,6 +562,10 @@ pub fn dispatch(
     };
     match outbox::queue_automated(c, channels, ws, &d.customer_id, &choice.account, draft, now)? {
         Ok((message, event)) => {
+            if let Some(rich) = &rendered.rich {
+                let meta = serde_json::json!({ "rich": rich }).to_string();
+                sb_store::messages::set_meta(c, ws, &message.id, &meta)?;
+            }
             settle(
                 c,
                 Outcome {

@@ -171,7 +171,13 @@ pub fn compose(
     let mut builder = lettre::Message::builder()
         .from(from)
         .to(to)
-        .subject(subject_of(message, account))
+        .subject(
+            message
+                .rich
+                .as_ref()
+                .and_then(|r| r.subject.clone())
+                .unwrap_or_else(|| subject_of(message, account)),
+        )
         .message_id(Some(format!("<{message_id}>")))
         .date(SystemTime::UNIX_EPOCH + Duration::from_millis(message.created_at_ms.max(0) as u64))
         .envelope(envelope)
@@ -204,17 +210,45 @@ pub fn compose(
             .raw_header(header("List-Unsubscribe", format!("<{url}>")))
             .raw_header(header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click".into()));
     }
-    let text = SinglePart::plain(message.text.clone());
-    let built = if files.is_empty() {
-        builder.singlepart(text)
-    } else {
-        let mut mixed = MultiPart::mixed().singlepart(text);
-        for (filename, content_type, data) in files {
-            let ct = ContentType::parse(&content_type)
-                .unwrap_or(ContentType::parse("application/octet-stream").expect("valid"));
-            mixed = mixed.singlepart(Attachment::new(filename).body(data, ct));
+    // An automated message: a plain and an HTML part, each with the unsubscribe link in the
+    // footer when it is marketing.
+    let html = message.rich.as_ref().and_then(|r| r.html.clone());
+    let footer = message
+        .unsubscribe_url
+        .as_ref()
+        .filter(|_| message.purpose == Purpose::Marketing);
+    let plain = match (&html, footer) {
+        (Some(_), Some(url)) => format!("{}\n\n--\nUnsubscribe: {url}", message.text),
+        _ => message.text.clone(),
+    };
+    let html = html.map(|h| match footer {
+        Some(url) => {
+            let link = format!(
+                "<p style=\"font-size:12px;color:#6b7280\"><a href=\"{}\">Unsubscribe</a></p>",
+                crate::html_escape(url)
+            );
+            match h.rfind("</body>") {
+                Some(at) => format!("{}{link}{}", &h[..at], &h[at..]),
+                None => format!("{h}{link}"),
+            }
         }
-        builder.multipart(mixed)
+        None => h,
+    });
+    let attach = |mut mixed: MultiPart| {
+        for (filename, content_type, data) in &files {
+            let ct = ContentType::parse(content_type)
+                .unwrap_or(ContentType::parse("application/octet-stream").expect("valid"));
+            mixed = mixed.singlepart(Attachment::new(filename.clone()).body(data.clone(), ct));
+        }
+        mixed
+    };
+    let built = match (html, files.is_empty()) {
+        (Some(h), true) => builder.multipart(MultiPart::alternative_plain_html(plain, h)),
+        (Some(h), false) => builder.multipart(attach(
+            MultiPart::mixed().multipart(MultiPart::alternative_plain_html(plain, h)),
+        )),
+        (None, true) => builder.singlepart(SinglePart::plain(plain)),
+        (None, false) => builder.multipart(attach(MultiPart::mixed().singlepart(SinglePart::plain(plain)))),
     };
     let built = built.map_err(|e| permanent("invalid_message", e.to_string()))?;
     Ok((built, message_id))
@@ -369,7 +403,43 @@ mod tests {
             purpose,
             unsubscribe_url: Some("https://acme.example/unsubscribe/acc/x/sig".into()),
             thread,
+            rich: None,
         }
+    }
+
+    #[test]
+    fn an_automated_marketing_mail_has_its_subject_text_html_and_one_click_unsubscribe() {
+        let mut message = outbound(Purpose::Marketing, None);
+        message.text = "Spring sale\n\nBoots are back.".into();
+        message.rich = Some(crate::Rich {
+            subject: Some("Spring sale".into()),
+            html: Some("<html><body><h1>Spring sale</h1></body></html>".into()),
+            ..Default::default()
+        });
+        let (email, _) = compose(&message, &account(), Vec::new()).expect("composes");
+        let raw = String::from_utf8(email.formatted()).unwrap();
+        assert!(raw.contains("Subject: Spring sale"), "{raw}");
+        assert!(raw.contains("multipart/alternative"), "{raw}");
+        assert!(raw.contains("Content-Type: text/plain"), "{raw}");
+        assert!(raw.contains("Content-Type: text/html"), "{raw}");
+        assert!(
+            raw.contains("List-Unsubscribe: <https://acme.example/unsubscribe/acc/x/sig>"),
+            "{raw}"
+        );
+        assert!(
+            raw.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"),
+            "{raw}"
+        );
+        // The footers carry the link too, in both parts.
+        assert!(
+            raw.contains("Unsubscribe: https://acme.example/unsubscribe/acc/x/sig"),
+            "{raw}"
+        );
+        let unfolded = raw.replace("=\r\n", "").replace("=\n", "");
+        assert!(
+            unfolded.contains("<a href=3D\"https://acme.example/unsubscribe/acc/x/sig\">Unsubscribe</a></p></body>"),
+            "{raw}"
+        );
     }
 
     #[test]
