@@ -294,6 +294,14 @@ fn invalid(code: &'static str, step: Option<&str>, message: impl Into<String>) -
     }
 }
 
+/// The channel a journey names for a channel account's kind: every SMS provider is `sms`.
+pub fn channel_family(kind: &str) -> &str {
+    match kind {
+        "twilio_sms" => "sms",
+        other => other,
+    }
+}
+
 /// Channels a send may name.
 pub const CHANNELS: [&str; 8] = [
     "whatsapp",

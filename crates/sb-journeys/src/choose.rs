@@ -7,7 +7,7 @@
 //! A step may pin one channel instead. Each answer says why, and what was passed over.
 
 use sb_core::inbox::Purpose;
-use sb_core::journey::SendStep;
+use sb_core::journey::{SendStep, channel_family};
 use sb_inbox::Channels;
 use sb_store::channel_accounts::{self, ChannelAccount};
 use sb_store::{Conn, StoreError, conversations, profiles};
@@ -70,12 +70,12 @@ pub fn choose(
     };
     let mut order: Vec<(usize, String)> = Vec::new();
     if let Some(pinned) = &send.channel {
-        for a in accounts.iter().filter(|a| &a.channel == pinned) {
+        for a in accounts.iter().filter(|a| channel_family(&a.channel) == pinned) {
             push(a, "the step sends on this channel".into(), &mut order);
         }
     } else {
         if let Some(preferred) = preference(c, ws, customer_id)? {
-            for a in accounts.iter().filter(|a| a.channel == preferred) {
+            for a in accounts.iter().filter(|a| channel_family(&a.channel) == preferred) {
                 push(a, "the customer's stated preference".into(), &mut order);
             }
         }
@@ -94,7 +94,7 @@ pub fn choose(
             send.fallback.iter().map(String::as_str).collect()
         };
         for ch in fallback {
-            for a in accounts.iter().filter(|a| a.channel == ch) {
+            for a in accounts.iter().filter(|a| channel_family(&a.channel) == ch) {
                 push(
                     a,
                     "the first channel of the fallback order that can take it".into(),

@@ -544,7 +544,8 @@ pub fn dispatch(
         }
         Err(e) => return Err(e),
     };
-    let rendered = match render::render(&send.message, &choice.account.channel, choice.template_only, &ctx) {
+    let family = journey::channel_family(&choice.account.channel);
+    let rendered = match render::render(&send.message, family, choice.template_only, &ctx) {
         Ok(r) => r,
         Err(e) => {
             refuse(c, "failed", "template_error", &e)?;

@@ -654,3 +654,245 @@ async fn kill_9_during_a_journey_sends_nothing_twice_and_loses_no_step() {
     let _ = std::process::Command::new("kill").arg(second.id().to_string()).status();
     let _ = second.wait();
 }
+
+fn demo_sim(s: &TestServer, channel: &str) -> String {
+    s.server.demo.as_ref().expect("demo").channels[channel]["simulator_url"]
+        .as_str()
+        .expect("simulator url")
+        .to_owned()
+}
+
+async fn consent(s: &TestServer, customer: &str, channel: &str) {
+    let (status, body) = s
+        .post(
+            &format!("/api/v1/customers/{customer}/consents"),
+            &s.admin_token,
+            json!({"channel": channel, "purpose": "marketing", "granted": true,
+                   "source": "signup_form", "text_shown": "Send me offers"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+async fn customer_by(s: &TestServer, q: &str) -> String {
+    s.until(&format!("/api/v1/customers?q={q}"), |b| {
+        b["items"].as_array().is_some_and(|a| a.len() == 1)
+    })
+    .await["items"][0]["id"]
+        .as_str()
+        .expect("customer")
+        .to_owned()
+}
+
+/// Scenario 6: one message, written once, sent to five customers whose preferred channels
+/// differ, as each provider's simulator received it.
+#[tokio::test]
+async fn scenario_06_one_message_per_channel() {
+    let clock = sb_engine::ManualClock::new(sb_core::Clock::now_ms(&sb_core::SystemClock));
+    let s = TestServer::start_with_journeys(sb_engine::Time::Manual(clock.clone()), |_| {}).await;
+    let (wa, sms, mail, ig, tg) = (
+        demo_sim(&s, "whatsapp"),
+        demo_sim(&s, "twilio_sms"),
+        demo_sim(&s, "email"),
+        demo_sim(&s, "instagram"),
+        demo_sim(&s, "telegram"),
+    );
+    // Only this message goes out.
+    let (_, list) = s.get("/api/v1/journeys", &s.admin_token).await;
+    for j in list["items"].as_array().expect("items") {
+        let id = j["id"].as_str().expect("id");
+        s.post(&format!("/api/v1/journeys/{id}/archive"), &s.admin_token, json!({}))
+            .await;
+    }
+    // WhatsApp: she wrote more than a day ago, so only the approved template may go.
+    s.sim_post(
+        &wa,
+        "/_sim/whatsapp/customer-message",
+        json!({"from": "34600900100", "name": "Wanda", "text": "hi"}),
+    )
+    .await;
+    let wanda = customer_by(&s, "34600900100").await;
+    clock.advance(25 * HOUR);
+    s.sim_post(
+        &sms,
+        "/_sim/inbound",
+        json!({"from": "+15557650001", "to": "+15551230000", "body": "hello"}),
+    )
+    .await;
+    let sam = customer_by(&s, "%2B15557650001").await;
+    let address = s.server.demo.as_ref().expect("demo").channels["email"]["address"]
+        .as_str()
+        .expect("address")
+        .to_owned();
+    s.sim_post(
+        &mail,
+        "/_sim/send",
+        json!({"from": "emma@example.test", "to": address, "subject": "Hi", "text": "hello"}),
+    )
+    .await;
+    let emma = customer_by(&s, "emma%40example.test").await;
+    s.sim_post(
+        &ig,
+        "/_sim/messenger/customer-message",
+        json!({"psid": "17841400555000111", "text": "hello"}),
+    )
+    .await;
+    s.sim_post(
+        &tg,
+        "/_sim/telegram/customer-message",
+        json!({"user_id": 4242, "first_name": "Tomás", "text": "hello"}),
+    )
+    .await;
+    let conversations = |channel: &'static str| {
+        let s = &s;
+        async move {
+            let list = s
+                .until(&format!("/api/v1/conversations?channel={channel}"), |b| {
+                    b["items"].as_array().is_some_and(|a| a.len() == 1)
+                })
+                .await;
+            let conversation = list["items"][0]["id"].as_str().expect("conversation").to_owned();
+            let (_, detail) = s
+                .get(&format!("/api/v1/conversations/{conversation}"), &s.admin_token)
+                .await;
+            detail["customer"]["id"].as_str().expect("customer").to_owned()
+        }
+    };
+    let ida = conversations("instagram").await;
+    let tomas = conversations("telegram").await;
+    for (customer, channel) in [
+        (&wanda, "whatsapp"),
+        (&sam, "twilio_sms"),
+        (&emma, "email"),
+        (&ida, "instagram"),
+        (&tomas, "telegram"),
+    ] {
+        consent(&s, customer, channel).await;
+    }
+
+    let (email, password) = s.demo_user("marketer");
+    let marketer = s.token_for(&email, &password).await;
+    let (status, created) = s
+        .post(
+            "/api/v1/journeys",
+            &marketer,
+            json!({"name": "Spring sale", "definition": {
+                "trigger": {"event": "Product Added"},
+                "steps": [{"id": "announce", "type": "send", "message": {
+                    "headline": "Tom & Jerry <3 spring sale",
+                    "body": "{{ customer.first_name | default: 'Hello' }}, boots and jackets are 20% off this week.",
+                    "image_url": "https://shop.example/img/spring.jpg",
+                    "cta_label": "Shop the sale",
+                    "cta_url": "https://shop.example/sale?c={{ customer.id }}",
+                    "quick_replies": ["Show me", "Not now"],
+                    "products": {"type": "cart"},
+                    "variants": {"whatsapp": {"template": "cart_reminder", "language": "en_US", "parameters": [
+                        "{{ customer.first_name | default: 'there' }}",
+                        "{% for item in cart.items %}{{ item.name }}{% endfor %}",
+                        "https://shop.example/sale"
+                    ]}}
+                }}]
+            }}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let (status, _) = s
+        .post(&format!("/api/v1/journeys/{id}/activate"), &marketer, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for customer in [&wanda, &sam, &emma, &ida, &tomas] {
+        cart_with(&s, customer, &[("GLV-1", 1)]).await;
+    }
+
+    // WhatsApp: the approved template with the mapped parameters.
+    let sent = s
+        .provider_calls(&wa, "/_sim/whatsapp/sent", 1, |r| {
+            r["method"] == "POST" && r["body"]["to"] == "34600900100"
+        })
+        .await;
+    let body = &sent[0]["body"];
+    assert_eq!(body["type"], "template", "{body}");
+    assert_eq!(body["template"]["name"], "cart_reminder");
+    let params: Vec<&str> = body["template"]["components"][0]["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .filter_map(|p| p["text"].as_str())
+        .collect();
+    assert_eq!(params, ["Wanda", "Wool gloves", "https://shop.example/sale"]);
+
+    // SMS: concise, within two segments, the link whole.
+    let got = s
+        .provider_calls(&sms, "/_sim/received?to=%2B15557650001", 1, |r| r["kind"] == "message")
+        .await;
+    let text = got[0]["body"].as_str().expect("sms body");
+    assert!(sb_core::sms::segments(text).segments <= 2, "{text}");
+    assert!(text.contains(&format!("https://shop.example/sale?c={sam}")), "{text}");
+
+    // E-mail: HTML and text, the one-click unsubscribe headers.
+    let got = s
+        .provider_calls(&mail, "/_sim/messages?to=emma@example.test", 1, |_| true)
+        .await
+        .remove(0);
+    assert_eq!(got["subject"], "Tom & Jerry <3 spring sale");
+    let html = got["html"].as_str().expect("html part");
+    assert!(html.contains("Tom &amp; Jerry &lt;3 spring sale"), "{html}");
+    assert!(
+        html.contains("https://shop.example/img/spring.jpg") && html.contains("Shop the sale"),
+        "{html}"
+    );
+    assert!(
+        got["text"].as_str().is_some_and(|t| t.contains("boots and jackets")),
+        "{got}"
+    );
+    assert!(
+        got["list_unsubscribe"]
+            .as_str()
+            .is_some_and(|u| u.contains("/unsubscribe/")),
+        "{got}"
+    );
+    assert_eq!(got["list_unsubscribe_post"], "List-Unsubscribe=One-Click");
+
+    // Instagram: the image, then the text with the quick replies.
+    let got = s
+        .provider_calls(&ig, "/_sim/messenger/sent", 2, |r| {
+            r["method"] == "POST" && r["body"]["recipient"]["id"] == "17841400555000111"
+        })
+        .await;
+    assert_eq!(
+        got[0]["body"]["message"]["attachment"]["payload"]["url"],
+        "https://shop.example/img/spring.jpg"
+    );
+    assert!(
+        got[1]["body"]["message"]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("Tom & Jerry"))
+    );
+    assert_eq!(got[1]["body"]["message"]["quick_replies"][0]["title"], "Show me");
+
+    // Telegram: HTML parse mode, escaped, with the photo.
+    let got = s
+        .provider_calls(&tg, "/_sim/telegram/sent", 1, |r| {
+            r["method"]
+                .as_str()
+                .is_some_and(|m| m.eq_ignore_ascii_case("sendPhoto") || m.eq_ignore_ascii_case("sendMessage"))
+                && r["body"]["chat_id"] == 4242
+        })
+        .await;
+    let body = &got[0]["body"];
+    assert_eq!(body["parse_mode"], "HTML", "{body}");
+    let caption = body["caption"].as_str().or(body["text"].as_str()).expect("text");
+    assert!(
+        caption.starts_with("<b>Tom &amp; Jerry &lt;3 spring sale</b>"),
+        "{caption}"
+    );
+    assert!(caption.contains("<a href=\"https://shop.example/sale?c="), "{caption}");
+    // The Bot API accepted the markup (the simulator parses it as Telegram does).
+    let accepted = s
+        .provider_calls(&tg, "/_sim/telegram/sent", 1, |r| {
+            r["body"]["chat_id"] == 4242 && r["ok"] == true
+        })
+        .await;
+    assert_eq!(accepted.len(), 1, "{accepted:?}");
+}
