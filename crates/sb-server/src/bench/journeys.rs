@@ -13,13 +13,11 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use sb_core::journey::Definition;
-use sb_sql::sqlite::{SqliteExecutor, SqliteOptions};
 use sb_sql::{Db, Stmt};
 use sb_store::journeys::{self, Event};
 use sb_store::{Store, StoreError};
 use serde_json::json;
 
-use crate::bench::store::{StoreBenchArgs, WriteMode};
 use crate::config::{Config, ConfigError};
 
 /// The targets.
@@ -74,8 +72,7 @@ fn fail(e: impl std::fmt::Display) -> ConfigError {
 }
 
 async fn open(dir: &std::path::Path, name: &str) -> Result<Db, ConfigError> {
-    let exec = SqliteExecutor::open(&SqliteOptions::new(dir.join(name))).map_err(fail)?;
-    Ok(Db::new(Arc::new(exec)))
+    crate::bench::open_sqlite(dir, name).await.map_err(fail)
 }
 
 fn now_ms() -> i64 {
@@ -160,22 +157,7 @@ async fn stream(store: &Store, events: Vec<(u64, &'static str, i64)>) -> Result<
 
 async fn run(dir: &std::path::Path, args: &JourneysBenchArgs) -> Result<JourneyFigures, ConfigError> {
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
-    let baseline_db = open(dir, "store.sqlite").await?;
-    let baseline = crate::bench::store::run(
-        &baseline_db,
-        &StoreBenchArgs {
-            rows: 20_000,
-            writers: 256,
-            url: None,
-            pg_pool: 16,
-            no_sqlite: false,
-            json: false,
-        },
-        WriteMode::UnitOfWork,
-    )
-    .await
-    .map_err(fail)?;
-    baseline_db.close().await;
+    let baseline = crate::bench::store_baseline(dir).await.map_err(fail)?;
 
     let store = Store::new(open(dir, "journeys.sqlite").await?, Arc::new(sb_core::SystemClock));
     store.migrate().await.map_err(fail)?;

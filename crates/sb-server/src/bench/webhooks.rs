@@ -10,11 +10,9 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use sb_sql::Db;
-use sb_sql::sqlite::{SqliteExecutor, SqliteOptions};
 use sb_store::Store;
 use sb_store::webhooks::NewEndpoint;
 
-use crate::bench::store::{StoreBenchArgs, WriteMode};
 use crate::config::{Config, ConfigError};
 
 /// The target on SQLite.
@@ -57,8 +55,7 @@ fn fail(e: impl std::fmt::Display) -> ConfigError {
 }
 
 async fn open(dir: &std::path::Path, name: &str) -> Result<Db, ConfigError> {
-    let exec = SqliteExecutor::open(&SqliteOptions::new(dir.join(name))).map_err(fail)?;
-    Ok(Db::new(Arc::new(exec)))
+    crate::bench::open_sqlite(dir, name).await.map_err(fail)
 }
 
 pub async fn webhooks(config: &Config, args: &WebhooksBenchArgs) -> Result<(), ConfigError> {
@@ -94,22 +91,7 @@ pub async fn webhooks(config: &Config, args: &WebhooksBenchArgs) -> Result<(), C
 
 async fn run(dir: &std::path::Path, args: &WebhooksBenchArgs) -> Result<WebhookFigures, ConfigError> {
     // The baseline on the same disk, minutes apart at most.
-    let baseline_db = open(dir, "store.sqlite").await?;
-    let baseline = crate::bench::store::run(
-        &baseline_db,
-        &StoreBenchArgs {
-            rows: 20_000,
-            writers: 256,
-            url: None,
-            pg_pool: 16,
-            no_sqlite: false,
-            json: false,
-        },
-        WriteMode::UnitOfWork,
-    )
-    .await
-    .map_err(fail)?;
-    baseline_db.close().await;
+    let baseline = crate::bench::store_baseline(dir).await.map_err(fail)?;
 
     // The receiver: 200 to everything, counting requests and distinct webhook-ids.
     let requests = Arc::new(AtomicU64::new(0));

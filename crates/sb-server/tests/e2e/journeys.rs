@@ -437,13 +437,6 @@ async fn bad_journey_definitions_are_refused_at_save_and_nothing_is_activated() 
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("time")
-        .as_secs() as i64
-}
-
 /// kill -9 while a journey is sending to 300 customers (two messages each): after the
 /// restart every step has run, no delivery or message exists twice, and the receiver got
 /// every message (a resend of a message in flight at the kill carries the same message id).
@@ -514,7 +507,7 @@ async fn kill_9_during_a_journey_sends_nothing_twice_and_loses_no_step() {
             .header("content-type", "application/json")
             .header(
                 sb_channels::signing::HEADER,
-                sb_channels::signing::sign(&secret, now_secs(), &body),
+                sb_channels::signing::sign(&secret, crate::nothing_lost::now_secs(), &body),
             )
             .body(body)
             .send()
