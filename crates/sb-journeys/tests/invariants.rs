@@ -361,3 +361,90 @@ async fn an_exit_sends_its_own_message_once() {
         ]
     );
 }
+
+/// Invariant 2 across a merge: two customers in the same journey with the same key become
+/// one customer with one live instance, the older; the newer ends as `merged`.
+#[tokio::test]
+async fn a_merge_keeps_one_live_instance_per_key_the_older() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = ManualClock::new(1_800_000_000_000);
+    let store = store(dir.path(), clock.clone()).await;
+    let changes = Arc::new(Changes::default());
+    store
+        .db
+        .write(|c| {
+            for id in ["c0", "c1"] {
+                c.execute(
+                    &Stmt::new(
+                        "INSERT INTO customers (id, workspace_id, attributes_json, created_at, updated_at)
+                         VALUES (:id, :ws, '{}', 0, 0)",
+                    )
+                    .bind("id", id)
+                    .bind("ws", WS),
+                )?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .expect("customers");
+    // The same cart key for both (a shared device's cart before sign-in).
+    let shared = |customer: &'static str| {
+        let store = store.clone();
+        let now = sb_core::Clock::now_ms(clock.as_ref());
+        async move {
+            store
+                .db
+                .write(move |c| {
+                    let props = json!({"cart_id": "shared"});
+                    let event = Event {
+                        name: "Product Added",
+                        properties: &props,
+                        at: now,
+                    };
+                    journeys::on_event(c, WS, customer, event, now)
+                })
+                .await
+                .expect("event")
+        }
+    };
+    shared("c0").await;
+    clock.advance(MINUTE);
+    shared("c1").await;
+    let now = sb_core::Clock::now_ms(clock.as_ref());
+    store
+        .db
+        .write(move |c| {
+            sb_store::merges::merge(c, WS, "c1", "c0", None, now).map_err(|e| StoreError::Invalid(e.to_string()))
+        })
+        .await
+        .expect("merge");
+    check(&store, &changes).await.expect("invariants");
+    let rows = store
+        .db
+        .read(|c| {
+            c.query(&Stmt::new(
+                "SELECT customer_id, state, end_reason, entered_at FROM journey_instances ORDER BY entered_at",
+            ))
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        (
+                            r.get::<String>("customer_id").unwrap_or_default(),
+                            r.get::<String>("state").unwrap_or_default(),
+                            r.get::<Option<String>>("end_reason").unwrap_or_default(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .await
+        .expect("rows");
+    assert_eq!(
+        rows,
+        vec![
+            ("c1".to_owned(), "active".to_owned(), None),
+            ("c1".to_owned(), "exited".to_owned(), Some("merged".to_owned())),
+        ],
+        "the older instance (c0's) now belongs to c1 and goes on; c1's own ends"
+    );
+}

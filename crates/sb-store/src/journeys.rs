@@ -535,6 +535,53 @@ fn exit_instance(c: &mut dyn Conn, ws: &str, inst: &Instance, def: &Definition, 
     Ok(())
 }
 
+/// Before `source` is merged into `target`: where both are in the same journey with the same
+/// key, the newer instance ends (reason `merged`, its planned sends suppressed), so that the
+/// move leaves one live instance per key, the older.
+pub fn before_merge(c: &mut dyn Conn, ws: &str, target: &str, source: &str, now: i64) -> Result<usize> {
+    let theirs = live_instances_of_customer(c, ws, source)?;
+    if theirs.is_empty() {
+        return Ok(0);
+    }
+    let mine = live_instances_of_customer(c, ws, target)?;
+    let mut ended = 0;
+    for s in &theirs {
+        let Some(t) = mine
+            .iter()
+            .find(|t| t.journey_id == s.journey_id && t.correlation == s.correlation)
+        else {
+            continue;
+        };
+        let newer = if (s.entered_at, &s.id) < (t.entered_at, &t.id) {
+            t
+        } else {
+            s
+        };
+        c.execute(
+            &Stmt::new(
+                "UPDATE deliveries SET state = 'suppressed', reason_code = 'journey_exited', updated_at = :now,
+                     reason = 'the customer was merged with another who was already in this journey'
+                 WHERE workspace_id = :ws AND instance_id = :id AND state IN ('planned', 'deferred')",
+            )
+            .bind("now", now)
+            .bind("ws", ws)
+            .bind("id", &newer.id),
+        )?;
+        c.execute(
+            &Stmt::new(
+                "UPDATE journey_instances SET state = 'exited', end_reason = 'merged', wake_at = NULL, exit_rule = NULL,
+                     fence = fence + 1, ended_at = :now, updated_at = :now
+                 WHERE workspace_id = :ws AND id = :id",
+            )
+            .bind("now", now)
+            .bind("ws", ws)
+            .bind("id", &newer.id),
+        )?;
+        ended += 1;
+    }
+    Ok(ended)
+}
+
 /// Starts the journeys this event triggers, unless the re-entry policy forbids it or the
 /// customer's timeline already holds an exit event at or after this one (it arrived late).
 fn enter(

@@ -45,6 +45,8 @@ const COLUMNS: &str = "id, workspace_id, target_customer_id, source_customer_id,
 
 /// Tables whose rows follow their customer into a merge (and back on undo).
 const MOVED_TABLES: &[&str] = &[
+    "journey_instances",
+    "deliveries",
     "events",
     "orders",
     "order_events",
@@ -156,6 +158,8 @@ pub fn merge_with(
         "source": crate::profiles::snapshot(c, ws, source)?,
     });
     let mut moved = serde_json::Map::new();
+    // One live instance per journey and key: of two, the older stays and the other ends.
+    crate::journeys::before_merge(c, ws, target, source, now)?;
     for table in MOVED_TABLES {
         let rows = ids_in(c, table, ws, source)?;
         c.execute(
