@@ -654,3 +654,19 @@ pub async fn of_customer(app: &App, principal: &Principal, customer_id: &str) ->
         }
     }
 }
+
+/// Where a short link of an automated message leads (public: whoever got the message). Only
+/// URLs registered for a delivery come back; anything else is `link_not_found`.
+pub async fn follow_link(app: &App, token: &str) -> AppResult<String> {
+    let valid = !token.is_empty() && token.len() <= 32 && token.chars().all(|c| c.is_ascii_alphanumeric());
+    let missing = || AppError::not_found("link_not_found", "this link is not valid (or no longer is)");
+    if !valid {
+        return Err(missing());
+    }
+    let (token, now) = (token.to_owned(), app.now());
+    app.store
+        .db
+        .write(move |c| sb_store::links::follow(c, &token, now))
+        .await?
+        .ok_or_else(missing)
+}

@@ -147,6 +147,26 @@ fn telegram_html(core: &Core) -> String {
     parts.join("\n\n")
 }
 
+/// Replaces every http(s) URL in `text` with what `short` makes of it (our own redirect),
+/// keeping a trailing full stop or comma out of the link.
+pub fn shorten_links(text: &str, mut short: impl FnMut(&str) -> String) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("http://").into_iter().chain(rest.find("https://")).min() {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        let end = tail.find(char::is_whitespace).unwrap_or(tail.len());
+        let mut url = &tail[..end];
+        while url.ends_with(['.', ',', ')', '!', '?']) {
+            url = &url[..url.len() - 1];
+        }
+        out.push_str(&short(url));
+        rest = &tail[url.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// SMS derived from the core stays within this many segments (each is billed).
 pub const SMS_MAX_SEGMENTS: usize = 2;
 
@@ -457,6 +477,20 @@ mod tests {
         m.headline = "Ñandú ☀️ ".repeat(40);
         let sms = render(&m, "sms", false, &ctx).expect("sms").text;
         assert!(sb_core::sms::segments(&sms).segments <= SMS_MAX_SEGMENTS, "{sms}");
+    }
+
+    #[test]
+    fn links_in_a_text_are_replaced_whole() {
+        let mut n = 0;
+        let out = shorten_links("Sale: https://shop.example/sale?c=1. Or http://x.example/a, bye", |u| {
+            n += 1;
+            format!("<{n}:{u}>")
+        });
+        assert_eq!(
+            out,
+            "Sale: <1:https://shop.example/sale?c=1>. Or <2:http://x.example/a>, bye"
+        );
+        assert_eq!(shorten_links("no links", |_| unreachable!()), "no links");
     }
 
     #[test]

@@ -552,6 +552,24 @@ pub fn dispatch(
             return Ok(Vec::new());
         }
     };
+    // SMS links go through our own redirect: short, and only to the URLs of this message.
+    let mut rendered = rendered;
+    if family == "sms" && rendered.template.is_none() {
+        let base = settings.public_url.trim_end_matches('/').to_owned();
+        let mut failed = None;
+        rendered.text = render::shorten_links(&rendered.text, |url| {
+            match sb_store::links::create(c, ws, &d.id, url, now) {
+                Ok(token) => format!("{base}/l/{token}"),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                    url.to_owned()
+                }
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+    }
     let content = match &rendered.template {
         Some(t) => Content::Template(t),
         None => Content::Text(&rendered.text),

@@ -22,6 +22,7 @@ pub mod inbound;
 pub mod inventory;
 pub mod jobs;
 pub mod journeys;
+pub mod links;
 pub mod live_events;
 pub mod mailbox_sync;
 pub mod merges;

@@ -13,6 +13,7 @@ mod events;
 mod health;
 mod jobs;
 mod journeys;
+mod links;
 mod presence;
 mod profiles;
 mod segment;
@@ -49,6 +50,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(widget::router())
         .merge(attachments::router())
         .merge(unsubscribe::router())
+        .merge(links::router())
         .merge(commerce::router())
         .merge(profiles::router())
         .merge(segment::router().layer(tower_http::cors::CorsLayer::permissive()))

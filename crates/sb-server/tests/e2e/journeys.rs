@@ -821,7 +821,28 @@ async fn scenario_06_one_message_per_channel() {
         .await;
     let text = got[0]["body"].as_str().expect("sms body");
     assert!(sb_core::sms::segments(text).segments <= 2, "{text}");
-    assert!(text.contains(&format!("https://shop.example/sale?c={sam}")), "{text}");
+    // The link goes through our own redirect, to this message's URL only.
+    let short = text
+        .split_whitespace()
+        .find(|w| w.starts_with(&format!("{}/l/", s.base)))
+        .unwrap_or_else(|| panic!("a short link in {text}"))
+        .to_owned();
+    let no_follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let hop = no_follow.get(&short).send().await.expect("follow");
+    assert_eq!(hop.status(), StatusCode::FOUND);
+    assert_eq!(
+        hop.headers()["location"].to_str().expect("location"),
+        format!("https://shop.example/sale?c={sam}")
+    );
+    let forged = no_follow
+        .get(format!("{}/l/notALinkOfOurs", s.base))
+        .send()
+        .await
+        .expect("forged");
+    assert_eq!(forged.status(), StatusCode::NOT_FOUND);
 
     // E-mail: HTML and text, the one-click unsubscribe headers.
     let got = s
