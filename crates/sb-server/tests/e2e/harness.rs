@@ -475,3 +475,26 @@ impl EventStream {
         }
     }
 }
+
+/// A schema of its own on the test PostgreSQL server (`SWITCHBOARD_TEST_PG_URL`), or `None`
+/// when the variable is not set: the admin connection, the schema's name and a URL whose
+/// `search_path` is that schema. Drop it with [`drop_pg_schema`].
+pub async fn pg_schema() -> Option<(sb_sql::Db, String, String)> {
+    let url = std::env::var("SWITCHBOARD_TEST_PG_URL").ok()?;
+    let admin = sb_sql::Db::new(std::sync::Arc::new(
+        sb_sql::postgres::PgExecutor::connect(&sb_sql::postgres::PgOptions::new(url.clone()))
+            .await
+            .expect("PostgreSQL reachable"),
+    ));
+    let schema = format!("sb_e2e_{}", sb_core::new_id().replace('-', ""));
+    let ddl = format!("CREATE SCHEMA {schema}");
+    admin.write(move |c| c.execute_script(&ddl)).await.expect("schema");
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let schema_url = format!("{url}{separator}options=-c%20search_path%3D{schema}");
+    Some((admin, schema, schema_url))
+}
+
+pub async fn drop_pg_schema(admin: &sb_sql::Db, schema: &str) {
+    let ddl = format!("DROP SCHEMA {schema} CASCADE");
+    let _ = admin.write(move |c| c.execute_script(&ddl)).await;
+}

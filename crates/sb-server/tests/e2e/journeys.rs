@@ -910,3 +910,102 @@ async fn scenario_06_one_message_per_channel() {
         .await;
     assert_eq!(accepted.len(), 1, "{accepted:?}");
 }
+
+/// The journey engine on PostgreSQL: entry, a purchase that exits, the timer that fires and
+/// the delivery that goes out through the outbox, in a schema of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journeys_run_on_postgres() {
+    let Some((admin, schema, schema_url)) = crate::harness::pg_schema().await else {
+        println!("PostgreSQL half skipped: SWITCHBOARD_TEST_PG_URL is not set");
+        return;
+    };
+    let clock = sb_engine::ManualClock::new(sb_core::Clock::now_ms(&sb_core::SystemClock));
+    let s = TestServer::start_with_journeys(sb_engine::Time::Manual(clock.clone()), |c| {
+        c.database = sb_server::config::DatabaseConfig::Postgres(schema_url);
+    })
+    .await;
+    let (_, list) = s.get("/api/v1/journeys", &s.admin_token).await;
+    for j in list["items"].as_array().expect("items") {
+        let id = j["id"].as_str().expect("id");
+        s.post(&format!("/api/v1/journeys/{id}/archive"), &s.admin_token, json!({}))
+            .await;
+    }
+    let r = crate::harness::Receiver::start().await;
+    let app = s.api_account("app", &r.url).await;
+    for who in ["pg-ana", "pg-bob"] {
+        let (status, _) = s
+            .deliver(
+                &app,
+                &json!({"type": "message", "id": format!("m-{who}"), "from": {"id": who, "name": who}, "text": "hi"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let ana = customer_by(&s, "pg-ana").await;
+    let bob = customer_by(&s, "pg-bob").await;
+    let (status, created) = s
+        .post(
+            "/api/v1/journeys",
+            &s.admin_token,
+            json!({"name": "Cart on PG", "definition": {
+                "trigger": {"event": "Product Added"}, "correlation_key": "cart_id",
+                "exit_rules": [{"event": "Order Completed", "match_key": true}],
+                "goal": {"event": "Order Completed", "window_hours": 24},
+                "steps": [
+                    {"id": "idle", "type": "wait_for", "restart_on": ["Product Added"], "match_key": true, "timeout_minutes": 60},
+                    {"id": "remind", "type": "send", "purpose": "transactional",
+                     "message": {"headline": "{{ customer.name }}, your cart", "body": "{{ cart.total }}", "products": {"type": "cart"}}}
+                ]}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    s.post(&format!("/api/v1/journeys/{id}/activate"), &s.admin_token, json!({}))
+        .await;
+    cart_with(&s, &ana, &[("GLV-1", 2)]).await;
+    let bob_cart = cart_with(&s, &bob, &[("GLV-1", 1)]).await;
+    until_journey(&s, &bob, |l| !named(l, "Cart on PG").is_empty()).await;
+    let madrid = location_id(&s, "MAD-CENTRO").await;
+    let (status, placed) = s
+        .post(
+            "/api/v1/orders",
+            &s.admin_token,
+            json!({"cart_id": bob_cart, "idempotency_key": "pg-bob-1", "fulfillment": "pickup", "location_id": madrid}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let bobs = until_journey(&s, &bob, |l| {
+        named(l, "Cart on PG").first().is_some_and(|j| j["state"] == "exited")
+    })
+    .await;
+    assert_eq!(named(&bobs, "Cart on PG")[0]["converted"], true);
+    clock.advance(61 * MINUTE);
+    let anas = until_journey(&s, &ana, |l| {
+        named(l, "Cart on PG")
+            .first()
+            .is_some_and(|j| j["deliveries"][0]["state"] == "queued")
+    })
+    .await;
+    assert_eq!(named(&anas, "Cart on PG")[0]["state"], "completed");
+    let start = std::time::Instant::now();
+    while !r
+        .received()
+        .iter()
+        .any(|(_, b)| b["text"].as_str().is_some_and(|t| t.contains("pg-ana, your cart")))
+    {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "the reminder never arrived: {:?}",
+            r.received()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let to_bob = r
+        .received()
+        .iter()
+        .filter(|(_, b)| b["text"].as_str().is_some_and(|t| t.contains("pg-bob")))
+        .count();
+    assert_eq!(to_bob, 0, "the purchase stopped Bob's reminder");
+    s.server.shutdown().await;
+    crate::harness::drop_pg_schema(&admin, &schema).await;
+}

@@ -774,20 +774,10 @@ async fn an_ordered_endpoint_receives_in_event_order_and_waits_for_a_failing_eve
 /// with the message id as `webhook-id`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_run_on_postgres() {
-    let Ok(url) = std::env::var("SWITCHBOARD_TEST_PG_URL") else {
+    let Some((admin, schema, schema_url)) = crate::harness::pg_schema().await else {
         println!("PostgreSQL half skipped: SWITCHBOARD_TEST_PG_URL is not set");
         return;
     };
-    let admin = sb_sql::Db::new(Arc::new(
-        sb_sql::postgres::PgExecutor::connect(&sb_sql::postgres::PgOptions::new(url.clone()))
-            .await
-            .expect("PostgreSQL reachable"),
-    ));
-    let schema = format!("sb_e2e_{}", sb_core::new_id().replace('-', ""));
-    let ddl = format!("CREATE SCHEMA {schema}");
-    admin.write(move |c| c.execute_script(&ddl)).await.expect("schema");
-    let separator = if url.contains('?') { '&' } else { '?' };
-    let schema_url = format!("{url}{separator}options=-c%20search_path%3D{schema}");
     let s = TestServer::start_with(|c| {
         c.database = sb_server::config::DatabaseConfig::Postgres(schema_url);
         c.webhooks_allow_private_networks = true;
@@ -795,8 +785,7 @@ async fn webhooks_run_on_postgres() {
     .await;
     check_domain_events(&s).await;
     s.server.shutdown().await;
-    let ddl = format!("DROP SCHEMA {schema} CASCADE");
-    let _ = admin.write(move |c| c.execute_script(&ddl)).await;
+    crate::harness::drop_pg_schema(&admin, &schema).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
