@@ -277,6 +277,22 @@ pub struct Rich {
     /// Telegram: the text in its HTML parse mode.
     #[serde(default)]
     pub telegram_html: Option<String>,
+    /// The website widget: a card (title, text, image, button).
+    #[serde(default)]
+    pub card: Option<Card>,
+}
+
+/// A rich card in the website widget.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Card {
+    pub title: String,
+    pub text: String,
+    #[serde(default)]
+    pub image_url: Option<String>,
+    #[serde(default)]
+    pub button_label: Option<String>,
+    #[serde(default)]
+    pub button_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -201,6 +201,8 @@
     '.msg[data-direction=inbound] .bubble{background:#4f46e5;color:#fff;border-bottom-right-radius:4px}',
     '.msg[data-direction=outbound] .bubble{background:#fff;border:1px solid #e5e7eb;border-bottom-left-radius:4px}',
     '.msg[data-status=sending] .bubble{opacity:.65}',
+    '.card{display:grid;gap:6px}.card img{max-width:100%;border-radius:8px}',
+    '.card-button{display:inline-block;justify-self:start;background:#4f46e5;color:#fff;text-decoration:none;padding:6px 12px;border-radius:8px;font-weight:600}',
     '.msg[data-status=failed] .bubble{background:#fee2e2;color:#991b1b}',
     '.chan{display:block;font-size:10px;text-transform:uppercase;letter-spacing:.04em;opacity:.75;margin-bottom:2px}',
     '.att{display:block;margin-top:4px;color:inherit}',
@@ -351,7 +353,24 @@
     n.textContent = '';
     var bubble = el('div', { class: 'bubble' });
     if (m.channel && m.channel !== 'widget') bubble.appendChild(el('span', { class: 'chan', 'data-sb': 'channel' }, m.channel));
-    if (m.body) bubble.appendChild(el('div', { class: 'body', 'data-sb': 'body' }, m.body));
+    if (m.card && m.card.title) {
+      // An automated message as a card: image, title, text, button (links only to http(s)).
+      var card = el('div', { class: 'card', 'data-sb': 'card' });
+      if (m.card.image_url && /^https?:\/\//.test(m.card.image_url)) {
+        var pic = el('img', { alt: '', loading: 'lazy' });
+        pic.src = m.card.image_url;
+        card.appendChild(pic);
+      }
+      card.appendChild(el('strong', { 'data-sb': 'card-title' }, m.card.title));
+      if (m.card.text) card.appendChild(el('div', { class: 'body', 'data-sb': 'body' }, m.card.text));
+      if (m.card.button_url && /^https?:\/\//.test(m.card.button_url)) {
+        var go = el('a', { class: 'card-button', 'data-sb': 'card-button', target: '_blank', rel: 'noopener noreferrer' },
+          m.card.button_label || 'Open');
+        go.href = m.card.button_url;
+        card.appendChild(go);
+      }
+      bubble.appendChild(card);
+    } else if (m.body) bubble.appendChild(el('div', { class: 'body', 'data-sb': 'body' }, m.body));
     (m.attachments || []).forEach(function (a) {
       var url = attachmentUrl(a);
       var isImg = /^image\//.test(a.content_type || '');

@@ -236,6 +236,12 @@ pub fn message_payload(m: &Message) -> serde_json::Value {
         "error_code": m.error_code,
         "error_message": m.error_message,
         "sent_at": rfc3339(m.sent_at),
+        // An automated message's card, for the website widget.
+        "card": m.meta_json.as_deref()
+            .filter(|_| m.direction == "outbound")
+            .and_then(|meta| serde_json::from_str::<serde_json::Value>(meta).ok())
+            .map(|meta| meta["rich"]["card"].clone())
+            .unwrap_or(serde_json::Value::Null),
     })
 }
 

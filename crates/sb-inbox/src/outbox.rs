@@ -232,6 +232,7 @@ pub async fn reply(
                     author,
                     content,
                     purpose: request.purpose,
+                    meta_json: None,
                 },
                 now,
             )?;
@@ -276,6 +277,7 @@ pub fn notify_customer(
         author: Author::System,
         content: Content::Text(text),
         purpose,
+        meta_json: None,
     };
     match queue_reply(c, channels, &conversation, &account, draft, now)? {
         Ok(queued) => Ok(Some(queued)),
@@ -348,6 +350,8 @@ pub struct Draft<'a> {
     pub author: Author<'a>,
     pub content: Content<'a>,
     pub purpose: Purpose,
+    /// Channel details stored with the message (an automated message's richer parts).
+    pub meta_json: Option<&'a str>,
 }
 
 /// What an outbound message says.
@@ -375,6 +379,7 @@ pub(crate) fn queue_reply(
         author,
         content,
         purpose,
+        meta_json,
     } = draft;
     let option = option_for(c, channels, conversation, account, now)?;
     if let Err(refusal) = sb_store::consents::may_send(
@@ -492,7 +497,7 @@ pub(crate) fn queue_reply(
         attachments_json: &attachments_json,
         template_json: template_json.as_deref(),
         purpose: purpose.as_str(),
-        meta_json: None,
+        meta_json,
     };
     let message = messages::insert(c, &new, now)?.ok_or(StoreError::Conflict("reply".into()))?;
     attachments::claim_unowned(c, &conversation.workspace_id, files, &message.id)?;

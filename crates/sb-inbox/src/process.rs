@@ -329,6 +329,7 @@ fn send_auto_reply(
             author,
             content,
             purpose: sb_core::inbox::Purpose::Conversation,
+            meta_json: None,
         },
         now,
     )? {

@@ -384,6 +384,7 @@ pub fn visitor_message(payload: &serde_json::Value) -> serde_json::Value {
         "channel": payload["channel"],
         "body": payload["body"],
         "attachments": attachments,
+        "card": payload["card"],
         "status": payload["status"],
         "sent_at": payload["sent_at"],
     })
@@ -963,6 +964,7 @@ pub async fn handoff(
                     author: Author::System,
                     content,
                     purpose: Purpose::Conversation,
+                    meta_json: None,
                 },
                 now,
             )? {
@@ -991,6 +993,7 @@ pub async fn handoff(
                             author: Author::System,
                             content,
                             purpose: Purpose::Conversation,
+                            meta_json: None,
                         },
                         now,
                     )??

@@ -345,6 +345,27 @@ pub fn render(message: &Message, channel: &str, template_only: bool, context: &V
             image_url: core.image_url.clone(),
             ..Default::default()
         }),
+        "widget" if v.widget.is_none() => Some(sb_channels::Rich {
+            card: Some(sb_channels::Card {
+                title: core.headline.clone(),
+                text: [
+                    core.body.clone(),
+                    core.products
+                        .iter()
+                        .map(|p| format!("• {p}"))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                ]
+                .into_iter()
+                .filter(|t| !t.trim().is_empty())
+                .collect::<Vec<_>>()
+                .join("\n\n"),
+                image_url: core.image_url.clone(),
+                button_label: core.cta.as_ref().map(|(label, _)| label.clone()),
+                button_url: core.cta.as_ref().map(|(_, url)| url.clone()),
+            }),
+            ..Default::default()
+        }),
         "instagram" | "messenger" => Some(sb_channels::Rich {
             image_url: core.image_url.clone(),
             quick_replies,

@@ -574,17 +574,18 @@ pub fn dispatch(
         Some(t) => Content::Template(t),
         None => Content::Text(&rendered.text),
     };
+    let meta = rendered
+        .rich
+        .as_ref()
+        .map(|rich| serde_json::json!({ "rich": rich }).to_string());
     let draft = Draft {
         author: Author::System,
         content,
         purpose: send.purpose,
+        meta_json: meta.as_deref(),
     };
     match outbox::queue_automated(c, channels, ws, &d.customer_id, &choice.account, draft, now)? {
         Ok((message, event)) => {
-            if let Some(rich) = &rendered.rich {
-                let meta = serde_json::json!({ "rich": rich }).to_string();
-                sb_store::messages::set_meta(c, ws, &message.id, &meta)?;
-            }
             settle(
                 c,
                 Outcome {

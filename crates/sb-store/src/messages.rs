@@ -132,18 +132,6 @@ pub fn set_idempotency_key(c: &mut dyn Conn, ws: &str, id: &str, key: &str) -> R
     Ok(())
 }
 
-/// Channel details of an outbound message (an automated message's richer parts), written in
-/// the transaction that queued it.
-pub fn set_meta(c: &mut dyn Conn, ws: &str, id: &str, meta_json: &str) -> Result<()> {
-    c.execute(
-        &Stmt::new("UPDATE messages SET meta_json = :meta WHERE workspace_id = :ws AND id = :id")
-            .bind("meta", meta_json)
-            .bind("ws", ws)
-            .bind("id", id),
-    )?;
-    Ok(())
-}
-
 /// The thread in time order; `after` is `(sent_at, id)` of the previous page's last message.
 pub fn thread(
     c: &mut dyn Conn,

@@ -677,8 +677,8 @@ async fn customer_by(s: &TestServer, q: &str) -> String {
         .to_owned()
 }
 
-/// Scenario 6: one message, written once, sent to five customers whose preferred channels
-/// differ, as each provider's simulator received it.
+/// Scenario 6: one message, written once, sent to six customers whose preferred channels
+/// differ, as each provider's simulator (and the visitor's widget) received it.
 #[tokio::test]
 async fn scenario_06_one_message_per_channel() {
     let clock = sb_engine::ManualClock::new(sb_core::Clock::now_ms(&sb_core::SystemClock));
@@ -753,12 +753,19 @@ async fn scenario_06_one_message_per_channel() {
     };
     let ida = conversations("instagram").await;
     let tomas = conversations("telegram").await;
+    // A website visitor, with the chat open.
+    let token = crate::widget_client::demo_website_token(&s);
+    let visitor = crate::widget_client::Widget::start(&s, &token).await;
+    visitor.say("w-1", "hello").await;
+    let mut socket = visitor.connect(None).await;
+    let vera = conversations("widget").await;
     for (customer, channel) in [
         (&wanda, "whatsapp"),
         (&sam, "twilio_sms"),
         (&emma, "email"),
         (&ida, "instagram"),
         (&tomas, "telegram"),
+        (&vera, "widget"),
     ] {
         consent(&s, customer, channel).await;
     }
@@ -794,7 +801,7 @@ async fn scenario_06_one_message_per_channel() {
         .post(&format!("/api/v1/journeys/{id}/activate"), &marketer, json!({}))
         .await;
     assert_eq!(status, StatusCode::OK);
-    for customer in [&wanda, &sam, &emma, &ida, &tomas] {
+    for customer in [&wanda, &sam, &emma, &ida, &tomas, &vera] {
         cart_with(&s, customer, &[("GLV-1", 1)]).await;
     }
 
@@ -902,6 +909,21 @@ async fn scenario_06_one_message_per_channel() {
         "{caption}"
     );
     assert!(caption.contains("<a href=\"https://shop.example/sale?c="), "{caption}");
+    // The website widget: a card, live on the visitor's socket.
+    let card = loop {
+        let frame = socket.next_of("message.created").await;
+        if frame["message"]["direction"] == "outbound" {
+            break frame["message"]["card"].clone();
+        }
+    };
+    assert_eq!(card["title"], "Tom & Jerry <3 spring sale", "{card}");
+    assert_eq!(card["image_url"], "https://shop.example/img/spring.jpg");
+    assert_eq!(card["button_label"], "Shop the sale");
+    assert!(
+        card["text"].as_str().is_some_and(|t| t.contains("Wool gloves")),
+        "{card}"
+    );
+
     // The Bot API accepted the markup (the simulator parses it as Telegram does).
     let accepted = s
         .provider_calls(&tg, "/_sim/telegram/sent", 1, |r| {
