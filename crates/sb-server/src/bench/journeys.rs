@@ -348,3 +348,26 @@ async fn run(dir: &std::path::Path, args: &JourneysBenchArgs) -> Result<JourneyF
         rss_ratio_to_target: rss_waiting.max(rss_peak) / TARGET_RSS_MB,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bench at a small scale, so that it keeps running: every purchase is evaluated,
+    /// every timer fires once, and the figures are finite.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_journeys_bench_runs_at_a_small_scale() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let args = JourneysBenchArgs {
+            instances: 2_000,
+            timers_per_sec: 2_000,
+            timeout_secs: 120,
+            json: false,
+        };
+        let f = run(dir.path(), &args).await.expect("the bench runs");
+        assert_eq!((f.timers, f.exit_events), (200, 200));
+        assert!(f.exit_events_per_sec > 0.0 && f.enter_events_per_sec > 0.0);
+        assert!(f.lateness_max_ms >= 0.0 && f.lateness_max_ms.is_finite());
+        assert!(f.rss_mb_waiting > 0.0);
+    }
+}
