@@ -442,7 +442,7 @@ impl Definition {
                     }
                 }
                 Action::Send(send) => send.validate(id)?,
-                Action::Branch { condition, .. } => condition.validate(id, &properties_of)?,
+                Action::Branch { condition, .. } => condition.validate(id)?,
                 Action::Exit => {}
             }
         }
@@ -544,11 +544,7 @@ impl SendStep {
 }
 
 impl Condition {
-    fn validate(
-        &self,
-        step: Option<&str>,
-        _properties_of: &dyn Fn(&str) -> Option<Vec<String>>,
-    ) -> Result<(), Invalid> {
+    fn validate(&self, step: Option<&str>) -> Result<(), Invalid> {
         match self {
             Condition::Purchased { sku } if sku.trim().is_empty() => Err(invalid(
                 "invalid_condition",
@@ -560,7 +556,7 @@ impl Condition {
                 step,
                 "name the trait the condition looks at",
             )),
-            Condition::Not { condition } => condition.validate(step, _properties_of),
+            Condition::Not { condition } => condition.validate(step),
             _ => Ok(()),
         }
     }

@@ -9,7 +9,7 @@ pub mod context;
 pub mod render;
 pub mod runner;
 
-pub use runner::{Journeys, Round, Settings};
+pub use runner::{Journeys, Settings};
 
 use sb_core::journey::{Action, Definition, Invalid};
 

@@ -61,7 +61,6 @@ pub struct Rendered {
     /// WhatsApp outside the window: the approved template with its parameters.
     pub template: Option<TemplateSend>,
     pub subject: Option<String>,
-    pub image_url: Option<String>,
     /// What the channel shows beyond the text (e-mail HTML, an image, quick replies,
     /// Telegram's HTML).
     pub rich: Option<sb_channels::Rich>,
@@ -266,7 +265,6 @@ pub fn render(message: &Message, channel: &str, template_only: bool, context: &V
         text: String::new(),
         template: None,
         subject: None,
-        image_url: core.image_url.clone(),
         rich: None,
     };
     out.text = match channel {

@@ -25,7 +25,6 @@ use sb_store::deliveries::{self, Delivery, NewDelivery, Outcome};
 use sb_store::journeys::{self, Definitions, Instance, Move};
 use sb_store::live_events::LiveEvent;
 use sb_store::{Conn, Store, StoreError, carts, profiles};
-use tokio::sync::Notify;
 
 use crate::{choose, context, render};
 
@@ -64,14 +63,6 @@ struct Inner {
     live: Live,
     time: Time,
     settings: Settings,
-    wake: Notify,
-}
-
-/// What one round did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Round {
-    pub steps: usize,
-    pub deliveries: usize,
 }
 
 impl Journeys {
@@ -84,18 +75,8 @@ impl Journeys {
                 live,
                 time,
                 settings,
-                wake: Notify::new(),
             }),
         }
-    }
-
-    /// Something may be due now (an event entered or moved an instance).
-    pub fn wake(&self) {
-        self.inner.wake.notify_one();
-    }
-
-    pub fn settings(&self) -> &Settings {
-        &self.inner.settings
     }
 
     /// Runs the step loop and the delivery loop until `stop`.
@@ -129,7 +110,7 @@ impl Journeys {
     }
 
     /// After a round that started at `at`: goes on at once when it did something; else
-    /// sleeps until the next due time, a wake-up or a short poll (events of other paths and
+    /// sleeps until the next due time or a short poll (events of other paths and
     /// nodes enter instances without a wake-up). False once stopped.
     async fn idle(
         &self,
@@ -161,18 +142,9 @@ impl Journeys {
         let deadline = next.map_or(now + 60_000, |n| if n <= at { now + 250 } else { n });
         tokio::select! {
             _ = self.inner.time.sleep_until(deadline) => true,
-            _ = self.inner.wake.notified() => true,
             _ = tokio::time::sleep(Duration::from_millis(250)) => true,
             _ = stop.wait_for(|s| *s) => false,
         }
-    }
-
-    /// Runs what is due now: a batch of steps, then a batch of deliveries.
-    pub async fn round(&self) -> Result<Round, StoreError> {
-        Ok(Round {
-            steps: self.steps().await?,
-            deliveries: self.deliveries().await?,
-        })
     }
 
     /// One batch of due instances, in one transaction; how many were due.

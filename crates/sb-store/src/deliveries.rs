@@ -144,18 +144,6 @@ pub fn marketing_sent_since(c: &mut dyn Conn, ws: &str, customer_id: &str, since
     .get("n")?)
 }
 
-pub fn for_customer(c: &mut dyn Conn, ws: &str, customer_id: &str, limit: i64) -> Result<Vec<Delivery>> {
-    Ok(c.fetch_all(
-        &Stmt::new(format!(
-            "SELECT {COLUMNS} FROM deliveries WHERE workspace_id = :ws AND customer_id = :customer
-             ORDER BY created_at DESC, id DESC LIMIT :limit"
-        ))
-        .bind("ws", ws)
-        .bind("customer", customer_id)
-        .bind("limit", limit),
-    )?)
-}
-
 pub fn for_instance(c: &mut dyn Conn, ws: &str, instance_id: &str) -> Result<Vec<Delivery>> {
     Ok(c.fetch_all(
         &Stmt::new(format!(
